@@ -1,0 +1,290 @@
+"""Settings: one place, safe defaults, validated at start-up.
+
+Precedence (DESIGN.md): defaults < TOML file < ``NOCTIS_<SECTION>_<KEY>``
+environment variables < command-line flags.  Every field here is documented
+in ``config/noctis.example.toml``; a test keeps the two in step.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+class SettingsError(ValueError):
+    """A setting is missing, malformed or out of range; the message says which."""
+
+
+@dataclass(frozen=True)
+class StorageSettings:
+    data_dir: str = "./data"
+    #: Index URL: ``sqlite:///path`` or ``postgresql://...``; empty = SQLite in data_dir.
+    db: str = ""
+    #: ``always``: fsync every blob and its directory before acknowledging (survives power loss);
+    #: ``never``: rely on the OS (survives a process crash, not a power cut).
+    fsync: str = "always"
+    #: What a second instance with a known SOP Instance UID does: ``overwrite`` or ``keep_first``.
+    duplicates: str = "overwrite"
+    #: Refuse new instances (out of resources) when free disk falls below this many MiB.
+    min_free_mb: int = 64
+    #: Largest number of index writes grouped into one transaction.
+    max_batch: int = 256
+
+
+@dataclass(frozen=True)
+class QuerySettings:
+    #: Server-side maximum of results per query (QIDO-RS limit, C-FIND responses).
+    max_results: int = 1000
+    #: PN matching ignores case and accents (PS3.4 C.2.2.2.4 allows it as an option).
+    case_insensitive_pn: bool = True
+
+
+@dataclass(frozen=True)
+class RemoteAE:
+    ae_title: str
+    host: str
+    port: int
+    #: Permissions when access control is on: any of store, query, retrieve.
+    permissions: tuple[str, ...] = ("store", "query", "retrieve")
+    #: When true, an association from this AE title must come from ``host``.
+    check_host: bool = False
+
+
+@dataclass(frozen=True)
+class DimseSettings:
+    enabled: bool = True
+    ae_title: str = "NOCTIS"
+    host: str = "0.0.0.0"
+    port: int = 4242
+    max_associations: int = 32
+    acse_timeout: float = 30.0
+    dimse_timeout: float = 60.0
+    network_timeout: float = 60.0
+    max_pdu: int = 0
+    #: ``open`` accepts any calling AE title; ``allow_list`` only the remotes below.
+    access_control: str = "open"
+    tls_certificate: str = ""
+    tls_key: str = ""
+    tls_ca: str = ""
+    tls_require_client_certificate: bool = False
+    #: Number of DIMSE worker processes sharing the port (SO_REUSEPORT); 1 = in-process.
+    workers: int = 1
+    remotes: Mapping[str, RemoteAE] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class HttpSettings:
+    enabled: bool = True
+    host: str = "0.0.0.0"
+    port: int = 8042
+    #: Public base URL used in RetrieveURL / BulkDataURI; empty = from the request
+    #: (honouring X-Forwarded-Host / X-Forwarded-Proto).
+    public_base_url: str = ""
+    cors_origins: tuple[str, ...] = ("*",)
+    #: STOW-RS request body limit in MiB (413 above it).
+    max_upload_mb: int = 4096
+    workers: int = 1
+
+
+@dataclass(frozen=True)
+class LoggingSettings:
+    level: str = "INFO"
+    #: ``json`` (one object per line) or ``text``.
+    format: str = "text"
+
+
+@dataclass(frozen=True)
+class RenderingSettings:
+    #: Memory bound of the MPR/MIP volume cache, in MiB.
+    volume_cache_mb: int = 1024
+    thumbnail_size: int = 128
+    jpeg_quality: int = 90
+
+
+@dataclass(frozen=True)
+class WorkflowSettings:
+    #: Seconds without a new instance after which a study is stable.
+    stable_after_seconds: float = 60.0
+    #: Offer IN PROGRESS steps in worklist answers as well as SCHEDULED ones.
+    worklist_include_in_progress: bool = False
+    webhooks: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Settings:
+    storage: StorageSettings = field(default_factory=StorageSettings)
+    query: QuerySettings = field(default_factory=QuerySettings)
+    dimse: DimseSettings = field(default_factory=DimseSettings)
+    http: HttpSettings = field(default_factory=HttpSettings)
+    logging: LoggingSettings = field(default_factory=LoggingSettings)
+    rendering: RenderingSettings = field(default_factory=RenderingSettings)
+    workflow: WorkflowSettings = field(default_factory=WorkflowSettings)
+
+    @property
+    def db_url(self) -> str:
+        if self.storage.db:
+            return self.storage.db
+        return f"sqlite:///{Path(self.storage.data_dir) / 'index.sqlite3'}"
+
+
+SECTIONS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(Settings))
+_CHOICES: Mapping[tuple[str, str], tuple[str, ...]] = {
+    ("storage", "fsync"): ("always", "never"),
+    ("storage", "duplicates"): ("overwrite", "keep_first"),
+    ("dimse", "access_control"): ("open", "allow_list"),
+    ("logging", "format"): ("json", "text"),
+    ("logging", "level"): ("DEBUG", "INFO", "WARNING", "ERROR"),
+}
+
+
+def _convert(value: Any, hint: Any, where: str) -> Any:
+    origin = typing.get_origin(hint)
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+        text = str(value).strip().lower()
+        if text in ("1", "true", "yes", "on"):
+            return True
+        if text in ("0", "false", "no", "off", ""):
+            return False
+        raise SettingsError(f"{where}: expected true or false, got {value!r}")
+    if hint is int or hint is float:
+        try:
+            return hint(value)
+        except (TypeError, ValueError):
+            raise SettingsError(f"{where}: expected a number, got {value!r}") from None
+    if hint is str:
+        if not isinstance(value, str | int | float):
+            raise SettingsError(f"{where}: expected text, got {value!r}")
+        return str(value)
+    if origin is tuple:
+        if isinstance(value, str):
+            value = [v.strip() for v in value.split(",") if v.strip()]
+        if not isinstance(value, list | tuple):
+            raise SettingsError(f"{where}: expected a list, got {value!r}")
+        return tuple(str(v) for v in value)
+    return value
+
+
+def _remotes(raw: Any) -> dict[str, RemoteAE]:
+    if not isinstance(raw, Mapping):
+        raise SettingsError("dimse.remotes: expected a table of [dimse.remotes.NAME]")
+    out: dict[str, RemoteAE] = {}
+    for name, spec in raw.items():
+        where = f"dimse.remotes.{name}"
+        if not isinstance(spec, Mapping):
+            raise SettingsError(f"{where}: expected ae_title, host, port")
+        missing = [k for k in ("ae_title", "host", "port") if k not in spec]
+        if missing:
+            raise SettingsError(f"{where}: missing {', '.join(missing)}")
+        perms = _convert(
+            spec.get("permissions", ["store", "query", "retrieve"]), tuple[str, ...], where
+        )
+        bad = set(perms) - {"store", "query", "retrieve"}
+        if bad:
+            raise SettingsError(f"{where}.permissions: unknown {sorted(bad)}")
+        out[str(name)] = RemoteAE(
+            ae_title=str(spec["ae_title"]),
+            host=str(spec["host"]),
+            port=_convert(spec["port"], int, f"{where}.port"),
+            permissions=perms,
+            check_host=_convert(spec.get("check_host", False), bool, where),
+        )
+    return out
+
+
+def _section(cls: type[Any], name: str, values: Mapping[str, Any]) -> Any:
+    hints = typing.get_type_hints(cls)
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = set(values) - known
+    if unknown:
+        raise SettingsError(f"[{name}]: unknown setting(s) {', '.join(sorted(unknown))}")
+    kwargs: dict[str, Any] = {}
+    for key, value in values.items():
+        where = f"{name}.{key}"
+        if name == "dimse" and key == "remotes":
+            kwargs[key] = _remotes(value)
+            continue
+        converted = _convert(value, hints[key], where)
+        choices = _CHOICES.get((name, key))
+        if choices is not None:
+            if key == "level":
+                converted = str(converted).upper()
+            if converted not in choices:
+                raise SettingsError(f"{where}: {converted!r} is not one of {', '.join(choices)}")
+        kwargs[key] = converted
+    return cls(**kwargs)
+
+
+def _env_values(environ: Mapping[str, str]) -> dict[str, dict[str, str]]:
+    out: dict[str, dict[str, str]] = {}
+    for section in SECTIONS:
+        prefix = f"NOCTIS_{section.upper()}_"
+        for var, value in environ.items():
+            if var.startswith(prefix):
+                out.setdefault(section, {})[var[len(prefix) :].lower()] = value
+    return out
+
+
+def load_settings(
+    config_file: str | os.PathLike[str] | None = None,
+    *,
+    environ: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Mapping[str, Any]] | None = None,
+) -> Settings:
+    """Merge defaults, the TOML file, the environment and flag overrides.
+
+    ``overrides`` is ``{section: {key: value}}`` with ``None`` values ignored.
+    """
+    environ = os.environ if environ is None else environ
+    merged: dict[str, dict[str, Any]] = {s: {} for s in SECTIONS}
+    path = config_file or environ.get("NOCTIS_CONFIG")
+    if path:
+        try:
+            with open(path, "rb") as fh:
+                data = tomllib.load(fh)
+        except FileNotFoundError:
+            raise SettingsError(f"config file {path} not found") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise SettingsError(f"config file {path}: {exc}") from None
+        unknown = set(data) - set(SECTIONS)
+        if unknown:
+            raise SettingsError(f"{path}: unknown section(s) {', '.join(sorted(unknown))}")
+        for section, values in data.items():
+            merged[section].update(values)
+    for section, values in _env_values(environ).items():
+        merged[section].update(values)
+    for section, values in (overrides or {}).items():
+        merged[section].update({k: v for k, v in values.items() if v is not None})
+    sections = {
+        f.name: _section(typing.get_type_hints(Settings)[f.name], f.name, merged[f.name])
+        for f in dataclasses.fields(Settings)
+    }
+    settings = Settings(**sections)
+    _validate(settings)
+    return settings
+
+
+def _validate(settings: Settings) -> None:
+    for where, port in (("http.port", settings.http.port), ("dimse.port", settings.dimse.port)):
+        if not 0 <= port <= 65535:
+            raise SettingsError(f"{where}: {port} is not a TCP port")
+    title = settings.dimse.ae_title
+    if not 0 < len(title) <= 16 or "\\" in title:
+        raise SettingsError("dimse.ae_title: 1 to 16 characters, no backslash (PS3.5 AE VR)")
+    url = settings.db_url
+    if not (url.startswith("sqlite:///") or url.startswith(("postgresql://", "postgres://"))):
+        raise SettingsError(
+            f"storage.db: {url!r} is neither sqlite:///PATH nor postgresql://..."
+        )
+    if settings.query.max_results < 1:
+        raise SettingsError("query.max_results: must be at least 1")
+    tls = settings.dimse
+    if bool(tls.tls_certificate) != bool(tls.tls_key):
+        raise SettingsError("dimse.tls_certificate and dimse.tls_key go together")

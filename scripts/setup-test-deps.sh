@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Installs what the test suite needs beyond the virtualenv: dcmtk's command-line
+# tools (Debian package) and a reachable PostgreSQL server.
+set -euo pipefail
+
+need_apt=()
+command -v storescu >/dev/null 2>&1 || need_apt+=(dcmtk)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  echo "setup: installing ${need_apt[*]} from Debian's packages"
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}" >/dev/null
+fi
+
+url="${NOCTIS_TEST_PG_URL:-postgresql://postgres@127.0.0.1:5432/postgres}"
+if ! pg_isready -q -d "$url" 2>/dev/null; then
+  if command -v pg_ctlcluster >/dev/null 2>&1 && [ -d /etc/postgresql ]; then
+    echo "setup: starting the local PostgreSQL cluster"
+    pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -1)" main start || true
+    for _ in $(seq 1 30); do pg_isready -q -d "$url" && break; sleep 1; done
+  fi
+fi
+if ! pg_isready -q -d "$url" 2>/dev/null; then
+  echo "setup: PostgreSQL at $url is not reachable; the PostgreSQL tests will fail." >&2
+  echo "setup: start it (pg_ctlcluster ... main start) or set NOCTIS_TEST_PG_URL." >&2
+fi

@@ -1,0 +1,352 @@
+"""The archive: the only public face of ``storage/``.
+
+Protocols and the CLI call this class; nothing outside ``storage/`` knows
+how blobs are laid out or what the index looks like.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from noctis_pacs.model import Level, Match, MatchKind, Query, QueryResult
+from noctis_pacs.settings import Settings
+from storage.blobstore import FileSystemBlobStore
+from storage.db import Connection, Database, open_database
+from storage.index import Q, remove_instance
+from storage.ingest import Ingestor, Origin, Status, StoreOutcome
+from storage.parse import BASE_URL_PLACEHOLDER, ParseError
+from storage.query import LOCATOR_COLUMNS, Compiler, QueryError, row_to_dict
+from storage.schema import ensure_schema
+from storage.writer import IndexWriter
+
+log = logging.getLogger("noctis.storage")
+
+__all__ = [
+    "Archive",
+    "BASE_URL_PLACEHOLDER",
+    "InstanceLocation",
+    "Origin",
+    "QueryError",
+    "Status",
+    "StoreOutcome",
+]
+
+Progress = Callable[[int, int | None], None]
+
+
+@dataclass(frozen=True)
+class InstanceLocation:
+    """Where one instance's bytes are, and what they are."""
+
+    sop_uid: str
+    sop_class_uid: str
+    transfer_syntax_uid: str
+    blob_key: str
+    size: int
+    frames_json: str | None
+    series_uid: str
+    study_uid: str
+    number_of_frames: int | None
+
+    @property
+    def frames(self) -> list[list[tuple[int, int]]] | None:
+        """Byte ranges of each frame (fragments in order), ``None`` when not recorded."""
+        if self.frames_json is None:
+            return None
+        return [[(int(o), int(n)) for o, n in frame] for frame in json.loads(self.frames_json)]
+
+
+def _uid_match(keyword: str, uid: str | None) -> list[Match]:
+    return [Match(keyword, MatchKind.SINGLE, (uid,))] if uid else []
+
+
+class Archive:
+    def __init__(self, settings: Settings, *, db: Database | None = None) -> None:
+        self.settings = settings
+        storage = settings.storage
+        self.db = db or open_database(
+            settings.db_url, synchronous="FULL" if storage.fsync == "always" else "NORMAL"
+        )
+        ensure_schema(self.db)
+        self.blobs = FileSystemBlobStore(
+            Path(storage.data_dir),
+            fsync=storage.fsync == "always",
+            min_free_bytes=storage.min_free_mb * 2**20,
+        )
+        self.writer = IndexWriter(self.db, max_batch=storage.max_batch)
+        self.ingestor = Ingestor(
+            self.blobs, self.writer, overwrite=storage.duplicates == "overwrite"
+        )
+        self.compiler = Compiler(self.db.placeholder)
+        self.max_results = settings.query.max_results
+
+    def close(self) -> None:
+        self.writer.close()
+        self.db.close()
+
+    # -- ingest -------------------------------------------------------------------------
+
+    def store_stream(
+        self, stream: BinaryIO, origin: Origin, *, expected_study_uid: str | None = None
+    ) -> StoreOutcome:
+        return self.ingestor.store_stream(stream, origin, expected_study_uid=expected_study_uid)
+
+    def store_bytes(
+        self, data: bytes, origin: Origin, *, expected_study_uid: str | None = None
+    ) -> StoreOutcome:
+        return self.ingestor.store_bytes(data, origin, expected_study_uid=expected_study_uid)
+
+    def store_path(
+        self,
+        path: Path,
+        origin: Origin,
+        *,
+        move: bool = False,
+        expected_study_uid: str | None = None,
+    ) -> StoreOutcome:
+        return self.ingestor.store_path(
+            path, origin, move=move, expected_study_uid=expected_study_uid
+        )
+
+    def store_dataset_bytes(
+        self,
+        dataset: bytes | Iterable[bytes],
+        *,
+        transfer_syntax_uid: str,
+        sop_class_uid: str,
+        sop_instance_uid: str,
+        origin: Origin,
+    ) -> StoreOutcome:
+        return self.ingestor.store_dataset_bytes(
+            dataset,
+            transfer_syntax_uid=transfer_syntax_uid,
+            sop_class_uid=sop_class_uid,
+            sop_instance_uid=sop_instance_uid,
+            origin=origin,
+        )
+
+    def spool_path(self) -> Path:
+        """A temporary path inside the store; ``store_path(..., move=True)`` adopts it."""
+        return self.blobs.new_temp_path()
+
+    # -- query --------------------------------------------------------------------------
+
+    def query(self, query: Query) -> QueryResult:
+        """Run ``query``; ``total`` when ``count_total``; ``truncated`` when the server
+        maximum cut the results short (callers add a warning)."""
+        compiled = self.compiler.compile(query, max_results=self.max_results)
+        limit = self.max_results if query.limit is None else min(query.limit, self.max_results)
+        with self.db.reader() as conn:
+            rows = conn.positional(compiled.sql, compiled.params).fetchall()
+            total = None
+            if query.count_total:
+                total = int(conn.positional(compiled.count_sql, compiled.count_params).fetchone()[0])
+        more = len(rows) > limit
+        rows = rows[:limit]
+        server_cut = more and (query.limit is None or query.limit > self.max_results)
+        result = QueryResult(
+            rows=[row_to_dict(compiled.keywords, r) for r in rows],
+            total=total,
+            truncated=server_cut,
+        )
+        return result
+
+    def ignored_keys(self, query: Query) -> list[str]:
+        """Keys of ``query`` the engine cannot match on (protocols warn about them)."""
+        return self.compiler.compile(query, max_results=1).ignored
+
+    def locate(self, query: Query) -> list[InstanceLocation]:
+        """Every instance under the entities ``query`` matches (any level), in order."""
+        image_query = Query(level=Level.IMAGE, matches=query.matches, fuzzy=query.fuzzy)
+        compiled = self.compiler.compile(image_query, max_results=10**9, select=LOCATOR_COLUMNS)
+        with self.db.reader() as conn:
+            rows = conn.positional(compiled.sql, compiled.params).fetchall()
+        return [
+            InstanceLocation(
+                sop_uid=r[0],
+                sop_class_uid=r[1],
+                transfer_syntax_uid=r[2],
+                blob_key=r[3],
+                size=int(r[4]),
+                frames_json=r[5],
+                series_uid=r[6],
+                study_uid=r[7],
+                number_of_frames=r[8],
+            )
+            for r in rows
+        ]
+
+    def locate_uids(
+        self, study_uid: str | None = None, series_uid: str | None = None, sop_uid: str | None = None
+    ) -> list[InstanceLocation]:
+        matches = (
+            _uid_match("StudyInstanceUID", study_uid)
+            + _uid_match("SeriesInstanceUID", series_uid)
+            + _uid_match("SOPInstanceUID", sop_uid)
+        )
+        return self.locate(Query(level=Level.IMAGE, matches=tuple(matches)))
+
+    def metadata(
+        self, study_uid: str, series_uid: str | None = None, sop_uid: str | None = None
+    ) -> list[str]:
+        """Stored DICOM JSON objects (with ``BASE_URL_PLACEHOLDER`` in bulk data URIs)."""
+        matches = (
+            _uid_match("StudyInstanceUID", study_uid)
+            + _uid_match("SeriesInstanceUID", series_uid)
+            + _uid_match("SOPInstanceUID", sop_uid)
+        )
+        compiled = self.compiler.compile(
+            Query(level=Level.IMAGE, matches=tuple(matches)),
+            max_results=10**9,
+            select=("i.metadata",),
+        )
+        with self.db.reader() as conn:
+            return [r[0] for r in conn.positional(compiled.sql, compiled.params).fetchall()]
+
+    # -- retrieve -----------------------------------------------------------------------
+
+    def open_blob(self, location: InstanceLocation) -> BinaryIO:
+        return self.blobs.open(location.blob_key)
+
+    def blob_path(self, location: InstanceLocation) -> Path | None:
+        return self.blobs.local_path(location.blob_key)
+
+    def iter_blob(self, location: InstanceLocation, chunk: int = 1 << 20) -> Iterator[bytes]:
+        with self.blobs.open(location.blob_key) as fh:
+            while data := fh.read(chunk):
+                yield data
+
+    def frame_bytes(self, location: InstanceLocation, number: int) -> bytes:
+        """Bytes of frame ``number`` (1-based) as stored: native, or concatenated fragments."""
+        frames = location.frames
+        if frames is None:
+            raise LookupError("frame offsets were not recorded for this instance")
+        if not 1 <= number <= len(frames):
+            raise IndexError(f"frame {number} does not exist (the instance has {len(frames)})")
+        with self.blobs.open(location.blob_key) as fh:
+            parts = []
+            for offset, length in frames[number - 1]:
+                fh.seek(offset)
+                parts.append(fh.read(length))
+        return b"".join(parts)
+
+    # -- admin --------------------------------------------------------------------------
+
+    def delete(
+        self, *, study_uid: str | None = None, series_uid: str | None = None,
+        sop_uid: str | None = None,
+    ) -> int:
+        """Delete matching instances: index first (one transaction), blobs after."""
+        if not (study_uid or series_uid or sop_uid):
+            raise ValueError("delete needs a study, series or instance UID")
+        locations = self.locate_uids(study_uid, series_uid, sop_uid)
+        if not locations:
+            return 0
+        uids = [loc.sop_uid for loc in locations]
+
+        def work(conn: Connection) -> None:
+            for uid in uids:
+                row = conn.one(Q("instance_by_sop"), {"sop_uid": uid})
+                if row is not None:
+                    remove_instance(conn, row[0], row[3])
+
+        self.writer.run(work)
+        for loc in locations:
+            self.blobs.delete(loc.blob_key)
+        return len(locations)
+
+    def stats(self) -> dict[str, int]:
+        with self.db.reader() as conn:
+            row = conn.one(Q("stats"))
+        keys = ("patients", "studies", "series", "instances", "bytes")
+        return {k: int(v) for k, v in zip(keys, row, strict=True)}
+
+    def indexed_blobs(self) -> list[tuple[str, str, int, str]]:
+        """(sop_uid, blob_key, size, sha256) of every indexed instance."""
+        with self.db.reader() as conn:
+            rows = conn.all("SELECT sop_uid, blob_key, blob_size, sha256 FROM instances ORDER BY id")
+        return [(r[0], r[1], int(r[2]), r[3]) for r in rows]
+
+    def verify(self, progress: Progress | None = None) -> dict[str, Any]:
+        """Check every indexed blob exists and matches its hash; find orphan blobs."""
+        indexed = self.indexed_blobs()
+        missing, corrupt = [], []
+        for n, (sop_uid, key, size, sha) in enumerate(indexed, 1):
+            if not self.blobs.exists(key):
+                missing.append(sop_uid)
+            else:
+                digest = hashlib.sha256()
+                with self.blobs.open(key) as fh:
+                    while chunk := fh.read(1 << 20):
+                        digest.update(chunk)
+                if digest.hexdigest() != sha:
+                    corrupt.append(sop_uid)
+            if progress:
+                progress(n, len(indexed))
+        known = {key for _, key, _, _ in indexed}
+        orphans = [key for key in self.blobs.keys() if key not in known]
+        return {
+            "checked": len(indexed),
+            "missing": missing,
+            "corrupt": corrupt,
+            "orphans": orphans,
+            "ok": not (missing or corrupt or orphans),
+        }
+
+    def reindex(self, progress: Progress | None = None) -> dict[str, Any]:
+        """Rebuild the index from the blobs (the blobs stay where they are)."""
+        from storage.index import build_record, insert_instance
+        from storage.parse import metadata_json, read_header
+
+        def clear(conn: Connection) -> None:
+            for table in ("instances", "series", "studies", "patients"):
+                conn.execute(f"DELETE FROM {table}")
+
+        self.writer.run(clear)
+        keys = list(self.blobs.keys())
+        indexed, skipped = 0, []
+        futures = []
+        for n, key in enumerate(keys, 1):
+            path = self.blobs.local_path(key)
+            size = path.stat().st_size
+            digest = hashlib.sha256()
+            with open(path, "rb") as fh:
+                while chunk := fh.read(1 << 20):
+                    digest.update(chunk)
+                fh.seek(0)
+                try:
+                    parsed = read_header(fh, size)
+                except ParseError as exc:
+                    skipped.append({"blob": key, "reason": exc.reason})
+                    continue
+            record = build_record(
+                parsed,
+                metadata=metadata_json(parsed),
+                blob_key=key,
+                blob_size=size,
+                sha256=digest.hexdigest(),
+                origin={"protocol": "reindex"},
+            )
+
+            def job(conn: Connection, record: Any = record, uid: str = parsed.sop_instance_uid) -> bool:
+                if conn.one(Q("instance_by_sop"), {"sop_uid": uid}) is not None:
+                    return False
+                insert_instance(conn, record)
+                return True
+
+            futures.append((key, self.writer.submit(job)))
+            if progress:
+                progress(n, len(keys))
+        duplicates = []
+        for key, future in futures:
+            if future.result():
+                indexed += 1
+            else:
+                duplicates.append(key)
+        return {"blobs": len(keys), "indexed": indexed, "skipped": skipped, "duplicates": duplicates}

@@ -1,0 +1,193 @@
+"""The blob store: anonymous, immutable DICOM files named by a UUID.
+
+Blobs are written to a temporary file inside the store, optionally fsynced,
+then renamed into place under ``aa/bb/<uuid>.dcm``; the name never comes from
+attribute text, and a blob is never overwritten.  An object-storage backend
+is another class implementing ``BlobStore``.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import BinaryIO, Protocol
+
+
+class StorageFullError(OSError):
+    """The blob store has no room left (or is below its configured reserve)."""
+
+
+class BlobWriter(Protocol):
+    """A blob being written: bytes go in, size and SHA-256 come out."""
+
+    size: int
+
+    def write(self, data: bytes | bytearray | memoryview) -> None: ...
+    def finish(self, fsync: bool) -> None: ...
+    @property
+    def sha256(self) -> str: ...
+    @property
+    def path(self) -> Path: ...
+
+
+class BlobStore(Protocol):
+    def create(self) -> BlobWriter: ...
+    def adopt(self, path: Path) -> BlobWriter: ...
+    def commit(self, writer: BlobWriter) -> str: ...
+    def discard(self, writer: BlobWriter) -> None: ...
+    def open(self, key: str) -> BinaryIO: ...
+    def read_range(self, key: str, offset: int, length: int) -> bytes: ...
+    def local_path(self, key: str) -> Path | None: ...
+    def exists(self, key: str) -> bool: ...
+    def delete(self, key: str) -> None: ...
+    def keys(self) -> Iterator[str]: ...
+    def free_bytes(self) -> int: ...
+
+
+class _FileWriter:
+    def __init__(self, path: Path, handle: BinaryIO, digest: hashlib._Hash | None = None) -> None:
+        self._path = path
+        self._handle = handle
+        self._digest = digest or hashlib.sha256()
+        self.size = 0
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        try:
+            self._handle.write(data)
+        except OSError as exc:
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise StorageFullError(exc.errno, "no space left in the blob store") from exc
+            raise
+        self._digest.update(data)
+        self.size += len(data)
+
+    @property
+    def sha256(self) -> str:
+        return self._digest.hexdigest()
+
+    @property
+    def path(self) -> Path:
+        return self._path
+
+    def finish(self, fsync: bool) -> None:
+        """Flush (and optionally fsync) and close; idempotent."""
+        if self._handle.closed:
+            return
+        self._handle.flush()
+        if fsync:
+            os.fsync(self._handle.fileno())
+        self._handle.close()
+
+
+class FileSystemBlobStore:
+    """Blobs under ``root/blobs/aa/bb/<uuid>.dcm``; temporary files under ``root/tmp``."""
+
+    def __init__(self, root: Path, *, fsync: bool = True, min_free_bytes: int = 0) -> None:
+        self.root = root
+        self.blobs = root / "blobs"
+        self.tmp = root / "tmp"
+        self.fsync = fsync
+        self.min_free_bytes = min_free_bytes
+        self.blobs.mkdir(parents=True, exist_ok=True)
+        self.tmp.mkdir(parents=True, exist_ok=True)
+
+    def _check_room(self) -> None:
+        if self.min_free_bytes and self.free_bytes() < self.min_free_bytes:
+            raise StorageFullError(
+                errno.ENOSPC, f"less than {self.min_free_bytes // 2**20} MiB free in {self.root}"
+            )
+
+    def create(self) -> _FileWriter:
+        self._check_room()
+        path = self.tmp / f"{uuid.uuid4().hex}.part"
+        return _FileWriter(path, open(path, "xb"))  # noqa: SIM115 - closed by commit/discard
+
+    def adopt(self, path: Path) -> _FileWriter:
+        """Take over a finished file already inside ``root/tmp`` (no copy): hash it."""
+        self._check_room()
+        digest = hashlib.sha256()
+        size = 0
+        with open(path, "rb") as fh:
+            while chunk := fh.read(1 << 20):
+                digest.update(chunk)
+                size += len(chunk)
+        writer = _FileWriter(path, open(path, "ab"), digest)  # noqa: SIM115
+        writer.size = size
+        return writer
+
+    def new_temp_path(self) -> Path:
+        """A fresh path inside the store's temporary area, for protocols that spool."""
+        return self.tmp / f"{uuid.uuid4().hex}.part"
+
+    def _path(self, key: str) -> Path:
+        if len(key) != 32 or not all(c in "0123456789abcdef" for c in key):
+            raise KeyError(f"malformed blob key {key!r}")
+        return self.blobs / key[:2] / key[2:4] / f"{key}.dcm"
+
+    def commit(self, writer: BlobWriter) -> str:
+        writer.finish(self.fsync)
+        key = uuid.uuid4().hex
+        final = self._path(key)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        os.rename(writer.path, final)
+        if self.fsync:
+            _fsync_dir(final.parent)
+        return key
+
+    def discard(self, writer: BlobWriter) -> None:
+        writer.finish(False)
+        try:
+            os.unlink(writer.path)
+        except FileNotFoundError:
+            pass
+
+    def open(self, key: str) -> BinaryIO:
+        return open(self._path(key), "rb")
+
+    def read_range(self, key: str, offset: int, length: int) -> bytes:
+        with open(self._path(key), "rb") as fh:
+            fh.seek(offset)
+            return fh.read(length)
+
+    def local_path(self, key: str) -> Path:
+        return self._path(key)
+
+    def exists(self, key: str) -> bool:
+        try:
+            return self._path(key).is_file()
+        except KeyError:
+            return False
+
+    def delete(self, key: str) -> None:
+        try:
+            os.unlink(self._path(key))
+        except FileNotFoundError:
+            pass
+
+    def keys(self) -> Iterator[str]:
+        for path in sorted(self.blobs.glob("??/??/*.dcm")):
+            yield path.stem
+
+    def free_bytes(self) -> int:
+        return shutil.disk_usage(self.root).free
+
+    def clean_temporary(self) -> int:
+        """Remove leftovers of interrupted writes (called at start-up); return how many."""
+        count = 0
+        for path in self.tmp.glob("*.part"):
+            path.unlink(missing_ok=True)
+            count += 1
+        return count
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -1,0 +1,311 @@
+"""Database access for the index: one interface, two dialects.
+
+SQL is written once with ``:name`` parameters; only placeholders, a few types
+and escaping differ between SQLite and PostgreSQL.  Work is a function applied
+to a transaction and retried on serialisation failures and lock time-outs
+(the Orthanc pattern).  SQLite runs in WAL mode with one writer per process
+(see ``storage.writer``) and a connection per reading thread.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import re
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Protocol, TypeVar
+
+log = logging.getLogger("noctis.storage.db")
+
+T = TypeVar("T")
+Params = Mapping[str, Any] | Sequence[Any]
+
+_NAMED = re.compile(r"(?<![:\w]):([A-Za-z_][A-Za-z0-9_]*)")
+
+
+class Cursor(Protocol):
+    """The slice of the DB-API cursor we use, common to sqlite3 and psycopg."""
+
+    rowcount: int
+
+    def execute(self, sql: str, params: Any = ...) -> Any: ...
+    def executemany(self, sql: str, params: Any) -> Any: ...
+    def fetchone(self) -> Any: ...
+    def fetchall(self) -> list[Any]: ...
+
+
+class DatabaseError(RuntimeError):
+    """The index could not be reached or used; the message says what to do."""
+
+
+class Connection:
+    """A dialect-aware wrapper: ``q(sql, params)`` runs ``:name``-style SQL."""
+
+    def __init__(self, raw: Any, dialect: str) -> None:
+        self.raw = raw
+        self.dialect = dialect
+        self._cache: dict[str, str] = {}
+
+    def sql(self, text: str) -> str:
+        if self.dialect == "sqlite":
+            return text
+        cached = self._cache.get(text)
+        if cached is None:
+            cached = _NAMED.sub(r"%(\1)s", text.replace("%", "%%"))
+            self._cache[text] = cached
+        return cached
+
+    def execute(self, text: str, params: Mapping[str, Any] | None = None) -> Cursor:
+        cur: Cursor = self.raw.cursor()
+        cur.execute(self.sql(text), params or {})
+        return cur
+
+    def executemany(self, text: str, rows: Sequence[Mapping[str, Any]]) -> None:
+        cur = self.raw.cursor()
+        cur.executemany(self.sql(text), rows)
+
+    def positional(self, text: str, params: Sequence[Any]) -> Cursor:
+        """Run SQL from the query compiler, which already uses the dialect's placeholder."""
+        cur: Cursor = self.raw.cursor()
+        cur.execute(text, tuple(params))
+        return cur
+
+    def one(self, text: str, params: Mapping[str, Any] | None = None) -> Any:
+        return self.execute(text, params).fetchone()
+
+    def all(self, text: str, params: Mapping[str, Any] | None = None) -> list[Any]:
+        return self.execute(text, params).fetchall()
+
+
+class Database:
+    """Base for the two backends; see ``open_database``."""
+
+    dialect: str = ""
+    placeholder: str = "?"
+
+    def url_for_logs(self) -> str:
+        raise NotImplementedError
+
+    @contextmanager
+    def reader(self) -> Iterator[Connection]:
+        raise NotImplementedError
+        yield  # pragma: no cover
+
+    @contextmanager
+    def _write_connection(self) -> Iterator[Connection]:
+        raise NotImplementedError
+        yield  # pragma: no cover
+
+    def _retryable(self, exc: BaseException) -> bool:
+        raise NotImplementedError
+
+    def transaction(self, work: Callable[[Connection], T], *, attempts: int = 8) -> T:
+        """Apply ``work`` in one transaction, retried on serialisation failure / lock."""
+        delay = 0.01
+        for attempt in range(1, attempts + 1):
+            with self._write_connection() as conn:
+                try:
+                    result = work(conn)
+                    conn.raw.commit()
+                    return result
+                except BaseException as exc:
+                    conn.raw.rollback()
+                    if attempt < attempts and self._retryable(exc):
+                        log.debug("transaction retry %d after %s", attempt, type(exc).__name__)
+                        time.sleep(delay)
+                        delay = min(delay * 2, 0.5)
+                        continue
+                    raise
+        raise AssertionError("unreachable")
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+
+class SqliteDatabase(Database):
+    """SQLite in WAL mode; one connection per thread, writes serialised per process."""
+
+    dialect = "sqlite"
+    placeholder = "?"
+
+    def __init__(self, path: Path, *, synchronous: str = "FULL") -> None:
+        self.path = path
+        self.synchronous = synchronous
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._local = threading.local()
+        self._write_lock = threading.RLock()
+        self._all: list[sqlite3.Connection] = []
+        self._all_lock = threading.Lock()
+        conn = self._connect()
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.commit()
+
+    def url_for_logs(self) -> str:
+        return f"sqlite:///{self.path}"
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(
+            self.path, timeout=30.0, check_same_thread=False, isolation_level="DEFERRED"
+        )
+        conn.execute("PRAGMA busy_timeout=30000")
+        conn.execute(f"PRAGMA synchronous={self.synchronous}")
+        conn.execute("PRAGMA foreign_keys=ON")
+        conn.execute("PRAGMA case_sensitive_like=ON")
+        conn.execute("PRAGMA cache_size=-65536")
+        conn.execute("PRAGMA temp_store=MEMORY")
+        with self._all_lock:
+            self._all.append(conn)
+        return conn
+
+    def _thread_conn(self) -> Connection:
+        conn: Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = Connection(self._connect(), "sqlite")
+            self._local.conn = conn
+        return conn
+
+    @contextmanager
+    def reader(self) -> Iterator[Connection]:
+        conn = self._thread_conn()
+        try:
+            yield conn
+        finally:
+            if conn.raw.in_transaction:
+                conn.raw.rollback()
+
+    @contextmanager
+    def _write_connection(self) -> Iterator[Connection]:
+        with self._write_lock:
+            conn = self._thread_conn()
+            conn.raw.execute("BEGIN IMMEDIATE")
+            yield conn
+
+    def _retryable(self, exc: BaseException) -> bool:
+        return isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc)
+
+    def close(self) -> None:
+        with self._all_lock:
+            for conn in self._all:
+                try:
+                    conn.close()
+                except sqlite3.Error:
+                    pass
+            self._all.clear()
+
+
+class PostgresDatabase(Database):
+    """PostgreSQL via psycopg 3 with a small connection pool."""
+
+    dialect = "postgresql"
+    placeholder = "%s"
+
+    def __init__(self, url: str, *, schema: str | None = None, pool_size: int = 8) -> None:
+        import psycopg
+
+        self._psycopg = psycopg
+        self.url = url
+        self.schema = schema
+        self._pool: queue.LifoQueue[Any] = queue.LifoQueue()
+        self._size = 0
+        self._max = pool_size
+        self._lock = threading.Lock()
+        try:
+            self._release(self._new())
+        except psycopg.OperationalError as exc:
+            raise DatabaseError(
+                f"cannot connect to PostgreSQL at {self.url_for_logs()}: {exc}. "
+                "Check that the server runs and the URL (storage.db / --db) is right."
+            ) from exc
+
+    def url_for_logs(self) -> str:
+        return re.sub(r"//([^:@/]+):[^@/]*@", r"//\1:***@", self.url)
+
+    def _new(self) -> Any:
+        conn = self._psycopg.connect(self.url, autocommit=False)
+        if self.schema:
+            conn.execute(f'SET search_path TO "{self.schema}"')
+            conn.commit()
+        with self._lock:
+            self._size += 1
+        return conn
+
+    def _acquire(self) -> Any:
+        try:
+            return self._pool.get_nowait()
+        except queue.Empty:
+            pass
+        with self._lock:
+            grow = self._size < self._max
+        if grow:
+            return self._new()
+        return self._pool.get(timeout=60)
+
+    def _release(self, conn: Any) -> None:
+        if conn.closed:
+            with self._lock:
+                self._size -= 1
+            return
+        self._pool.put(conn)
+
+    @contextmanager
+    def _connection(self) -> Iterator[Connection]:
+        raw = self._acquire()
+        try:
+            yield Connection(raw, "postgresql")
+        finally:
+            if not raw.closed and raw.info.transaction_status != 0:
+                raw.rollback()
+            self._release(raw)
+
+    @contextmanager
+    def reader(self) -> Iterator[Connection]:
+        with self._connection() as conn:
+            yield conn
+
+    @contextmanager
+    def _write_connection(self) -> Iterator[Connection]:
+        with self._connection() as conn:
+            yield conn
+
+    def _retryable(self, exc: BaseException) -> bool:
+        errors = self._psycopg.errors
+        return isinstance(
+            exc,
+            errors.SerializationFailure | errors.DeadlockDetected | errors.UniqueViolation,
+        )
+
+    def close(self) -> None:
+        while True:
+            try:
+                conn = self._pool.get_nowait()
+            except queue.Empty:
+                break
+            conn.close()
+
+
+def open_database(url: str, *, synchronous: str = "FULL") -> Database:
+    """Open the index named by ``url`` (``sqlite:///PATH`` or ``postgresql://...``).
+
+    A ``?schema=NAME`` suffix on a PostgreSQL URL selects a schema (tests use one
+    throw-away schema per session).
+    """
+    if url.startswith("sqlite:///"):
+        return SqliteDatabase(Path(url[len("sqlite:///") :]), synchronous=synchronous)
+    if url.startswith(("postgresql://", "postgres://")):
+        base, _, query = url.partition("?")
+        schema = None
+        kept = []
+        for part in query.split("&") if query else []:
+            key, _, value = part.partition("=")
+            if key == "schema":
+                schema = value
+            else:
+                kept.append(part)
+        full = base + ("?" + "&".join(kept) if kept else "")
+        return PostgresDatabase(full, schema=schema)
+    raise DatabaseError(f"unsupported index URL {url!r}: use sqlite:///PATH or postgresql://...")

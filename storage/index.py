@@ -1,0 +1,221 @@
+"""Index writes: one instance in, every level and counter kept right.
+
+Counters (Number of ... Related ..., ModalitiesInStudy, SOPClassesInStudy)
+are maintained here at ingest and delete, never computed per query.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from functools import cache
+from importlib import resources
+from typing import Any
+
+from pydicom.dataset import Dataset
+
+from storage.db import Connection
+from storage.parse import ParsedInstance, normalise_pn, pn_words
+
+
+@cache
+def named_queries() -> dict[str, str]:
+    text = (resources.files("storage") / "sql" / "queries.sql").read_text("utf-8")
+    out: dict[str, str] = {}
+    for block in re.split(r"^-- name: ", text, flags=re.M)[1:]:
+        name, _, body = block.partition("\n")
+        out[name.strip()] = body.strip().rstrip(";")
+    return out
+
+
+def Q(name: str) -> str:  # noqa: N802 - reads like a SQL lookup
+    return named_queries()[name]
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _text(ds: Dataset, keyword: str) -> str:
+    try:
+        value = ds.get(keyword)
+    except Exception:
+        return ""
+    if value is None:
+        return ""
+    if isinstance(value, list | tuple) or type(value).__name__ == "MultiValue":
+        return "\\".join(str(v) for v in value)
+    return str(value).strip()
+
+
+def _int_or_none(ds: Dataset, keyword: str) -> int | None:
+    try:
+        value = ds.get(keyword)
+        if value is None or value == "":
+            return None
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def normalise_time(value: str) -> str:
+    """TM as ``HHMMSS[.ffffff]`` without colons (ACR-NEMA style is accepted too)."""
+    text = value.replace(":", "").strip()
+    if not text:
+        return ""
+    head, dot, frac = text.partition(".")
+    return head.ljust(6, "0")[:6] + (dot + frac if frac else "")
+
+
+def _first_item(ds: Dataset, sequence: str, keyword: str) -> str:
+    try:
+        seq = ds.get(sequence)
+        if seq:
+            return _text(seq[0], keyword)
+    except Exception:
+        pass
+    return ""
+
+
+@dataclass
+class InstanceRecord:
+    """Everything the index stores for one instance."""
+
+    patient: dict[str, Any]
+    study: dict[str, Any]
+    series: dict[str, Any]
+    instance: dict[str, Any]
+
+
+def build_record(
+    parsed: ParsedInstance,
+    *,
+    metadata: str,
+    blob_key: str,
+    blob_size: int,
+    sha256: str,
+    origin: dict[str, str],
+) -> InstanceRecord:
+    ds = parsed.ds
+    name = _text(ds, "PatientName")
+    referring = _text(ds, "ReferringPhysicianName")
+    received = now_iso()
+    return InstanceRecord(
+        patient={
+            "patient_id": _text(ds, "PatientID"),
+            "issuer_of_patient_id": _text(ds, "IssuerOfPatientID"),
+            "patient_name": name,
+            "patient_name_norm": normalise_pn(name),
+            "patient_name_words": pn_words(name),
+            "patient_birth_date": _text(ds, "PatientBirthDate"),
+            "patient_sex": _text(ds, "PatientSex"),
+        },
+        study={
+            "study_uid": parsed.study_uid,
+            "study_date": _text(ds, "StudyDate"),
+            "study_time": normalise_time(_text(ds, "StudyTime")),
+            "accession_number": _text(ds, "AccessionNumber"),
+            "study_id": _text(ds, "StudyID"),
+            "referring_physician_name": referring,
+            "referring_physician_name_norm": normalise_pn(referring),
+            "study_description": _text(ds, "StudyDescription"),
+            "timezone_offset": _text(ds, "TimezoneOffsetFromUTC"),
+            "now": received,
+        },
+        series={
+            "series_uid": parsed.series_uid,
+            "modality": _text(ds, "Modality"),
+            "series_number": _int_or_none(ds, "SeriesNumber"),
+            "series_description": _text(ds, "SeriesDescription"),
+            "series_date": _text(ds, "SeriesDate"),
+            "series_time": normalise_time(_text(ds, "SeriesTime")),
+            "body_part_examined": _text(ds, "BodyPartExamined"),
+            "station_name": _text(ds, "StationName"),
+            "institution_name": _text(ds, "InstitutionName"),
+            "pps_start_date": _text(ds, "PerformedProcedureStepStartDate"),
+            "pps_start_time": normalise_time(_text(ds, "PerformedProcedureStepStartTime")),
+            "requested_procedure_id": _first_item(
+                ds, "RequestAttributesSequence", "RequestedProcedureID"
+            ),
+            "scheduled_procedure_step_id": _first_item(
+                ds, "RequestAttributesSequence", "ScheduledProcedureStepID"
+            ),
+        },
+        instance={
+            "sop_uid": parsed.sop_instance_uid,
+            "sop_class_uid": parsed.sop_class_uid,
+            "instance_number": _int_or_none(ds, "InstanceNumber"),
+            "rows": _int_or_none(ds, "Rows"),
+            "columns": _int_or_none(ds, "Columns"),
+            "bits_allocated": _int_or_none(ds, "BitsAllocated"),
+            "number_of_frames": _int_or_none(ds, "NumberOfFrames"),
+            "content_date": _text(ds, "ContentDate"),
+            "content_time": normalise_time(_text(ds, "ContentTime")),
+            "acquisition_number": _int_or_none(ds, "AcquisitionNumber"),
+            "transfer_syntax_uid": parsed.transfer_syntax_uid,
+            "specific_character_set": _text(ds, "SpecificCharacterSet"),
+            "blob_key": blob_key,
+            "blob_size": blob_size,
+            "sha256": sha256,
+            "frames": json.dumps(parsed.frames, separators=(",", ":"))
+            if parsed.frames is not None
+            else None,
+            "metadata": metadata,
+            "origin_protocol": origin.get("protocol", ""),
+            "origin_ae": origin.get("ae", ""),
+            "origin_host": origin.get("host", ""),
+            "received_at": received,
+        },
+    )
+
+
+def _join_list(values: list[str]) -> str:
+    return "\\" + "".join(f"{v}\\" for v in values if v)
+
+
+def insert_instance(conn: Connection, record: InstanceRecord) -> None:
+    """Insert one new instance (its SOP Instance UID must not be indexed yet)."""
+    patient_fk = conn.one(Q("patient_insert"), record.patient)[0]
+    study_row = conn.one(Q("study_insert"), {**record.study, "patient_fk": patient_fk})
+    study_fk, study_patient_fk, _modalities, sop_classes, study_count = study_row
+    series_row = conn.one(Q("series_insert"), {**record.series, "study_fk": study_fk})
+    series_fk, _, series_count = series_row
+    conn.execute(Q("instance_insert"), {**record.instance, "series_fk": series_fk})
+    new_series = 1 if series_count == 0 else 0
+    new_study = 1 if study_count == 0 else 0
+    now = record.study["now"]
+    conn.execute(Q("series_add_instances"), {"n": 1, "id": series_fk})
+    conn.execute(Q("study_add"), {"n": 1, "s": new_series, "now": now, "id": study_fk})
+    conn.execute(
+        Q("patient_add"), {"n": 1, "s": new_series, "st": new_study, "id": study_patient_fk}
+    )
+    sop_class = record.instance["sop_class_uid"]
+    if new_series or f"\\{sop_class}\\" not in sop_classes:
+        _refresh_lists(conn, study_fk)
+
+
+def _refresh_lists(conn: Connection, study_fk: int) -> None:
+    modalities = [r[0] for r in conn.all(Q("study_modalities"), {"id": study_fk})]
+    classes = [r[0] for r in conn.all(Q("study_sop_classes"), {"id": study_fk})]
+    conn.execute(
+        Q("study_set_lists"),
+        {"modalities": _join_list(modalities), "sop_classes": _join_list(classes), "id": study_fk},
+    )
+
+
+def remove_instance(conn: Connection, instance_id: int, series_fk: int) -> None:
+    """Delete one instance row and keep every counter right; drop emptied parents."""
+    study_fk, patient_fk = conn.one(Q("series_parents"), {"id": series_fk})
+    conn.execute(Q("instance_delete"), {"id": instance_id})
+    conn.execute(Q("series_add_instances"), {"n": -1, "id": series_fk})
+    emptied_series = conn.execute(Q("series_delete_if_empty"), {"id": series_fk}).rowcount
+    conn.execute(Q("study_add"), {"n": -1, "s": -emptied_series, "now": now_iso(), "id": study_fk})
+    emptied_study = conn.execute(Q("study_delete_if_empty"), {"id": study_fk}).rowcount
+    conn.execute(
+        Q("patient_add"), {"n": -1, "s": -emptied_series, "st": -emptied_study, "id": patient_fk}
+    )
+    conn.execute(Q("patient_delete_if_empty"), {"id": patient_fk})
+    if not emptied_study:
+        _refresh_lists(conn, study_fk)

@@ -1,0 +1,281 @@
+"""Header parsing at ingest: once, without touching pixel data.
+
+From one ``stop_before_pixels`` read we take the index attributes, the DICOM
+JSON metadata (PS3.18 F.2, bulk data replaced by BulkDataURI placeholders)
+and the byte ranges of each frame of Pixel Data (PS3.5 A.4 for encapsulated
+data), so that WADO-RS metadata and frame requests never re-parse a file.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+import unicodedata
+from dataclasses import dataclass
+from typing import Any, BinaryIO
+
+from pydicom import dcmread
+from pydicom.dataset import Dataset
+from pydicom.errors import InvalidDicomError
+from pydicom.uid import DeflatedExplicitVRLittleEndian, ExplicitVRBigEndian, UID
+
+#: Placeholder for the public base URL inside stored metadata; replaced per request.
+BASE_URL_PLACEHOLDER = "@@NOCTIS_BASE@@"
+BULK_DATA_THRESHOLD = 1024
+PIXEL_DATA_TAGS = (0x7FE00010, 0x7FE00008, 0x7FE00009)
+
+REQUIRED_UIDS = ("SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID")
+
+#: A frame is a list of (offset, length) byte ranges in the file (fragments, in order).
+FrameRanges = list[list[tuple[int, int]]]
+
+
+class ParseError(ValueError):
+    """The bytes are not a usable DICOM instance; ``reason`` says why for the caller."""
+
+    def __init__(self, kind: str, reason: str) -> None:
+        super().__init__(reason)
+        self.kind = kind
+        self.reason = reason
+
+
+@dataclass
+class ParsedInstance:
+    ds: Dataset
+    transfer_syntax_uid: str
+    sop_class_uid: str
+    sop_instance_uid: str
+    study_uid: str
+    series_uid: str
+    frames: FrameRanges | None
+    pixel_vr: str | None
+    warnings: list[str]
+
+
+def normalise_pn(value: str) -> str:
+    """Case- and accent-folded PN, trailing empty components removed (for matching)."""
+    decomposed = unicodedata.normalize("NFKD", value)
+    stripped = "".join(c for c in decomposed if not unicodedata.combining(c))
+    groups = [g.rstrip("^ ") for g in stripped.casefold().split("=")]
+    return "=".join(groups).rstrip("=")
+
+
+def pn_words(value: str) -> str:
+    """Space-delimited words of a normalised PN, padded for word-prefix (fuzzy) LIKE."""
+    words = normalise_pn(value).replace("^", " ").replace("=", " ").split()
+    return " " + " ".join(words) + " " if words else ""
+
+
+def read_header(fp: BinaryIO, size: int) -> ParsedInstance:
+    """Parse the Part 10 file open in ``fp`` up to Pixel Data.
+
+    Raises ``ParseError`` with kind ``not_dicom``, ``truncated`` or ``missing``.
+    """
+    try:
+        ds = dcmread(fp, stop_before_pixels=True, force=False)
+    except InvalidDicomError as exc:
+        raise ParseError("not_dicom", f"not a DICOM Part 10 file: {exc}") from None
+    except (EOFError, struct.error) as exc:
+        raise ParseError("truncated", f"truncated DICOM header: {exc}") from None
+    except Exception as exc:  # pydicom raises many types on garbage
+        raise ParseError("not_dicom", f"unreadable DICOM header: {exc}") from None
+    header_end = fp.tell()
+    meta = ds.file_meta
+    ts = str(getattr(meta, "TransferSyntaxUID", "") or "")
+    if not ts:
+        raise ParseError("not_dicom", "file meta information has no Transfer Syntax UID (0002,0010)")
+    values: dict[str, str] = {}
+    for keyword in REQUIRED_UIDS:
+        try:
+            value = str(ds.get(keyword, "") or "").strip("\x00 ")
+        except Exception:
+            value = ""
+        values[keyword] = value
+    missing = [k for k, v in values.items() if not v]
+    if missing:
+        raise ParseError("missing", f"missing required attribute(s): {', '.join(missing)}")
+    warnings = []
+    meta_sop = str(getattr(meta, "MediaStorageSOPInstanceUID", "") or "")
+    if meta_sop and meta_sop != values["SOPInstanceUID"]:
+        # Stored as received (PS3.10 7.1 makes them equal, but real files differ): warn.
+        warnings.append(
+            "Media Storage SOP Instance UID (0002,0003) differs from SOP Instance UID (0008,0018)"
+        )
+    frames, pixel_vr = (None, None)
+    if ts != DeflatedExplicitVRLittleEndian:
+        frames, pixel_vr = _frame_ranges(fp, header_end, size, ds, UID(ts))
+    return ParsedInstance(
+        ds=ds,
+        transfer_syntax_uid=ts,
+        sop_class_uid=values["SOPClassUID"],
+        sop_instance_uid=values["SOPInstanceUID"],
+        study_uid=values["StudyInstanceUID"],
+        series_uid=values["SeriesInstanceUID"],
+        frames=frames,
+        pixel_vr=pixel_vr,
+        warnings=warnings,
+    )
+
+
+def _int(ds: Dataset, keyword: str, default: int) -> int:
+    try:
+        value = ds.get(keyword)
+        return int(value) if value not in (None, "") else default
+    except (TypeError, ValueError):
+        return default
+
+
+def _frame_ranges(
+    fp: BinaryIO, start: int, size: int, ds: Dataset, ts: UID
+) -> tuple[FrameRanges | None, str | None]:
+    """Locate Pixel Data at ``start`` and return each frame's byte ranges."""
+    fp.seek(start)
+    little = ts != ExplicitVRBigEndian
+    endian = "<" if little else ">"
+    head = fp.read(8)
+    if len(head) < 8:
+        return None, None
+    group, element = struct.unpack(endian + "HH", head[:4])
+    tag = (group << 16) | element
+    if tag != 0x7FE00010:
+        return None, None
+    if ts.is_implicit_VR:
+        (length,) = struct.unpack(endian + "I", head[4:8])
+        value_start = start + 8
+        vr = "OW"
+    else:
+        vr = head[4:6].decode("ascii", "replace")
+        if vr in ("OB", "OW", "OF", "OD", "OL", "UN", "OV"):
+            more = fp.read(4)
+            if len(more) < 4:
+                raise ParseError("truncated", "truncated Pixel Data element header")
+            (length,) = struct.unpack(endian + "I", more)
+            value_start = start + 12
+        else:
+            (length,) = struct.unpack(endian + "H", head[6:8])
+            value_start = start + 8
+    frames_n = max(1, _int(ds, "NumberOfFrames", 1))
+    if length != 0xFFFFFFFF:
+        if value_start + length > size:
+            raise ParseError("truncated", "Pixel Data runs past the end of the file")
+        bits = _int(ds, "BitsAllocated", 16)
+        per_frame_bits = (
+            _int(ds, "Rows", 0) * _int(ds, "Columns", 0) * _int(ds, "SamplesPerPixel", 1) * bits
+        )
+        if str(ds.get("PhotometricInterpretation", "")) == "YBR_FULL_422":
+            per_frame_bits = per_frame_bits * 2 // 3  # PS3.3 C.7.6.3.1.2: 2 samples per pixel pair
+        if per_frame_bits == 0 or per_frame_bits % 8:
+            return [[(value_start, length)]] if frames_n == 1 else None, vr
+        per_frame = per_frame_bits // 8
+        if per_frame * frames_n > length:
+            raise ParseError("truncated", "Pixel Data is shorter than Rows x Columns x frames")
+        return [[(value_start + i * per_frame, per_frame)] for i in range(frames_n)], vr
+    return _encapsulated_ranges(fp, value_start, size, frames_n, ds, endian), "OB"
+
+
+def _encapsulated_ranges(
+    fp: BinaryIO, pos: int, size: int, frames_n: int, ds: Dataset, endian: str
+) -> FrameRanges:
+    fp.seek(pos)
+    items: list[tuple[int, int]] = []  # (value offset, length), first is the Basic Offset Table
+    bot = b""
+    while True:
+        head = fp.read(8)
+        if len(head) < 8:
+            raise ParseError("truncated", "encapsulated Pixel Data ends without a delimiter")
+        group, element, length = struct.unpack(endian + "HHI", head)
+        value_at = pos + 8
+        if (group, element) == (0xFFFE, 0xE0DD):
+            break
+        if (group, element) != (0xFFFE, 0xE000) or length == 0xFFFFFFFF:
+            raise ParseError("not_dicom", "malformed item in encapsulated Pixel Data")
+        if value_at + length > size:
+            raise ParseError("truncated", "encapsulated Pixel Data fragment past end of file")
+        items.append((value_at, length))
+        pos = value_at + length
+        fp.seek(pos)
+    if not items:
+        raise ParseError("not_dicom", "encapsulated Pixel Data without a Basic Offset Table item")
+    bot_at, bot_len = items[0]
+    fragments = items[1:]
+    if bot_len:
+        fp.seek(bot_at)
+        bot = fp.read(bot_len)
+    if frames_n == 1:
+        return [fragments]
+    if bot and len(bot) // 4 == frames_n:
+        offsets = list(struct.unpack(f"{endian}{frames_n}I", bot))
+        return _group_by_offsets(fragments, offsets)
+    eot = ds.get("ExtendedOffsetTable")
+    if eot is not None and len(eot) // 8 == frames_n:
+        offsets = list(struct.unpack(f"<{frames_n}Q", bytes(eot)))
+        return _group_by_offsets(fragments, offsets)
+    if len(fragments) == frames_n:
+        return [[f] for f in fragments]
+    # No table: a frame starts at a fragment opening with a JPEG SOI or J2K SOC marker.
+    frames: FrameRanges = []
+    for offset, length in fragments:
+        fp.seek(offset)
+        marker = fp.read(2)
+        if not frames or marker in (b"\xff\xd8", b"\xff\x4f"):
+            frames.append([(offset, length)])
+        else:
+            frames[-1].append((offset, length))
+    if len(frames) != frames_n:
+        return frames[:frames_n] if len(frames) > frames_n else frames
+    return frames
+
+
+def _group_by_offsets(fragments: list[tuple[int, int]], offsets: list[int]) -> FrameRanges:
+    """Group fragments by Basic / Extended Offset Table offsets (from the first fragment item)."""
+    frames: FrameRanges = [[] for _ in offsets]
+    if not fragments:
+        return frames
+    first_item = fragments[0][0] - 8
+    index = 0
+    for offset, length in fragments:
+        relative = offset - 8 - first_item
+        while index + 1 < len(offsets) and relative >= offsets[index + 1]:
+            index += 1
+        frames[index].append((offset, length))
+    return frames
+
+
+def metadata_json(parsed: ParsedInstance) -> str:
+    """DICOM JSON (PS3.18 F.2) of the header, bulk data as BulkDataURI placeholders."""
+    ds = parsed.ds
+    base = (
+        f"{BASE_URL_PLACEHOLDER}/studies/{parsed.study_uid}/series/{parsed.series_uid}"
+        f"/instances/{parsed.sop_instance_uid}"
+    )
+
+    def bulk(element: Any) -> str:
+        return f"{base}/bulk/{int(element.tag):08X}"
+
+    try:
+        data: dict[str, Any] = ds.to_json_dict(
+            bulk_data_threshold=BULK_DATA_THRESHOLD, bulk_data_element_handler=bulk
+        )
+    except Exception:
+        data = _tolerant_json(ds, bulk)
+    if parsed.pixel_vr is not None:
+        data["7FE00010"] = {"vr": parsed.pixel_vr, "BulkDataURI": f"{base}/bulk/7FE00010"}
+    data["00083002"] = {"vr": "UI", "Value": [parsed.transfer_syntax_uid]}
+    return json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+
+
+def _tolerant_json(ds: Dataset, bulk: Any) -> dict[str, Any]:
+    """Element by element, skipping values pydicom cannot convert (malformed input)."""
+    out: dict[str, Any] = {}
+    for element in ds:
+        try:
+            sub = Dataset()
+            sub.add(element)
+            out.update(
+                sub.to_json_dict(
+                    bulk_data_threshold=BULK_DATA_THRESHOLD, bulk_data_element_handler=bulk
+                )
+            )
+        except Exception:
+            out[f"{int(element.tag):08X}"] = {"vr": element.VR or "UN"}
+    return out

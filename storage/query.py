@@ -1,0 +1,300 @@
+"""The one query engine: a ``noctis_pacs.model.Query`` compiled to parameterised SQL.
+
+Implements PS3.4 C.2.2.2 matching (single value, list of UID, universal,
+wildcard, range, sequence) over the index for both dialects; only the
+placeholder differs.  Keys below the query level become an ``EXISTS``
+sub-query, keys above it a join (relational queries).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from noctis_pacs.model import (
+    BY_KEYWORD,
+    SEQUENCE_ATTRIBUTES,
+    Attribute,
+    Level,
+    Match,
+    MatchKind,
+    OrderDirection,
+    Query,
+    attributes_at,
+)
+from storage.index import normalise_time
+from storage.parse import normalise_pn
+
+_ALIAS = {"patients": "p", "studies": "st", "series": "se", "instances": "i"}
+_TABLE_LEVEL = {"patients": Level.PATIENT, "studies": Level.STUDY, "series": Level.SERIES,
+                "instances": Level.IMAGE}
+_FROM = {
+    Level.PATIENT: "patients p",
+    Level.STUDY: "studies st JOIN patients p ON st.patient_fk = p.id",
+    Level.SERIES: "series se JOIN studies st ON se.study_fk = st.id"
+    " JOIN patients p ON st.patient_fk = p.id",
+    Level.IMAGE: "instances i JOIN series se ON i.series_fk = se.id"
+    " JOIN studies st ON se.study_fk = st.id JOIN patients p ON st.patient_fk = p.id",
+}
+_ID = {Level.PATIENT: "p.id", Level.STUDY: "st.id", Level.SERIES: "se.id", Level.IMAGE: "i.id"}
+#: Lower-level chains for EXISTS: (FROM clause, link to the outer level's id column).
+_BELOW: dict[tuple[Level, Level], tuple[str, str]] = {
+    (Level.PATIENT, Level.STUDY): ("studies st", "st.patient_fk = p.id"),
+    (Level.PATIENT, Level.SERIES): (
+        "studies st JOIN series se ON se.study_fk = st.id", "st.patient_fk = p.id"),
+    (Level.PATIENT, Level.IMAGE): (
+        "studies st JOIN series se ON se.study_fk = st.id JOIN instances i ON i.series_fk = se.id",
+        "st.patient_fk = p.id"),
+    (Level.STUDY, Level.SERIES): ("series se", "se.study_fk = st.id"),
+    (Level.STUDY, Level.IMAGE): (
+        "series se JOIN instances i ON i.series_fk = se.id", "se.study_fk = st.id"),
+    (Level.SERIES, Level.IMAGE): ("instances i", "i.series_fk = se.id"),
+}
+_DEFAULT_ORDER = {
+    Level.PATIENT: ("p.id",),
+    Level.STUDY: ("st.study_date DESC", "st.study_time DESC", "st.id"),
+    Level.SERIES: ("se.series_number", "se.id"),
+    Level.IMAGE: ("i.instance_number", "i.id"),
+}
+_INT_COLUMNS = frozenset(
+    {"series_number", "instance_number", "rows", "columns", "bits_allocated", "number_of_frames",
+     "acquisition_number", "num_studies", "num_series", "num_instances"}
+)
+_PN_NORM = {"patients.patient_name": "p.patient_name_norm",
+            "studies.referring_physician_name": "st.referring_physician_name_norm"}
+
+LOCATOR_COLUMNS = (
+    "i.sop_uid", "i.sop_class_uid", "i.transfer_syntax_uid", "i.blob_key", "i.blob_size",
+    "i.frames", "se.series_uid", "st.study_uid", "i.number_of_frames", "i.id",
+)
+
+
+class QueryError(ValueError):
+    """A key cannot be matched as given; the message names the key."""
+
+
+def _sql_column(column: str) -> str:
+    table, _, name = column.partition(".")
+    return f"{_ALIAS[table]}.{name}"
+
+
+def _column_level(column: str) -> Level:
+    return _TABLE_LEVEL[column.partition(".")[0]]
+
+
+def _like_pattern(value: str) -> str:
+    out = []
+    for char in value:
+        if char in "!%_":
+            out.append("!" + char)
+        elif char == "*":
+            out.append("%")
+        elif char == "?":
+            out.append("_")
+        else:
+            out.append(char)
+    return "".join(out)
+
+
+def _range_bound(vr: str, value: str, high: bool) -> str:
+    text = value.strip()
+    if vr == "DA":
+        return text.replace(".", "").replace("-", "")
+    if vr == "TM":
+        head, dot, frac = text.replace(":", "").partition(".")
+        if high:
+            return head.ljust(6, "9") + (dot + frac if frac else ".999999")
+        return normalise_time(text)
+    return text
+
+
+@dataclass
+class Compiled:
+    sql: str
+    params: list[Any]
+    count_sql: str
+    count_params: list[Any]
+    keywords: list[str]
+    ignored: list[str] = field(default_factory=list)
+
+
+class Compiler:
+    def __init__(self, placeholder: str) -> None:
+        self.ph = placeholder
+
+    def _condition(
+        self, attr_column: str, vr: str, match: Match, query: Query, multi: bool
+    ) -> tuple[str, list[Any]]:
+        col = _sql_column(attr_column)
+        name = attr_column.partition(".")[2]
+        is_int = name in _INT_COLUMNS
+        ph = self.ph
+        kind = match.kind
+        if vr == "PN" and query.fuzzy and kind in (MatchKind.SINGLE, MatchKind.WILDCARD):
+            return self._fuzzy(attr_column, match.value)
+        pn_ci = vr == "PN" and query.case_insensitive_pn and attr_column in _PN_NORM
+        if pn_ci:
+            col = _PN_NORM[attr_column]
+
+        def value_of(text: str) -> Any:
+            if is_int:
+                try:
+                    return int(text)
+                except ValueError:
+                    raise QueryError(f"{match.keyword}: {text!r} is not an integer") from None
+            if pn_ci:
+                return normalise_pn(text)
+            if vr == "TM":
+                return normalise_time(text)
+            return text
+
+        if kind is MatchKind.SINGLE:
+            if multi:
+                return f"{col} LIKE {ph} ESCAPE '!'", [f"%\\{_like_pattern(match.value)}\\%"]
+            if vr == "PN":
+                # PS3.4 C.2.2.2.1: trailing empty components are not significant.
+                return f"{col} = {ph}", [value_of(match.value) if pn_ci else match.value.rstrip("^")]
+            return f"{col} = {ph}", [value_of(match.value)]
+        if kind is MatchKind.LIST_OF_UID:
+            if multi:
+                parts = [f"{col} LIKE {ph} ESCAPE '!'"] * len(match.values)
+                return "(" + " OR ".join(parts) + ")", [
+                    f"%\\{_like_pattern(v)}\\%" for v in match.values
+                ]
+            marks = ", ".join([ph] * len(match.values))
+            return f"{col} IN ({marks})", [value_of(v) for v in match.values]
+        if kind is MatchKind.WILDCARD:
+            if is_int:
+                raise QueryError(f"{match.keyword}: wildcards do not apply to numbers")
+            pattern = _like_pattern(normalise_pn(match.value) if pn_ci else match.value)
+            if multi:
+                return f"{col} LIKE {ph} ESCAPE '!'", [f"%\\{pattern}\\%"]
+            return f"{col} LIKE {ph} ESCAPE '!'", [pattern]
+        if kind is MatchKind.RANGE:
+            if vr not in ("DA", "TM", "DT"):
+                raise QueryError(f"{match.keyword}: range matching applies to dates and times")
+            low, high = match.values
+            if not low and not high:
+                raise QueryError(f"{match.keyword}: a range needs at least one bound")
+            clauses = [f"{col} <> ''"]
+            params: list[Any] = []
+            if low:
+                clauses.append(f"{col} >= {ph}")
+                params.append(_range_bound(vr, low, False))
+            if high:
+                clauses.append(f"{col} <= {ph}")
+                params.append(_range_bound(vr, high, True))
+            return "(" + " AND ".join(clauses) + ")", params
+        raise QueryError(f"{match.keyword}: unsupported matching")
+
+    def _fuzzy(self, attr_column: str, value: str) -> tuple[str, list[Any]]:
+        """Fuzzy PN: every word of the value prefixes a word of the name, any order, any case."""
+        words = normalise_pn(value.replace("*", " ").replace("?", " ")).replace("^", " ").split()
+        if not words:
+            return "1 = 1", []
+        if attr_column == "patients.patient_name":
+            col, fmt = "p.patient_name_words", "% {}%"
+        else:
+            col, fmt = _PN_NORM.get(attr_column, _sql_column(attr_column)), "%{}%"
+        parts = [f"{col} LIKE {self.ph} ESCAPE '!'"] * len(words)
+        return "(" + " AND ".join(parts) + ")", [fmt.format(_like_pattern(w)) for w in words]
+
+    def _conditions(self, query: Query) -> tuple[dict[Level, list[str]], list[Any], list[str]]:
+        by_level: dict[Level, list[str]] = {}
+        params_by_level: dict[Level, list[Any]] = {}
+        ignored: list[str] = []
+
+        def add(level: Level, sql: str, params: list[Any]) -> None:
+            by_level.setdefault(level, []).append(sql)
+            params_by_level.setdefault(level, []).extend(params)
+
+        for match in query.matches:
+            if match.kind is MatchKind.UNIVERSAL:
+                continue
+            if match.kind is MatchKind.SEQUENCE:
+                mapping = SEQUENCE_ATTRIBUTES.get(match.keyword)
+                if mapping is None:
+                    ignored.append(match.keyword)
+                    continue
+                for item in match.items:
+                    column = mapping.get(item.keyword)
+                    if column is None or item.kind is MatchKind.UNIVERSAL:
+                        if column is None:
+                            ignored.append(f"{match.keyword}.{item.keyword}")
+                        continue
+                    vr = "SH"
+                    sql, params = self._condition(column, vr, item, query, False)
+                    add(_column_level(column), sql, params)
+                continue
+            attr: Attribute | None = BY_KEYWORD.get(match.keyword)
+            if attr is None:
+                ignored.append(match.keyword)
+                continue
+            sql, params = self._condition(attr.column, attr.vr, match, query, attr.multi_valued)
+            add(attr.level, sql, params)
+        # Parameters must follow the order the clauses appear in the final SQL.
+        ordered: list[Any] = []
+        for level in sorted(by_level):
+            ordered.extend(params_by_level[level])
+        return by_level, ordered, ignored
+
+    def compile(
+        self, query: Query, *, max_results: int, select: Sequence[str] | None = None
+    ) -> Compiled:
+        """Compile ``query``; ``select`` replaces the attribute columns (e.g. ``LOCATOR_COLUMNS``)."""
+        level = query.level
+        by_level, params, ignored = self._conditions(query)
+        where: list[str] = []
+        for cond_level in sorted(by_level):
+            clauses = by_level[cond_level]
+            if cond_level <= level:
+                where.extend(clauses)
+            else:
+                source, link = _BELOW[(level, cond_level)]
+                inner = " AND ".join([link, *clauses])
+                where.append(f"EXISTS (SELECT 1 FROM {source} WHERE {inner})")
+        where_sql = (" WHERE " + " AND ".join(where)) if where else ""
+        keywords: list[str] = []
+        if select is not None:
+            columns = ", ".join(select)
+        else:
+            attrs = [a for lvl in Level if lvl <= level for a in attributes_at(lvl)]
+            keywords = [a.keyword for a in attrs]
+            columns = ", ".join(_sql_column(a.column) for a in attrs)
+        order = []
+        for keyword, direction in query.order_by:
+            attr = BY_KEYWORD.get(keyword)
+            if attr is None or attr.level > level:
+                raise QueryError(f"orderby: {keyword} cannot order {level.name} results")
+            order.append(f"{_sql_column(attr.column)} {'DESC' if direction is OrderDirection.DESC else 'ASC'}")
+        order.extend(_DEFAULT_ORDER[level])
+        if _ID[level] not in order:
+            order.append(_ID[level])
+        limit = max_results if query.limit is None else min(query.limit, max_results)
+        base = f"FROM {_FROM[level]}{where_sql}"
+        sql = (
+            f"SELECT {columns} {base} ORDER BY {', '.join(order)}"
+            f" LIMIT {int(limit) + 1} OFFSET {int(max(query.offset, 0))}"
+        )
+        return Compiled(
+            sql=sql,
+            params=params,
+            count_sql=f"SELECT COUNT(*) {base}",
+            count_params=list(params),
+            keywords=keywords,
+            ignored=ignored,
+        )
+
+
+def row_to_dict(keywords: Sequence[str], row: Sequence[Any]) -> dict[str, object]:
+    out: dict[str, object] = {}
+    for keyword, value in zip(keywords, row, strict=True):
+        attr = BY_KEYWORD[keyword]
+        if attr.multi_valued:
+            out[keyword] = [v for v in str(value or "").split("\\") if v]
+        elif value is None:
+            out[keyword] = ""
+        else:
+            out[keyword] = value
+    return out

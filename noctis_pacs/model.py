@@ -81,7 +81,9 @@ ATTRIBUTES: tuple[Attribute, ...] = (
     Attribute("ReferringPhysicianName", "PN", _ST, "studies.referring_physician_name"),
     Attribute("StudyDescription", "LO", _ST, "studies.study_description"),
     Attribute("TimezoneOffsetFromUTC", "SH", _ST, "studies.timezone_offset"),
-    Attribute("ModalitiesInStudy", "CS", _ST, "studies.modalities", counter=True, multi_valued=True),
+    Attribute(
+        "ModalitiesInStudy", "CS", _ST, "studies.modalities", counter=True, multi_valued=True
+    ),
     Attribute(
         "SOPClassesInStudy", "UI", _ST, "studies.sop_classes", counter=True, multi_valued=True
     ),
@@ -97,12 +99,8 @@ ATTRIBUTES: tuple[Attribute, ...] = (
     Attribute("BodyPartExamined", "CS", _SE, "series.body_part_examined"),
     Attribute("StationName", "SH", _SE, "series.station_name"),
     Attribute("InstitutionName", "LO", _SE, "series.institution_name"),
-    Attribute(
-        "PerformedProcedureStepStartDate", "DA", _SE, "series.pps_start_date"
-    ),
-    Attribute(
-        "PerformedProcedureStepStartTime", "TM", _SE, "series.pps_start_time"
-    ),
+    Attribute("PerformedProcedureStepStartDate", "DA", _SE, "series.pps_start_date"),
+    Attribute("PerformedProcedureStepStartTime", "TM", _SE, "series.pps_start_time"),
     Attribute("NumberOfSeriesRelatedInstances", "IS", _SE, "series.num_instances", counter=True),
     # Instance level (PS3.4 C.6.1.1.5, PS3.18 Table 10.6.1-7)
     Attribute("SOPInstanceUID", "UI", _I, "instances.sop_uid", unique=True),

@@ -280,9 +280,7 @@ def _validate(settings: Settings) -> None:
         raise SettingsError("dimse.ae_title: 1 to 16 characters, no backslash (PS3.5 AE VR)")
     url = settings.db_url
     if not (url.startswith("sqlite:///") or url.startswith(("postgresql://", "postgres://"))):
-        raise SettingsError(
-            f"storage.db: {url!r} is neither sqlite:///PATH nor postgresql://..."
-        )
+        raise SettingsError(f"storage.db: {url!r} is neither sqlite:///PATH nor postgresql://...")
     if settings.query.max_results < 1:
         raise SettingsError("query.max_results: must be at least 1")
     tls = settings.dimse

@@ -146,7 +146,9 @@ class Archive:
             rows = conn.positional(compiled.sql, compiled.params).fetchall()
             total = None
             if query.count_total:
-                total = int(conn.positional(compiled.count_sql, compiled.count_params).fetchone()[0])
+                total = int(
+                    conn.positional(compiled.count_sql, compiled.count_params).fetchone()[0]
+                )
         more = len(rows) > limit
         rows = rows[:limit]
         server_cut = more and (query.limit is None or query.limit > self.max_results)
@@ -183,7 +185,10 @@ class Archive:
         ]
 
     def locate_uids(
-        self, study_uid: str | None = None, series_uid: str | None = None, sop_uid: str | None = None
+        self,
+        study_uid: str | None = None,
+        series_uid: str | None = None,
+        sop_uid: str | None = None,
     ) -> list[InstanceLocation]:
         matches = (
             _uid_match("StudyInstanceUID", study_uid)
@@ -239,7 +244,10 @@ class Archive:
     # -- admin --------------------------------------------------------------------------
 
     def delete(
-        self, *, study_uid: str | None = None, series_uid: str | None = None,
+        self,
+        *,
+        study_uid: str | None = None,
+        series_uid: str | None = None,
         sop_uid: str | None = None,
     ) -> int:
         """Delete matching instances: index first (one transaction), blobs after."""
@@ -270,7 +278,9 @@ class Archive:
     def indexed_blobs(self) -> list[tuple[str, str, int, str]]:
         """(sop_uid, blob_key, size, sha256) of every indexed instance."""
         with self.db.reader() as conn:
-            rows = conn.all("SELECT sop_uid, blob_key, blob_size, sha256 FROM instances ORDER BY id")
+            rows = conn.all(
+                "SELECT sop_uid, blob_key, blob_size, sha256 FROM instances ORDER BY id"
+            )
         return [(r[0], r[1], int(r[2]), r[3]) for r in rows]
 
     def verify(self, progress: Progress | None = None) -> dict[str, Any]:
@@ -334,7 +344,9 @@ class Archive:
                 origin={"protocol": "reindex"},
             )
 
-            def job(conn: Connection, record: Any = record, uid: str = parsed.sop_instance_uid) -> bool:
+            def job(
+                conn: Connection, record: Any = record, uid: str = parsed.sop_instance_uid
+            ) -> bool:
                 if conn.one(Q("instance_by_sop"), {"sop_uid": uid}) is not None:
                     return False
                 insert_instance(conn, record)
@@ -349,4 +361,9 @@ class Archive:
                 indexed += 1
             else:
                 duplicates.append(key)
-        return {"blobs": len(keys), "indexed": indexed, "skipped": skipped, "duplicates": duplicates}
+        return {
+            "blobs": len(keys),
+            "indexed": indexed,
+            "skipped": skipped,
+            "duplicates": duplicates,
+        }

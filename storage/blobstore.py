@@ -12,6 +12,7 @@ import errno
 import hashlib
 import os
 import shutil
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -176,12 +177,20 @@ class FileSystemBlobStore:
     def free_bytes(self) -> int:
         return shutil.disk_usage(self.root).free
 
-    def clean_temporary(self) -> int:
-        """Remove leftovers of interrupted writes (called at start-up); return how many."""
+    def clean_temporary(self, older_than: float = 3600.0) -> int:
+        """Remove leftovers of interrupted writes older than ``older_than`` seconds.
+
+        The age guard keeps files other processes sharing the store are writing now.
+        """
         count = 0
+        limit = time.time() - older_than
         for path in self.tmp.glob("*.part"):
-            path.unlink(missing_ok=True)
-            count += 1
+            try:
+                if path.stat().st_mtime < limit:
+                    path.unlink()
+                    count += 1
+            except FileNotFoundError:
+                pass
         return count
 
 

@@ -16,13 +16,13 @@ from io import BytesIO
 from pathlib import Path
 from typing import BinaryIO
 
-from pydicom.filewriter import write_file_meta_info
 from pydicom.dataset import FileMetaDataset
+from pydicom.filewriter import write_file_meta_info
 
 from storage.blobstore import BlobWriter, FileSystemBlobStore, StorageFullError
 from storage.db import Connection
 from storage.index import Q, build_record, insert_instance, remove_instance
-from storage.parse import ParseError, ParsedInstance, metadata_json, read_header
+from storage.parse import ParsedInstance, ParseError, metadata_json, read_header
 from storage.writer import IndexWriter
 
 log = logging.getLogger("noctis.storage.ingest")

@@ -17,7 +17,7 @@ from typing import Any, BinaryIO
 from pydicom import dcmread
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
-from pydicom.uid import DeflatedExplicitVRLittleEndian, ExplicitVRBigEndian, UID
+from pydicom.uid import UID, DeflatedExplicitVRLittleEndian, ExplicitVRBigEndian
 
 #: Placeholder for the public base URL inside stored metadata; replaced per request.
 BASE_URL_PLACEHOLDER = "@@NOCTIS_BASE@@"
@@ -83,7 +83,9 @@ def read_header(fp: BinaryIO, size: int) -> ParsedInstance:
     meta = ds.file_meta
     ts = str(getattr(meta, "TransferSyntaxUID", "") or "")
     if not ts:
-        raise ParseError("not_dicom", "file meta information has no Transfer Syntax UID (0002,0010)")
+        raise ParseError(
+            "not_dicom", "file meta information has no Transfer Syntax UID (0002,0010)"
+        )
     values: dict[str, str] = {}
     for keyword in REQUIRED_UIDS:
         try:

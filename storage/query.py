@@ -27,8 +27,12 @@ from storage.index import normalise_time
 from storage.parse import normalise_pn
 
 _ALIAS = {"patients": "p", "studies": "st", "series": "se", "instances": "i"}
-_TABLE_LEVEL = {"patients": Level.PATIENT, "studies": Level.STUDY, "series": Level.SERIES,
-                "instances": Level.IMAGE}
+_TABLE_LEVEL = {
+    "patients": Level.PATIENT,
+    "studies": Level.STUDY,
+    "series": Level.SERIES,
+    "instances": Level.IMAGE,
+}
 _FROM = {
     Level.PATIENT: "patients p",
     Level.STUDY: "studies st JOIN patients p ON st.patient_fk = p.id",
@@ -42,13 +46,18 @@ _ID = {Level.PATIENT: "p.id", Level.STUDY: "st.id", Level.SERIES: "se.id", Level
 _BELOW: dict[tuple[Level, Level], tuple[str, str]] = {
     (Level.PATIENT, Level.STUDY): ("studies st", "st.patient_fk = p.id"),
     (Level.PATIENT, Level.SERIES): (
-        "studies st JOIN series se ON se.study_fk = st.id", "st.patient_fk = p.id"),
+        "studies st JOIN series se ON se.study_fk = st.id",
+        "st.patient_fk = p.id",
+    ),
     (Level.PATIENT, Level.IMAGE): (
         "studies st JOIN series se ON se.study_fk = st.id JOIN instances i ON i.series_fk = se.id",
-        "st.patient_fk = p.id"),
+        "st.patient_fk = p.id",
+    ),
     (Level.STUDY, Level.SERIES): ("series se", "se.study_fk = st.id"),
     (Level.STUDY, Level.IMAGE): (
-        "series se JOIN instances i ON i.series_fk = se.id", "se.study_fk = st.id"),
+        "series se JOIN instances i ON i.series_fk = se.id",
+        "se.study_fk = st.id",
+    ),
     (Level.SERIES, Level.IMAGE): ("instances i", "i.series_fk = se.id"),
 }
 _DEFAULT_ORDER = {
@@ -58,15 +67,35 @@ _DEFAULT_ORDER = {
     Level.IMAGE: ("i.instance_number", "i.id"),
 }
 _INT_COLUMNS = frozenset(
-    {"series_number", "instance_number", "rows", "columns", "bits_allocated", "number_of_frames",
-     "acquisition_number", "num_studies", "num_series", "num_instances"}
+    {
+        "series_number",
+        "instance_number",
+        "rows",
+        "columns",
+        "bits_allocated",
+        "number_of_frames",
+        "acquisition_number",
+        "num_studies",
+        "num_series",
+        "num_instances",
+    }
 )
-_PN_NORM = {"patients.patient_name": "p.patient_name_norm",
-            "studies.referring_physician_name": "st.referring_physician_name_norm"}
+_PN_NORM = {
+    "patients.patient_name": "p.patient_name_norm",
+    "studies.referring_physician_name": "st.referring_physician_name_norm",
+}
 
 LOCATOR_COLUMNS = (
-    "i.sop_uid", "i.sop_class_uid", "i.transfer_syntax_uid", "i.blob_key", "i.blob_size",
-    "i.frames", "se.series_uid", "st.study_uid", "i.number_of_frames", "i.id",
+    "i.sop_uid",
+    "i.sop_class_uid",
+    "i.transfer_syntax_uid",
+    "i.blob_key",
+    "i.blob_size",
+    "i.frames",
+    "se.series_uid",
+    "st.study_uid",
+    "i.number_of_frames",
+    "i.id",
 )
 
 
@@ -154,7 +183,9 @@ class Compiler:
                 return f"{col} LIKE {ph} ESCAPE '!'", [f"%\\{_like_pattern(match.value)}\\%"]
             if vr == "PN":
                 # PS3.4 C.2.2.2.1: trailing empty components are not significant.
-                return f"{col} = {ph}", [value_of(match.value) if pn_ci else match.value.rstrip("^")]
+                return f"{col} = {ph}", [
+                    value_of(match.value) if pn_ci else match.value.rstrip("^")
+                ]
             return f"{col} = {ph}", [value_of(match.value)]
         if kind is MatchKind.LIST_OF_UID:
             if multi:
@@ -267,7 +298,9 @@ class Compiler:
             attr = BY_KEYWORD.get(keyword)
             if attr is None or attr.level > level:
                 raise QueryError(f"orderby: {keyword} cannot order {level.name} results")
-            order.append(f"{_sql_column(attr.column)} {'DESC' if direction is OrderDirection.DESC else 'ASC'}")
+            order.append(
+                f"{_sql_column(attr.column)} {'DESC' if direction is OrderDirection.DESC else 'ASC'}"
+            )
         order.extend(_DEFAULT_ORDER[level])
         if _ID[level] not in order:
             order.append(_ID[level])

@@ -14,6 +14,7 @@ from typing import Any, Literal, cast
 
 import numpy as np
 from pydicom.dataset import Dataset
+from pydicom.multival import MultiValue
 
 from noctis_pacs.rendering.errors import BadRenderParameter
 
@@ -117,9 +118,7 @@ def apply_modality_lut(arr: np.ndarray, ds: Dataset) -> np.ndarray:
 
 def _float(ds: Dataset, keyword: str, default: float) -> float:
     value: Any = ds.get(keyword, None)
-    if isinstance(value, list | tuple) or hasattr(value, "__getitem__") and not isinstance(
-        value, str
-    ):
+    if isinstance(value, MultiValue | list | tuple):
         value = value[0] if len(value) else None
     try:
         result = float(value) if value not in (None, "") else default

@@ -1,0 +1,346 @@
+"""The ``noctis-pacs`` command line.
+
+Every verb shares ``--config``, ``--data-dir`` and ``--db`` (DESIGN.md), works
+while the server runs (the index is shared, SQLite in WAL mode), and exits
+non-zero on failure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+import zipfile
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, TextIO
+
+from noctis_pacs.logs import configure_logging
+from noctis_pacs.settings import Settings, SettingsError, load_settings
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+class Progress:
+    """A one-line progress bar on stderr (quiet when stderr is not a terminal)."""
+
+    def __init__(self, label: str, stream: TextIO = sys.stderr) -> None:
+        self.label = label
+        self.stream = stream
+        self.tty = stream.isatty()
+        self.last = 0.0
+        self.started = time.monotonic()
+
+    def __call__(self, done: int, total: int | None, extra: str = "") -> None:
+        now = time.monotonic()
+        final = total is not None and done >= total
+        if not final and now - self.last < (0.2 if self.tty else 5.0):
+            return
+        self.last = now
+        rate = done / max(now - self.started, 1e-6)
+        if total:
+            width = 30
+            filled = int(width * done / total)
+            bar = "#" * filled + "-" * (width - filled)
+            text = f"{self.label} [{bar}] {done}/{total} {rate:.0f}/s {extra}"
+        else:
+            text = f"{self.label} {done} {rate:.0f}/s {extra}"
+        if self.tty:
+            self.stream.write("\r" + text.ljust(100))
+            if final:
+                self.stream.write("\n")
+        else:
+            self.stream.write(text + "\n")
+        self.stream.flush()
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", help="TOML configuration file")
+    parser.add_argument("--data-dir", help="data directory (default ./data)")
+    parser.add_argument("--db", help="index URL: sqlite:///PATH or postgresql://...")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="noctis-pacs", description="Noctis PACS DICOM archive")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the HTTP (DICOMweb) and DIMSE servers")
+    _common(serve)
+    serve.add_argument("--http-host")
+    serve.add_argument("--http-port", type=int)
+    serve.add_argument("--dimse-port", type=int)
+    serve.add_argument("--ae-title")
+    only = serve.add_mutually_exclusive_group()
+    only.add_argument("--dimse-only", action="store_true", help="run DIMSE without HTTP")
+    only.add_argument("--http-only", action="store_true", help="run HTTP without DIMSE")
+
+    imp = sub.add_parser("import", help="store files, folders (recursively) and zip archives")
+    _common(imp)
+    imp.add_argument("paths", nargs="+", type=Path)
+    imp.add_argument("--jobs", type=int, default=4, help="parallel stores (default 4)")
+
+    stats = sub.add_parser("stats", help="counts and bytes per level")
+    _common(stats)
+    stats.add_argument("--json", action="store_true", help="print a JSON object")
+
+    verify = sub.add_parser("verify", help="check every blob exists and matches its hash")
+    _common(verify)
+    verify.add_argument("--json", action="store_true")
+
+    reindex = sub.add_parser("reindex", help="rebuild the index from the blobs")
+    _common(reindex)
+
+    delete = sub.add_parser("delete", help="delete a study, series or instance")
+    _common(delete)
+    delete.add_argument("--study", help="Study Instance UID")
+    delete.add_argument("--series", help="Series Instance UID")
+    delete.add_argument("--instance", help="SOP Instance UID")
+
+    db = sub.add_parser("db", help="index maintenance")
+    db_sub = db.add_subparsers(dest="db_command", required=True)
+    migrate = db_sub.add_parser("migrate", help="bring the index to this version's schema")
+    _common(migrate)
+
+    for register in EXTRA_COMMANDS:
+        register(sub)
+    return parser
+
+
+#: Later verbs (worklist, render, ...) register here: ``register(subparsers)`` adds a
+#: parser whose ``handler`` default is ``handler(args, settings) -> int``.
+EXTRA_COMMANDS: list[Callable[[Any], None]] = []
+
+
+def settings_from(args: argparse.Namespace) -> Settings:
+    overrides: dict[str, dict[str, Any]] = {
+        "storage": {"data_dir": getattr(args, "data_dir", None), "db": getattr(args, "db", None)},
+        "http": {
+            "host": getattr(args, "http_host", None),
+            "port": getattr(args, "http_port", None),
+        },
+        "dimse": {
+            "port": getattr(args, "dimse_port", None),
+            "ae_title": getattr(args, "ae_title", None),
+        },
+    }
+    return load_settings(getattr(args, "config", None), overrides=overrides)
+
+
+def _open_archive(settings: Settings) -> Any:
+    from storage.archive import Archive
+
+    return Archive(settings)
+
+
+def _iter_inputs(paths: Sequence[Path]) -> Iterator[tuple[str, Callable[[], Any]]]:
+    """(label, opener) for each file under ``paths``; zip members are opened lazily."""
+    for path in paths:
+        if path.is_dir():
+            for child in sorted(p for p in path.rglob("*") if p.is_file()):
+                yield from _iter_inputs([child])
+        elif zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as archive:
+                names = [i.filename for i in archive.infolist() if not i.is_dir()]
+            for name in names:
+
+                def opener(path: Path = path, name: str = name) -> Any:
+                    return zipfile.ZipFile(path).open(name)
+
+                yield f"{path}:{name}", opener
+        elif path.is_file():
+            yield str(path), (lambda path=path: path)
+        else:
+            yield str(path), (lambda path=path: FileNotFoundError(f"{path}: no such file"))
+
+
+def cmd_import(args: argparse.Namespace, settings: Settings) -> int:
+    from storage.archive import Origin, Status
+
+    archive = _open_archive(settings)
+    inputs = list(_iter_inputs(args.paths))
+    progress = Progress("import")
+    counts: Counter[str] = Counter()
+    rejected: list[tuple[str, str]] = []
+    origin = Origin("import", host="cli")
+
+    def one(item: tuple[str, Callable[[], Any]]) -> tuple[str, Any]:
+        label, opener = item
+        source = opener()
+        if isinstance(source, Exception):
+            return label, source
+        if isinstance(source, Path):
+            return label, archive.store_path(source, origin)
+        with source:
+            return label, archive.store_stream(source, origin)
+
+    try:
+        with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
+            for n, (label, outcome) in enumerate(pool.map(one, inputs), 1):
+                if isinstance(outcome, Exception):
+                    counts["rejected"] += 1
+                    rejected.append((label, str(outcome)))
+                else:
+                    counts[outcome.status.value] += 1
+                    if outcome.status not in (Status.STORED, Status.ALREADY_STORED):
+                        rejected.append((label, outcome.reason))
+                progress(n, len(inputs), f"stored={counts['stored']} rejected={len(rejected)}")
+    finally:
+        archive.close()
+    print(
+        f"stored {counts['stored']}, already stored {counts['already_stored']}, "
+        f"rejected {len(rejected)} of {len(inputs)} file(s)"
+    )
+    reasons = Counter(reason for _, reason in rejected)
+    for label, reason in rejected[:50]:
+        print(f"  rejected {label}: {reason}")
+    if len(rejected) > 50:
+        print(f"  ... and {len(rejected) - 50} more; by reason:")
+        for reason, count in reasons.most_common():
+            print(f"    {count} x {reason}")
+    return EXIT_FAILED if rejected else EXIT_OK
+
+
+def cmd_stats(args: argparse.Namespace, settings: Settings) -> int:
+    archive = _open_archive(settings)
+    try:
+        stats = archive.stats()
+    finally:
+        archive.close()
+    if args.json:
+        print(json.dumps(stats))
+    else:
+        for key, value in stats.items():
+            print(f"{key:>10}: {value}")
+    return EXIT_OK
+
+
+def cmd_verify(args: argparse.Namespace, settings: Settings) -> int:
+    archive = _open_archive(settings)
+    try:
+        report = archive.verify(Progress("verify"))
+    finally:
+        archive.close()
+    if args.json:
+        print(json.dumps(report))
+    else:
+        print(
+            f"checked {report['checked']}: {len(report['missing'])} missing, "
+            f"{len(report['corrupt'])} corrupt, {len(report['orphans'])} orphan blob(s)"
+        )
+        for uid in report["missing"][:20]:
+            print(f"  missing blob for instance {uid}")
+        for uid in report["corrupt"][:20]:
+            print(f"  hash mismatch for instance {uid}")
+        for key in report["orphans"][:20]:
+            print(f"  orphan blob {key} (not in the index; `reindex` would adopt it)")
+    return EXIT_OK if report["ok"] else EXIT_FAILED
+
+
+def cmd_reindex(args: argparse.Namespace, settings: Settings) -> int:
+    archive = _open_archive(settings)
+    try:
+        report = archive.reindex(Progress("reindex"))
+    finally:
+        archive.close()
+    print(
+        f"indexed {report['indexed']} of {report['blobs']} blob(s); "
+        f"{len(report['skipped'])} unreadable, {len(report['duplicates'])} duplicate(s)"
+    )
+    for item in report["skipped"][:20]:
+        print(f"  skipped blob {item['blob']}: {item['reason']}")
+    return EXIT_FAILED if report["skipped"] else EXIT_OK
+
+
+def cmd_delete(args: argparse.Namespace, settings: Settings) -> int:
+    if not (args.study or args.series or args.instance):
+        print("delete: give --study, --series or --instance", file=sys.stderr)
+        return EXIT_USAGE
+    archive = _open_archive(settings)
+    try:
+        count = archive.delete(study_uid=args.study, series_uid=args.series, sop_uid=args.instance)
+    finally:
+        archive.close()
+    if count == 0:
+        print("delete: nothing matched", file=sys.stderr)
+        return EXIT_FAILED
+    print(f"deleted {count} instance(s)")
+    return EXIT_OK
+
+
+def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
+    from storage.db import open_database
+    from storage.schema import current_version, latest_version, migrate
+
+    db = open_database(settings.db_url)
+    try:
+        before = current_version(db)
+        applied = migrate(db)
+        after = current_version(db)
+    finally:
+        db.close()
+    if applied:
+        print(f"migrated the index from version {before} to {after} ({latest_version(db.dialect)})")
+    else:
+        print(f"the index is at version {after}, nothing to do")
+    return EXIT_OK
+
+
+def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
+    from noctis_pacs.server import serve
+
+    serve(settings, http=not args.dimse_only, dimse=not args.http_only)
+    return EXIT_OK
+
+
+HANDLERS: dict[str, Callable[[argparse.Namespace, Settings], int]] = {
+    "serve": cmd_serve,
+    "import": cmd_import,
+    "stats": cmd_stats,
+    "verify": cmd_verify,
+    "reindex": cmd_reindex,
+    "delete": cmd_delete,
+    "db": cmd_migrate,
+}
+
+
+def _load_plugins() -> None:
+    """Import the modules that add verbs (they append to ``EXTRA_COMMANDS``)."""
+    import importlib
+
+    for name in ("noctis_pacs.worklist_cli", "noctis_pacs.render_cli"):
+        try:
+            importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name != name:
+                raise
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    _load_plugins()
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        settings = settings_from(args)
+    except SettingsError as exc:
+        print(f"noctis-pacs: configuration error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    configure_logging(settings.logging.level, settings.logging.format)
+    handler = getattr(args, "handler", None) or HANDLERS[args.command]
+    try:
+        return handler(args, settings)
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:
+        from storage.db import DatabaseError
+
+        if isinstance(exc, DatabaseError | SettingsError):
+            print(f"noctis-pacs: {exc}", file=sys.stderr)
+            return EXIT_FAILED
+        raise
+
+
+if __name__ == "__main__":
+    sys.exit(main())

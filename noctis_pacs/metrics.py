@@ -1,0 +1,61 @@
+"""The one metrics registry, built by the wiring and passed to each protocol."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+
+_LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+
+
+@dataclass
+class Metrics:
+    registry: CollectorRegistry
+    dimse_operations: Counter
+    dimse_duration: Histogram
+    http_requests: Counter
+    http_duration: Histogram
+    stored_instances: Counter
+
+    def exposition(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+def build_metrics() -> Metrics:
+    registry = CollectorRegistry(auto_describe=True)
+    return Metrics(
+        registry=registry,
+        dimse_operations=Counter(
+            "noctis_dimse_operations",
+            "DIMSE operations by service and status",
+            ["operation", "status"],
+            registry=registry,
+        ),
+        dimse_duration=Histogram(
+            "noctis_dimse_duration_seconds",
+            "DIMSE operation duration",
+            ["operation"],
+            buckets=_LATENCY_BUCKETS,
+            registry=registry,
+        ),
+        http_requests=Counter(
+            "noctis_http_requests",
+            "HTTP requests by route and status",
+            ["method", "route", "status"],
+            registry=registry,
+        ),
+        http_duration=Histogram(
+            "noctis_http_request_duration_seconds",
+            "HTTP request duration by route",
+            ["method", "route"],
+            buckets=_LATENCY_BUCKETS,
+            registry=registry,
+        ),
+        stored_instances=Counter(
+            "noctis_stored_instances",
+            "Store outcomes by origin protocol and outcome",
+            ["protocol", "outcome"],
+            registry=registry,
+        ),
+    )

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 from pydicom.dataset import Dataset
 from pydicom.encaps import encapsulate
-from pydicom.pixels import get_decoder
+from pydicom.pixels.decoders.base import get_decoder
 
 from noctis_pacs.rendering.errors import NotRenderable
 from noctis_pacs.rendering.pixels import PixelDescription, describe_pixels
@@ -165,7 +165,7 @@ def _decode_encapsulated(desc: PixelDescription, data: bytes, uid: str) -> np.nd
         arr, properties = decoder.as_array(encapsulate([bytes(data)]), index=0, **options)
     except Exception as exc:  # third-party plugins raise anything; all mean "cannot decode"
         raise NotRenderable(f"cannot decode frame ({uid}): {exc}") from exc
-    expected = (desc.rows, desc.columns)
+    expected: tuple[int, ...] = (desc.rows, desc.columns)
     if desc.samples_per_pixel > 1:
         expected = (desc.rows, desc.columns, desc.samples_per_pixel)
     if arr.shape != expected:

@@ -59,7 +59,7 @@ class Window:
         function = parts[2].upper() if len(parts) == 3 else "LINEAR"
         if function not in VOI_FUNCTIONS:
             raise BadRenderParameter(f"unknown VOI LUT Function {parts[2]!r}")
-        return cls(center, width, cast(VoiFunction, function))
+        return cls(center, width, function)
 
 
 def lut_values(item: Dataset) -> tuple[int, np.ndarray, int]:
@@ -81,7 +81,9 @@ def lut_values(item: Dataset) -> tuple[int, np.ndarray, int]:
         dtype = "<u1" if bits <= 8 and len(data) == entries else "<u2"
         values = np.frombuffer(data, dtype=dtype)
     else:
-        values = np.asarray(data if isinstance(data, list | tuple) else [data], dtype=np.int64)
+        values = np.asarray(
+            list(data) if isinstance(data, MultiValue | list | tuple) else [data], dtype=np.int64
+        )
     if values.size < entries:
         raise ValueError(f"LUT Data has {values.size} entries, descriptor says {entries}")
     return first, values[:entries].astype(np.float32), bits
@@ -89,7 +91,7 @@ def lut_values(item: Dataset) -> tuple[int, np.ndarray, int]:
 
 def _apply_lut(arr: np.ndarray, first: int, values: np.ndarray) -> np.ndarray:
     index = np.clip(arr.astype(np.int64) - first, 0, values.size - 1)
-    return cast(np.ndarray, values[index])
+    return np.asarray(values[index])
 
 
 def apply_modality_lut(arr: np.ndarray, ds: Dataset) -> np.ndarray:
@@ -175,7 +177,7 @@ def instance_window(ds: Dataset) -> Window | None:
 
 def to_uint8(y: np.ndarray) -> np.ndarray:
     """Round and clip a 0..255 float image to uint8."""
-    return np.clip(np.rint(y), Y_MIN, Y_MAX).astype(np.uint8)
+    return np.asarray(np.clip(np.rint(y), Y_MIN, Y_MAX), dtype=np.uint8)
 
 
 def apply_voi(arr: np.ndarray, ds: Dataset, window: Window | None = None) -> np.ndarray:
@@ -210,7 +212,7 @@ def min_max_scale(arr: np.ndarray) -> np.ndarray:
     if high <= low:
         return np.zeros(arr.shape, dtype=np.float32)
     scaled = (arr.astype(np.float32) - np.float32(low)) * np.float32(Y_MAX / (high - low))
-    return np.nan_to_num(scaled, nan=0.0)
+    return np.asarray(np.nan_to_num(scaled, nan=0.0))
 
 
 def apply_monochrome1(arr: np.ndarray, ds: Dataset) -> np.ndarray:
@@ -222,5 +224,5 @@ def apply_monochrome1(arr: np.ndarray, ds: Dataset) -> np.ndarray:
     """
     photometric = str(ds.get("PhotometricInterpretation", "") or "").strip().upper()
     if photometric == "MONOCHROME1":
-        return cast(np.ndarray, np.uint8(255) - arr)
+        return np.asarray(np.uint8(255) - arr)
     return arr

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 from pydicom.dataset import Dataset
-from pydicom.pixels import apply_color_lut
+from pydicom.pixels.processing import apply_color_lut
 
 from noctis_pacs.rendering.decode import decode_frame
 from noctis_pacs.rendering.errors import NotRenderable

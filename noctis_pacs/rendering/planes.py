@@ -1,0 +1,432 @@
+"""Multi-planar reformatting (MPR) and intensity projections (MIP/MinIP/AvgIP).
+
+Beyond the standard. A plane is given in patient coordinates (mm, PS3.3
+C.7.6.2.1.1) by its normal and a point on it; the result carries the
+geometry of an Image Plane module so a viewer can place it in 3D.
+
+Planes parallel to one of the volume's array axes are cut from the array
+(the acquired slices directly; others from one row or column of every slice,
+then resampled in 2D); only oblique planes need trilinear interpolation.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+
+from noctis_pacs.rendering.errors import BadRenderParameter
+from noctis_pacs.rendering.volume import Volume
+
+Vector = Sequence[float]
+MipMode = Literal["max", "min", "avg"]
+MIP_MODES: tuple[MipMode, ...] = ("max", "min", "avg")
+#: Normals of the named planes in patient coordinates (LPS, PS3.3 C.7.6.2.1.1).
+PLANE_NORMALS: dict[str, tuple[float, float, float]] = {
+    "axial": (0.0, 0.0, 1.0),
+    "coronal": (0.0, 1.0, 0.0),
+    "sagittal": (1.0, 0.0, 0.0),
+}
+_ALIGNED = 1 - 1e-6
+_EPS = 1e-4
+
+
+def _ds(value: float) -> str:
+    """One DICOM Decimal String (PS3.5 6.2, at most 16 characters)."""
+    rounded = 0.0 if abs(value) < 1e-9 else value
+    return f"{rounded:.10g}"
+
+
+@dataclass(frozen=True, eq=False)
+class Plane:
+    """A reformatted or projected image with Image Plane module geometry.
+
+    ``pixels`` holds modality values (float32, rows x columns);
+    ``image_position_patient`` is the centre of the first transmitted pixel,
+    ``image_orientation_patient`` the row then column direction cosines,
+    ``pixel_spacing`` the row spacing then the column spacing (PS3.3 C.7.6.2).
+    """
+
+    pixels: np.ndarray
+    image_position_patient: tuple[float, float, float]
+    image_orientation_patient: tuple[float, float, float, float, float, float]
+    pixel_spacing: tuple[float, float]
+
+    @property
+    def rows(self) -> int:
+        """Number of rows."""
+        return int(self.pixels.shape[0])
+
+    @property
+    def columns(self) -> int:
+        """Number of columns."""
+        return int(self.pixels.shape[1])
+
+    def patient_point(self, row: float, column: float) -> np.ndarray:
+        """Patient coordinates of the (possibly fractional) pixel (row, column)."""
+        orientation = np.array(self.image_orientation_patient)
+        return np.asarray(
+            np.array(self.image_position_patient)
+            + column * self.pixel_spacing[1] * orientation[:3]
+            + row * self.pixel_spacing[0] * orientation[3:]
+        )
+
+    def dicom_strings(self) -> dict[str, str]:
+        """Geometry as DICOM string values, multi-values backslash-separated.
+
+        Keys are the DICOM keywords ImagePositionPatient,
+        ImageOrientationPatient, PixelSpacing, Rows and Columns.
+        """
+        return {
+            "ImagePositionPatient": "\\".join(map(_ds, self.image_position_patient)),
+            "ImageOrientationPatient": "\\".join(map(_ds, self.image_orientation_patient)),
+            "PixelSpacing": "\\".join(map(_ds, self.pixel_spacing)),
+            "Rows": str(self.rows),
+            "Columns": str(self.columns),
+        }
+
+
+def resolve_normal(normal: Vector | str) -> np.ndarray:
+    """Unit normal from a vector or a plane name (axial, coronal, sagittal)."""
+    if isinstance(normal, str):
+        try:
+            normal = PLANE_NORMALS[normal.strip().lower()]
+        except KeyError:
+            raise BadRenderParameter(
+                f"unknown plane {normal!r}: use axial, coronal or sagittal"
+            ) from None
+    vector = np.asarray(normal, dtype=np.float64)
+    length = float(np.linalg.norm(vector)) if vector.shape == (3,) else 0.0
+    if not math.isfinite(length) or length < 1e-9:
+        raise BadRenderParameter("normal must be three numbers, not all zero")
+    return vector / length
+
+
+def _point(volume: Volume, point: Vector | None) -> np.ndarray:
+    if point is None:
+        centre = (np.array(volume.shape, dtype=np.float64) - 1) / 2
+        return np.asarray(volume.origin + volume.index_to_patient @ centre)
+    vector = np.asarray(point, dtype=np.float64)
+    if vector.shape != (3,) or not np.all(np.isfinite(vector)):
+        raise BadRenderParameter("point must be three finite numbers (x,y,z in mm)")
+    return vector
+
+
+def _display_axes(normal: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Row and column directions of a plane, oriented as radiologists read.
+
+    Column direction: posterior (axial-like planes) or feet-ward (others),
+    projected on the plane; row direction perpendicular to it, towards the
+    patient's left, or posterior for sagittal-like planes. For the named
+    planes this gives the usual orientations: axial 1\\0\\0\\0\\1\\0,
+    coronal 1\\0\\0\\0\\0\\-1, sagittal 0\\1\\0\\0\\0\\-1.
+    """
+    largest = int(np.argmax(np.abs(normal)))
+    reference = np.array([0.0, 1.0, 0.0]) if largest == 2 else np.array([0.0, 0.0, -1.0])
+    column = reference - np.dot(reference, normal) * normal
+    column /= np.linalg.norm(column)
+    row = np.cross(column, normal)
+    towards = np.array([0.0, 1.0, 0.0]) if largest == 0 else np.array([1.0, 0.0, 0.0])
+    if np.dot(row, towards) < 0:
+        row = -row
+    return row, column
+
+
+def _axis_vectors(volume: Volume) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Patient-space step of one index along array axes 0 (slice), 1 (row), 2 (column)."""
+    matrix = volume.index_to_patient
+    return matrix[:, 0], matrix[:, 1], matrix[:, 2]
+
+
+def _aligned_axis(volume: Volume, normal: np.ndarray) -> int | None:
+    """Array axis whose constant-index planes are perpendicular to ``normal``."""
+    steps = _axis_vectors(volume)
+    for axis in range(3):
+        others = [steps[other] for other in range(3) if other != axis]
+        plane_normal = np.cross(others[0], others[1])
+        plane_normal /= np.linalg.norm(plane_normal)
+        if abs(float(np.dot(plane_normal, normal))) > _ALIGNED:
+            return axis
+    return None
+
+
+@dataclass(frozen=True)
+class _Grid:
+    """Pixel grid of a plane in patient space."""
+
+    position: np.ndarray
+    row_direction: np.ndarray
+    column_direction: np.ndarray
+    row_spacing: float
+    column_spacing: float
+    rows: int
+    columns: int
+
+    def index_coords(self, volume: Volume) -> np.ndarray:
+        """(3, rows, columns) fractional voxel indices (k, r, c) of each pixel."""
+        inverse = volume.patient_to_index
+        base = inverse @ (self.position - volume.origin)
+        along_row = inverse @ (self.row_direction * self.column_spacing)
+        down_column = inverse @ (self.column_direction * self.row_spacing)
+        columns = np.arange(self.columns, dtype=np.float64)
+        rows = np.arange(self.rows, dtype=np.float64)
+        return np.asarray(
+            base[:, None, None]
+            + along_row[:, None, None] * columns[None, None, :]
+            + down_column[:, None, None] * rows[None, :, None]
+        )
+
+    def plane(self, pixels: np.ndarray) -> Plane:
+        x, y, z = (float(value) for value in self.position)
+        rx, ry, rz = (float(value) for value in self.row_direction)
+        cx, cy, cz = (float(value) for value in self.column_direction)
+        return Plane(
+            pixels=np.ascontiguousarray(pixels, dtype=np.float32),
+            image_position_patient=(x, y, z),
+            image_orientation_patient=(rx, ry, rz, cx, cy, cz),
+            pixel_spacing=(self.row_spacing, self.column_spacing),
+        )
+
+
+def _count(extent: float, spacing: float) -> int:
+    return int(math.floor(extent / spacing + 1e-6)) + 1
+
+
+def _grid(
+    volume: Volume, normal: np.ndarray, point: np.ndarray, spacing: float | None, axis: int | None
+) -> _Grid:
+    """The plane's pixel grid: the slice grid when cut along the slice axis,
+    otherwise display axes over the projection of the whole volume, with the
+    given point on a pixel centre."""
+    if axis == 0:
+        slice_index = float((volume.patient_to_index @ (point - volume.origin))[0])
+        _, rows, columns = volume.shape
+        row_spacing = spacing or volume.row_spacing
+        column_spacing = spacing or volume.column_spacing
+        return _Grid(
+            position=volume.origin + slice_index * volume.slice_step,
+            row_direction=volume.row_cosines,
+            column_direction=volume.column_cosines,
+            row_spacing=row_spacing,
+            column_spacing=column_spacing,
+            rows=_count((rows - 1) * volume.row_spacing, row_spacing),
+            columns=_count((columns - 1) * volume.column_spacing, column_spacing),
+        )
+    step = spacing or min(volume.row_spacing, volume.column_spacing)
+    row_direction, column_direction = _display_axes(normal)
+    offsets = volume.corners() - point
+    u, v = offsets @ row_direction, offsets @ column_direction
+    u_first = math.floor(u.min() / step + 1e-6) * step
+    v_first = math.floor(v.min() / step + 1e-6) * step
+    return _Grid(
+        position=point + u_first * row_direction + v_first * column_direction,
+        row_direction=row_direction,
+        column_direction=column_direction,
+        row_spacing=step,
+        column_spacing=step,
+        rows=_count(float(v.max()) - v_first, step),
+        columns=_count(float(u.max()) - u_first, step),
+    )
+
+
+def _check_spacing(spacing: float | None) -> None:
+    if spacing is not None and not (math.isfinite(spacing) and 0.01 <= spacing <= 100):
+        raise BadRenderParameter("spacing must be within 0.01..100 mm")
+
+
+def _check_intersects(volume: Volume, normal: np.ndarray, point: np.ndarray) -> None:
+    distances = (volume.corners() - point) @ normal
+    if distances.min() > _EPS or distances.max() < -_EPS:
+        raise BadRenderParameter("the plane does not intersect the volume")
+
+
+def _interpolate_along(voxels: np.ndarray, axis: int, index: float) -> np.ndarray:
+    """The 2D array at fractional ``index`` along ``axis`` (linear between neighbours)."""
+    size = voxels.shape[axis]
+    index = min(max(index, 0.0), size - 1.0)
+    low = int(math.floor(index))
+    fraction = index - low
+    if fraction < 1e-6 or low + 1 >= size:
+        return np.asarray(np.take(voxels, low, axis=axis))
+    if fraction > 1 - 1e-6:
+        return np.asarray(np.take(voxels, low + 1, axis=axis))
+    below, above = np.take(voxels, low, axis=axis), np.take(voxels, low + 1, axis=axis)
+    return np.asarray(below * np.float32(1 - fraction) + above * np.float32(fraction))
+
+
+def _neighbours(coord: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    clipped = np.clip(coord, 0.0, size - 1.0)
+    low = np.floor(clipped).astype(np.intp)
+    np.minimum(low, max(size - 2, 0), out=low)
+    high = np.minimum(low + 1, size - 1)
+    return low, high, (clipped - low).astype(np.float32)
+
+
+def _inside(coord: np.ndarray, size: int) -> np.ndarray:
+    return np.asarray((coord >= -_EPS) & (coord <= size - 1 + _EPS))
+
+
+def bilinear(image: np.ndarray, y: np.ndarray, x: np.ndarray, fill: float) -> np.ndarray:
+    """Sample ``image`` at fractional (y, x); ``fill`` outside it."""
+    height, width = image.shape
+    y0, y1, fy = _neighbours(y, height)
+    x0, x1, fx = _neighbours(x, width)
+    top = image[y0, x0] * (1 - fx) + image[y0, x1] * fx
+    bottom = image[y1, x0] * (1 - fx) + image[y1, x1] * fx
+    values = top * (1 - fy) + bottom * fy
+    inside = _inside(y, height) & _inside(x, width)
+    return np.where(inside, values, np.float32(fill)).astype(np.float32)
+
+
+def trilinear(voxels: np.ndarray, coords: np.ndarray, fill: float) -> np.ndarray:
+    """Sample ``voxels`` at fractional (k, r, c) = ``coords``; ``fill`` outside."""
+    slices, rows, columns = voxels.shape
+    k0, k1, fk = _neighbours(coords[0], slices)
+    r0, r1, fr = _neighbours(coords[1], rows)
+    c0, c1, fc = _neighbours(coords[2], columns)
+    flat = voxels.reshape(-1)
+    result = np.zeros(coords.shape[1:], dtype=np.float32)
+    for k, wk in ((k0, 1 - fk), (k1, fk)):
+        for r, wr in ((r0, 1 - fr), (r1, fr)):
+            base = (k * rows + r) * columns
+            weight = wk * wr
+            result += flat[base + c0] * (weight * (1 - fc))
+            result += flat[base + c1] * (weight * fc)
+    inside = _inside(coords[0], slices) & _inside(coords[1], rows) & _inside(coords[2], columns)
+    return np.where(inside, result, np.float32(fill)).astype(np.float32)
+
+
+def _other_axes(axis: int) -> tuple[int, int]:
+    first, second = (other for other in range(3) if other != axis)
+    return first, second
+
+
+def _native(volume: Volume, grid: _Grid, axis: int | None) -> bool:
+    return (
+        axis == 0
+        and grid.row_spacing == volume.row_spacing
+        and grid.column_spacing == volume.column_spacing
+    )
+
+
+def mpr(
+    volume: Volume,
+    *,
+    normal: Vector | str,
+    point: Vector | None = None,
+    spacing: float | None = None,
+) -> Plane:
+    """The plane through ``point`` (default: volume centre) perpendicular to ``normal``.
+
+    ``normal`` is a patient-space vector or axial/coronal/sagittal. Pixels are
+    square at ``spacing`` mm (default: the finer in-plane spacing of the
+    volume) and the plane covers the volume's extent; a plane parallel to the
+    acquired slices keeps the slice grid and is cut from the array.
+    """
+    direction = resolve_normal(normal)
+    origin = _point(volume, point)
+    _check_spacing(spacing)
+    _check_intersects(volume, direction, origin)
+    axis = _aligned_axis(volume, direction)
+    grid = _grid(volume, direction, origin, spacing, axis)
+    coords = grid.index_coords(volume)
+    if axis is None:
+        return grid.plane(trilinear(volume.voxels, coords, volume.pad_value))
+    image = _interpolate_along(volume.voxels, axis, float(coords[axis, 0, 0]))
+    if _native(volume, grid, axis):
+        return grid.plane(image)
+    first, second = _other_axes(axis)
+    return grid.plane(bilinear(image, coords[first], coords[second], volume.pad_value))
+
+
+def _reduce(stack: np.ndarray, axis: int, mode: MipMode) -> np.ndarray:
+    if mode == "max":
+        return np.asarray(stack.max(axis=axis))
+    if mode == "min":
+        return np.asarray(stack.min(axis=axis))
+    return np.asarray(stack.mean(axis=axis, dtype=np.float32))
+
+
+def mip(
+    volume: Volume,
+    *,
+    normal: Vector | str,
+    point: Vector | None = None,
+    thickness: float | None = None,
+    mode: MipMode = "max",
+) -> Plane:
+    """Project the volume along ``normal`` over a slab centred on ``point``.
+
+    ``thickness`` is the slab thickness in mm (whole volume when None);
+    ``mode`` max, min or avg. The result lies in the plane through ``point``
+    with the grid :func:`mpr` would use.
+    """
+    if mode not in MIP_MODES:
+        raise BadRenderParameter(f"mode must be one of {', '.join(MIP_MODES)}")
+    if thickness is not None and not (math.isfinite(thickness) and thickness > 0):
+        raise BadRenderParameter("thickness must be a positive number of mm")
+    direction = resolve_normal(normal)
+    origin = _point(volume, point)
+    _check_intersects(volume, direction, origin)
+    axis = _aligned_axis(volume, direction)
+    grid = _grid(volume, direction, origin, None, axis)
+    coords = grid.index_coords(volume)
+    if axis is None:
+        return grid.plane(_march(volume, coords, direction, origin, thickness, mode))
+    size = volume.shape[axis]
+    centre = float(coords[axis, 0, 0])
+    low, high = 0, size - 1
+    if thickness is not None:
+        per_index = abs(float(np.dot(_axis_vectors(volume)[axis], direction)))
+        half = thickness / 2 / per_index
+        low = max(low, math.ceil(centre - half - 1e-6))
+        high = min(high, math.floor(centre + half + 1e-6))
+        if low > high:
+            low = high = min(max(round(centre), 0), size - 1)
+    selection: list[slice] = [slice(None)] * 3
+    selection[axis] = slice(low, high + 1)
+    image = _reduce(volume.voxels[tuple(selection)], axis, mode)
+    if _native(volume, grid, axis):
+        return grid.plane(image)
+    first, second = _other_axes(axis)
+    return grid.plane(bilinear(image, coords[first], coords[second], volume.pad_value))
+
+
+def _march(
+    volume: Volume,
+    coords: np.ndarray,
+    direction: np.ndarray,
+    origin: np.ndarray,
+    thickness: float | None,
+    mode: MipMode,
+) -> np.ndarray:
+    """Oblique projection: sample planes parallel to the grid, reduce as we go."""
+    step = min(volume.row_spacing, volume.column_spacing, volume.slice_spacing)
+    if thickness is None:
+        distances = (volume.corners() - origin) @ direction
+        start, stop = float(distances.min()), float(distances.max())
+    else:
+        start, stop = -thickness / 2, thickness / 2
+    offsets = start + step * np.arange(_count(stop - start, step))
+    shift = volume.patient_to_index @ direction
+    accumulated: np.ndarray | None = None
+    counts = np.zeros(coords.shape[1:], dtype=np.float32)
+    for offset in offsets:
+        sample = trilinear(volume.voxels, coords + (shift * offset)[:, None, None], math.nan)
+        valid = ~np.isnan(sample)
+        counts += valid
+        if accumulated is None:
+            accumulated = sample if mode != "avg" else np.where(valid, sample, 0)
+        elif mode == "max":
+            accumulated = np.fmax(accumulated, sample)
+        elif mode == "min":
+            accumulated = np.fmin(accumulated, sample)
+        else:
+            accumulated += np.where(valid, sample, 0)
+    assert accumulated is not None
+    if mode == "avg":
+        accumulated = accumulated / np.maximum(counts, 1)
+    return np.where(counts > 0, accumulated, np.float32(volume.pad_value)).astype(np.float32)

@@ -287,7 +287,7 @@ class Archive:
         """Check every indexed blob exists and matches its hash; find orphan blobs."""
         indexed = self.indexed_blobs()
         missing, corrupt = [], []
-        for n, (sop_uid, key, size, sha) in enumerate(indexed, 1):
+        for n, (sop_uid, key, _size, sha) in enumerate(indexed, 1):
             if not self.blobs.exists(key):
                 missing.append(sop_uid)
             else:
@@ -300,7 +300,7 @@ class Archive:
             if progress:
                 progress(n, len(indexed))
         known = {key for _, key, _, _ in indexed}
-        orphans = [key for key in self.blobs.keys() if key not in known]
+        orphans = [key for key in self.blobs if key not in known]
         return {
             "checked": len(indexed),
             "missing": missing,

@@ -8,6 +8,7 @@ is another class implementing ``BlobStore``.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import os
@@ -142,10 +143,8 @@ class FileSystemBlobStore:
 
     def discard(self, writer: BlobWriter) -> None:
         writer.finish(False)
-        try:
+        with contextlib.suppress(FileNotFoundError):
             os.unlink(writer.path)
-        except FileNotFoundError:
-            pass
 
     def open(self, key: str) -> BinaryIO:
         return open(self._path(key), "rb")
@@ -165,10 +164,8 @@ class FileSystemBlobStore:
             return False
 
     def delete(self, key: str) -> None:
-        try:
+        with contextlib.suppress(FileNotFoundError):
             os.unlink(self._path(key))
-        except FileNotFoundError:
-            pass
 
     def keys(self) -> Iterator[str]:
         for path in sorted(self.blobs.glob("??/??/*.dcm")):

@@ -141,12 +141,14 @@ def _frame_ranges(
     tag = (group << 16) | element
     if tag != 0x7FE00010:
         return None, None
-    if ts.is_implicit_VR:
+    vr_bytes = head[4:6]
+    implicit = ts.is_implicit_VR or not (vr_bytes.isalpha() and vr_bytes.isupper())
+    if implicit:  # also files whose dataset is implicit despite their meta (pydicom reads them)
         (length,) = struct.unpack(endian + "I", head[4:8])
         value_start = start + 8
         vr = "OW"
     else:
-        vr = head[4:6].decode("ascii", "replace")
+        vr = vr_bytes.decode("ascii")
         if vr in ("OB", "OW", "OF", "OD", "OL", "UN", "OV"):
             more = fp.read(4)
             if len(more) < 4:

@@ -181,11 +181,9 @@ class Compiler:
         if kind is MatchKind.SINGLE:
             if multi:
                 return f"{col} LIKE {ph} ESCAPE '!'", [f"%\\{_like_pattern(match.value)}\\%"]
-            if vr == "PN":
+            if vr == "PN" and not pn_ci:
                 # PS3.4 C.2.2.2.1: trailing empty components are not significant.
-                return f"{col} = {ph}", [
-                    value_of(match.value) if pn_ci else match.value.rstrip("^")
-                ]
+                return f"RTRIM({col}, '^') = {ph}", [match.value.rstrip("^")]
             return f"{col} = {ph}", [value_of(match.value)]
         if kind is MatchKind.LIST_OF_UID:
             if multi:

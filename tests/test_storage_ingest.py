@@ -1,0 +1,256 @@
+"""The one ingest path: every bundled file, duplicates, rejects, failure injection,
+frame offsets — on both index backends."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+from pydicom import dcmread
+from pydicom.encaps import generate_frames
+
+from storage.archive import Archive, Origin, Status
+from storage.ingest import RejectKind
+from tests.factory import bundled_dicom_files, make_dataset, make_instance, to_bytes, uid
+
+ORIGIN = Origin("test", ae="TESTSCU", host="127.0.0.1")
+
+
+def test_every_readable_bundled_file_is_stored(archive: Archive) -> None:
+    """Every pydicom bundled Part 10 file with its UIDs is stored as received (byte for byte)."""
+    files = bundled_dicom_files()
+    assert len(files) > 100
+    for path in files:
+        outcome = archive.store_path(path, ORIGIN)
+        if path.name == "MR_truncated.dcm":  # pydicom reads its header; Pixel Data is cut short
+            assert outcome.reject_kind is RejectKind.TRUNCATED, path.name
+            continue
+        assert outcome.ok, (path.name, outcome.reason)
+    stats = archive.stats()
+    assert stats["instances"] > 80
+    # Byte-for-byte: the blob of a stored instance equals the last file with its UID.
+    last_by_uid = {}
+    for path in files:
+        if path.name != "MR_truncated.dcm":
+            last_by_uid[str(dcmread(path, stop_before_pixels=True).SOPInstanceUID)] = path
+    for sop_uid, path in list(last_by_uid.items())[:40]:
+        (location,) = archive.locate_uids(sop_uid=sop_uid)
+        assert b"".join(archive.iter_blob(location)) == path.read_bytes()
+
+
+def test_duplicate_identical_is_noop_and_changed_overwrites(archive: Archive) -> None:
+    ds = make_dataset()
+    first = archive.store_bytes(to_bytes(ds), ORIGIN)
+    assert first.status is Status.STORED
+    again = archive.store_bytes(to_bytes(ds), ORIGIN)
+    assert again.status is Status.ALREADY_STORED
+    assert archive.stats()["instances"] == 1
+    blobs_before = list(archive.blobs.keys())
+    ds.SeriesDescription = "changed"
+    changed = archive.store_bytes(to_bytes(ds), ORIGIN)
+    assert changed.status is Status.STORED and changed.warnings
+    assert archive.stats()["instances"] == 1
+    blobs_after = list(archive.blobs.keys())
+    assert len(blobs_after) == 1 and blobs_after != blobs_before
+    (row,) = archive.query(_q("IMAGE", SOPInstanceUID=ds.SOPInstanceUID)).rows
+    assert row["SOPInstanceUID"] == ds.SOPInstanceUID
+
+
+def test_keep_first_policy(tmp_path: Path, backend: str) -> None:
+    from tests.conftest import db_url_for, make_settings
+
+    settings = make_settings(
+        tmp_path / "d", db_url_for(backend, tmp_path / "d"), storage={"duplicates": "keep_first"}
+    )
+    archive = Archive(settings)
+    try:
+        ds = make_dataset()
+        assert archive.store_bytes(to_bytes(ds), ORIGIN).status is Status.STORED
+        ds.SeriesDescription = "changed"
+        outcome = archive.store_bytes(to_bytes(ds), ORIGIN)
+        assert outcome.status is Status.ALREADY_STORED
+        meta = archive.metadata(ds.StudyInstanceUID)[0]
+        assert "changed" not in meta
+    finally:
+        archive.close()
+
+
+@pytest.mark.parametrize(
+    ("payload", "kind"),
+    [
+        (b"this is not DICOM at all", RejectKind.NOT_DICOM),
+        (b"\x00" * 128 + b"DICM" + b"\x02\x00", RejectKind.NOT_DICOM),
+    ],
+)
+def test_garbage_is_rejected_and_nothing_lost(
+    archive: Archive, payload: bytes, kind: RejectKind
+) -> None:
+    kept = archive.store_bytes(make_instance(), ORIGIN)
+    outcome = archive.store_bytes(payload, ORIGIN)
+    assert outcome.status is Status.REJECTED
+    assert outcome.reject_kind in (kind, RejectKind.TRUNCATED)
+    assert outcome.reason
+    assert archive.stats()["instances"] == 1
+    assert archive.locate_uids(sop_uid=kept.sop_instance_uid)
+    assert list(archive.blobs.tmp.iterdir()) == []
+
+
+def test_truncated_file_is_rejected(archive: Archive) -> None:
+    data = make_instance(rows=128, columns=128)
+    outcome = archive.store_bytes(data[: len(data) - 1000], ORIGIN)
+    assert outcome.status is Status.REJECTED
+    assert outcome.reject_kind is RejectKind.TRUNCATED
+    assert "Pixel Data" in outcome.reason
+    assert archive.stats()["instances"] == 0
+
+
+@pytest.mark.parametrize("missing", ["SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID"])
+def test_missing_uid_is_rejected(archive: Archive, missing: str) -> None:
+    ds = make_dataset()
+    delattr(ds, missing)
+    ds.preamble = b"\x00" * 128
+    buffer = io.BytesIO()
+    ds.save_as(buffer, enforce_file_format=False)
+    outcome = archive.store_bytes(buffer.getvalue(), ORIGIN)
+    assert outcome.status is Status.REJECTED
+    assert outcome.reject_kind is RejectKind.MISSING_ATTRIBUTE
+    assert missing in outcome.reason
+    assert archive.stats()["instances"] == 0
+
+
+def test_study_uid_mismatch_is_refused(archive: Archive) -> None:
+    outcome = archive.store_bytes(make_instance(), ORIGIN, expected_study_uid=uid())
+    assert outcome.status is Status.REJECTED
+    assert outcome.reject_kind is RejectKind.STUDY_MISMATCH
+
+
+def test_failure_between_blob_write_and_commit_leaves_no_orphan(archive: Archive) -> None:
+    """A failure after the blob is written but before commit: no index row, no blob."""
+    archive.store_bytes(make_instance(), ORIGIN)
+    archive.ingestor.fault_after_blob_commit = RuntimeError("injected")
+    outcome = archive.store_bytes(make_instance(), ORIGIN)
+    archive.ingestor.fault_after_blob_commit = None
+    assert outcome.status is Status.FAILED
+    assert archive.stats()["instances"] == 1
+    report = archive.verify()
+    assert report["ok"], report
+    assert len(list(archive.blobs.keys())) == 1
+
+
+def test_counts_after_ingest_and_delete(archive: Archive) -> None:
+    study = uid()
+    series_a, series_b = uid(), uid()
+    sops = []
+    for n in range(3):
+        ds = make_dataset(study_uid=study, series_uid=series_a, modality="CT", instance_number=n)
+        sops.append(ds.SOPInstanceUID)
+        archive.store_bytes(to_bytes(ds), ORIGIN)
+    for n in range(2):
+        archive.store_bytes(
+            make_instance(study_uid=study, series_uid=series_b, modality="MR", instance_number=n),
+            ORIGIN,
+        )
+    (row,) = archive.query(_q("STUDY", StudyInstanceUID=study)).rows
+    assert row["NumberOfStudyRelatedSeries"] == 2
+    assert row["NumberOfStudyRelatedInstances"] == 5
+    assert row["ModalitiesInStudy"] == ["CT", "MR"]
+    (patient,) = archive.query(_q("PATIENT", PatientID="PID001")).rows
+    assert patient["NumberOfPatientRelatedStudies"] == 1
+    assert patient["NumberOfPatientRelatedInstances"] == 5
+
+    assert archive.delete(series_uid=series_b) == 2
+    (row,) = archive.query(_q("STUDY", StudyInstanceUID=study)).rows
+    assert row["NumberOfStudyRelatedSeries"] == 1
+    assert row["NumberOfStudyRelatedInstances"] == 3
+    assert row["ModalitiesInStudy"] == ["CT"]
+    assert archive.delete(sop_uid=sops[0]) == 1
+    (series_row,) = archive.query(_q("SERIES", SeriesInstanceUID=series_a)).rows
+    assert series_row["NumberOfSeriesRelatedInstances"] == 2
+    assert archive.delete(study_uid=study) == 2
+    assert archive.stats() == {"patients": 0, "studies": 0, "series": 0, "instances": 0, "bytes": 0}
+    assert list(archive.blobs.keys()) == []
+
+
+def test_verify_and_reindex_round_trip(archive: Archive) -> None:
+    for _ in range(5):
+        archive.store_bytes(make_instance(), ORIGIN)
+    before = archive.stats()
+    report = archive.reindex()
+    assert report["indexed"] == 5 and not report["skipped"]
+    assert archive.stats() == before
+    assert archive.verify()["ok"]
+    # A blob corrupted on disk, and one removed, are both reported.
+    keys = list(archive.blobs.keys())
+    archive.blobs.local_path(keys[0]).write_bytes(b"corrupted")
+    archive.blobs.local_path(keys[1]).unlink()
+    report = archive.verify()
+    assert len(report["corrupt"]) == 1 and len(report["missing"]) == 1 and not report["ok"]
+
+
+def test_native_frame_offsets_slice_the_pixel_bytes(archive: Archive) -> None:
+    ds = make_dataset(rows=32, columns=48)
+    frames = np.arange(3 * 32 * 48, dtype=np.uint16).reshape(3, 32, 48)
+    ds.NumberOfFrames = 3
+    ds.PixelData = frames.tobytes()
+    outcome = archive.store_bytes(to_bytes(ds), ORIGIN)
+    (location,) = archive.locate_uids(sop_uid=outcome.sop_instance_uid)
+    for n in range(3):
+        assert archive.frame_bytes(location, n + 1) == frames[n].tobytes()
+    with pytest.raises(IndexError):
+        archive.frame_bytes(location, 4)
+
+
+def test_encapsulated_frame_offsets_match_pydicom(archive: Archive) -> None:
+    """Frame ranges recorded at ingest give the same bytes as pydicom's encaps (PS3.5 A.4)."""
+    checked = 0
+    for path in bundled_dicom_files():
+        ds = dcmread(path)
+        if "PixelData" not in ds or not ds.file_meta.TransferSyntaxUID.is_encapsulated:
+            continue
+        frames_n = int(ds.get("NumberOfFrames", 1) or 1)
+        try:
+            expected = list(generate_frames(ds.PixelData, number_of_frames=frames_n))
+        except ValueError:
+            continue  # pydicom itself cannot split this one
+        outcome = archive.store_path(path, ORIGIN)
+        assert outcome.ok
+        (location,) = archive.locate_uids(sop_uid=outcome.sop_instance_uid)
+        if location.transfer_syntax_uid != ds.file_meta.TransferSyntaxUID:
+            continue  # a later bundled file replaced it
+        for n, frame in enumerate(expected, 1):
+            assert archive.frame_bytes(location, n) == frame, (path.name, n)
+        checked += 1
+    assert checked >= 20
+
+
+def test_metadata_recorded_at_ingest(archive: Archive) -> None:
+    import json
+
+    ds = make_dataset(rows=64, columns=64)
+    archive.store_bytes(to_bytes(ds), ORIGIN)
+    (text,) = archive.metadata(ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SOPInstanceUID)
+    data = json.loads(text)
+    assert data["00100010"]["Value"][0]["Alphabetic"] == "Doe^John"
+    assert data["7FE00010"]["BulkDataURI"].endswith(f"/instances/{ds.SOPInstanceUID}/bulk/7FE00010")
+    assert data["00083002"]["Value"] == [ds.file_meta.TransferSyntaxUID]
+
+
+def test_origin_is_recorded(archive: Archive) -> None:
+    outcome = archive.store_bytes(make_instance(), ORIGIN)
+    with archive.db.reader() as conn:
+        row = conn.one(
+            "SELECT origin_protocol, origin_ae, origin_host, received_at FROM instances"
+            " WHERE sop_uid = :u",
+            {"u": outcome.sop_instance_uid},
+        )
+    assert tuple(row[:3]) == ("test", "TESTSCU", "127.0.0.1") and row[3]
+
+
+def _q(level: str, **keys: str):  # type: ignore[no-untyped-def]
+    from noctis_pacs.model import Level, Query, build_match
+
+    return Query(
+        level=Level.parse(level), matches=tuple(build_match(k, v) for k, v in keys.items())
+    )

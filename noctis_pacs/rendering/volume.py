@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -81,9 +82,9 @@ class Volume:
         """Inverse of :attr:`index_to_patient`."""
         return np.asarray(np.linalg.inv(self.index_to_patient))
 
-    @property
+    @cached_property
     def pad_value(self) -> float:
-        """Value used for samples outside the volume: its minimum."""
+        """Value used for samples outside the volume: its minimum (computed once)."""
         return float(self.voxels.min())
 
     def corners(self) -> np.ndarray:

@@ -1,0 +1,203 @@
+"""Rendering benchmark: frame render+encode, volume build, MPR and MIP latency.
+
+Run: ``.venv/bin/python bench/bench_rendering.py`` (``--slices N`` for a
+smaller volume). Prints a table and writes bench/results/rendering.json.
+All data is synthetic and in memory, so the figures measure the rendering
+code, not the disk.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from pydicom.dataset import Dataset
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from noctis_pacs.rendering import (  # noqa: E402
+    Window,
+    apply_modality_lut,
+    apply_voi,
+    build_volume,
+    decode_frame,
+    encode_jpeg,
+    encode_png,
+    mip,
+    mpr,
+    render_frame,
+)
+
+EXPLICIT_LE = "1.2.840.10008.1.2.1"
+SIZE = 512
+
+
+def ct_header(index: int, *, spacing: float = 0.7, thickness: float = 1.0) -> Dataset:
+    ds = Dataset()
+    ds.Rows = ds.Columns = SIZE
+    ds.SamplesPerPixel = 1
+    ds.PhotometricInterpretation = "MONOCHROME2"
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 1
+    ds.RescaleSlope, ds.RescaleIntercept = "1", "-1024"
+    ds.WindowCenter, ds.WindowWidth = "40", "400"
+    ds.ImagePositionPatient = ["-179.2", "-179.2", f"{index * thickness:.3f}"]
+    ds.ImageOrientationPatient = ["1", "0", "0", "0", "1", "0"]
+    ds.PixelSpacing = [str(spacing), str(spacing)]
+    return ds
+
+
+def ct_frame(index: int, rng: np.random.Generator) -> bytes:
+    """A body-like ellipse of soft tissue with bone, air around, noise (stored values)."""
+    y, x = np.mgrid[-1 : 1 : SIZE * 1j, -1 : 1 : SIZE * 1j]
+    body = (x / 0.85) ** 2 + (y / 0.65) ** 2 < 1
+    hu = np.full((SIZE, SIZE), -1000.0)
+    hu[body] = 40.0
+    radius = 0.12 + 0.04 * np.sin(index / 20)
+    hu[(x - 0.3) ** 2 + y**2 < radius**2] = 700.0
+    hu += rng.normal(0, 15, size=hu.shape)
+    return (hu + 1024).astype("<i2").tobytes()
+
+
+def timed(function: Callable[[], object], repeat: int) -> dict[str, float]:
+    """Cold (first call) and warm p50/p95 of ``repeat`` further calls, in ms."""
+    start = time.perf_counter()
+    function()
+    cold = (time.perf_counter() - start) * 1000
+    samples = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        function()
+        samples.append((time.perf_counter() - start) * 1000)
+    samples.sort()
+    p95 = samples[min(len(samples) - 1, round(0.95 * (len(samples) - 1)))]
+    return {"cold_ms": cold, "p50_ms": statistics.median(samples), "p95_ms": p95, "n": repeat}
+
+
+def once(function: Callable[[], object]) -> float:
+    start = time.perf_counter()
+    function()
+    return (time.perf_counter() - start) * 1000
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--slices", type=int, default=256)
+    parser.add_argument("--repeat", type=int, default=30)
+    parser.add_argument("--output", type=Path, default=Path("bench/results/rendering.json"))
+    args = parser.parse_args()
+    rng = np.random.default_rng(0)
+    results: dict[str, Any] = {
+        "machine": {
+            "platform": platform.platform(),
+            "python": platform.python_version(),
+            "cpus": os.cpu_count(),
+            "numpy": np.__version__,
+        },
+        "corpus": f"synthetic CT, {SIZE}x{SIZE} int16, rescale -1024; volume {args.slices} slices",
+    }
+    header, frame = ct_header(0), ct_frame(0, rng)
+    window = Window(40, 400)
+    image = render_frame(header, frame, EXPLICIT_LE)
+    frame_rows = {
+        "frame render (decode+LUT+VOI)": timed(
+            lambda: render_frame(header, frame, EXPLICIT_LE), args.repeat
+        ),
+        "frame render+JPEG q90": timed(
+            lambda: encode_jpeg(render_frame(header, frame, EXPLICIT_LE), 90), args.repeat
+        ),
+        "frame render+PNG": timed(
+            lambda: encode_png(render_frame(header, frame, EXPLICIT_LE)), args.repeat
+        ),
+        "encode JPEG q90 only": timed(lambda: encode_jpeg(image, 90), args.repeat),
+        "encode PNG only": timed(lambda: encode_png(image), args.repeat),
+        "encode PNG only (zlib level 6)": timed(
+            lambda: encode_png(image, compress_level=6), args.repeat
+        ),
+    }
+    results["frame"] = frame_rows
+
+    headers = [ct_header(index) for index in range(args.slices)]
+    frames = [ct_frame(index, rng) for index in range(args.slices)]
+
+    def decode_all() -> list[tuple[Dataset, np.ndarray]]:
+        return [
+            (ds, apply_modality_lut(decode_frame(ds, data, EXPLICIT_LE), ds))
+            for ds, data in zip(headers, frames, strict=True)
+        ]
+
+    decode_ms = once(decode_all)
+    volume_holder: list[Any] = []
+    build_ms = once(lambda: volume_holder.append(build_volume(decode_all())))
+    volume = volume_holder[0]
+    results["volume"] = {
+        "slices": args.slices,
+        "decode_all_frames_ms": decode_ms,
+        "target_2x_decode_ms": 2 * decode_ms,
+        "build_volume_total_ms": build_ms,
+        "voxel_bytes": volume.nbytes,
+    }
+
+    def plane_then_jpeg(**kwargs: Any) -> Callable[[], object]:
+        def run() -> object:
+            plane = mpr(volume, **kwargs)
+            return encode_jpeg(apply_voi(plane.pixels, volume.header, window), 90)
+
+        return run
+
+    repeat = max(5, args.repeat // 3)
+    planes = {
+        "axial plane (array slice)": timed(lambda: mpr(volume, normal="axial"), repeat),
+        "coronal plane": timed(lambda: mpr(volume, normal="coronal"), repeat),
+        "sagittal plane": timed(lambda: mpr(volume, normal="sagittal"), repeat),
+        "oblique plane (trilinear)": timed(lambda: mpr(volume, normal=(0.3, 0.4, 0.87)), repeat),
+        "axial plane + VOI + JPEG": timed(plane_then_jpeg(normal="axial"), repeat),
+        "oblique plane + VOI + JPEG": timed(plane_then_jpeg(normal=(0.3, 0.4, 0.87)), repeat),
+    }
+    axial = mpr(volume, normal="axial")
+    axial_image = apply_voi(axial.pixels, volume.header, window)
+    planes["encode JPEG of the axial plane"] = timed(lambda: encode_jpeg(axial_image, 90), repeat)
+    results["planes"] = planes
+    results["mip"] = {
+        "MIP axial whole volume": timed(lambda: mip(volume, normal="axial"), 3),
+        "MIP coronal whole volume": timed(lambda: mip(volume, normal="coronal"), 3),
+        "MIP axial 20 mm slab": timed(lambda: mip(volume, normal="axial", thickness=20), 5),
+        "MIP oblique 20 mm slab": timed(
+            lambda: mip(volume, normal=(0.3, 0.4, 0.87), thickness=20), 2
+        ),
+        "MIP oblique whole volume": {"cold_ms": once(lambda: mip(volume, normal=(0.3, 0.4, 0.87)))},
+    }
+    print_table(results)
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(results, indent=2))
+    print(f"\nwrote {args.output}")
+
+
+def print_table(results: dict[str, Any]) -> None:
+    print(f"machine: {results['machine']}")
+    print(f"corpus:  {results['corpus']}\n")
+    print(f"{'measurement':44} {'cold ms':>10} {'p50 ms':>10} {'p95 ms':>10}")
+    for section in ("frame", "planes", "mip"):
+        for name, row in results[section].items():
+            cells = [row.get(key) for key in ("cold_ms", "p50_ms", "p95_ms")]
+            text = " ".join(f"{cell:10.2f}" if cell is not None else f"{'':>10}" for cell in cells)
+            print(f"{name:44} {text}")
+    volume = results["volume"]
+    print(
+        f"\nvolume {volume['slices']} x {SIZE} x {SIZE}: decode all frames "
+        f"{volume['decode_all_frames_ms']:.0f} ms (target 2x = {volume['target_2x_decode_ms']:.0f}"
+        f" ms); build_volume incl. decode {volume['build_volume_total_ms']:.0f} ms; "
+        f"{volume['voxel_bytes'] / 2**20:.0f} MiB of voxels"
+    )
+
+
+if __name__ == "__main__":
+    main()

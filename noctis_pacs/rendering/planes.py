@@ -453,36 +453,37 @@ def _march(
         alignment.append(abs(float(np.dot(plane_normal / np.linalg.norm(plane_normal), direction))))
     axis = int(np.argmax(alignment))
     first, second = _other_axes(axis)
-    coords = grid.index_coords(volume)
+    coords = grid.index_coords(volume).reshape(3, -1)
     shift = volume.patient_to_index @ direction
     size = volume.shape[axis]
     indices = range(size)
+    reach = math.inf
     if thickness is not None:
-        reach = abs(shift[axis]) * thickness / 2
+        reach = abs(shift[axis]) * thickness / 2 + 1e-6
         low = math.floor(float(coords[axis].min()) - reach)
         high = math.ceil(float(coords[axis].max()) + reach)
         indices = range(max(low, 0), min(high, size - 1) + 1)
-    accumulated: np.ndarray | None = None
-    counts = np.zeros(coords.shape[1:], dtype=np.float32)
+    every = np.arange(coords.shape[1])
+    accumulated: np.ndarray = np.full(
+        coords.shape[1], math.nan if mode != "avg" else 0.0, np.float32
+    )
+    counts = np.zeros(coords.shape[1], dtype=np.float32)
+    combine = {"max": np.fmax, "min": np.fmin, "avg": np.add}[mode]
     for index in indices:
-        distance = (index - coords[axis]) / shift[axis]
-        y = coords[first] + distance * shift[first]
-        x = coords[second] + distance * shift[second]
-        sample = bilinear(np.take(volume.voxels, index, axis=axis), y, x, math.nan)
+        # Only rays that cross this plane inside the slab and inside the slice.
+        pixels = every
         if thickness is not None:
-            sample[np.abs(distance) > thickness / 2 + 1e-6] = math.nan
-        valid = ~np.isnan(sample)
-        counts += valid
-        if accumulated is None:
-            accumulated = sample if mode != "avg" else np.where(valid, sample, 0)
-        elif mode == "max":
-            accumulated = np.fmax(accumulated, sample)
-        elif mode == "min":
-            accumulated = np.fmin(accumulated, sample)
-        else:
-            accumulated += np.where(valid, sample, 0)
-    if accumulated is None:
-        return np.full(coords.shape[1:], volume.pad_value, dtype=np.float32)
+            pixels = np.flatnonzero(np.abs(coords[axis] - index) <= reach)
+        distance = (index - coords[axis, pixels]) / shift[axis]
+        y = coords[first, pixels] + distance * shift[first]
+        x = coords[second, pixels] + distance * shift[second]
+        image = np.take(volume.voxels, index, axis=axis)
+        inside = _inside(y, image.shape[0]) & _inside(x, image.shape[1])
+        pixels, y, x = pixels[inside], y[inside], x[inside]
+        values = bilinear(image, y, x, math.nan)
+        accumulated[pixels] = combine(accumulated[pixels], values)
+        counts[pixels] += 1
     if mode == "avg":
-        accumulated = accumulated / np.maximum(counts, 1)
-    return np.where(counts > 0, accumulated, np.float32(volume.pad_value)).astype(np.float32)
+        accumulated = np.asarray(accumulated / np.maximum(counts, 1), dtype=np.float32)
+    result = np.where(counts > 0, accumulated, np.float32(volume.pad_value))
+    return result.astype(np.float32).reshape(grid.rows, grid.columns)

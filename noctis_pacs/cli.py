@@ -15,6 +15,7 @@ import zipfile
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -151,9 +152,13 @@ def _iter_inputs(paths: Sequence[Path]) -> Iterator[tuple[str, Callable[[], Any]
 
                 yield f"{path}:{name}", opener
         elif path.is_file():
-            yield str(path), (lambda path=path: path)
+            yield str(path), partial(_same, path)
         else:
-            yield str(path), (lambda path=path: FileNotFoundError(f"{path}: no such file"))
+            yield str(path), partial(_same, FileNotFoundError(f"{path}: no such file"))
+
+
+def _same(value: Any) -> Any:
+    return value
 
 
 def cmd_import(args: argparse.Namespace, settings: Settings) -> int:

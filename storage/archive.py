@@ -300,7 +300,7 @@ class Archive:
             if progress:
                 progress(n, len(indexed))
         known = {key for _, key, _, _ in indexed}
-        orphans = [key for key in self.blobs if key not in known]
+        orphans = [key for key in self.blobs.iter_keys() if key not in known]
         return {
             "checked": len(indexed),
             "missing": missing,
@@ -319,7 +319,7 @@ class Archive:
                 conn.execute(f"DELETE FROM {table}")
 
         self.writer.run(clear)
-        keys = list(self.blobs.keys())
+        keys = list(self.blobs.iter_keys())
         indexed, skipped = 0, []
         futures = []
         for n, key in enumerate(keys, 1):

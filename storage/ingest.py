@@ -17,7 +17,9 @@ from pathlib import Path
 from typing import BinaryIO
 
 from pydicom.dataset import FileMetaDataset
+from pydicom.filebase import DicomBytesIO
 from pydicom.filewriter import write_file_meta_info
+from pydicom.uid import UID
 
 from storage.blobstore import BlobWriter, FileSystemBlobStore, StorageFullError
 from storage.db import Connection
@@ -145,12 +147,12 @@ class Ingestor:
     ) -> StoreOutcome:
         """Store an encoded dataset (as a DIMSE peer sent it) behind a new Part 10 header."""
         meta = FileMetaDataset()
-        meta.MediaStorageSOPClassUID = sop_class_uid
-        meta.MediaStorageSOPInstanceUID = sop_instance_uid
-        meta.TransferSyntaxUID = transfer_syntax_uid
+        meta.MediaStorageSOPClassUID = UID(sop_class_uid)
+        meta.MediaStorageSOPInstanceUID = UID(sop_instance_uid)
+        meta.TransferSyntaxUID = UID(transfer_syntax_uid)
         if implementation_class_uid:
-            meta.ImplementationClassUID = implementation_class_uid
-        head = BytesIO()
+            meta.ImplementationClassUID = UID(implementation_class_uid)
+        head = DicomBytesIO()
         head.write(b"\x00" * 128 + b"DICM")
         write_file_meta_info(head, meta, enforce_standard=True)
         try:

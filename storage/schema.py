@@ -53,10 +53,11 @@ def _has_version_table(conn: Connection) -> bool:
     return row is not None
 
 
-def current_version(db: Database) -> int:
+def current_version(db: Database) -> int | None:
+    """The index's schema version; ``None`` for a new, empty index."""
     with db.reader() as conn:
         if not _has_version_table(conn):
-            return 0
+            return None
         row = conn.one("SELECT MAX(version) FROM schema_version")
         return int(row[0] or 0)
 
@@ -74,7 +75,7 @@ def _split(sql: str) -> list[str]:
 def migrate(db: Database) -> list[int]:
     """Apply every pending migration, each in its own transaction; return the versions."""
     applied = []
-    version = current_version(db)
+    version = current_version(db) or 0
     for migration in migrations(db.dialect):
         if migration.version <= version:
             continue
@@ -101,7 +102,7 @@ def ensure_schema(db: Database) -> None:
     """Create a new index; refuse one at another version with what to do next."""
     version = current_version(db)
     latest = latest_version(db.dialect)
-    if version == 0:
+    if version is None:
         migrate(db)
     elif version < latest:
         raise SchemaVersionError(

@@ -47,12 +47,12 @@ def test_duplicate_identical_is_noop_and_changed_overwrites(archive: Archive) ->
     again = archive.store_bytes(to_bytes(ds), ORIGIN)
     assert again.status is Status.ALREADY_STORED
     assert archive.stats()["instances"] == 1
-    blobs_before = list(archive.blobs.keys())
+    blobs_before = list(archive.blobs.iter_keys())
     ds.SeriesDescription = "changed"
     changed = archive.store_bytes(to_bytes(ds), ORIGIN)
     assert changed.status is Status.STORED and changed.warnings
     assert archive.stats()["instances"] == 1
-    blobs_after = list(archive.blobs.keys())
+    blobs_after = list(archive.blobs.iter_keys())
     assert len(blobs_after) == 1 and blobs_after != blobs_before
     (row,) = archive.query(_q("IMAGE", SOPInstanceUID=ds.SOPInstanceUID)).rows
     assert row["SOPInstanceUID"] == ds.SOPInstanceUID
@@ -136,7 +136,7 @@ def test_failure_between_blob_write_and_commit_leaves_no_orphan(archive: Archive
     assert archive.stats()["instances"] == 1
     report = archive.verify()
     assert report["ok"], report
-    assert len(list(archive.blobs.keys())) == 1
+    assert len(list(archive.blobs.iter_keys())) == 1
 
 
 def test_counts_after_ingest_and_delete(archive: Archive) -> None:
@@ -170,7 +170,7 @@ def test_counts_after_ingest_and_delete(archive: Archive) -> None:
     assert series_row["NumberOfSeriesRelatedInstances"] == 2
     assert archive.delete(study_uid=study) == 2
     assert archive.stats() == {"patients": 0, "studies": 0, "series": 0, "instances": 0, "bytes": 0}
-    assert list(archive.blobs.keys()) == []
+    assert list(archive.blobs.iter_keys()) == []
 
 
 def test_verify_and_reindex_round_trip(archive: Archive) -> None:
@@ -182,7 +182,7 @@ def test_verify_and_reindex_round_trip(archive: Archive) -> None:
     assert archive.stats() == before
     assert archive.verify()["ok"]
     # A blob corrupted on disk, and one removed, are both reported.
-    keys = list(archive.blobs.keys())
+    keys = list(archive.blobs.iter_keys())
     archive.blobs.local_path(keys[0]).write_bytes(b"corrupted")
     archive.blobs.local_path(keys[1]).unlink()
     report = archive.verify()

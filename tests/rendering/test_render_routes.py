@@ -1,0 +1,42 @@
+"""The rendered/thumbnail/MPR/MIP routes against a real archive (both backends)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from pydicom.data import get_testdata_file
+from starlette.applications import Starlette
+from starlette.testclient import TestClient
+
+from dicomweb.rendered import rendered_routes
+from noctis_pacs.rendering import VolumeCache
+from storage.ingest import Origin
+
+
+@pytest.fixture
+def client(archive: Any) -> TestClient:
+    archive.store_path(get_testdata_file("CT_small.dcm"), Origin("test"))
+    app = Starlette(routes=rendered_routes(archive=archive, cache=VolumeCache(1 << 26)))
+    return TestClient(app)
+
+
+def test_instance_rendered_and_thumbnail(client: TestClient) -> None:
+    from pydicom import dcmread
+
+    ds = dcmread(get_testdata_file("CT_small.dcm"), stop_before_pixels=True)
+    base = f"/studies/{ds.StudyInstanceUID}/series/{ds.SeriesInstanceUID}"
+    url = f"{base}/instances/{ds.SOPInstanceUID}"
+    jpeg = client.get(f"{url}/rendered", headers={"accept": "image/jpeg"})
+    assert jpeg.status_code == 200 and jpeg.content[:2] == b"\xff\xd8"
+    png = client.get(
+        f"{url}/frames/1/rendered?window=40,400&viewport=32,32", headers={"accept": "image/png"}
+    )
+    assert png.status_code == 200 and png.content[:4] == b"\x89PNG"
+    assert client.get(f"{url}/rendered", headers={"accept": "text/html"}).status_code == 406
+    assert client.get(f"{url}/rendered?window=40,0").status_code == 400
+    assert client.get(f"{base}/thumbnail").status_code == 200
+    assert client.get(f"{base}/instances/1.2.3/rendered").status_code == 404
+    # A single slice is not a volume: a reason, not a crash.
+    refused = client.get(f"{base}/mpr?plane=coronal")
+    assert refused.status_code == 422 and "2 slices" in refused.text

@@ -1,40 +1,104 @@
-"""The DIMSE Application Entity (placeholder: C-ECHO only, extended by issue 3)."""
+"""The DIMSE Application Entity: built by the wiring, ``start`` binds, ``stop`` closes."""
 
 from __future__ import annotations
 
+import logging
+import threading
 from typing import Any
 
-from pynetdicom import AE, evt
-from pynetdicom.sop_class import Verification
+from pynetdicom import AE, _config
 
+from dimse.access import AccessPolicy
+from dimse.services import Services, build_services
+from dimse.tls import server_context
+from dimse.transport import DimseListener
 from noctis_pacs.metrics import Metrics
 from noctis_pacs.settings import Settings
 from storage.archive import Archive
 
+log = logging.getLogger("noctis.dimse")
 
-def handle_echo(event: Any) -> int:
-    return 0x0000
+IMPLEMENTATION_VERSION_NAME = "NOCTIS_PACS_01"
+
+
+def configure_pynetdicom() -> None:
+    """pynetdicom's library globals, set in this one place (STYLE.md rule 4).
+
+    - C-STORE data sets are written to a temporary file as they arrive, never
+      held whole in memory and never decoded (``event.dataset_path``).
+    - Request and response identifiers hold patient attributes: pynetdicom must
+      not log them (STYLE.md rule 7).
+    """
+    _config.STORE_RECV_CHUNKED_DATASET = True
+    _config.LOG_REQUEST_IDENTIFIERS = False
+    _config.LOG_RESPONSE_IDENTIFIERS = False
+    _config.LOG_HANDLER_LEVEL = "none"
+
+
+def build_ae(settings: Settings, services: Services) -> AE:
+    dimse = settings.dimse
+    ae = AE(ae_title=dimse.ae_title)
+    ae.implementation_version_name = IMPLEMENTATION_VERSION_NAME
+    ae.maximum_associations = dimse.max_associations
+    ae.acse_timeout = dimse.acse_timeout
+    ae.dimse_timeout = dimse.dimse_timeout
+    ae.network_timeout = dimse.network_timeout
+    ae.maximum_pdu_size = dimse.max_pdu
+    for cx in services.contexts:
+        roles: dict[str, bool] = {"scu_role": True, "scp_role": True} if cx.roles else {}
+        ae.add_supported_context(cx.abstract_syntax, list(cx.transfer_syntaxes), **roles)
+    return ae
 
 
 class DimseServer:
-    """Built by the wiring with its dependencies; ``start`` binds, ``stop`` closes."""
+    """Owns one listening AE; several processes may share the port (``dimse.workers``)."""
 
     def __init__(self, *, settings: Settings, archive: Archive, metrics: Metrics) -> None:
         self.settings = settings
         self.archive = archive
         self.metrics = metrics
         self._server: Any = None
+        self._thread: threading.Thread | None = None
 
     def start(self) -> None:
-        ae = AE(ae_title=self.settings.dimse.ae_title)
-        ae.add_supported_context(Verification)
-        self._server = ae.start_server(
-            (self.settings.dimse.host, self.settings.dimse.port),
-            block=False,
-            evt_handlers=[(evt.EVT_C_ECHO, handle_echo)],
+        configure_pynetdicom()
+        policy = AccessPolicy.from_settings(self.settings.dimse)
+        services = build_services(
+            settings=self.settings, archive=self.archive, metrics=self.metrics, policy=policy
         )
+        ae = build_ae(self.settings, services)
+        listener = type(
+            "NoctisListener",
+            (DimseListener,),
+            {
+                "reuse_port": self.settings.dimse.workers > 1,
+                "handshake_timeout": self.settings.dimse.acse_timeout,
+            },
+        )
+        server = ae.make_server(
+            (self.settings.dimse.host, self.settings.dimse.port),
+            ae_title=self.settings.dimse.ae_title,
+            ssl_context=server_context(self.settings.dimse),
+            evt_handlers=services.bindings,
+            server_class=listener,
+        )
+        # What AE.start_server(block=False) does, with our listener class.
+        ae._servers.append(server)
+        self._thread = threading.Thread(
+            target=server.serve_forever, name="dimse-acceptor", daemon=True
+        )
+        self._thread.start()
+        self._server = server
+
+    @property
+    def port(self) -> int:
+        """The bound port (useful with ``port = 0``)."""
+        return int(self._server.server_address[1]) if self._server is not None else 0
 
     def stop(self) -> None:
         if self._server is not None:
             self._server.shutdown()
             self._server = None
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None

@@ -1,0 +1,118 @@
+"""Who may associate and which services each calling AE may use.
+
+``open`` (the default, for a single-machine start) admits every calling AE
+with every permission.  ``allow_list`` admits only the AE titles of
+``[dimse.remotes.*]``; an unknown caller gets A-ASSOCIATE-RJ with result
+"rejected-permanent", source "DICOM UL service-user" and reason "calling-AE-title
+not recognized" (PS3.8 9.3.4, Table 9-21).  A remote with ``check_host`` must
+also come from its configured host.  Permissions (store, query, retrieve) are
+checked per request; a refused request gets 0124H "Refused: Not Authorized"
+(PS3.7 Annex C).
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from noctis_pacs.settings import DimseSettings
+
+log = logging.getLogger("noctis.dimse.access")
+
+STORE, QUERY, RETRIEVE = "store", "query", "retrieve"
+ALL_PERMISSIONS = frozenset({STORE, QUERY, RETRIEVE})
+
+#: PS3.8 Table 9-21: A-ASSOCIATE-RJ result / source / reason.
+RJ_PERMANENT = 0x01
+RJ_SOURCE_SERVICE_USER = 0x01
+RJ_CALLING_AE_NOT_RECOGNIZED = 0x03
+
+
+@dataclass(frozen=True)
+class Caller:
+    permissions: frozenset[str]
+    host: str
+    check_host: bool
+
+
+@dataclass(frozen=True)
+class AccessPolicy:
+    """Built once from the settings; pure look-ups afterwards."""
+
+    allow_list: bool
+    callers: Mapping[str, Caller]
+
+    @classmethod
+    def from_settings(cls, dimse: DimseSettings) -> AccessPolicy:
+        callers = {
+            remote.ae_title.strip(): Caller(
+                permissions=frozenset(remote.permissions),
+                host=remote.host,
+                check_host=remote.check_host,
+            )
+            for remote in dimse.remotes.values()
+        }
+        return cls(allow_list=dimse.access_control == "allow_list", callers=callers)
+
+    def admits(self, calling_ae: str, address: str) -> bool:
+        """May ``calling_ae`` connecting from ``address`` associate at all?"""
+        if not self.allow_list:
+            return True
+        caller = self.callers.get(calling_ae.strip())
+        if caller is None:
+            return False
+        return not caller.check_host or _same_host(caller.host, address)
+
+    def allows(self, calling_ae: str, permission: str) -> bool:
+        """May ``calling_ae`` use the service that needs ``permission``?"""
+        if not self.allow_list:
+            return True
+        caller = self.callers.get(calling_ae.strip())
+        return caller is not None and permission in caller.permissions
+
+
+def _same_host(configured: str, address: str) -> bool:
+    if configured == address:
+        return True
+    try:
+        infos = socket.getaddrinfo(configured, None)
+    except OSError:
+        return False
+    return any(info[4][0] == address for info in infos)
+
+
+def calling_ae_of(assoc: Any) -> str:
+    return str(assoc.requestor.ae_title or "").strip()
+
+
+def handle_requested(
+    event: Any, policy: AccessPolicy, permissions: Mapping[str, str | None]
+) -> None:
+    """EVT_REQUESTED: reject callers the policy does not admit, before negotiation.
+
+    An admitted caller is offered only the presentation contexts its permissions
+    cover, so a refused service is a rejected context (PS3.8 9.3.3.2); storage
+    contexts stay for callers that retrieve with C-GET, whose stores are then
+    refused per request.
+    """
+    assoc = event.assoc
+    calling = str(assoc.requestor.primitive.calling_ae_title or "").strip()
+    address = str(assoc.requestor.address or "")
+    if not policy.admits(calling, address):
+        log.warning("association rejected: calling AE title %r not recognized", calling)
+        assoc.acse.send_reject(RJ_PERMANENT, RJ_SOURCE_SERVICE_USER, RJ_CALLING_AE_NOT_RECOGNIZED)
+        return
+    if not policy.allow_list:
+        return
+    granted = set(ALL_PERMISSIONS)
+    granted = {p for p in granted if policy.allows(calling, p)}
+    if RETRIEVE in granted:
+        granted.add(STORE)
+    assoc.acceptor.supported_contexts = [
+        cx
+        for cx in assoc.acceptor.supported_contexts
+        if permissions.get(str(cx.abstract_syntax)) in (None, *granted)
+    ]

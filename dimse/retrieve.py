@@ -1,0 +1,182 @@
+"""Query/Retrieve C-MOVE (PS3.4 C.4.2) and C-GET (PS3.4 C.4.3) SCPs.
+
+The identifier compiles to the archive's query form; ``Archive.locate`` lists
+the instances; pynetdicom runs the C-STORE sub-operations and counts them
+(remaining, completed, warning, failed) and reports the Failed SOP Instance
+UID List on partial failure.  Each instance is sent in its stored transfer
+syntax when the peer accepted it, else converted (``dimse.convert``).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydicom.dataset import Dataset
+from pydicom.uid import UID
+from pynetdicom import build_context, evt
+
+from dimse import status as st
+from dimse.access import RETRIEVE, AccessPolicy, calling_ae_of
+from dimse.convert import FALLBACKS, ConversionError, choose_syntax, load_for
+from dimse.identifier import MODELS, parse_identifier
+from dimse.observe import Operation, bind_context
+from dimse.transport import set_nodelay
+from noctis_pacs.metrics import Metrics
+from noctis_pacs.settings import RemoteAE, Settings
+from storage.archive import Archive, InstanceLocation
+
+log = logging.getLogger("noctis.dimse.retrieve")
+
+#: PS3.8 9.3.2.2: at most 128 presentation contexts in one association request.
+MAX_CONTEXTS = 128
+
+
+@dataclass
+class SubAssociation:
+    """The C-MOVE sub-association, captured when the destination accepts it."""
+
+    assoc: Any = None
+    failed: list[str] = field(default_factory=list)
+
+
+def _on_sub_accepted(event: Any, holder: SubAssociation) -> None:
+    holder.assoc = event.assoc
+    set_nodelay(event.assoc)
+
+
+def locate(event: Any, archive: Archive, settings: Settings) -> list[InstanceLocation]:
+    """The instances the identifier names; raises ``IdentifierError`` on a bad one."""
+    model = MODELS.get(str(event.request.AffectedSOPClassUID), "study")
+    parsed = parse_identifier(
+        event.identifier, model, case_insensitive_pn=settings.query.case_insensitive_pn
+    )
+    return archive.locate(parsed.query)
+
+
+def move_contexts(locations: list[InstanceLocation]) -> list[Any]:
+    """Presentation contexts for the sub-association (PS3.4 C.4.2.3.1).
+
+    Each SOP class is offered in its stored syntax alone (so the destination can
+    take it as stored) and in the uncompressed fallbacks, within 128 contexts.
+    """
+    pairs = sorted({(loc.sop_class_uid, loc.transfer_syntax_uid) for loc in locations})
+    classes = sorted({sop for sop, _ in pairs})
+    contexts = [build_context(sop, list(FALLBACKS)) for sop in classes]
+    for sop, syntax in pairs:
+        if len(contexts) >= MAX_CONTEXTS:
+            break
+        if syntax not in FALLBACKS:
+            contexts.append(build_context(sop, [syntax]))
+    return contexts[:MAX_CONTEXTS]
+
+
+def _accepted_syntaxes(assoc: Any, sop_class: str, *, as_scu: bool) -> set[str]:
+    if assoc is None:
+        return set()
+    return {
+        str(cx.transfer_syntax[0])
+        for cx in assoc.accepted_contexts
+        if cx.abstract_syntax == sop_class and (not as_scu or cx.as_scu)
+    }
+
+
+def _prepare(archive: Archive, location: InstanceLocation, accepted: set[str]) -> Dataset:
+    """The dataset to send; on failure a stub whose send fails (counted as failed)."""
+    path = archive.blob_path(location)
+    target = choose_syntax(location.transfer_syntax_uid, accepted)
+    if path is not None and target is not None:
+        try:
+            return load_for(Path(path), location.transfer_syntax_uid, target)
+        except (ConversionError, OSError) as exc:
+            log.warning("cannot send an instance in %s: %s", target, exc)
+    # A dataset no accepted context fits: pynetdicom's send fails and lists the UID.
+    stub = Dataset()
+    stub.SOPClassUID = UID(location.sop_class_uid)
+    stub.SOPInstanceUID = UID(location.sop_uid)
+    stub.file_meta = Dataset()  # type: ignore[assignment]
+    stub.file_meta.TransferSyntaxUID = UID("1.2.840.10008.1.2.4.999")
+    return stub
+
+
+def _destination(settings: Settings, ae_title: str) -> RemoteAE | None:
+    for remote in settings.dimse.remotes.values():
+        if remote.ae_title.strip() == ae_title.strip():
+            return remote
+    return None
+
+
+def handle_move(
+    event: Any, archive: Archive, policy: AccessPolicy, metrics: Metrics, settings: Settings
+) -> Iterator[Any]:
+    """EVT_C_MOVE: destination, number of sub-operations, then (status, dataset) pairs."""
+    bind_context(event)
+    operation = Operation(metrics, "C-MOVE")
+    final = st.SUCCESS
+    try:
+        if not policy.allows(calling_ae_of(event.assoc), RETRIEVE):
+            raise PermissionError("retrieve not permitted for this AE")
+        destination = _destination(settings, str(event.move_destination or ""))
+        if destination is None:
+            final = st.MOVE_DESTINATION_UNKNOWN
+            log.warning("C-MOVE to an unknown destination AE")
+            yield None, None
+            return
+        locations = locate(event, archive, settings)
+        holder = SubAssociation()
+        yield (
+            destination.host,
+            destination.port,
+            {
+                "contexts": move_contexts(locations) if locations else None,
+                "evt_handlers": [(evt.EVT_ACCEPTED, _on_sub_accepted, [holder])],
+            },
+        )
+        yield len(locations)
+        for location in locations:
+            if event.is_cancelled:
+                final = st.CANCEL
+                yield st.CANCEL, None
+                return
+            accepted = _accepted_syntaxes(holder.assoc, location.sop_class_uid, as_scu=False)
+            yield st.PENDING, _prepare(archive, location, accepted)
+        log.info("C-MOVE of %d instance(s) to %s done", len(locations), destination.ae_title)
+    except Exception:
+        final = st.QR_UNABLE_TO_PROCESS
+        raise
+    finally:
+        operation.done(final)
+
+
+def handle_get(
+    event: Any, archive: Archive, policy: AccessPolicy, metrics: Metrics, settings: Settings
+) -> Iterator[Any]:
+    """EVT_C_GET: number of sub-operations, then (status, dataset) pairs.
+
+    The C-STORE sub-operations run on the same association over the storage
+    contexts the requestor offered with SCP/SCU Role Selection (PS3.7 D.3.3.4).
+    """
+    bind_context(event)
+    operation = Operation(metrics, "C-GET")
+    final = st.SUCCESS
+    try:
+        if not policy.allows(calling_ae_of(event.assoc), RETRIEVE):
+            raise PermissionError("retrieve not permitted for this AE")
+        locations = locate(event, archive, settings)
+        yield len(locations)
+        for location in locations:
+            if event.is_cancelled:
+                final = st.CANCEL
+                yield st.CANCEL, None
+                return
+            accepted = _accepted_syntaxes(event.assoc, location.sop_class_uid, as_scu=True)
+            yield st.PENDING, _prepare(archive, location, accepted)
+        log.info("C-GET of %d instance(s) done", len(locations))
+    except Exception:
+        final = st.QR_UNABLE_TO_PROCESS
+        raise
+    finally:
+        operation.done(final)

@@ -32,6 +32,8 @@ class BlobWriter(Protocol):
     def write(self, data: bytes | bytearray | memoryview) -> None: ...
     def finish(self, fsync: bool) -> None: ...
     @property
+    def in_memory(self) -> bytes | None: ...
+    @property
     def sha256(self) -> str: ...
     @property
     def path(self) -> Path: ...
@@ -51,11 +53,17 @@ class BlobStore(Protocol):
     def free_bytes(self) -> int: ...
 
 
+#: Blobs up to this size are also kept in memory while written, so that the header
+#: parse that follows does not open the file again.
+SMALL_BLOB = 1 << 20
+
+
 class _FileWriter:
     def __init__(self, path: Path, handle: BinaryIO, digest: hashlib._Hash | None = None) -> None:
         self._path = path
         self._handle = handle
         self._digest = digest or hashlib.sha256()
+        self._memory: bytearray | None = bytearray()
         self.size = 0
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
@@ -67,6 +75,16 @@ class _FileWriter:
             raise
         self._digest.update(data)
         self.size += len(data)
+        if self._memory is not None:
+            if self.size <= SMALL_BLOB:
+                self._memory += data
+            else:
+                self._memory = None
+
+    @property
+    def in_memory(self) -> bytes | None:
+        """The whole blob when it is small (see ``SMALL_BLOB``), else ``None``."""
+        return bytes(self._memory) if self._memory is not None else None
 
     @property
     def sha256(self) -> str:
@@ -97,6 +115,7 @@ class FileSystemBlobStore:
         self.min_free_bytes = min_free_bytes
         self.blobs.mkdir(parents=True, exist_ok=True)
         self.tmp.mkdir(parents=True, exist_ok=True)
+        self._known_dirs: set[Path] = set()
 
     def _check_room(self) -> None:
         if self.min_free_bytes and self.free_bytes() < self.min_free_bytes:
@@ -120,6 +139,7 @@ class FileSystemBlobStore:
                 size += len(chunk)
         writer = _FileWriter(path, open(path, "ab"), digest)  # noqa: SIM115
         writer.size = size
+        writer._memory = None
         return writer
 
     def new_temp_path(self) -> Path:
@@ -135,7 +155,9 @@ class FileSystemBlobStore:
         writer.finish(self.fsync)
         key = uuid.uuid4().hex
         final = self._path(key)
-        final.parent.mkdir(parents=True, exist_ok=True)
+        if final.parent not in self._known_dirs:  # a cache of existing fan-out folders
+            final.parent.mkdir(parents=True, exist_ok=True)
+            self._known_dirs.add(final.parent)
         os.rename(writer.path, final)
         if self.fsync:
             _fsync_dir(final.parent)

@@ -187,7 +187,8 @@ class Ingestor:
     ) -> StoreOutcome:
         size = writer.size
         writer.finish(self.blobs.fsync)
-        with open(writer.path, "rb") as fh:
+        small = writer.in_memory
+        with BytesIO(small) if small is not None else open(writer.path, "rb") as fh:
             try:
                 parsed = read_header(fh, size)
             except ParseError as exc:

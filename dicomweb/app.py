@@ -1,32 +1,108 @@
-"""The DICOMweb starlette application (placeholder: health and metrics, extended by issue 4)."""
+"""The DICOMweb application, declared as data: routes, middleware, exception handlers.
+
+``create_app`` is the contract the wiring (``noctis_pacs.server``) calls.
+
+Middleware, outermost first: request context + metrics (every request is
+counted under its route template), CORS (browser viewers), authentication
+and authorisation (``dicomweb.auth``: the one place that decides who may do
+what).  Handlers raise ``dicomweb.errors`` types; ``EXCEPTION_HANDLERS`` is
+the one adapter turning them into responses.
+
+Rendering (``dicomweb/rendered.py``, to come): build your routes in a
+``rendered_routes(ctx)`` function returning starlette ``Route`` objects with
+full paths (``/dicom-web/studies/{study}/.../rendered``, thumbnails, mpr,
+mip) and add them on the line marked RENDERED ROUTES below; WADO-URI image
+types are registered by passing ``renderers={"image/jpeg": ..., "image/png":
+...}`` to ``make_wado_uri_endpoint`` on the line marked WADO-URI.
+"""
 
 from __future__ import annotations
 
 from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
+from starlette.routing import BaseRoute, Route
 
+from dicomweb import media
+from dicomweb.auth import AuthMiddleware
+from dicomweb.errors import EXCEPTION_HANDLERS
+from dicomweb.frames import make_frames_endpoint
+from dicomweb.health import make_health_endpoints
+from dicomweb.metadata import make_bulkdata_endpoint, make_metadata_endpoint
+from dicomweb.middleware import RequestContextMiddleware
+from dicomweb.qido import make_qido_endpoint
+from dicomweb.resources import Context
+from dicomweb.stow import make_stow_endpoint
+from dicomweb.wado import make_retrieve_endpoint
+from dicomweb.wado_uri import make_wado_uri_endpoint
 from noctis_pacs.metrics import Metrics
+from noctis_pacs.model import Level
 from noctis_pacs.settings import Settings
 from storage.archive import Archive
 
+ROOT = media.DICOMWEB_ROOT
+STUDY = f"{ROOT}/studies/{{study}}"
+SERIES = f"{STUDY}/series/{{series}}"
+INSTANCE = f"{SERIES}/instances/{{instance}}"
+
+#: Headers a browser viewer must be able to read (CORS) and send.
+EXPOSED_HEADERS = ["Content-Type", "Content-Length", "Warning", media.TOTAL_COUNT_HEADER, "ETag"]
+ALLOWED_HEADERS = ["Authorization", "Accept", "Content-Type", "If-None-Match", "X-Requested-With"]
+
+
+def dicomweb_routes(ctx: Context) -> list[BaseRoute]:
+    """PS3.18 10.4 (WADO-RS), 10.5 (STOW-RS), 10.6 (QIDO-RS) resources under /dicom-web."""
+    stow = make_stow_endpoint(ctx)
+    retrieve = make_retrieve_endpoint(ctx)
+    metadata = make_metadata_endpoint(ctx)
+    studies = make_qido_endpoint(ctx, Level.STUDY)
+    series = make_qido_endpoint(ctx, Level.SERIES)
+    instances = make_qido_endpoint(ctx, Level.IMAGE)
+    return [
+        Route(f"{ROOT}/studies", studies, methods=["GET"]),
+        Route(f"{ROOT}/studies", stow, methods=["POST"]),
+        Route(f"{ROOT}/series", series, methods=["GET"]),
+        Route(f"{ROOT}/instances", instances, methods=["GET"]),
+        Route(STUDY, retrieve, methods=["GET"]),
+        Route(STUDY, stow, methods=["POST"]),
+        Route(f"{STUDY}/metadata", metadata, methods=["GET"]),
+        Route(f"{STUDY}/series", series, methods=["GET"]),
+        Route(f"{STUDY}/instances", instances, methods=["GET"]),
+        Route(SERIES, retrieve, methods=["GET"]),
+        Route(f"{SERIES}/metadata", metadata, methods=["GET"]),
+        Route(f"{SERIES}/instances", instances, methods=["GET"]),
+        Route(INSTANCE, retrieve, methods=["GET"]),
+        Route(f"{INSTANCE}/metadata", metadata, methods=["GET"]),
+        Route(f"{INSTANCE}/frames/{{frames}}", make_frames_endpoint(ctx), methods=["GET"]),
+        Route(f"{INSTANCE}/bulk/{{tag}}", make_bulkdata_endpoint(ctx), methods=["GET"]),
+    ]
+
 
 def create_app(*, settings: Settings, archive: Archive, metrics: Metrics) -> Starlette:
-    def healthz(request: Request) -> Response:
-        return JSONResponse({"status": "ok"})
-
-    def readyz(request: Request) -> Response:
-        archive.stats()
-        return JSONResponse({"status": "ready"})
-
-    def metrics_route(request: Request) -> Response:
-        return Response(metrics.exposition(), media_type="text/plain; version=0.0.4")
-
+    ctx = Context(settings=settings, archive=archive, metrics=metrics)
+    health = make_health_endpoints(ctx)
+    routes: list[BaseRoute] = [
+        Route("/healthz", health["healthz"], methods=["GET"]),
+        Route("/readyz", health["readyz"], methods=["GET"]),
+        Route("/metrics", health["metrics"], methods=["GET"]),
+        # WADO-URI: pass renderers={...} here once rendering exists.
+        Route("/wado", make_wado_uri_endpoint(ctx), methods=["GET"]),
+        *dicomweb_routes(ctx),
+        # RENDERED ROUTES: *rendered_routes(ctx),
+    ]
     return Starlette(
-        routes=[
-            Route("/healthz", healthz),
-            Route("/readyz", readyz),
-            Route("/metrics", metrics_route),
-        ]
+        routes=routes,
+        middleware=[
+            Middleware(RequestContextMiddleware, metrics=metrics),
+            Middleware(
+                CORSMiddleware,
+                allow_origins=list(settings.http.cors_origins),
+                allow_methods=["GET", "POST", "DELETE", "OPTIONS"],
+                allow_headers=ALLOWED_HEADERS,
+                expose_headers=EXPOSED_HEADERS,
+                max_age=600,
+            ),
+            Middleware(AuthMiddleware),
+        ],
+        exception_handlers=EXCEPTION_HANDLERS,
     )

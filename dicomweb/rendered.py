@@ -28,16 +28,14 @@ from noctis_pacs.rendering import (
     VolumeCache,
     VolumeError,
     Window,
-    apply_modality_lut,
     apply_voi,
-    build_volume,
-    decode_frame,
     encode_jpeg,
     encode_png,
     fit_viewport,
     mip,
     mpr,
     render_frame,
+    volume_from_frames,
 )
 from storage.archive import Archive, InstanceLocation
 
@@ -156,16 +154,10 @@ def rendered_routes(*, archive: Archive, cache: VolumeCache) -> list[Route]:
         found = locations({"study": study, "series": series})
 
         def build() -> Volume:
-            slices = []
-            for location in found:
-                ds = header_of(location)
-                stored = decode_frame(
-                    ds, archive.frame_bytes(location, 1), location.transfer_syntax_uid
-                )
-                if stored.ndim != 2:
-                    raise VolumeError("MPR and MIP need grayscale images")
-                slices.append((ds, apply_modality_lut(stored, ds)))
-            return build_volume(slices)
+            return volume_from_frames(
+                (header_of(loc), archive.frame_bytes(loc, 1), loc.transfer_syntax_uid)
+                for loc in found
+            )
 
         return cache.get_or_build(f"{series}:{len(found)}", build)
 

@@ -1,0 +1,99 @@
+"""What every DICOMweb handler needs about the request: UIDs, base URL, the archive.
+
+PS3.18 8.2 (resource URIs): UIDs are path segments; a malformed UID is a
+client error (400), a well-formed one that names nothing is 404.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from starlette.requests import Request
+
+from dicomweb.errors import BadRequest, NotFound
+from dicomweb.media import DICOMWEB_ROOT
+from noctis_pacs.metrics import Metrics
+from noctis_pacs.settings import Settings
+from storage.archive import Archive, InstanceLocation
+
+
+@dataclass(frozen=True)
+class Context:
+    """The dependencies every handler is built with (STYLE.md: passed in, never global)."""
+
+    settings: Settings
+    archive: Archive
+    metrics: Metrics
+
+
+#: PS3.5 9.1 / 6.2 (UI VR): dot-separated numeric components, at most 64 characters.
+_UID = re.compile(r"^(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))*$")
+_LENIENT_UID = re.compile(r"^[0-9]+(\.[0-9]+)*$")
+
+
+def check_uid(value: str, what: str) -> str:
+    """``value`` when it is a UID; 400 naming ``what`` otherwise.
+
+    Leading zeros in components are tolerated (real files carry them).
+    """
+    if len(value) > 64 or not _LENIENT_UID.match(value):
+        raise BadRequest(f"{what} {value[:80]!r} is not a valid UID (PS3.5 9.1)")
+    return value
+
+
+def path_uids(request: Request) -> tuple[str | None, str | None, str | None]:
+    params = request.path_params
+    study = params.get("study")
+    series = params.get("series")
+    sop = params.get("instance")
+    return (
+        check_uid(study, "Study Instance UID") if study is not None else None,
+        check_uid(series, "Series Instance UID") if series is not None else None,
+        check_uid(sop, "SOP Instance UID") if sop is not None else None,
+    )
+
+
+def public_base(request: Request, settings: Settings) -> str:
+    """Base URL of the DICOMweb root as the client sees it.
+
+    The configured ``http.public_base_url`` wins; otherwise X-Forwarded-Proto /
+    X-Forwarded-Host (set by reverse proxies); otherwise the request itself.
+    """
+    configured = settings.http.public_base_url.rstrip("/")
+    if configured:
+        return configured if configured.endswith(DICOMWEB_ROOT) else configured + DICOMWEB_ROOT
+    headers = request.headers
+    host = headers.get("x-forwarded-host", "").split(",")[0].strip()
+    proto = headers.get("x-forwarded-proto", "").split(",")[0].strip()
+    if host:
+        scheme = proto or request.url.scheme
+        prefix = headers.get("x-forwarded-prefix", "").split(",")[0].strip().rstrip("/")
+        return f"{scheme}://{host}{prefix}{DICOMWEB_ROOT}"
+    base = str(request.base_url).rstrip("/")
+    server = request.scope.get("server")
+    host_header = headers.get("host", "")
+    if server and host_header == str(server[0]) and int(server[1]) not in (80, 443):
+        # Some clients (dicomweb-client 0.61) send ``Host`` without the port; when
+        # the host is this server's own address, its port is the one we listen on.
+        base = f"{request.url.scheme}://{server[0]}:{server[1]}{request.scope.get('root_path', '')}"
+    if proto:
+        base = proto + base[base.index(":") :]
+    return base + DICOMWEB_ROOT
+
+
+def describe(study: str | None, series: str | None, sop: str | None) -> str:
+    if sop:
+        return f"instance {sop}"
+    if series:
+        return f"series {series}"
+    return f"study {study}"
+
+
+def locate_or_404(
+    archive: Archive, study: str | None, series: str | None, sop: str | None
+) -> list[InstanceLocation]:
+    locations = archive.locate_uids(study, series, sop)
+    if not locations:
+        raise NotFound(f"{describe(study, series, sop)} is not in the archive")
+    return locations

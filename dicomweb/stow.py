@@ -1,0 +1,283 @@
+"""STOW-RS (PS3.18 10.5): store instances sent as multipart/related or single application/dicom.
+
+The body is parsed as it arrives; each part is written to a spool file
+inside the store (``Archive.spool_path``) and adopted without a copy
+(``store_path(move=True)``), so memory does not grow with the upload.  Parts
+are stored while later parts are still arriving.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import JSONResponse, Response
+
+from dicomweb import media
+from dicomweb.dicomjson import JsonDataset, single
+from dicomweb.errors import (
+    BadRequest,
+    NotAcceptable,
+    PayloadTooLarge,
+    UnsupportedMediaType,
+    warning_value,
+)
+from dicomweb.multipart import (
+    MultipartError,
+    MultipartParser,
+    PartData,
+    PartEnd,
+    PartStart,
+    parse_media_type,
+)
+from dicomweb.negotiation import parse_accept
+from dicomweb.resources import Context, check_uid, public_base
+from storage.archive import Origin, Status, StoreOutcome
+from storage.ingest import RejectKind
+
+log = logging.getLogger("noctis.dicomweb.stow")
+
+#: Failure Reason for each refusal of the store pipeline (PS3.18 Table 10.5.3-3).
+_FAILURE_REASONS = {
+    RejectKind.NOT_DICOM: media.FAILURE_CANNOT_UNDERSTAND,
+    RejectKind.TRUNCATED: media.FAILURE_CANNOT_UNDERSTAND,
+    RejectKind.MISSING_ATTRIBUTE: media.FAILURE_DATASET_MISMATCH,
+    RejectKind.MISMATCH: media.FAILURE_DATASET_MISMATCH,
+    RejectKind.STUDY_MISMATCH: media.FAILURE_DATASET_MISMATCH,
+}
+_MAX_WARNING_HEADERS = 20
+
+
+class _Failure:
+    """A part refused before reaching the archive (wrong media type)."""
+
+    def __init__(self, reason: str) -> None:
+        self.outcome = StoreOutcome(
+            Status.REJECTED, reason=reason, reject_kind=RejectKind.NOT_DICOM
+        )
+
+
+class _Upload:
+    """Receives one request body: spools parts and hands each to the archive as it completes."""
+
+    def __init__(self, ctx: Context, origin: Origin, study_uid: str | None) -> None:
+        self.ctx = ctx
+        self.origin = origin
+        self.study_uid = study_uid
+        self.tasks: list[asyncio.Future[StoreOutcome]] = []
+        self.current: BinaryIO | None = None
+        self.current_path: Path | None = None
+        self.refused: _Failure | None = None
+
+    def begin(self, content_type: str) -> None:
+        part_type = parse_media_type(content_type)[0] if content_type else media.DICOM
+        if part_type != media.DICOM:
+            self.refused = _Failure(
+                f"part {len(self.tasks) + 1} is {part_type}; this server stores {media.DICOM} parts"
+            )
+            return
+        self.current_path = self.ctx.archive.spool_path()
+        self.current = open(self.current_path, "xb", buffering=1 << 20)  # noqa: SIM115
+
+    def write(self, data: bytes) -> None:
+        if self.current is not None:
+            self.current.write(data)
+
+    def end(self) -> None:
+        if self.refused is not None:
+            outcome = self.refused.outcome
+            future: asyncio.Future[StoreOutcome] = asyncio.get_running_loop().create_future()
+            future.set_result(outcome)
+            self.tasks.append(future)
+            self.refused = None
+            return
+        assert self.current is not None and self.current_path is not None
+        self.current.close()
+        path, self.current, self.current_path = self.current_path, None, None
+        self.tasks.append(asyncio.ensure_future(run_in_threadpool(self._store, path)))
+
+    def _store(self, path: Path) -> StoreOutcome:
+        return self.ctx.archive.store_path(
+            path, self.origin, move=True, expected_study_uid=self.study_uid
+        )
+
+    def abandon(self) -> None:
+        """Drop the part being received (the body was cut or refused)."""
+        if self.current is not None:
+            self.current.close()
+        if self.current_path is not None:
+            self.current_path.unlink(missing_ok=True)
+        self.current, self.current_path = None, None
+
+    async def outcomes(self) -> list[StoreOutcome]:
+        return list(await asyncio.gather(*self.tasks))
+
+
+async def _limited(request: Request, limit: int) -> AsyncIterator[bytes]:
+    received = 0
+    async for chunk in request.stream():
+        received += len(chunk)
+        if received > limit:
+            raise PayloadTooLarge(_too_large(limit))
+        if chunk:
+            yield chunk
+
+
+def _too_large(limit: int) -> str:
+    return f"the request body exceeds the {limit // 2**20} MiB limit (http.max_upload_mb)"
+
+
+def make_stow_endpoint(ctx: Context) -> Any:
+    limit = ctx.settings.http.max_upload_mb * 2**20
+
+    async def stow(request: Request) -> Response:
+        """PS3.18 10.5.1: POST /studies and /studies/{study}."""
+        study_uid = request.path_params.get("study")
+        if study_uid is not None:
+            check_uid(study_uid, "Study Instance UID")
+        _check_accept(request.headers.get("accept"))
+        declared = request.headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            raise PayloadTooLarge(_too_large(limit))
+        media_type, params = parse_media_type(request.headers.get("content-type", ""))
+        client = request.client
+        origin = Origin("stow", host=client.host if client else "")
+        upload = _Upload(ctx, origin, study_uid)
+        try:
+            if media_type == media.DICOM:
+                await _receive_single(request, upload, limit)
+            elif media_type == media.MULTIPART_RELATED:
+                await _receive_multipart(request, upload, limit, params)
+            else:
+                raise UnsupportedMediaType(
+                    f'STOW-RS accepts multipart/related; type="{media.DICOM}" or {media.DICOM},'
+                    f" not {media_type or 'a body without Content-Type'} (PS3.18 10.5.1.2)"
+                )
+        except (PayloadTooLarge, BadRequest, UnsupportedMediaType, ClientDisconnect):
+            upload.abandon()
+            await upload.outcomes()  # parts already complete stay stored
+            raise
+        outcomes = await upload.outcomes()
+        for outcome in outcomes:
+            ctx.metrics.stored_instances.labels("stow", outcome.status.value).inc()
+        if not outcomes:
+            raise BadRequest("the request body holds no DICOM part")
+        return _response(outcomes, base=public_base(request, ctx.settings), study_uid=study_uid)
+
+    return stow
+
+
+def _check_accept(accept: str | None) -> None:
+    for item in parse_accept(accept):
+        if item.matches(media.DICOM_JSON) or item.media_type == media.JSON:
+            return
+    raise NotAcceptable(
+        f"the STOW-RS response is {media.DICOM_JSON}; Accept {accept!r} excludes it"
+    )
+
+
+async def _receive_single(request: Request, upload: _Upload, limit: int) -> None:
+    upload.begin(media.DICOM)
+    async for chunk in _limited(request, limit):
+        upload.write(chunk)
+    upload.end()
+
+
+async def _receive_multipart(
+    request: Request, upload: _Upload, limit: int, params: dict[str, str]
+) -> None:
+    root = (params.get("type") or media.DICOM).lower()
+    if root != media.DICOM:
+        raise UnsupportedMediaType(
+            f'multipart/related; type="{root}" is not supported: this server stores'
+            f" {media.DICOM} parts (PS3.18 10.5.1.2.1)"
+        )
+    boundary = params.get("boundary")
+    if not boundary:
+        raise BadRequest("the multipart/related Content-Type has no boundary parameter")
+    try:
+        parser = MultipartParser(boundary)
+        async for chunk in _limited(request, limit):
+            for event in parser.feed(chunk):
+                if type(event) is PartData:
+                    upload.write(event.data)
+                elif type(event) is PartStart:
+                    upload.begin(event.content_type)
+                elif type(event) is PartEnd:
+                    upload.end()
+        parser.close()
+    except MultipartError as exc:
+        raise BadRequest(f"malformed multipart body: {exc}") from None
+
+
+def _response(outcomes: list[StoreOutcome], *, base: str, study_uid: str | None) -> Response:
+    """The Store Instances response dataset (PS3.18 10.5.3, Table 10.5.3-2)."""
+    referenced: list[JsonDataset] = []
+    failed: list[JsonDataset] = []
+    warnings: list[str] = []
+    stored_studies: set[str] = set()
+    with_warning = False
+    for index, outcome in enumerate(outcomes, 1):
+        item: JsonDataset = {}
+        if outcome.sop_class_uid:
+            item[media.TAG_REFERENCED_SOP_CLASS_UID] = single("UI", outcome.sop_class_uid)
+        if outcome.sop_instance_uid:
+            item[media.TAG_REFERENCED_SOP_INSTANCE_UID] = single("UI", outcome.sop_instance_uid)
+        if outcome.ok:
+            stored_studies.add(outcome.study_uid)
+            item[media.TAG_RETRIEVE_URL] = single(
+                "UR",
+                f"{base}/studies/{outcome.study_uid}/series/{outcome.series_uid}"
+                f"/instances/{outcome.sop_instance_uid}",
+            )
+            reason = _warning_reason(outcome)
+            if reason is not None:
+                item[media.TAG_WARNING_REASON] = single("US", reason)
+                with_warning = True
+            referenced.append(item)
+            warnings.extend(f"part {index}: {text}" for text in outcome.warnings)
+        else:
+            item[media.TAG_FAILURE_REASON] = single("US", _failure_reason(outcome))
+            failed.append(item)
+            warnings.append(f"part {index}: {outcome.reason}")
+    dataset: JsonDataset = {}
+    retrieve_study = study_uid or (next(iter(stored_studies)) if len(stored_studies) == 1 else None)
+    if retrieve_study and referenced:
+        dataset[media.TAG_RETRIEVE_URL] = single("UR", f"{base}/studies/{retrieve_study}")
+    if failed:
+        dataset[media.TAG_FAILED_SOP_SEQUENCE] = {"vr": "SQ", "Value": failed}
+    if referenced:
+        dataset[media.TAG_REFERENCED_SOP_SEQUENCE] = {"vr": "SQ", "Value": referenced}
+    # PS3.18 10.5.3.1: 200 all stored; 202 stored with warnings or some failed; 409 none.
+    if not referenced:
+        status = 409
+    elif failed or with_warning:
+        status = 202
+    else:
+        status = 200
+    response = JSONResponse(dataset, status_code=status, media_type=media.DICOM_JSON)
+    for text in warnings[:_MAX_WARNING_HEADERS]:
+        response.headers.append("Warning", warning_value(text))
+    log.info("STOW-RS: %d stored, %d failed", len(referenced), len(failed))
+    return response
+
+
+def _failure_reason(outcome: StoreOutcome) -> int:
+    if outcome.status is Status.STORAGE_FULL:
+        return media.FAILURE_OUT_OF_RESOURCES
+    if outcome.status is Status.REJECTED and outcome.reject_kind is not None:
+        return _FAILURE_REASONS.get(outcome.reject_kind, media.FAILURE_CANNOT_UNDERSTAND)
+    return media.FAILURE_PROCESSING
+
+
+def _warning_reason(outcome: StoreOutcome) -> int | None:
+    """The archive stores what it receives (never coerces); an instance whose header
+    contradicts itself is stored with 0xB007 (Data Set does not match SOP Class)."""
+    if any("differs" in text for text in outcome.warnings):
+        return media.WARNING_DATASET_MISMATCH
+    return None

@@ -26,7 +26,7 @@ from noctis_pacs.rendering.lut import (
 )
 from noctis_pacs.rendering.planes import PLANE_NORMALS, Plane, mip, mpr, resolve_normal
 from noctis_pacs.rendering.render import render_frame, render_pixels
-from noctis_pacs.rendering.volume import Volume, build_volume
+from noctis_pacs.rendering.volume import Volume, build_volume, volume_from_frames
 
 __all__ = [
     "PLANE_NORMALS",
@@ -55,4 +55,5 @@ __all__ = [
     "render_pixels",
     "resolve_normal",
     "transfer_syntax_of",
+    "volume_from_frames",
 ]

@@ -10,7 +10,7 @@ normal of the orientation (row x column cosines), as Orthanc does.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
@@ -180,3 +180,21 @@ def build_volume(
         column_spacing=float(pixel_spacing[1]),
         header=slices[int(order[0])][0],
     )
+
+
+def volume_from_frames(items: Iterable[tuple[Dataset, bytes, str]]) -> Volume:
+    """Build a volume from (header, first-frame bytes, transfer syntax) of each slice.
+
+    The one loader behind the HTTP MPR/MIP routes and ``noctis-pacs render``.
+    """
+    from noctis_pacs.rendering.decode import decode_frame
+    from noctis_pacs.rendering.errors import VolumeError
+    from noctis_pacs.rendering.lut import apply_modality_lut
+
+    slices = []
+    for ds, frame, transfer_syntax in items:
+        stored = decode_frame(ds, frame, transfer_syntax)
+        if stored.ndim != 2:
+            raise VolumeError("MPR and MIP need grayscale images")
+        slices.append((ds, apply_modality_lut(stored, ds)))
+    return build_volume(slices)

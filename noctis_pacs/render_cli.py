@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from noctis_pacs.cli import EXTRA_COMMANDS, EXIT_FAILED, EXIT_OK, EXIT_USAGE, _common
+from noctis_pacs.cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE, EXTRA_COMMANDS, _common
 from noctis_pacs.settings import Settings
 
 
@@ -73,8 +73,7 @@ def cmd_render(args: argparse.Namespace, settings: Settings) -> int:
         window = rendering.Window.parse(args.window) if args.window else None
         if args.mpr or args.mip:
             volume = rendering.volume_from_frames(
-                (header(loc), archive.frame_bytes(loc, 1), loc.transfer_syntax_uid)
-                for loc in found
+                (header(loc), archive.frame_bytes(loc, 1), loc.transfer_syntax_uid) for loc in found
             )
             normal = _floats(args.normal, "normal") or args.plane
             point = _floats(args.point, "point")

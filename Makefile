@@ -3,7 +3,7 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-export NOCTIS_TEST_PG_URL ?= postgresql://postgres@127.0.0.1:5432/postgres
+export NOCTIS_TEST_PG_URL ?= postgresql://postgres@127.0.0.1:5432/noctis_test
 
 .PHONY: serve test venv deps lint typecheck bench clean
 

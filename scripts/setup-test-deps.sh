@@ -12,15 +12,22 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}" >/dev/null
 fi
 
-url="${NOCTIS_TEST_PG_URL:-postgresql://postgres@127.0.0.1:5432/postgres}"
-if ! pg_isready -q -d "$url" 2>/dev/null; then
+url="${NOCTIS_TEST_PG_URL:-postgresql://postgres@127.0.0.1:5432/noctis_test}"
+admin_url="${url%/*}/postgres"
+if ! pg_isready -q -d "$admin_url" 2>/dev/null; then
   if command -v pg_ctlcluster >/dev/null 2>&1 && [ -d /etc/postgresql ]; then
     echo "setup: starting the local PostgreSQL cluster"
     pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -1)" main start || true
-    for _ in $(seq 1 30); do pg_isready -q -d "$url" && break; sleep 1; done
+    for _ in $(seq 1 30); do pg_isready -q -d "$admin_url" && break; sleep 1; done
   fi
 fi
-if ! pg_isready -q -d "$url" 2>/dev/null; then
-  echo "setup: PostgreSQL at $url is not reachable; the PostgreSQL tests will fail." >&2
+if ! pg_isready -q -d "$admin_url" 2>/dev/null; then
+  echo "setup: PostgreSQL at $admin_url is not reachable; the PostgreSQL tests will fail." >&2
   echo "setup: start it (pg_ctlcluster ... main start) or set NOCTIS_TEST_PG_URL." >&2
+  exit 0
 fi
+# A throw-away database for this run (each test archive uses its own schema inside it).
+db="${url##*/}"; db="${db%%\?*}"
+psql -q -d "$admin_url" -c "DROP DATABASE IF EXISTS \"$db\" WITH (FORCE)" >/dev/null
+psql -q -d "$admin_url" -c "CREATE DATABASE \"$db\"" >/dev/null
+echo "setup: created the throw-away PostgreSQL database $db"

@@ -114,6 +114,15 @@ class WorkflowSettings:
     #: Offer IN PROGRESS steps in worklist answers as well as SCHEDULED ones.
     worklist_include_in_progress: bool = False
     webhooks: tuple[str, ...] = ()
+    #: How often the workflow worker looks for new instances, stable studies, due webhooks.
+    poll_interval_seconds: float = 1.0
+    #: Seconds a webhook receiver has to answer one POST.
+    webhook_timeout_seconds: float = 10.0
+    #: First retry delay of a failed webhook delivery; doubled per attempt up to the maximum.
+    webhook_retry_initial_seconds: float = 2.0
+    webhook_retry_max_seconds: float = 300.0
+    #: Attempts before a delivery is given up (status ``failed``); 0 = never give up.
+    webhook_max_attempts: int = 100
 
 
 @dataclass(frozen=True)
@@ -286,3 +295,8 @@ def _validate(settings: Settings) -> None:
     tls = settings.dimse
     if bool(tls.tls_certificate) != bool(tls.tls_key):
         raise SettingsError("dimse.tls_certificate and dimse.tls_key go together")
+    for url in settings.workflow.webhooks:
+        if not url.startswith(("http://", "https://")):
+            raise SettingsError(f"workflow.webhooks: {url!r} is not an http:// or https:// URL")
+    if settings.workflow.poll_interval_seconds <= 0:
+        raise SettingsError("workflow.poll_interval_seconds: must be positive")

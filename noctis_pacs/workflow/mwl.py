@@ -18,7 +18,7 @@ from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 
 from noctis_pacs.model import Match, MatchKind, classify
-from noctis_pacs.workflow.items import IN_PROGRESS, SCHEDULED
+from noctis_pacs.workflow.items import IN_PROGRESS, SCHEDULED, STEP_STATUSES
 
 #: Matching keys on the item (PS3.4 Table K.6-1) -> worklist_items column.
 ITEM_COLUMNS: Mapping[str, str] = {
@@ -143,3 +143,49 @@ def response(request: Dataset, record: Dataset) -> Dataset:
     elif "SpecificCharacterSet" in request:
         out.SpecificCharacterSet = request.SpecificCharacterSet or "ISO_IR 6"
     return out
+
+
+#: Query parameters of GET /workflow/worklist (and ``worklist list``) -> (item or step, DICOM keyword).
+LIST_FILTERS: dict[str, tuple[str, str]] = {
+    "patient_name": ("item", "PatientName"),
+    "patient_id": ("item", "PatientID"),
+    "accession_number": ("item", "AccessionNumber"),
+    "requested_procedure_id": ("item", "RequestedProcedureID"),
+    "study_instance_uid": ("item", "StudyInstanceUID"),
+    "modality": ("step", "Modality"),
+    "station_ae_title": ("step", "ScheduledStationAETitle"),
+    "start_date": ("step", "ScheduledProcedureStepStartDate"),
+    "start_time": ("step", "ScheduledProcedureStepStartTime"),
+    "performing_physician_name": ("step", "ScheduledPerformingPhysicianName"),
+    "step_id": ("step", "ScheduledProcedureStepID"),
+}
+
+
+def list_query(params: dict[str, str], *, max_results: int) -> tuple[WorklistQuery, list[str]]:
+    """Filters of GET /workflow/worklist and ``worklist list`` as a ``WorklistQuery`` (same matching as MWL)."""
+    item: list[Match] = []
+    step: list[Match] = []
+    for name, value in params.items():
+        if name in ("limit", "offset", "status", "step_status"):
+            continue
+        if name not in LIST_FILTERS:
+            raise ValueError(f"unknown filter {name!r}; known: {', '.join(sorted(LIST_FILTERS))}")
+        where, keyword = LIST_FILTERS[name]
+        match = classify(keyword, vr_of(keyword), value)
+        if match.kind is not MatchKind.UNIVERSAL:
+            (item if where == "item" else step).append(match)
+    statuses = [s.strip().upper() for s in params.get("status", "").split(",") if s.strip()]
+    step_statuses = [
+        s.strip().upper() for s in params.get("step_status", "").split(",") if s.strip()
+    ]
+    for value in (*statuses, *step_statuses):
+        if value not in STEP_STATUSES:
+            raise ValueError(f"status: {value!r} is not one of {', '.join(STEP_STATUSES)}")
+    query = WorklistQuery(
+        item_matches=tuple(item),
+        step_matches=tuple(step),
+        statuses=tuple(step_statuses),
+        limit=min(int(params.get("limit", max_results)), max_results),
+        offset=int(params.get("offset", 0)),
+    )
+    return query, statuses

@@ -1,0 +1,93 @@
+"""Modality Performed Procedure Step SCP: N-CREATE and N-SET (PS3.4 F.7).
+
+The rules and their statuses are ``noctis_pacs.workflow.mpps``; the store
+applies them with the worklist change in one transaction.  Handlers only map
+``MppsError`` to the PS3.7 status with an Error Comment.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from pydicom.dataset import Dataset
+from pydicom.uid import generate_uid
+
+from dimse import status as st
+from dimse.access import STORE, AccessPolicy, calling_ae_of
+from dimse.observe import Operation, bind_context
+from noctis_pacs.metrics import Metrics
+from noctis_pacs.workflow.mpps import PROCESSING_FAILURE, SUCCESS, MppsError
+from storage.mpps import MppsStore
+
+log = logging.getLogger("noctis.dimse.mpps")
+
+NResponse = tuple[int | Dataset, Dataset | None]
+
+
+def _failure(status: int, comment: str) -> NResponse:
+    ds = Dataset()
+    ds.Status = status
+    ds.ErrorComment = comment[: st.ERROR_COMMENT_MAX]
+    return ds, None
+
+
+def handle_n_create(
+    event: Any, store: MppsStore, policy: AccessPolicy, metrics: Metrics
+) -> NResponse:
+    """EVT_N_CREATE: a new MPPS, IN PROGRESS (PS3.4 F.7.2.1)."""
+    bind_context(event)
+    operation = Operation(metrics, "N-CREATE")
+    status = SUCCESS
+    try:
+        if not policy.allows(calling_ae_of(event.assoc), STORE):
+            status = st.REFUSED_NOT_AUTHORIZED
+            return _failure(status, "MPPS not permitted for this AE")
+        request_uid = event.request.AffectedSOPInstanceUID
+        sop_uid = str(request_uid) if request_uid else generate_uid()
+        attributes = event.attribute_list
+        try:
+            created = store.create(sop_uid, attributes)
+        except MppsError as exc:
+            status = exc.status
+            log.info("MPPS N-CREATE refused: 0x%04X %s", exc.status, exc.comment)
+            return _failure(exc.status, exc.comment)
+        log.info("MPPS N-CREATE: IN PROGRESS")
+        reply = Dataset()
+        reply.update(created)
+        if not request_uid:
+            # PS3.7 10.1.5.1.4: the SCP returns the UID it assigned.
+            reply.AffectedSOPInstanceUID = sop_uid
+        return SUCCESS, reply
+    except Exception:
+        log.exception("MPPS N-CREATE failed")
+        status = PROCESSING_FAILURE
+        return _failure(status, "MPPS could not be stored")
+    finally:
+        operation.done(status)
+
+
+def handle_n_set(event: Any, store: MppsStore, policy: AccessPolicy, metrics: Metrics) -> NResponse:
+    """EVT_N_SET: update an MPPS; COMPLETED and DISCONTINUED are final (PS3.4 F.7.2.2)."""
+    bind_context(event)
+    operation = Operation(metrics, "N-SET")
+    status = SUCCESS
+    try:
+        if not policy.allows(calling_ae_of(event.assoc), STORE):
+            status = st.REFUSED_NOT_AUTHORIZED
+            return _failure(status, "MPPS not permitted for this AE")
+        sop_uid = str(event.request.RequestedSOPInstanceUID)
+        try:
+            merged = store.set(sop_uid, event.modification_list)
+        except MppsError as exc:
+            status = exc.status
+            log.info("MPPS N-SET refused: 0x%04X %s", exc.status, exc.comment)
+            return _failure(exc.status, exc.comment)
+        log.info("MPPS N-SET: %s", merged.get("PerformedProcedureStepStatus", ""))
+        return SUCCESS, merged
+    except Exception:
+        log.exception("MPPS N-SET failed")
+        status = PROCESSING_FAILURE
+        return _failure(status, "MPPS could not be updated")
+    finally:
+        operation.done(status)

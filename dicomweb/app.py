@@ -35,6 +35,7 @@ from dicomweb.resources import Context
 from dicomweb.stow import make_stow_endpoint
 from dicomweb.wado import make_retrieve_endpoint
 from dicomweb.wado_uri import make_wado_uri_endpoint
+from dicomweb.workflow import workflow_routes
 from noctis_pacs.metrics import Metrics
 from noctis_pacs.model import Level
 from noctis_pacs.settings import Settings
@@ -88,6 +89,7 @@ def create_app(*, settings: Settings, archive: Archive, metrics: Metrics) -> Sta
         # WADO-URI: pass renderers={...} here once rendering exists.
         Route("/wado", make_wado_uri_endpoint(ctx), methods=["GET"]),
         *dicomweb_routes(ctx),
+        *workflow_routes(settings=settings, archive=archive),
         # RENDERED ROUTES: *rendered_routes(ctx),
     ]
     return Starlette(

@@ -29,6 +29,7 @@ from dimse.find import handle_find
 from dimse.observe import Operation, bind_context
 from dimse.retrieve import handle_get, handle_move
 from dimse.store import discard_partial_receive, handle_store, status_dataset
+from dimse.worklist import register_workflow
 from noctis_pacs.metrics import Metrics
 from noctis_pacs.settings import Settings
 from storage.archive import Archive
@@ -105,6 +106,8 @@ def build_services(
     qr_args: list[Any] = [archive, policy, metrics, settings]
     services.find_routes[PATIENT_ROOT_FIND] = (handle_find, qr_args)
     services.find_routes[STUDY_ROOT_FIND] = (handle_find, qr_args)
+    # Modality Worklist (C-FIND route) and MPPS (N-CREATE / N-SET): dimse/worklist.py.
+    register_workflow(services, settings=settings, archive=archive, metrics=metrics, policy=policy)
     services.bindings += [
         (evt.EVT_REQUESTED, handle_requested, [policy, services.permissions()]),
         (evt.EVT_C_ECHO, handle_echo, [metrics]),

@@ -1,6 +1,7 @@
 """The workflow worker: study tracking, stability and webhook delivery.
 
-Started by the wiring next to HTTP and DIMSE.  Each poll it (1) records
+Started by the wiring next to HTTP and DIMSE, with the storage objects it
+drives (``storage.tracking.workflow_backends``).  Each poll it (1) records
 studies whose ``updated_at`` changed since it last looked, linking them to
 their worklist item, (2) marks studies stable after
 ``workflow.stable_after_seconds`` without a new instance, (3) POSTs due
@@ -16,15 +17,41 @@ import logging
 import threading
 import urllib.error
 import urllib.request
+from typing import Any, Protocol
 
 from noctis_pacs.settings import Settings, WorkflowSettings
 from noctis_pacs.workflow.events import DELIVERY_HEADER, EVENT_HEADER
-from storage.archive import Archive
-from storage.tracking import StudyTracker
-from storage.workflow_events import Delivery, EventLog
-from storage.worklist import WorklistStore
 
 log = logging.getLogger("noctis.workflow")
+
+
+class Delivery(Protocol):
+    """One pending webhook delivery (``storage.workflow_events.Delivery``)."""
+
+    @property
+    def delivery_id(self) -> str: ...
+    @property
+    def url(self) -> str: ...
+    @property
+    def attempts(self) -> int: ...
+    @property
+    def event(self) -> Any: ...
+
+
+class Tracker(Protocol):
+    """Study tracking over the index (``storage.tracking.StudyTracker``)."""
+
+    def scan(self) -> int: ...
+    def mark_stable(self, stable_after_seconds: float) -> int: ...
+
+
+class DeliveryLog(Protocol):
+    """Webhook deliveries kept in the index (``storage.workflow_events.EventLog``)."""
+
+    def due(self, limit: int = ...) -> Any: ...
+    def claim(self, delivery: Any, lease_seconds: float) -> bool: ...
+    def delivered(self, delivery: Any) -> None: ...
+    def failed(self, delivery: Any, error: str, *, retry_in: float | None) -> None: ...
 
 
 def retry_delay(workflow: WorkflowSettings, attempts: int) -> float | None:
@@ -64,17 +91,11 @@ def post(delivery: Delivery, timeout: float) -> str | None:
 class WorkflowWorker:
     """One background thread per process; ``start`` / ``stop`` by the wiring."""
 
-    def __init__(self, settings: Settings, archive: Archive) -> None:
+    def __init__(self, settings: Settings, *, tracker: Tracker, deliveries: DeliveryLog) -> None:
         self.settings = settings
         self.workflow = settings.workflow
-        store = WorklistStore(
-            archive.db,
-            webhooks=settings.workflow.webhooks,
-            case_insensitive_pn=settings.query.case_insensitive_pn,
-            max_results=settings.query.max_results,
-        )
-        self.tracker = StudyTracker(store)
-        self.events = EventLog(archive.db)
+        self.tracker = tracker
+        self.events = deliveries
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 

@@ -12,9 +12,11 @@ import signal
 import threading
 from typing import Any
 
+from noctis_pacs.events import WorkflowWorker
 from noctis_pacs.metrics import Metrics, build_metrics
 from noctis_pacs.settings import Settings
 from storage.archive import Archive
+from storage.tracking import workflow_backends
 
 log = logging.getLogger("noctis.server")
 
@@ -39,6 +41,9 @@ def serve(settings: Settings, *, http: bool = True, dimse: bool = True) -> None:
     if removed:
         log.info("removed %d leftover temporary files of interrupted writes", removed)
     dimse_server = None
+    # Study tracking, stability and webhook delivery (noctis_pacs/events.py).
+    workflow_worker = WorkflowWorker(settings, **workflow_backends(settings, archive.db))
+    workflow_worker.start()
     try:
         if dimse and settings.dimse.enabled:
             dimse_server = build_dimse(settings, archive, metrics)
@@ -70,6 +75,7 @@ def serve(settings: Settings, *, http: bool = True, dimse: bool = True) -> None:
                 signal.signal(sig, lambda *_: stop.set())
             stop.wait()
     finally:
+        workflow_worker.stop()
         if dimse_server is not None:
             dimse_server.stop()
         archive.close()

@@ -168,15 +168,21 @@ def start_server(
     env: dict[str, str] | None = None,
     args: list[str] | None = None,
     wait_http: bool = True,
+    dimse_extra: str = "",
 ) -> RunningServer:
-    """Start ``noctis-pacs serve`` with ``config`` (TOML) appended to the defaults."""
+    """Start ``noctis-pacs serve`` with ``config`` (TOML) appended to the defaults.
+
+    ``dimse_extra`` holds ``key = value`` lines placed under the ``[dimse]`` table.
+    """
     http_port, dimse_port = free_port(), free_port()
     data_dir.mkdir(parents=True, exist_ok=True)
     config_path = data_dir.parent / f"noctis-{uuid.uuid4().hex[:6]}.toml"
     config_path.write_text(
         f'[storage]\ndata_dir = "{data_dir}"\ndb = "{db_url}"\nfsync = "never"\n'
         f'[http]\nhost = "127.0.0.1"\nport = {http_port}\n'
-        f'[dimse]\nhost = "127.0.0.1"\nport = {dimse_port}\nae_title = "NOCTIS"\n' + config
+        f'[dimse]\nhost = "127.0.0.1"\nport = {dimse_port}\nae_title = "NOCTIS"\n'
+        + (dimse_extra.strip() + "\n" if dimse_extra.strip() else "")
+        + config
     )
     log_path = data_dir.parent / f"server-{http_port}.log"
     full_env = {**os.environ, **(env or {})}

@@ -1,0 +1,105 @@
+"""Helpers shared by the DIMSE tests (no tests here): dcmtk runners, SCU helpers."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from pydicom.dataset import Dataset
+from pynetdicom import AE, build_context
+from pynetdicom.sop_class import Verification
+
+from noctis_pacs.settings import Settings
+from tests.conftest import RunningServer, make_settings
+from tests.factory import to_bytes
+
+#: dcmtk honours TCP_NODELAY from the environment (no 40 ms Nagle stalls on loopback).
+DCMTK_ENV = {**os.environ, "TCP_NODELAY": "1"}
+
+
+def dcmtk(tool: str, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [tool, *args], capture_output=True, text=True, timeout=timeout, env=DCMTK_ENV
+    )
+
+
+def write_files(folder: Path, datasets: Iterable[Dataset]) -> list[Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for index, ds in enumerate(datasets):
+        path = folder / f"{index:04d}.dcm"
+        path.write_bytes(to_bytes(ds))
+        paths.append(path)
+    return paths
+
+
+def server_settings(server: RunningServer) -> Settings:
+    return make_settings(server.data_dir, server.db_url)
+
+
+@contextmanager
+def server_archive(server: RunningServer) -> Iterator[Any]:
+    """The running server's archive opened beside it (the index is shared)."""
+    from storage.archive import Archive
+
+    archive = Archive(server_settings(server))
+    try:
+        yield archive
+    finally:
+        archive.close()
+
+
+def associate(
+    port: int,
+    contexts: list[Any] | None = None,
+    *,
+    ae_title: str = "TESTSCU",
+    called: str = "NOCTIS",
+    **kwargs: Any,
+) -> Any:
+    ae = AE(ae_title=ae_title)
+    ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = 20
+    for cx in contexts or [build_context(Verification)]:
+        ae.add_requested_context(cx.abstract_syntax, cx.transfer_syntax)
+    return ae.associate("127.0.0.1", port, ae_title=called, **kwargs)
+
+
+def wait_port(port: int, timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"nothing listens on {port}")
+
+
+@contextmanager
+def storescp(port: int, folder: Path, *args: str) -> Iterator[subprocess.Popen[bytes]]:
+    """dcmtk storescp accepting every transfer syntax, writing into ``folder``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    process = subprocess.Popen(
+        ["storescp", "-aet", "DEST", "+xa", "-od", str(folder), *args, str(port)],
+        env=DCMTK_ENV,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_port(port)
+        yield process
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+def read_responses(folder: Path) -> list[Dataset]:
+    from pydicom import dcmread
+
+    return [dcmread(p, force=True) for p in sorted(folder.glob("rsp*.dcm"))]

@@ -40,7 +40,7 @@ def write_files(folder: Path, datasets: Iterable[Dataset]) -> list[Path]:
 
 
 def server_settings(server: RunningServer) -> Settings:
-    return make_settings(server.data_dir, server.db_url)
+    return make_settings(server.data_dir, server.db_url, storage={"fsync": "never"})
 
 
 @contextmanager

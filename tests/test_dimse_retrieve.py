@@ -1,0 +1,267 @@
+"""C-MOVE (PS3.4 C.4.2) and C-GET (PS3.4 C.4.3) SCPs over real associations."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydicom import dcmread
+from pydicom.dataset import Dataset
+from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
+from pynetdicom import AE, build_context, build_role, evt
+from pynetdicom.presentation import StoragePresentationContexts
+from pynetdicom.sop_class import (
+    PatientRootQueryRetrieveInformationModelMove as PatientRootMove,
+)
+from pynetdicom.sop_class import (
+    StudyRootQueryRetrieveInformationModelGet as StudyRootGet,
+)
+from pynetdicom.sop_class import (
+    StudyRootQueryRetrieveInformationModelMove as StudyRootMove,
+)
+
+from tests.conftest import BACKENDS, RunningServer, db_url_for, free_port, start_server
+from tests.factory import bundled_files, ct_series, to_bytes, uid
+from tests.test_dimse_support import associate, dcmtk, server_archive, storescp
+
+COMPRESSED = ("SC_rgb_dcmtk_+eb+cr.dcm", "MR_small_jp2klossless.dcm")  # JPEG baseline, J2K
+
+
+@dataclass
+class Destination:
+    """An in-test Storage SCP accepting only uncompressed syntaxes."""
+
+    port: int
+    received: list[Dataset] = field(default_factory=list)
+    fail_uids: set[str] = field(default_factory=set)
+    delay: float = 0.0
+
+
+@dataclass
+class Corpus:
+    server: RunningServer
+    study: str
+    series: str
+    sops: list[str]
+    compressed_study: str
+    dest_port: int
+    py: Destination
+
+
+def _handle(event: Any, dest: Destination) -> int:
+    if dest.delay:
+        time.sleep(dest.delay)
+    ds = event.dataset
+    ds.file_meta = event.file_meta
+    if str(ds.SOPInstanceUID) in dest.fail_uids:
+        return 0xA700
+    dest.received.append(ds)
+    return 0x0000
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def corpus(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Corpus]:
+    base = tmp_path_factory.mktemp(f"retrieve-{request.param}")
+    dest_port, py_port = free_port(), free_port()
+    config = (
+        f'[dimse.remotes.dest]\nae_title = "DEST"\nhost = "127.0.0.1"\nport = {dest_port}\n'
+        f'[dimse.remotes.py]\nae_title = "PYDEST"\nhost = "127.0.0.1"\nport = {py_port}\n'
+    )
+    server = start_server(
+        base / "data", db_url_for(str(request.param), base / "data"), config=config
+    )
+    py = Destination(py_port)
+    ae = AE(ae_title="PYDEST")
+    for cx in StoragePresentationContexts:
+        ae.add_supported_context(
+            cx.abstract_syntax, [ExplicitVRLittleEndian, ImplicitVRLittleEndian]
+        )
+    scp = ae.start_server(
+        ("127.0.0.1", py_port), block=False, evt_handlers=[(evt.EVT_C_STORE, _handle, [py])]
+    )
+    study, series = uid(), uid()
+    datasets = list(ct_series(12, 64, study_uid=study, series_uid=series))
+    compressed_study = ""
+    with server_archive(server) as archive:
+        from storage.ingest import Origin
+
+        for ds in datasets:
+            assert archive.store_bytes(to_bytes(ds), Origin("test")).ok
+        for path in bundled_files():
+            if path.name in COMPRESSED:
+                outcome = archive.store_bytes(path.read_bytes(), Origin("test"))
+                assert outcome.ok, outcome.reason
+                compressed_study = outcome.study_uid
+    yield Corpus(
+        server, study, series, [str(d.SOPInstanceUID) for d in datasets],
+        compressed_study, dest_port, py,
+    )  # fmt: skip
+    scp.shutdown()
+    server.stop()
+
+
+def _move(
+    corpus: Corpus, identifier: Dataset, destination: str, model: str = StudyRootMove
+) -> list[tuple[Dataset, Dataset | None]]:
+    assoc = associate(corpus.server.dimse_port, [build_context(model)])
+    assert assoc.is_established
+    try:
+        return list(assoc.send_c_move(identifier, destination, model))
+    finally:
+        assoc.release()
+
+
+def _series_identifier(corpus: Corpus) -> Dataset:
+    identifier = Dataset()
+    identifier.QueryRetrieveLevel = "SERIES"
+    identifier.StudyInstanceUID = corpus.study
+    identifier.SeriesInstanceUID = corpus.series
+    return identifier
+
+
+def test_movescu_to_storescp(corpus: Corpus, tmp_path: Path) -> None:
+    """PS3.4 C.4.2: movescu moves a series to a configured destination (storescp)."""
+    with storescp(corpus.dest_port, tmp_path / "dest"):
+        result = dcmtk(
+            "movescu", "-S", "-aec", corpus.server.ae_title, "-aem", "DEST",
+            "-k", "QueryRetrieveLevel=SERIES", "-k", f"StudyInstanceUID={corpus.study}",
+            "-k", f"SeriesInstanceUID={corpus.series}",
+            "127.0.0.1", str(corpus.server.dimse_port),
+        )  # fmt: skip
+        assert result.returncode == 0, result.stderr
+    received = {str(dcmread(p).SOPInstanceUID) for p in (tmp_path / "dest").iterdir()}
+    assert received == set(corpus.sops)
+
+
+def test_move_counts_and_failed_uid_list(corpus: Corpus) -> None:
+    """PS3.4 C.4.2.1.5 / C.4.2.3.1: pending responses count remaining, completed, failed
+    and warning sub-operations; a partial failure ends with B000 and the Failed SOP
+    Instance UID List."""
+    corpus.py.received.clear()
+    corpus.py.fail_uids = {corpus.sops[3]}
+    try:
+        responses = _move(corpus, _series_identifier(corpus), "PYDEST")
+    finally:
+        corpus.py.fail_uids = set()
+    pending = [s for s, _ in responses[:-1]]
+    assert [s.Status for s in pending] == [0xFF00] * 12
+    assert [s.NumberOfRemainingSuboperations for s in pending] == list(range(11, -1, -1))
+    final, identifier = responses[-1]
+    assert final.Status == 0xB000
+    assert final.NumberOfCompletedSuboperations == 11
+    assert final.NumberOfFailedSuboperations == 1
+    assert identifier is not None
+    assert identifier.FailedSOPInstanceUIDList == corpus.sops[3]
+    assert len(corpus.py.received) == 11
+
+
+def test_move_unknown_destination(corpus: Corpus) -> None:
+    """PS3.4 C.4.2.1.5: A801 Refused: Move Destination unknown."""
+    ((status, _),) = _move(corpus, _series_identifier(corpus), "NOBODY")
+    assert status.Status == 0xA801
+
+
+def test_move_converts_to_uncompressed_when_not_accepted(corpus: Corpus) -> None:
+    """PS3.4 C.4.2.3.1 / PS3.5 10.1: a destination that accepts only Explicit/Implicit
+    VR Little Endian receives compressed instances decompressed."""
+    corpus.py.received.clear()
+    identifier = Dataset()
+    identifier.QueryRetrieveLevel = "STUDY"
+    identifier.StudyInstanceUID = corpus.compressed_study
+    responses = _move(corpus, identifier, "PYDEST")
+    assert responses[-1][0].Status == 0x0000
+    assert responses[-1][0].NumberOfCompletedSuboperations >= 1
+    for ds in corpus.py.received:
+        assert ds.file_meta.TransferSyntaxUID in (ExplicitVRLittleEndian, ImplicitVRLittleEndian)
+        frame_bytes = ds.Rows * ds.Columns * ds.SamplesPerPixel * (ds.BitsAllocated // 8)
+        assert len(ds.PixelData) >= frame_bytes * int(ds.get("NumberOfFrames", 1) or 1)
+
+
+def test_cancel_stops_move(corpus: Corpus) -> None:
+    """PS3.4 C.4.2.3.2 / PS3.7 9.3.4.3: C-CANCEL stops the sub-operations with FE00."""
+    corpus.py.delay = 0.05
+    try:
+        assoc = associate(corpus.server.dimse_port, [build_context(StudyRootMove)])
+        responses = assoc.send_c_move(_series_identifier(corpus), "PYDEST", StudyRootMove, msg_id=9)
+        first, _ = next(responses)
+        assert first.Status == 0xFF00
+        assoc.send_c_cancel(9, assoc.accepted_contexts[0].context_id)
+        rest = [s for s, _ in responses]
+        assoc.release()
+    finally:
+        corpus.py.delay = 0.0
+    assert rest[-1].Status == 0xFE00
+    assert rest[-1].NumberOfRemainingSuboperations > 0
+
+
+def test_patient_root_move(corpus: Corpus) -> None:
+    """PS3.4 C.6.1.2: Patient Root C-MOVE at IMAGE level with a list of UIDs."""
+    corpus.py.received.clear()
+    identifier = Dataset()
+    identifier.QueryRetrieveLevel = "IMAGE"
+    identifier.PatientID = "CT001"
+    identifier.StudyInstanceUID = corpus.study
+    identifier.SeriesInstanceUID = corpus.series
+    identifier.SOPInstanceUID = corpus.sops[:2]
+    responses = _move(corpus, identifier, "PYDEST", PatientRootMove)
+    assert responses[-1][0].Status == 0x0000
+    assert {str(d.SOPInstanceUID) for d in corpus.py.received} == set(corpus.sops[:2])
+
+
+def test_getscu(corpus: Corpus, tmp_path: Path) -> None:
+    """PS3.4 C.4.3: getscu retrieves a series over its own association."""
+    out = tmp_path / "get"
+    out.mkdir()
+    result = dcmtk(
+        "getscu", "-S", "-aec", corpus.server.ae_title, "-od", str(out),
+        "-k", "QueryRetrieveLevel=SERIES", "-k", f"StudyInstanceUID={corpus.study}",
+        "-k", f"SeriesInstanceUID={corpus.series}",
+        "127.0.0.1", str(corpus.server.dimse_port),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert {str(dcmread(p).SOPInstanceUID) for p in out.iterdir()} == set(corpus.sops)
+
+
+def test_get_with_role_selection_and_conversion(corpus: Corpus) -> None:
+    """PS3.4 C.4.3.3 / PS3.7 D.3.3.4: C-GET sub-operations use the storage contexts the
+    requestor offered with SCP role selection; compressed instances are decompressed
+    when only Implicit VR Little Endian was offered."""
+    received: list[Dataset] = []
+    lock = threading.Lock()
+
+    def on_store(event: Any) -> int:
+        with lock:
+            ds = event.dataset
+            ds.file_meta = event.file_meta
+            received.append(ds)
+        return 0x0000
+
+    ae = AE(ae_title="GETTER")
+    ae.add_requested_context(StudyRootGet)
+    sop_classes = {"1.2.840.10008.5.1.4.1.1.7", "1.2.840.10008.5.1.4.1.1.4"}
+    for sop in sop_classes:
+        ae.add_requested_context(sop, [ImplicitVRLittleEndian])
+    roles = [build_role(sop, scp_role=True) for sop in sop_classes]
+    assoc = ae.associate(
+        "127.0.0.1", corpus.server.dimse_port, ae_title="NOCTIS", ext_neg=roles,
+        evt_handlers=[(evt.EVT_C_STORE, on_store)],
+    )  # fmt: skip
+    assert assoc.is_established
+    identifier = Dataset()
+    identifier.QueryRetrieveLevel = "STUDY"
+    identifier.StudyInstanceUID = corpus.compressed_study
+    responses = list(assoc.send_c_get(identifier, StudyRootGet))
+    assoc.release()
+    final = responses[-1][0]
+    assert final.Status == 0x0000, final
+    assert final.NumberOfCompletedSuboperations == len(received) >= 1
+    for ds in received:
+        assert ds.file_meta.TransferSyntaxUID == ImplicitVRLittleEndian
+        assert ds.pixel_array.size > 0

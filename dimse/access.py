@@ -104,6 +104,9 @@ def handle_requested(
     if not policy.admits(calling, address):
         log.warning("association rejected: calling AE title %r not recognized", calling)
         assoc.acse.send_reject(RJ_PERMANENT, RJ_SOURCE_SERVICE_USER, RJ_CALLING_AE_NOT_RECOGNIZED)
+        # As pynetdicom's own rejections do: wait for the DUL to send the A-ASSOCIATE-RJ
+        # before the connection is closed.
+        assoc.kill()
         return
     if not policy.allow_list:
         return

@@ -49,7 +49,7 @@ class Corpus:
     series: str
     sops: list[str]
     compressed_study: str
-    dest_port: int
+    dest_folder: Path
     py: Destination
 
 
@@ -99,10 +99,12 @@ def corpus(
                 outcome = archive.store_bytes(path.read_bytes(), Origin("test"))
                 assert outcome.ok, outcome.reason
                 compressed_study = outcome.study_uid
-    yield Corpus(
-        server, study, series, [str(d.SOPInstanceUID) for d in datasets],
-        compressed_study, dest_port, py,
-    )  # fmt: skip
+    # storescp runs for the whole module: its port was reserved above, before the server.
+    with storescp(dest_port, base / "dest"):
+        yield Corpus(
+            server, study, series, [str(d.SOPInstanceUID) for d in datasets],
+            compressed_study, base / "dest", py,
+        )  # fmt: skip
     scp.shutdown()
     server.stop()
 
@@ -128,15 +130,16 @@ def _series_identifier(corpus: Corpus) -> Dataset:
 
 def test_movescu_to_storescp(corpus: Corpus, tmp_path: Path) -> None:
     """PS3.4 C.4.2: movescu moves a series to a configured destination (storescp)."""
-    with storescp(corpus.dest_port, tmp_path / "dest"):
-        result = dcmtk(
-            "movescu", "-S", "-aec", corpus.server.ae_title, "-aem", "DEST",
-            "-k", "QueryRetrieveLevel=SERIES", "-k", f"StudyInstanceUID={corpus.study}",
-            "-k", f"SeriesInstanceUID={corpus.series}",
-            "127.0.0.1", str(corpus.server.dimse_port),
-        )  # fmt: skip
-        assert result.returncode == 0, result.stderr
-    received = {str(dcmread(p).SOPInstanceUID) for p in (tmp_path / "dest").iterdir()}
+    for old in corpus.dest_folder.iterdir():
+        old.unlink()
+    result = dcmtk(
+        "movescu", "-S", "-aec", corpus.server.ae_title, "-aem", "DEST",
+        "-k", "QueryRetrieveLevel=SERIES", "-k", f"StudyInstanceUID={corpus.study}",
+        "-k", f"SeriesInstanceUID={corpus.series}",
+        "127.0.0.1", str(corpus.server.dimse_port),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    received = {str(dcmread(p).SOPInstanceUID) for p in corpus.dest_folder.iterdir()}
     assert received == set(corpus.sops)
 
 

@@ -74,7 +74,7 @@ def plan_frames(stored: str, ranges: list[MediaRange], count: int) -> FramePlan:
         syntax = item.transfer_syntax
         probe = MediaRange(wanted, {}, 1.0)
         if probe.matches(own) and syntax in (None, media.ANY_TRANSFER_SYNTAX, stored, label):
-            return FramePlan(own if multipart else own, own, label, False, multipart)
+            return FramePlan(own, own, label, False, multipart)
         if probe.matches(media.OCTET_STREAM) and not native:
             if syntax == media.ANY_TRANSFER_SYNTAX:
                 return FramePlan(media.OCTET_STREAM, media.OCTET_STREAM, stored, False, multipart)

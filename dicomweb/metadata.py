@@ -19,6 +19,7 @@ from starlette.responses import Response
 from dicomweb import media
 from dicomweb.errors import BadRequest, NotAcceptable, NotFound
 from dicomweb.frames import frames_response
+from dicomweb.multipart import new_boundary, related_content_type, write_parts
 from dicomweb.negotiation import parse_accept
 from dicomweb.resources import Context, describe, locate_or_404, path_uids, public_base
 from storage.archive import BASE_URL_PLACEHOLDER
@@ -83,14 +84,13 @@ def make_bulkdata_endpoint(ctx: Context) -> Any:
         value = _element_value(archive.blob_path(location), tag)
         if value is None:
             raise NotFound(f"instance {sop} has no bulk data element ({text[:4]},{text[4:]})")
-        return frames_response_single(request, value)
+        return _octets_response(request, value)
 
     return bulkdata
 
 
-def frames_response_single(request: Request, value: bytes) -> Response:
-    from dicomweb.multipart import new_boundary, related_content_type, write_parts
-
+def _octets_response(request: Request, value: bytes) -> Response:
+    """One bulk data value: bare octets when asked for, else a one-part multipart message."""
     accept = parse_accept(request.headers.get("accept"))
     if any(r.media_type == media.OCTET_STREAM for r in accept[:1]):
         return Response(value, media_type=media.OCTET_STREAM)

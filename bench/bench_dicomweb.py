@@ -1,0 +1,415 @@
+"""DICOMweb benchmark (issue 4): Noctis PACS against Orthanc + its DICOMweb plugin, same run,
+same corpus, same client.
+
+    .venv/bin/python bench/bench_dicomweb.py [--small 10000] [--ct 256] [--repeat 30]
+
+Both servers run locally on free ports with fresh storage (Noctis: SQLite, fsync never;
+Orthanc: SQLite, SyncStorageArea false, no gzip).  Measured over one keep-alive httpx
+connection: STOW-RS instances/s in batches of 1, 16, 64 (64x64 and 512x512 instances);
+QIDO-RS p50/p95 at 1,000 and at --small instances (PatientName wildcard, StudyDate range,
+ModalitiesInStudy, AccessionNumber, paging); WADO-RS series retrieve MB/s of the --ct
+slice 512x512 CT; series metadata latency; one-frame latency.  JSON goes to
+bench/results/, a table to stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import platform
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+import warnings
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+warnings.simplefilter("ignore")
+
+from tests.factory import ct_series, make_dataset, uid  # noqa: E402
+
+ORTHANC = "/usr/sbin/Orthanc"
+ORTHANC_PLUGIN = "/usr/share/orthanc/plugins/libOrthancDicomWeb.so"
+MODALITIES = ["CT", "MR", "US", "CR", "DX", "MG", "NM", "PT", "XA", "OT"]
+FAMILIES = ["SMITH", "JONES", "BROWN", "TAYLOR", "WILSON", "DAVIES", "EVANS", "THOMAS"]
+DICOM_ANY = 'multipart/related; type="application/dicom"; transfer-syntax=*'
+FRAME_ANY = 'multipart/related; type="application/octet-stream"; transfer-syntax=*'
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def to_bytes(ds: object) -> bytes:
+    buffer = io.BytesIO()
+    ds.save_as(buffer, enforce_file_format=True)  # type: ignore[attr-defined]
+    return buffer.getvalue()
+
+
+# -- corpus ----------------------------------------------------------------------------
+
+
+def small_corpus(count: int) -> list[bytes]:
+    """``count`` 64x64 instances, 3 per study (one series), varied names/dates/modalities."""
+    out: list[bytes] = []
+    study_index = 0
+    while len(out) < count:
+        study_uid, series_uid = uid(), uid()
+        family = FAMILIES[study_index % len(FAMILIES)] + f"{study_index % 97:02d}"
+        modality = MODALITIES[study_index % len(MODALITIES)]
+        day = study_index % 3650
+        date = time.strftime("%Y%m%d", time.gmtime(946684800 + day * 86400))
+        for n in range(3):
+            if len(out) >= count:
+                break
+            out.append(
+                to_bytes(
+                    make_dataset(
+                        study_uid=study_uid,
+                        series_uid=series_uid,
+                        patient_name=f"{family}^Pat{study_index}",
+                        patient_id=f"PID{study_index:06d}",
+                        accession=f"ACC{study_index:07d}",
+                        modality=modality,
+                        study_date=date,
+                        instance_number=n + 1,
+                        pixel_seed=n,
+                    )
+                )
+            )
+        study_index += 1
+    return out
+
+
+# -- servers ---------------------------------------------------------------------------
+
+
+@dataclass
+class Server:
+    name: str
+    process: subprocess.Popen[bytes]
+    root: str  # DICOMweb root URL
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+
+
+def wait_ready(url: str, process: subprocess.Popen[bytes], log: Path) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"server exited:\n{log.read_text(errors='replace')[-3000:]}")
+        try:
+            if httpx.get(url, timeout=2).status_code < 500:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"server not ready: {url}")
+
+
+def start_noctis(work: Path) -> Server:
+    port, dimse = free_port(), free_port()
+    data = work / "noctis"
+    data.mkdir()
+    config = work / "noctis.toml"
+    config.write_text(
+        f'[storage]\ndata_dir = "{data}"\nfsync = "never"\n'
+        f'[http]\nhost = "127.0.0.1"\nport = {port}\n'
+        f'[dimse]\nhost = "127.0.0.1"\nport = {dimse}\n'
+        '[query]\nmax_results = 10000\n[logging]\nlevel = "WARNING"\n'
+    )
+    log = work / "noctis.log"
+    process = subprocess.Popen(
+        [str(Path(sys.executable).parent / "noctis-pacs"), "serve", "--config", str(config)],
+        stdout=open(log, "wb"),  # noqa: SIM115
+        stderr=subprocess.STDOUT,
+    )
+    wait_ready(f"http://127.0.0.1:{port}/readyz", process, log)
+    return Server("noctis", process, f"http://127.0.0.1:{port}/dicom-web")
+
+
+def start_orthanc(work: Path) -> Server:
+    port, dimse = free_port(), free_port()
+    storage = work / "orthanc"
+    storage.mkdir()
+    config = {
+        "Name": "BENCH",
+        "StorageDirectory": str(storage),
+        "IndexDirectory": str(storage),
+        "HttpPort": port,
+        "DicomPort": dimse,
+        "RemoteAccessAllowed": True,
+        "AuthenticationEnabled": False,
+        "HttpCompressionEnabled": False,
+        "SyncStorageArea": False,
+        "StorageCompression": False,
+        "Plugins": [ORTHANC_PLUGIN],
+        "DicomWeb": {"Enable": True, "Root": "/dicom-web/", "EnableWado": True},
+    }
+    path = work / "orthanc.json"
+    path.write_text(json.dumps(config))
+    log = work / "orthanc.log"
+    process = subprocess.Popen(
+        [ORTHANC, str(path)],
+        stdout=open(log, "wb"),  # noqa: SIM115
+        stderr=subprocess.STDOUT,
+    )
+    wait_ready(f"http://127.0.0.1:{port}/system", process, log)
+    return Server("orthanc", process, f"http://127.0.0.1:{port}/dicom-web")
+
+
+# -- measurements ----------------------------------------------------------------------
+
+
+def stow(client: httpx.Client, root: str, parts: list[bytes]) -> None:
+    boundary = uuid.uuid4().hex
+
+    def body() -> Iterator[bytes]:
+        for part in parts:
+            yield f"--{boundary}\r\nContent-Type: application/dicom\r\n\r\n".encode()
+            yield part
+            yield b"\r\n"
+        yield f"--{boundary}--\r\n".encode()
+
+    response = client.post(
+        f"{root}/studies",
+        content=b"".join(body()),
+        headers={
+            "Content-Type": f'multipart/related; type="application/dicom"; boundary={boundary}',
+            "Accept": "application/dicom+json",
+        },
+    )
+    if response.status_code != 200:
+        raise RuntimeError(f"STOW {response.status_code}: {response.text[:300]}")
+
+
+def stow_all(client: httpx.Client, root: str, items: list[bytes], batch: int) -> float:
+    started = time.perf_counter()
+    for start in range(0, len(items), batch):
+        stow(client, root, items[start : start + batch])
+    return len(items) / (time.perf_counter() - started)
+
+
+def timings(fn: Callable[[], object], repeat: int) -> list[float]:
+    fn()  # warm-up
+    out = []
+    for _ in range(repeat):
+        started = time.perf_counter()
+        fn()
+        out.append((time.perf_counter() - started) * 1000)
+    return out
+
+
+def summary(values: list[float]) -> dict[str, float]:
+    ordered = sorted(values)
+    p95 = ordered[min(len(ordered) - 1, int(round(0.95 * (len(ordered) - 1))))]
+    return {"p50": round(statistics.median(ordered), 2), "p95": round(p95, 2)}
+
+
+def qido_suite(client: httpx.Client, root: str, repeat: int) -> dict[str, dict[str, float]]:
+    queries = {
+        "PatientName wildcard": {"PatientName": "SMITH1*"},
+        "StudyDate range": {"StudyDate": "20000201-20000430"},
+        "ModalitiesInStudy": {"ModalitiesInStudy": "MR"},
+        "AccessionNumber": {"AccessionNumber": "ACC0000123"},
+        "paging (limit 50, offset 100)": {"limit": "50", "offset": "100"},
+    }
+    results: dict[str, dict[str, float]] = {}
+    for name, params in queries.items():
+
+        def run(params: dict[str, str] = params, name: str = name) -> object:
+            response = client.get(f"{root}/studies", params=params)
+            if response.status_code not in (200, 204):
+                raise RuntimeError(f"QIDO {name}: {response.status_code} {response.text[:200]}")
+            return response.json() if response.status_code == 200 else []
+
+        stats = summary(timings(run, repeat))
+        stats["results"] = float(len(run()))  # type: ignore[arg-type]
+        results[name] = stats
+    return results
+
+
+def retrieve_series(client: httpx.Client, url: str) -> int:
+    total = 0
+    with client.stream("GET", url, headers={"Accept": DICOM_ANY}) as response:
+        if response.status_code != 200:
+            raise RuntimeError(f"WADO-RS {response.status_code}")
+        for chunk in response.iter_raw(1 << 20):
+            total += len(chunk)
+    return total
+
+
+def bench_server(
+    server: Server,
+    small: list[bytes],
+    ct: list[bytes],
+    ct_uids: tuple[str, str, str],
+    args: argparse.Namespace,
+) -> dict[str, object]:
+    root = server.root
+    out: dict[str, object] = {}
+    with httpx.Client(timeout=600) as client:
+        # STOW-RS throughput on separate instances (not part of the QIDO corpus size checks).
+        stow_rates: dict[str, float] = {}
+        extra = small_corpus(64 * 4)
+        ct_extra = [to_bytes(ds) for ds in ct_series(slices=64, size=512)]
+        for batch in (1, 16, 64):
+            fresh = [_reuid(b) for b in extra]
+            stow_rates[f"small x{batch}"] = round(stow_all(client, root, fresh, batch), 1)
+            fresh_ct = [_reuid(b) for b in ct_extra]
+            stow_rates[f"CT 512x512 x{batch}"] = round(stow_all(client, root, fresh_ct, batch), 1)
+        out["stow_instances_per_s"] = stow_rates
+        # QIDO at 1,000 then at the full corpus.
+        first = small[:1000]
+        stow_all(client, root, first, 64)
+        out["qido_1000"] = qido_suite(client, root, args.repeat)
+        stow_all(client, root, small[1000:], 64)
+        out[f"qido_{len(small)}"] = qido_suite(client, root, args.repeat)
+        # WADO-RS on the CT series.
+        stow_all(client, root, ct, 16)
+        study, series, sop = ct_uids
+        series_url = f"{root}/studies/{study}/series/{series}"
+        rates = []
+        for _ in range(5):
+            started = time.perf_counter()
+            size = retrieve_series(client, series_url)
+            rates.append(size / 2**20 / (time.perf_counter() - started))
+        out["wado_series_MB_per_s"] = round(statistics.median(rates), 1)
+        out["wado_series_bytes"] = size
+
+        def metadata() -> object:
+            response = client.get(
+                f"{series_url}/metadata", headers={"Accept": "application/dicom+json"}
+            )
+            assert response.status_code == 200, response.status_code
+            return response.content
+
+        out["series_metadata_ms"] = summary(timings(metadata, args.repeat))
+        frame_url = f"{series_url}/instances/{sop}/frames/1"
+        accept = FRAME_ANY
+        if client.get(frame_url, headers={"Accept": accept}).status_code != 200:
+            accept = 'multipart/related; type="application/octet-stream"'
+
+        def frame() -> object:
+            response = client.get(frame_url, headers={"Accept": accept})
+            assert response.status_code == 200, response.status_code
+            return response.content
+
+        out["one_frame_ms"] = summary(timings(frame, args.repeat * 3))
+    return out
+
+
+def _reuid(data: bytes) -> bytes:
+    from pydicom import dcmread
+
+    ds = dcmread(io.BytesIO(data))
+    ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SOPInstanceUID = uid(), uid(), uid()
+    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    return to_bytes(ds)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--small", type=int, default=10000)
+    parser.add_argument("--ct", type=int, default=256)
+    parser.add_argument("--repeat", type=int, default=30)
+    parser.add_argument("--only", choices=["noctis", "orthanc"], default=None)
+    args = parser.parse_args()
+    print(f"generating {args.small} small instances and a {args.ct}-slice CT ...", flush=True)
+    small = small_corpus(args.small)
+    ct_datasets = list(ct_series(slices=args.ct, size=512))
+    ct = [to_bytes(ds) for ds in ct_datasets]
+    middle = ct_datasets[len(ct_datasets) // 2]
+    ct_uids = (middle.StudyInstanceUID, middle.SeriesInstanceUID, middle.SOPInstanceUID)
+    results: dict[str, object] = {
+        "machine": {
+            "cpus": os.cpu_count(),
+            "platform": platform.platform(),
+            "python": platform.python_version(),
+        },
+        "corpus": {"small": args.small, "ct_slices": args.ct, "ct_bytes": sum(map(len, ct))},
+    }
+    for name, starter in (("noctis", start_noctis), ("orthanc", start_orthanc)):
+        if args.only and name != args.only:
+            continue
+        work = Path(tempfile.mkdtemp(prefix=f"bench-{name}-"))
+        print(f"benchmarking {name} ...", flush=True)
+        server = starter(work)
+        try:
+            results[name] = bench_server(server, small, ct, ct_uids, args)
+        finally:
+            server.stop()
+            shutil.rmtree(work, ignore_errors=True)
+    out_dir = ROOT / "bench" / "results"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    out_path = out_dir / f"dicomweb-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    out_path.write_text(json.dumps(results, indent=2))
+    print_table(results, args.small)
+    print(f"\nresults: {out_path}")
+
+
+def print_table(results: dict[str, object], big: int) -> None:
+    noctis = results.get("noctis", {})
+    orthanc = results.get("orthanc", {})
+    assert isinstance(noctis, dict) and isinstance(orthanc, dict)
+    rows: list[tuple[str, object, object]] = []
+    for key in ("stow_instances_per_s",):
+        for name in noctis.get(key) or orthanc.get(key) or {}:
+            rows.append(
+                (
+                    f"STOW-RS {name} (inst/s)",
+                    (noctis.get(key) or {}).get(name),
+                    (orthanc.get(key) or {}).get(name),
+                )
+            )
+    for size in ("qido_1000", f"qido_{big}"):
+        for name in noctis.get(size) or orthanc.get(size) or {}:
+            n = (noctis.get(size) or {}).get(name, {})
+            o = (orthanc.get(size) or {}).get(name, {})
+            rows.append(
+                (
+                    f"QIDO {size[5:]} {name} p50/p95 ms (n)",
+                    f"{n.get('p50')}/{n.get('p95')} ({n.get('results', 0):.0f})",
+                    f"{o.get('p50')}/{o.get('p95')} ({o.get('results', 0):.0f})",
+                )
+            )
+    rows.append(
+        (
+            "WADO-RS series MB/s",
+            noctis.get("wado_series_MB_per_s"),
+            orthanc.get("wado_series_MB_per_s"),
+        )
+    )
+    for key, label in (
+        ("series_metadata_ms", "series metadata p50/p95 ms"),
+        ("one_frame_ms", "one frame p50/p95 ms"),
+    ):
+        n, o = noctis.get(key) or {}, orthanc.get(key) or {}
+        rows.append((label, f"{n.get('p50')}/{n.get('p95')}", f"{o.get('p50')}/{o.get('p95')}"))
+    width = max(len(r[0]) for r in rows)
+    print(f"\n{'measure'.ljust(width)}  {'noctis':>22}  {'orthanc':>22}")
+    for label, n, o in rows:
+        print(f"{label.ljust(width)}  {str(n):>22}  {str(o):>22}")
+
+
+if __name__ == "__main__":
+    main()

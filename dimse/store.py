@@ -18,8 +18,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from pydicom import dcmread
 from pydicom.dataset import Dataset
+from pydicom.filereader import read_partial
 
 from dimse import status as st
 from dimse.access import STORE, AccessPolicy, calling_ae_of
@@ -63,10 +63,18 @@ def outcome_status(outcome: StoreOutcome) -> Dataset:
     return status_dataset(st.STORE_OUT_OF_RESOURCES_INTERNAL, "archive could not store; retry")
 
 
+def _stop_after_sop_uids(tag: Any, vr: Any, length: Any) -> bool:
+    return int(tag) > 0x00080018
+
+
 def _check_identity(path: Path, sop_class: str, sop_instance: str) -> Dataset | None:
-    """PS3.4 B.2.3 / PS3.7 9.1.1: the data set must be the instance the command names."""
+    """PS3.4 B.2.3 / PS3.7 9.1.1: the data set must be the instance the command names.
+
+    Reads only up to (0008,0018); the ingest path parses the whole header afterwards.
+    """
     try:
-        ds = dcmread(path, stop_before_pixels=True, specific_tags=["SOPClassUID", "SOPInstanceUID"])
+        with open(path, "rb") as fh:
+            ds = read_partial(fh, _stop_after_sop_uids)
         found_class = str(ds.get("SOPClassUID", "") or "").strip("\x00 ")
         found_instance = str(ds.get("SOPInstanceUID", "") or "").strip("\x00 ")
     except Exception:  # noqa: BLE001 - the ingest path reports unreadable data itself

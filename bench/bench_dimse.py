@@ -1,0 +1,411 @@
+"""DIMSE benchmark (issue 3): Noctis PACS against Orthanc and a no-op pynetdicom SCP,
+same run, same corpus, same clients (dcmtk with TCP_NODELAY=1).
+
+    .venv/bin/python bench/bench_dimse.py [--small 1000] [--ct 256] [--find 10000] [--repeat 3]
+
+Each store measurement starts the target afresh on an empty store (Noctis: SQLite,
+fsync never; Orthanc: SQLite, SyncStorageArea false, no compression).  Measured:
+C-STORE instances/s with storescu on one association and on four concurrent ones, for
+--small 64x64 instances and a --ct slice 512x512 CT series; C-FIND study-level latency
+p50/p95 at --find instances (PatientName wildcard, StudyDate range, ModalitiesInStudy)
+over one pynetdicom association; C-MOVE instances/s of the CT series to a storescp that
+discards (``--ignore``).  JSON goes to bench/results/, a table to stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import random
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+warnings.simplefilter("ignore")
+
+from pydicom.dataset import Dataset  # noqa: E402
+from pynetdicom import AE  # noqa: E402
+from pynetdicom.sop_class import (  # noqa: E402
+    StudyRootQueryRetrieveInformationModelFind as StudyRootFind,
+)
+
+from tests.factory import ct_series, make_dataset, to_bytes, uid  # noqa: E402
+
+ORTHANC = "/usr/sbin/Orthanc"
+ENV = {**os.environ, "TCP_NODELAY": "1"}
+MODALITIES = ["CT", "MR", "US", "CR", "DX", "MG", "NM", "PT", "XA", "OT"]
+FAMILIES = ["SMITH", "JONES", "BROWN", "TAYLOR", "WILSON", "DAVIES", "EVANS", "THOMAS"]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_echo(port: int, aet: str, process: subprocess.Popen[bytes], log: Path) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"server exited:\n{log.read_text(errors='replace')[-3000:]}")
+        done = subprocess.run(
+            ["echoscu", "-to", "2", "-aec", aet, "127.0.0.1", str(port)],
+            env=ENV, capture_output=True,
+        )  # fmt: skip
+        if done.returncode == 0:
+            return
+        time.sleep(0.2)
+    raise RuntimeError(f"server not answering C-ECHO on {port}")
+
+
+@dataclass
+class Target:
+    name: str
+    process: subprocess.Popen[bytes]
+    port: int
+    aet: str
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+
+
+def start_noctis(work: Path, dest_port: int) -> Target:
+    port = free_port()
+    data = work / "noctis"
+    config = work / "noctis.toml"
+    config.write_text(
+        f'[storage]\ndata_dir = "{data}"\nfsync = "never"\n'
+        f'[dimse]\nhost = "127.0.0.1"\nport = {port}\nae_title = "NOCTIS"\n'
+        f'[dimse.remotes.dest]\nae_title = "DEST"\nhost = "127.0.0.1"\nport = {dest_port}\n'
+        '[query]\nmax_results = 100000\n[logging]\nlevel = "WARNING"\n'
+    )
+    log = work / "noctis.log"
+    process = subprocess.Popen(
+        [str(Path(sys.executable).parent / "noctis-pacs"), "serve", "--dimse-only",
+         "--config", str(config)],
+        stdout=open(log, "wb"), stderr=subprocess.STDOUT,  # noqa: SIM115
+    )  # fmt: skip
+    wait_echo(port, "NOCTIS", process, log)
+    return Target("noctis", process, port, "NOCTIS")
+
+
+def start_orthanc(work: Path, dest_port: int) -> Target:
+    port = free_port()
+    storage = work / "orthanc"
+    storage.mkdir()
+    config = {
+        "Name": "BENCH",
+        "StorageDirectory": str(storage),
+        "IndexDirectory": str(storage),
+        "HttpPort": free_port(),
+        "DicomPort": port,
+        "DicomAet": "ORTHANC",
+        "RemoteAccessAllowed": True,
+        "AuthenticationEnabled": False,
+        "SyncStorageArea": False,
+        "StorageCompression": False,
+        "DicomModalities": {"dest": ["DEST", "127.0.0.1", dest_port]},
+        "DicomAlwaysAllowMove": True,
+        "DicomAlwaysAllowFind": True,
+    }
+    path = work / "orthanc.json"
+    path.write_text(json.dumps(config))
+    log = work / "orthanc.log"
+    process = subprocess.Popen(
+        [ORTHANC, str(path)],
+        stdout=open(log, "wb"),
+        stderr=subprocess.STDOUT,
+        env=ENV,  # noqa: SIM115
+    )
+    wait_echo(port, "ORTHANC", process, log)
+    return Target("orthanc", process, port, "ORTHANC")
+
+
+def start_noop(work: Path, dest_port: int) -> Target:
+    port = free_port()
+    log = work / "noop.log"
+    process = subprocess.Popen(
+        [sys.executable, str(ROOT / "bench" / "noop_scp.py"), str(port)],
+        stdout=open(log, "wb"), stderr=subprocess.STDOUT,  # noqa: SIM115
+    )  # fmt: skip
+    wait_echo(port, "NOOP", process, log)
+    return Target("noop-pynetdicom", process, port, "NOOP")
+
+
+STARTERS: dict[str, Callable[[Path, int], Target]] = {
+    "noctis": start_noctis,
+    "orthanc": start_orthanc,
+    "noop-pynetdicom": start_noop,
+}
+
+
+# -- corpora ---------------------------------------------------------------------------
+
+
+def write_corpus(folder: Path, datasets: object, parts: int = 4) -> list[Path]:
+    """Files split round-robin into ``parts`` sub-folders (one per association)."""
+    subs = [folder / f"part{n}" for n in range(parts)]
+    for sub in subs:
+        sub.mkdir(parents=True)
+    for index, ds in enumerate(datasets):  # type: ignore[call-overload]
+        (subs[index % parts] / f"{index:06d}.dcm").write_bytes(to_bytes(ds))
+    return subs
+
+
+def small_corpus(folder: Path, count: int) -> list[Path]:
+    study = uid()
+    return write_corpus(
+        folder,
+        (make_dataset(study_uid=study, instance_number=n, pixel_seed=n) for n in range(count)),
+    )
+
+
+def ct_corpus(folder: Path, slices: int) -> tuple[list[Path], str, str]:
+    study, series = uid(), uid()
+    return (
+        write_corpus(folder, ct_series(slices, 512, study_uid=study, series_uid=series)),
+        study,
+        series,
+    )
+
+
+def find_corpus(folder: Path, count: int) -> list[Path]:
+    """``count`` tiny instances: 5 per study, 2 studies per patient, varied keys."""
+    rng = random.Random(7)
+
+    def generate() -> object:
+        for n in range(count // 5):
+            patient = n // 2
+            study, series = uid(), uid()
+            modality = MODALITIES[n % len(MODALITIES)]
+            date = f"20{10 + n % 14:02d}{1 + n % 12:02d}{1 + n % 28:02d}"
+            for k in range(5):
+                yield make_dataset(
+                    study_uid=study, series_uid=series, modality=modality, study_date=date,
+                    patient_name=f"{FAMILIES[patient % len(FAMILIES)]}{patient}^P{rng.randint(0, 99)}",
+                    patient_id=f"P{patient:06d}", accession=f"A{n:07d}", rows=8, columns=8,
+                    instance_number=k + 1,
+                )  # fmt: skip
+
+    return write_corpus(folder, generate())
+
+
+# -- measurements ----------------------------------------------------------------------
+
+
+def storescu(target: Target, folders: list[Path]) -> float:
+    """Seconds to send every file of ``folders``, one association per folder, at once."""
+    errors: list[str] = []
+
+    def run(folder: Path) -> None:
+        done = subprocess.run(
+            ["storescu", "-aec", target.aet, "+sd", "+r", "127.0.0.1", str(target.port), str(folder)],
+            env=ENV, capture_output=True, text=True,
+        )  # fmt: skip
+        if done.returncode != 0:
+            errors.append(done.stderr[-500:])
+
+    threads = [threading.Thread(target=run, args=(f,)) for f in folders]
+    started = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    elapsed = time.perf_counter() - started
+    if errors:
+        raise RuntimeError(f"{target.name}: storescu failed: {errors[0]}")
+    return elapsed
+
+
+def movescu(target: Target, study: str, series: str) -> float:
+    started = time.perf_counter()
+    done = subprocess.run(
+        ["movescu", "-S", "-aec", target.aet, "-aem", "DEST",
+         "-k", "QueryRetrieveLevel=SERIES", "-k", f"StudyInstanceUID={study}",
+         "-k", f"SeriesInstanceUID={series}", "127.0.0.1", str(target.port)],
+        env=ENV, capture_output=True, text=True,
+    )  # fmt: skip
+    elapsed = time.perf_counter() - started
+    if done.returncode != 0 or "Failed" in done.stderr:
+        raise RuntimeError(f"{target.name}: movescu failed: {done.stderr[-500:]}")
+    return elapsed
+
+
+FIND_QUERIES = {
+    "PatientName wildcard": {"PatientName": "SMITH1*"},
+    "StudyDate range": {"StudyDate": "20150101-20150331"},
+    "ModalitiesInStudy": {"ModalitiesInStudy": "MR"},
+}
+
+
+def find_latencies(target: Target, repeat: int) -> dict[str, dict[str, float]]:
+    ae = AE(ae_title="BENCH")
+    ae.add_requested_context(StudyRootFind)
+    assoc = ae.associate("127.0.0.1", target.port, ae_title=target.aet)
+    assoc.dul.socket.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    out = {}
+    for name, keys in FIND_QUERIES.items():
+        samples, matches = [], 0
+        for _ in range(repeat):
+            query = Dataset()
+            query.QueryRetrieveLevel = "STUDY"
+            for key in ("StudyInstanceUID", "PatientName", "PatientID", "StudyDate",
+                        "ModalitiesInStudy", "AccessionNumber", "NumberOfStudyRelatedInstances"):  # fmt: skip
+                setattr(query, key, "")
+            for key, value in keys.items():
+                setattr(query, key, value)
+            started = time.perf_counter()
+            matches = sum(
+                1
+                for status, _ in assoc.send_c_find(query, StudyRootFind)
+                if status.Status in (0xFF00, 0xFF01)
+            )
+            samples.append(time.perf_counter() - started)
+        samples.sort()
+        out[name] = {
+            "p50_ms": statistics.median(samples) * 1000,
+            "p95_ms": samples[int(0.95 * (len(samples) - 1))] * 1000,
+            "matches": matches,
+        }
+    assoc.release()
+    return out
+
+
+def start_dest(work: Path, port: int) -> subprocess.Popen[bytes]:
+    process = subprocess.Popen(
+        ["storescp", "-aet", "DEST", "+xa", "--ignore", str(port)],
+        env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    time.sleep(0.3)
+    return process
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--small", type=int, default=1000)
+    parser.add_argument("--ct", type=int, default=256)
+    parser.add_argument("--find", type=int, default=10000)
+    parser.add_argument("--repeat", type=int, default=3, help="store runs per case (median)")
+    parser.add_argument("--find-repeat", type=int, default=30)
+    parser.add_argument("--targets", default="noctis,orthanc,noop-pynetdicom")
+    args = parser.parse_args()
+    targets = [t for t in args.targets.split(",") if t]
+    work = Path(tempfile.mkdtemp(prefix="bench-dimse-"))
+    dest_port = free_port()
+    dest = start_dest(work, dest_port)
+    results: dict[str, object] = {
+        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
+                    "python": platform.python_version()},  # fmt: skip
+        "corpus": {"small": args.small, "ct_slices": args.ct, "find_instances": args.find},
+        "store": {}, "move": {}, "find": {},
+    }  # fmt: skip
+    try:
+        print("generating corpora ...", file=sys.stderr)
+        small = small_corpus(work / "small", args.small)
+        ct, ct_study, ct_series_uid = ct_corpus(work / "ct", args.ct)
+        cases = {
+            "small x1": ([d for d in small], 1, args.small),
+            "small x4": (small, 4, args.small),
+            "ct x1": (ct, 1, args.ct),
+            "ct x4": (ct, 4, args.ct),
+        }
+        store: dict[str, dict[str, float]] = {}
+        move: dict[str, float] = {}
+        for name in targets:
+            for case, (folders, assocs, count) in cases.items():
+                rates = []
+                for rep in range(args.repeat):
+                    run_dir = work / f"{name}-{case.replace(' ', '')}-{rep}"
+                    run_dir.mkdir()
+                    target = STARTERS[name](run_dir, dest_port)
+                    try:
+                        if assocs == 1:
+                            # One association sends everything: a folder of all the parts.
+                            elapsed = storescu(target, [folders[0].parent])
+                        else:
+                            elapsed = storescu(target, folders)
+                        rates.append(count / elapsed)
+                        if case == "ct x1" and name != "noop-pynetdicom":
+                            move.setdefault(name, 0.0)
+                            seconds = movescu(target, ct_study, ct_series_uid)
+                            move[name] = max(move[name], 0.0)
+                            results["move"].setdefault(name, []).append(count / seconds)  # type: ignore[union-attr]
+                    finally:
+                        target.stop()
+                        shutil.rmtree(run_dir, ignore_errors=True)
+                store.setdefault(name, {})[case] = statistics.median(rates)
+                print(
+                    f"{name:16s} {case:9s} {statistics.median(rates):8.1f} inst/s", file=sys.stderr
+                )
+        results["store"] = store
+        results["move"] = {k: statistics.median(v) for k, v in results["move"].items()}  # type: ignore[union-attr]
+        if args.find:
+            find_dirs = find_corpus(work / "find", args.find)
+            for name in (t for t in targets if t != "noop-pynetdicom"):
+                run_dir = work / f"{name}-find"
+                run_dir.mkdir()
+                target = STARTERS[name](run_dir, dest_port)
+                try:
+                    storescu(target, find_dirs)
+                    results["find"][name] = find_latencies(target, args.find_repeat)  # type: ignore[index]
+                finally:
+                    target.stop()
+    finally:
+        dest.terminate()
+        shutil.rmtree(work, ignore_errors=True)
+    out_dir = ROOT / "bench" / "results"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    out_path = out_dir / f"dimse-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    out_path.write_text(json.dumps(results, indent=2))
+    print_table(results)
+    print(f"\nwritten to {out_path}")
+
+
+def print_table(results: dict[str, object]) -> None:
+    store: dict[str, dict[str, float]] = results["store"]  # type: ignore[assignment]
+    print(
+        "\nC-STORE instances/s (median)        noctis   orthanc      noop  noctis/orthanc  noctis/noop"
+    )
+    for case in ("small x1", "small x4", "ct x1", "ct x4"):
+        values = [
+            store.get(t, {}).get(case, float("nan"))
+            for t in ("noctis", "orthanc", "noop-pynetdicom")
+        ]
+        print(f"  {case:32s} {values[0]:8.1f} {values[1]:9.1f} {values[2]:9.1f} "
+              f"{values[0] / values[1]:15.2f} {values[0] / values[2]:12.2f}")  # fmt: skip
+    move: dict[str, float] = results["move"]  # type: ignore[assignment]
+    if move:
+        n, o = move.get("noctis", float("nan")), move.get("orthanc", float("nan"))
+        print(
+            f"\nC-MOVE CT series instances/s        noctis {n:8.1f}  orthanc {o:8.1f}  ratio {n / o:.2f}"
+        )
+    find: dict[str, dict[str, dict[str, float]]] = results["find"]  # type: ignore[assignment]
+    if find:
+        print("\nC-FIND study level (ms)             noctis p50/p95     orthanc p50/p95   matches")
+        for query in FIND_QUERIES:
+            n = find.get("noctis", {}).get(query, {})
+            o = find.get("orthanc", {}).get(query, {})
+            print(f"  {query:32s} {n.get('p50_ms', 0):7.1f}/{n.get('p95_ms', 0):7.1f}"
+                  f"   {o.get('p50_ms', 0):7.1f}/{o.get('p95_ms', 0):7.1f}   "
+                  f"{n.get('matches', '-')}/{o.get('matches', '-')}")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()

@@ -8,12 +8,10 @@ and authorisation (``dicomweb.auth``: the one place that decides who may do
 what).  Handlers raise ``dicomweb.errors`` types; ``EXCEPTION_HANDLERS`` is
 the one adapter turning them into responses.
 
-Rendering (``dicomweb/rendered.py``, to come): build your routes in a
-``rendered_routes(ctx)`` function returning starlette ``Route`` objects with
-full paths (``/dicom-web/studies/{study}/.../rendered``, thumbnails, mpr,
-mip) and add them on the line marked RENDERED ROUTES below; WADO-URI image
-types are registered by passing ``renderers={"image/jpeg": ..., "image/png":
-...}`` to ``make_wado_uri_endpoint`` on the line marked WADO-URI.
+Rendered resources, thumbnails and MPR/MIP come from ``dicomweb.rendered``
+(one ``Renderer`` holding the volume cache bounded by
+``rendering.volume_cache_mb``); it also renders WADO-URI ``image/jpeg`` and
+``image/png``.
 """
 
 from __future__ import annotations
@@ -31,6 +29,7 @@ from dicomweb.health import make_health_endpoints
 from dicomweb.metadata import make_bulkdata_endpoint, make_metadata_endpoint
 from dicomweb.middleware import RequestContextMiddleware
 from dicomweb.qido import make_qido_endpoint
+from dicomweb.rendered import Renderer, rendered_routes, wado_uri_renderers
 from dicomweb.resources import Context
 from dicomweb.stow import make_stow_endpoint
 from dicomweb.wado import make_retrieve_endpoint
@@ -38,6 +37,7 @@ from dicomweb.wado_uri import make_wado_uri_endpoint
 from dicomweb.workflow import workflow_routes
 from noctis_pacs.metrics import Metrics
 from noctis_pacs.model import Level
+from noctis_pacs.rendering import VolumeCache
 from noctis_pacs.settings import Settings
 from storage.archive import Archive
 
@@ -81,16 +81,21 @@ def dicomweb_routes(ctx: Context) -> list[BaseRoute]:
 
 def create_app(*, settings: Settings, archive: Archive, metrics: Metrics) -> Starlette:
     ctx = Context(settings=settings, archive=archive, metrics=metrics)
+    renderer = Renderer(
+        archive=archive,
+        cache=VolumeCache(settings.rendering.volume_cache_mb * 2**20),
+        thumbnail_size=settings.rendering.thumbnail_size,
+        jpeg_quality=settings.rendering.jpeg_quality,
+    )
     health = make_health_endpoints(ctx)
     routes: list[BaseRoute] = [
         Route("/healthz", health["healthz"], methods=["GET"]),
         Route("/readyz", health["readyz"], methods=["GET"]),
         Route("/metrics", health["metrics"], methods=["GET"]),
-        # WADO-URI: pass renderers={...} here once rendering exists.
-        Route("/wado", make_wado_uri_endpoint(ctx), methods=["GET"]),
+        Route("/wado", make_wado_uri_endpoint(ctx, wado_uri_renderers(renderer)), methods=["GET"]),
         *dicomweb_routes(ctx),
+        *rendered_routes(renderer=renderer, prefix=ROOT),
         *workflow_routes(settings=settings, archive=archive),
-        # RENDERED ROUTES: *rendered_routes(ctx),
     ]
     return Starlette(
         routes=routes,
@@ -99,7 +104,7 @@ def create_app(*, settings: Settings, archive: Archive, metrics: Metrics) -> Sta
             Middleware(
                 CORSMiddleware,
                 allow_origins=list(settings.http.cors_origins),
-                allow_methods=["GET", "POST", "DELETE", "OPTIONS"],
+                allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"],
                 allow_headers=ALLOWED_HEADERS,
                 expose_headers=EXPOSED_HEADERS,
                 max_age=600,

@@ -23,7 +23,10 @@ STORE = "store"
 QUERY = "query"
 RETRIEVE = "retrieve"
 DELETE = "delete"
-ALL_PERMISSIONS = frozenset({STORE, QUERY, RETRIEVE, DELETE})
+#: The worklist / study-tracking REST API and its event stream (``/workflow``).
+WORKFLOW = "workflow"
+WORKFLOW_ROOT = "/workflow"
+ALL_PERMISSIONS = frozenset({STORE, QUERY, RETRIEVE, DELETE, WORKFLOW})
 
 SCOPE_KEY = "noctis.principal"
 
@@ -61,6 +64,8 @@ def required_permission(method: str, path: str) -> str | None:
         return None
     if path == "/wado":
         return RETRIEVE
+    if path == WORKFLOW_ROOT or path.startswith(WORKFLOW_ROOT + "/"):
+        return WORKFLOW
     if not path.startswith(DICOMWEB_ROOT):
         return None
     if method == "POST":

@@ -15,6 +15,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from dicomweb.media import WARNING_CODE
+from noctis_pacs.rendering.errors import BadRenderParameter, RenderingError
 
 
 class DicomWebError(Exception):
@@ -82,6 +83,13 @@ async def handle_dicomweb_error(request: Request, exc: Exception) -> Response:
     return error_response(exc.status, exc.detail, exc.headers)
 
 
+async def handle_rendering_error(request: Request, exc: Exception) -> Response:
+    """Rendering refusals: a bad parameter is 400, an image or series it cannot render 422."""
+    assert isinstance(exc, RenderingError)
+    status = 400 if isinstance(exc, BadRenderParameter) else 422
+    return error_response(status, exc.reason)
+
+
 async def handle_http_exception(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     detail = exc.detail
@@ -94,5 +102,6 @@ async def handle_http_exception(request: Request, exc: Exception) -> Response:
 
 EXCEPTION_HANDLERS = {
     DicomWebError: handle_dicomweb_error,
+    RenderingError: handle_rendering_error,
     HTTPException: handle_http_exception,
 }

@@ -1,32 +1,44 @@
-"""Rendered resources (PS3.18 10.4.1.1.3, 8.3.5) and the MPR/MIP extension.
+"""Rendered resources (PS3.18 10.4.1.1.3, 8.3.5), thumbnails, and the MPR/MIP extension.
 
 Routes are plain ``def`` endpoints (blocking work runs in the threadpool).
-Mount with ``routes=[..., *rendered_routes(archive=archive, cache=cache)]``
-under the ``/dicom-web`` prefix. Error mapping: bad query parameters 400,
-nothing acceptable 406, unknown resource 404, not renderable / not a volume
-422, each with the reason as plain text.
+Errors are the app's typed errors; rendering errors map through
+``dicomweb.errors`` (bad parameter 400, not renderable / not a volume 422).
+
+Documented choices:
+- Series and study ``/rendered`` with ``Accept: multipart/related; type="image/..."``
+  return every instance's first frame as parts (PS3.18 10.4.1.1.3); with a
+  single-part ``image/...`` Accept they return the middle instance, which is
+  what dicomweb-client's ``retrieve_series_rendered`` asks for.
+- Thumbnails (beyond the rendered resource) are the middle instance's first
+  frame (for a frame URL, that frame), fitted into ``rendering.thumbnail_size``
+  unless a ``viewport`` is given, and cached (blobs never change).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import threading
+from collections import OrderedDict
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 from pydicom import dcmread
 from pydicom.dataset import Dataset
 from starlette.requests import Request
-from starlette.responses import PlainTextResponse, Response
+from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
+from dicomweb import media
+from dicomweb.errors import BadRequest, NotAcceptable
+from dicomweb.multipart import closing, new_boundary, part_head, related_content_type
+from dicomweb.negotiation import parse_accept
+from dicomweb.resources import check_uid, locate_or_404
 from noctis_pacs.rendering import (
     BadRenderParameter,
-    NotRenderable,
     Plane,
     Viewport,
     Volume,
     VolumeCache,
-    VolumeError,
     Window,
     apply_voi,
     encode_jpeg,
@@ -39,34 +51,40 @@ from noctis_pacs.rendering import (
 )
 from storage.archive import Archive, InstanceLocation
 
-JPEG, PNG, OCTETS = "image/jpeg", "image/png", "application/octet-stream"
-THUMBNAIL = Viewport(128, 128)
+JPEG, PNG, OCTETS = "image/jpeg", "image/png", media.OCTET_STREAM
+IMAGE_TYPES = (JPEG, PNG)
+GEOMETRY_HEADERS = {
+    "ImagePositionPatient": "Noctis-Image-Position-Patient",
+    "ImageOrientationPatient": "Noctis-Image-Orientation-Patient",
+    "PixelSpacing": "Noctis-Pixel-Spacing",
+    "Rows": "Noctis-Rows",
+    "Columns": "Noctis-Columns",
+}
 
 
-def _negotiate(request: Request, offered: tuple[str, ...]) -> str | None:
-    """First acceptable offered media type in Accept order (PS3.18 8.7.3); JPEG for */*."""
-    accept = request.headers.get("accept", "*/*") or "*/*"
-    for entry in accept.split(","):
-        media, *params = (part.strip() for part in entry.split(";"))
-        if any(param.replace(" ", "") in ("q=0", "q=0.0") for param in params):
+def negotiate(request: Request, offered: tuple[str, ...], what: str) -> tuple[str, bool]:
+    """(media type, multipart?) for the best acceptable offer; 406 naming the offers."""
+    for accepted in parse_accept(request.headers.get("accept")):
+        if accepted.media_type == media.MULTIPART_RELATED:
+            part = accepted.type_param or offered[0]
+            if part in offered:
+                return part, True
             continue
-        media = media.lower()
-        if media in offered:
-            return media
-        if media in ("*/*", "image/*"):
-            return offered[0]
-    return None
+        for candidate in offered:
+            if accepted.matches(candidate):
+                return candidate, False
+    raise NotAcceptable(f"{what} are available as {', '.join(offered)}")
 
 
 def _floats(text: str | None, count: int, name: str) -> tuple[float, ...] | None:
-    if text is None:
+    if text is None or text == "":
         return None
     try:
         values = tuple(float(part) for part in text.split(","))
     except ValueError:
-        raise BadRenderParameter(f"{name} must be {count} comma-separated numbers") from None
-    if len(values) != count:
-        raise BadRenderParameter(f"{name} must be {count} comma-separated numbers")
+        raise BadRequest(f"{name} must be {count} comma-separated numbers") from None
+    if len(values) != count or not all(np.isfinite(values)):
+        raise BadRequest(f"{name} must be {count} comma-separated finite numbers")
     return values
 
 
@@ -75,121 +93,199 @@ def _float(text: str | None, name: str) -> float | None:
     return None if value is None else value[0]
 
 
-def _encode(image: np.ndarray, request: Request, media: str) -> Response:
-    viewport_text = request.query_params.get("viewport")
-    if viewport_text:
-        viewport = Viewport.parse(viewport_text)
-        image = fit_viewport(image, viewport.width, viewport.height, viewport.region)
-    if media == PNG:
-        return Response(encode_png(image), media_type=PNG)
-    quality = int(_float(request.query_params.get("quality"), "quality") or 90)
-    return Response(encode_jpeg(image, quality), media_type=JPEG)
+def _quality(text: str | None, default: int) -> int:
+    value = _float(text, "quality")
+    if value is None:
+        return default
+    if not 1 <= value <= 100:
+        raise BadRequest("quality must be between 1 and 100 (PS3.18 8.3.5.1.4)")
+    return int(value)
 
 
-def _window(request: Request) -> Window | None:
-    text = request.query_params.get("window")
+def encode(image: np.ndarray, media_type: str, quality: int) -> bytes:
+    return encode_png(image) if media_type == PNG else encode_jpeg(image, quality)
+
+
+def _window(text: str | None) -> Window | None:
     return Window.parse(text) if text else None
 
 
-def _errors(endpoint: Callable[[Request], Response]) -> Callable[[Request], Response]:
-    def wrapped(request: Request) -> Response:
-        try:
-            return endpoint(request)
-        except BadRenderParameter as exc:
-            return PlainTextResponse(exc.reason, status_code=400)
-        except (NotRenderable, VolumeError) as exc:
-            return PlainTextResponse(exc.reason, status_code=422)
-        except LookupError as exc:
-            return PlainTextResponse(str(exc) or "not found", status_code=404)
+class ThumbnailCache:
+    """A small LRU of encoded thumbnails keyed by blob and parameters (blobs are immutable)."""
 
-    return wrapped
+    def __init__(self, max_entries: int = 1024) -> None:
+        self.max_entries = max_entries
+        self._items: OrderedDict[tuple[str, ...], bytes] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple[str, ...]) -> bytes | None:
+        with self._lock:
+            value = self._items.get(key)
+            if value is not None:
+                self._items.move_to_end(key)
+            return value
+
+    def put(self, key: tuple[str, ...], value: bytes) -> None:
+        with self._lock:
+            self._items[key] = value
+            self._items.move_to_end(key)
+            while len(self._items) > self.max_entries:
+                self._items.popitem(last=False)
 
 
-def rendered_routes(*, archive: Archive, cache: VolumeCache) -> list[Route]:
-    """Starlette routes for rendered/thumbnail resources and series MPR/MIP."""
+class Renderer:
+    """Everything the rendered routes need, built once by the app."""
 
-    def header_of(location: InstanceLocation) -> Dataset:
-        with archive.open_blob(location) as fh:
+    def __init__(
+        self,
+        *,
+        archive: Archive,
+        cache: VolumeCache,
+        thumbnail_size: int = 128,
+        jpeg_quality: int = 90,
+    ) -> None:
+        self.archive = archive
+        self.cache = cache
+        self.thumbnail = Viewport(thumbnail_size, thumbnail_size)
+        self.jpeg_quality = jpeg_quality
+        self.thumbnails = ThumbnailCache()
+
+    def header(self, location: InstanceLocation) -> Dataset:
+        """The header read from the blob (palette and VOI LUT data are bulk data)."""
+        with self.archive.open_blob(location) as fh:
             return dcmread(fh, stop_before_pixels=True)
 
-    def locations(params: dict[str, Any]) -> list[InstanceLocation]:
-        found = archive.locate_uids(
-            params.get("study"), params.get("series"), params.get("instance")
-        )
-        if not found:
-            raise LookupError("no such instance, series or study")
-        return found
-
-    def render_location(location: InstanceLocation, number: int, request: Request) -> np.ndarray:
-        frame = archive.frame_bytes(location, number)
-        return render_frame(
-            header_of(location), frame, location.transfer_syntax_uid, window=_window(request)
-        )
-
-    @_errors
-    def rendered(request: Request) -> Response:
-        media = _negotiate(request, (JPEG, PNG))
-        if media is None:
-            return PlainTextResponse("rendered resources are image/jpeg or image/png", 406)
-        found = locations(dict(request.path_params))
-        frames_text = request.path_params.get("frames", "1")
+    def frame_image(
+        self, location: InstanceLocation, number: int, window: Window | None
+    ) -> np.ndarray:
         try:
-            number = int(str(frames_text).split(",")[0])
-        except ValueError:
-            raise BadRenderParameter("frame numbers must be integers") from None
-        return _encode(render_location(found[len(found) // 2], number, request), request, media)
+            frame = self.archive.frame_bytes(location, number)
+        except IndexError as exc:
+            raise BadRequest(str(exc)) from None
+        except LookupError as exc:
+            raise BadRenderParameter(str(exc)) from None
+        return render_frame(
+            self.header(location), frame, location.transfer_syntax_uid, window=window
+        )
 
-    @_errors
-    def thumbnail(request: Request) -> Response:
-        media = _negotiate(request, (JPEG, PNG))
-        if media is None:
-            return PlainTextResponse("thumbnails are image/jpeg or image/png", 406)
-        found = locations(dict(request.path_params))
-        image = render_location(found[len(found) // 2], 1, request)
-        if not request.query_params.get("viewport"):
-            image = fit_viewport(image, THUMBNAIL.width, THUMBNAIL.height)
-        return _encode(image, request, media)
-
-    def volume_of(study: str, series: str) -> Volume:
-        found = locations({"study": study, "series": series})
+    def volume(self, study: str, series: str) -> Volume:
+        found = locate_or_404(self.archive, study, series, None)
 
         def build() -> Volume:
             return volume_from_frames(
-                (header_of(loc), archive.frame_bytes(loc, 1), loc.transfer_syntax_uid)
+                (self.header(loc), self.archive.frame_bytes(loc, 1), loc.transfer_syntax_uid)
                 for loc in found
             )
 
-        return cache.get_or_build(f"{series}:{len(found)}", build)
+        return self.cache.get_or_build(f"{series}:{len(found)}", build)
+
+
+def _frame_numbers(request: Request) -> list[int]:
+    text = str(request.path_params.get("frames", "1"))
+    try:
+        numbers = [int(part) for part in text.split(",")]
+    except ValueError:
+        raise BadRequest(f"frame numbers must be positive integers, got {text!r}") from None
+    if not numbers or min(numbers) < 1:
+        raise BadRequest(f"frame numbers start at 1, got {text!r} (PS3.18 10.4.1.1.5)")
+    return numbers
+
+
+def _uids(request: Request) -> tuple[str, str | None, str | None]:
+    params = request.path_params
+    study = check_uid(params["study"], "Study Instance UID")
+    series = params.get("series")
+    instance = params.get("instance")
+    return (
+        study,
+        check_uid(series, "Series Instance UID") if series else None,
+        check_uid(instance, "SOP Instance UID") if instance else None,
+    )
+
+
+def rendered_routes(*, renderer: Renderer, prefix: str = "") -> list[Route]:
+    """Starlette routes for rendered/thumbnail resources and series MPR/MIP under ``prefix``."""
+    archive = renderer.archive
+
+    def present(image: np.ndarray, request: Request) -> np.ndarray:
+        viewport_text = request.query_params.get("viewport")
+        if viewport_text:
+            viewport = Viewport.parse(viewport_text)
+            return fit_viewport(image, viewport.width, viewport.height, viewport.region)
+        return image
+
+    def rendered(request: Request) -> Response:
+        """PS3.18 10.4.1.1.3: rendered instance, frames, series and study."""
+        media_type, multipart = negotiate(request, IMAGE_TYPES, "rendered resources")
+        study, series, instance = _uids(request)
+        found = locate_or_404(archive, study, series, instance)
+        window = _window(request.query_params.get("window"))
+        quality = _quality(request.query_params.get("quality"), renderer.jpeg_quality)
+        numbers = _frame_numbers(request)
+        if instance is not None:
+            targets = [(found[0], n) for n in numbers]
+        elif multipart:
+            targets = [(loc, 1) for loc in found]
+        else:
+            targets = [(found[len(found) // 2], 1)]
+        if not multipart and len(targets) == 1:
+            location, number = targets[0]
+            image = present(renderer.frame_image(location, number, window), request)
+            return Response(encode(image, media_type, quality), media_type=media_type)
+        boundary = new_boundary()
+
+        def parts() -> Iterator[bytes]:
+            for index, (location, number) in enumerate(targets):
+                image = present(renderer.frame_image(location, number, window), request)
+                yield part_head(boundary, media_type, first=index == 0)
+                yield encode(image, media_type, quality)
+            yield closing(boundary)
+
+        return StreamingResponse(parts(), media_type=related_content_type(boundary, media_type))
+
+    def thumbnail(request: Request) -> Response:
+        """Thumbnails (PS3.18 10.4.1.1.4 / 8.3.5): a representative frame, small and cached."""
+        media_type, _ = negotiate(request, IMAGE_TYPES, "thumbnails")
+        study, series, instance = _uids(request)
+        found = locate_or_404(archive, study, series, instance)
+        location = found[0] if instance else found[len(found) // 2]
+        number = _frame_numbers(request)[0]
+        viewport = request.query_params.get("viewport", "")
+        window = request.query_params.get("window", "")
+        key = (location.blob_key, str(number), media_type, viewport, window)
+        data = renderer.thumbnails.get(key)
+        if data is None:
+            image = renderer.frame_image(location, number, _window(window))
+            if viewport:
+                image = present(image, request)
+            else:
+                size = renderer.thumbnail
+                image = fit_viewport(image, size.width, size.height)
+            data = encode(image, media_type, renderer.jpeg_quality)
+            renderer.thumbnails.put(key, data)
+        return Response(data, media_type=media_type, headers={"Cache-Control": "max-age=3600"})
 
     def plane_response(request: Request, plane: Plane, volume: Volume) -> Response:
-        media = _negotiate(request, (JPEG, PNG, OCTETS))
-        if media is None:
-            return PlainTextResponse("planes are image/jpeg, image/png or octet-stream", 406)
-        if media == OCTETS:
-            response: Response = Response(
-                np.ascontiguousarray(plane.pixels, dtype="<f4").tobytes(), media_type=OCTETS
-            )
+        media_type, _ = negotiate(request, (*IMAGE_TYPES, OCTETS), "planes")
+        if media_type == OCTETS:
+            body = np.ascontiguousarray(plane.pixels, dtype="<f4").tobytes()
         else:
-            image = apply_voi(plane.pixels, volume.header, _window(request))
-            response = _encode(image, request, media)
-        for keyword, value in plane.dicom_strings().items():
-            name = {
-                "ImagePositionPatient": "Noctis-Image-Position-Patient",
-                "ImageOrientationPatient": "Noctis-Image-Orientation-Patient",
-                "PixelSpacing": "Noctis-Pixel-Spacing",
-                "Rows": "Noctis-Rows",
-                "Columns": "Noctis-Columns",
-            }[keyword]
-            response.headers[name] = value
-        return response
+            image = apply_voi(
+                plane.pixels, volume.header, _window(request.query_params.get("window"))
+            )
+            quality = _quality(request.query_params.get("quality"), renderer.jpeg_quality)
+            body = encode(present(image, request), media_type, quality)
+        headers = {GEOMETRY_HEADERS[k]: v for k, v in plane.dicom_strings().items()}
+        return Response(body, media_type=media_type, headers=headers)
 
     def plane_normal(request: Request) -> tuple[float, ...] | str:
         normal = _floats(request.query_params.get("normal"), 3, "normal")
         return normal if normal is not None else request.query_params.get("plane", "axial")
 
-    @_errors
     def mpr_route(request: Request) -> Response:
-        volume = volume_of(request.path_params["study"], request.path_params["series"])
+        """Beyond the standard: a plane through the series volume (README: MPR and MIP)."""
+        study, series, _ = _uids(request)
+        volume = renderer.volume(study, series or "")
         plane = mpr(
             volume,
             normal=plane_normal(request),
@@ -198,12 +294,13 @@ def rendered_routes(*, archive: Archive, cache: VolumeCache) -> list[Route]:
         )
         return plane_response(request, plane, volume)
 
-    @_errors
     def mip_route(request: Request) -> Response:
-        volume = volume_of(request.path_params["study"], request.path_params["series"])
+        """Beyond the standard: a max / min / average projection over a slab."""
+        study, series, _ = _uids(request)
         mode = request.query_params.get("mode", "max")
         if mode not in ("max", "min", "avg"):
-            raise BadRenderParameter("mode must be max, min or avg")
+            raise BadRequest("mode must be max, min or avg")
+        volume = renderer.volume(study, series or "")
         plane = mip(
             volume,
             normal=plane_normal(request),
@@ -213,16 +310,48 @@ def rendered_routes(*, archive: Archive, cache: VolumeCache) -> list[Route]:
         )
         return plane_response(request, plane, volume)
 
-    instance = "/studies/{study}/series/{series}/instances/{instance}"
+    study_path = f"{prefix}/studies/{{study}}"
+    series_path = f"{study_path}/series/{{series}}"
+    instance_path = f"{series_path}/instances/{{instance}}"
+    get = ["GET"]
     return [
-        Route(f"{instance}/rendered", rendered),
-        Route(f"{instance}/frames/{{frames}}/rendered", rendered),
-        Route("/studies/{study}/series/{series}/rendered", rendered),
-        Route("/studies/{study}/rendered", rendered),
-        Route(f"{instance}/thumbnail", thumbnail),
-        Route(f"{instance}/frames/{{frames}}/thumbnail", thumbnail),
-        Route("/studies/{study}/series/{series}/thumbnail", thumbnail),
-        Route("/studies/{study}/thumbnail", thumbnail),
-        Route("/studies/{study}/series/{series}/mpr", mpr_route),
-        Route("/studies/{study}/series/{series}/mip", mip_route),
+        Route(f"{instance_path}/rendered", rendered, methods=get),
+        Route(f"{instance_path}/frames/{{frames}}/rendered", rendered, methods=get),
+        Route(f"{series_path}/rendered", rendered, methods=get),
+        Route(f"{study_path}/rendered", rendered, methods=get),
+        Route(f"{instance_path}/thumbnail", thumbnail, methods=get),
+        Route(f"{instance_path}/frames/{{frames}}/thumbnail", thumbnail, methods=get),
+        Route(f"{series_path}/thumbnail", thumbnail, methods=get),
+        Route(f"{study_path}/thumbnail", thumbnail, methods=get),
+        Route(f"{series_path}/mpr", mpr_route, methods=get),
+        Route(f"{series_path}/mip", mip_route, methods=get),
     ]
+
+
+def wado_uri_renderers(renderer: Renderer) -> dict[str, Any]:
+    """WADO-URI image/jpeg and image/png (PS3.18 9.1.2.2): ``windowCenter``,
+    ``windowWidth``, ``rows``, ``columns``, ``frameNumber``, ``imageQuality``."""
+
+    def handler(media_type: str) -> Any:
+        def render(request: Request, location: InstanceLocation) -> Response:
+            params = request.query_params
+            center, width = params.get("windowCenter"), params.get("windowWidth")
+            if (center is None) != (width is None):
+                raise BadRequest("windowCenter and windowWidth go together (PS3.18 9.1.2.2.2)")
+            window = None
+            if center is not None and width is not None:
+                window = Window.parse(f"{center},{width}")
+            number = int(_float(params.get("frameNumber"), "frameNumber") or 1)
+            image = renderer.frame_image(location, number, window)
+            rows = _float(params.get("rows"), "rows")
+            columns = _float(params.get("columns"), "columns")
+            if rows or columns:
+                height = int(rows or image.shape[0] * (columns or 0) / image.shape[1])
+                width_px = int(columns or image.shape[1] * (rows or 0) / image.shape[0])
+                image = fit_viewport(image, max(width_px, 1), max(height, 1))
+            quality = _quality(params.get("imageQuality"), renderer.jpeg_quality)
+            return Response(encode(image, media_type, quality), media_type=media_type)
+
+        return render
+
+    return {JPEG: handler(JPEG), PNG: handler(PNG)}

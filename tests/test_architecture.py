@@ -9,8 +9,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 #: The wiring: the only modules allowed to import everything.
 WIRING = {"noctis_pacs/server.py", "noctis_pacs/cli.py"}
-#: Modules of noctis_pacs that import a protocol or storage package: wiring or CLI plug-ins.
-WIRING_PREFIXES = ("noctis_pacs/worklist_cli", "noctis_pacs/render_cli")
+#: Wiring too: CLI plug-ins, and the workflow worker that ``serve`` starts beside the protocols.
+WIRING_PREFIXES = ("noctis_pacs/worklist_cli", "noctis_pacs/render_cli", "noctis_pacs/events")
 
 
 def _imports(path: Path) -> set[str]:

@@ -9,7 +9,8 @@ from pydicom.data import get_testdata_file
 from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
-from dicomweb.rendered import rendered_routes
+from dicomweb.errors import EXCEPTION_HANDLERS
+from dicomweb.rendered import Renderer, rendered_routes
 from noctis_pacs.rendering import VolumeCache
 from storage.ingest import Origin
 
@@ -17,7 +18,10 @@ from storage.ingest import Origin
 @pytest.fixture
 def client(archive: Any) -> TestClient:
     archive.store_path(get_testdata_file("CT_small.dcm"), Origin("test"))
-    app = Starlette(routes=rendered_routes(archive=archive, cache=VolumeCache(1 << 26)))
+    renderer = Renderer(archive=archive, cache=VolumeCache(1 << 26))
+    app = Starlette(
+        routes=rendered_routes(renderer=renderer), exception_handlers=EXCEPTION_HANDLERS
+    )
     return TestClient(app)
 
 

@@ -1,9 +1,9 @@
 """STOW-RS (PS3.18 10.5): store instances sent as multipart/related or single application/dicom.
 
-The body is parsed as it arrives; each part is written to a spool file
-inside the store (``Archive.spool_path``) and adopted without a copy
-(``store_path(move=True)``), so memory does not grow with the upload.  Parts
-are stored while later parts are still arriving.
+The body is parsed as it arrives; each part is written straight into a
+blob of the store (``Archive.begin_blob``: hashed as it arrives, never held
+whole in memory beyond 1 MiB) and handed to the one store pipeline
+(``Archive.store_blob``) while later parts are still arriving.
 """
 
 from __future__ import annotations
@@ -11,8 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator
-from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect, Request
@@ -37,7 +36,7 @@ from dicomweb.multipart import (
 )
 from dicomweb.negotiation import parse_accept
 from dicomweb.resources import Context, check_uid, public_base
-from storage.archive import Origin, Status, StoreOutcome
+from storage.archive import BlobWriter, Origin, Status, StorageFullError, StoreOutcome
 from storage.ingest import RejectKind
 
 log = logging.getLogger("noctis.dicomweb.stow")
@@ -53,66 +52,66 @@ _FAILURE_REASONS = {
 _MAX_WARNING_HEADERS = 20
 
 
-class _Failure:
-    """A part refused before reaching the archive (wrong media type)."""
-
-    def __init__(self, reason: str) -> None:
-        self.outcome = StoreOutcome(
-            Status.REJECTED, reason=reason, reject_kind=RejectKind.NOT_DICOM
-        )
+def _refused(reason: str, status: Status = Status.REJECTED) -> asyncio.Future[StoreOutcome]:
+    """An outcome for a part refused before reaching the archive pipeline."""
+    future: asyncio.Future[StoreOutcome] = asyncio.get_running_loop().create_future()
+    kind = RejectKind.NOT_DICOM if status is Status.REJECTED else None
+    future.set_result(StoreOutcome(status, reason=reason, reject_kind=kind))
+    return future
 
 
 class _Upload:
-    """Receives one request body: spools parts and hands each to the archive as it completes."""
+    """Receives one request body: writes each part into a blob as it arrives (hashed on the
+    fly) and hands the finished blob to the archive pipeline while later parts arrive."""
 
     def __init__(self, ctx: Context, origin: Origin, study_uid: str | None) -> None:
         self.ctx = ctx
         self.origin = origin
         self.study_uid = study_uid
         self.tasks: list[asyncio.Future[StoreOutcome]] = []
-        self.current: BinaryIO | None = None
-        self.current_path: Path | None = None
-        self.refused: _Failure | None = None
+        self.current: BlobWriter | None = None
+        self.refused: tuple[str, Status] | None = None
 
     def begin(self, content_type: str) -> None:
         part_type = parse_media_type(content_type)[0] if content_type else media.DICOM
         if part_type != media.DICOM:
-            self.refused = _Failure(
-                f"part {len(self.tasks) + 1} is {part_type}; this server stores {media.DICOM} parts"
+            self.refused = (
+                f"part {len(self.tasks) + 1} is {part_type}; this server stores {media.DICOM} parts",
+                Status.REJECTED,
             )
             return
-        self.current_path = self.ctx.archive.spool_path()
-        self.current = open(self.current_path, "xb", buffering=1 << 20)  # noqa: SIM115
+        try:
+            self.current = self.ctx.archive.begin_blob()
+        except StorageFullError as exc:
+            self.refused = (str(exc), Status.STORAGE_FULL)
 
     def write(self, data: bytes) -> None:
-        if self.current is not None:
+        if self.current is None:
+            return
+        try:
             self.current.write(data)
+        except StorageFullError as exc:
+            self.ctx.archive.abort_blob(self.current)
+            self.current = None
+            self.refused = (str(exc), Status.STORAGE_FULL)
 
     def end(self) -> None:
         if self.refused is not None:
-            outcome = self.refused.outcome
-            future: asyncio.Future[StoreOutcome] = asyncio.get_running_loop().create_future()
-            future.set_result(outcome)
-            self.tasks.append(future)
+            self.tasks.append(_refused(*self.refused))
             self.refused = None
             return
-        assert self.current is not None and self.current_path is not None
-        self.current.close()
-        path, self.current, self.current_path = self.current_path, None, None
-        self.tasks.append(asyncio.ensure_future(run_in_threadpool(self._store, path)))
+        assert self.current is not None
+        writer, self.current = self.current, None
+        self.tasks.append(asyncio.ensure_future(run_in_threadpool(self._store, writer)))
 
-    def _store(self, path: Path) -> StoreOutcome:
-        return self.ctx.archive.store_path(
-            path, self.origin, move=True, expected_study_uid=self.study_uid
-        )
+    def _store(self, writer: BlobWriter) -> StoreOutcome:
+        return self.ctx.archive.store_blob(writer, self.origin, expected_study_uid=self.study_uid)
 
     def abandon(self) -> None:
         """Drop the part being received (the body was cut or refused)."""
         if self.current is not None:
-            self.current.close()
-        if self.current_path is not None:
-            self.current_path.unlink(missing_ok=True)
-        self.current, self.current_path = None, None
+            self.ctx.archive.abort_blob(self.current)
+        self.current = None
 
     async def outcomes(self) -> list[StoreOutcome]:
         return list(await asyncio.gather(*self.tasks))

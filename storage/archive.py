@@ -16,7 +16,7 @@ from typing import Any, BinaryIO
 
 from noctis_pacs.model import Level, Match, MatchKind, Query, QueryResult
 from noctis_pacs.settings import Settings
-from storage.blobstore import FileSystemBlobStore
+from storage.blobstore import BlobWriter, FileSystemBlobStore, StorageFullError
 from storage.db import Connection, Database, open_database
 from storage.index import Q, remove_instance
 from storage.ingest import Ingestor, Origin, Status, StoreOutcome
@@ -29,6 +29,8 @@ log = logging.getLogger("noctis.storage")
 
 __all__ = [
     "Archive",
+    "BlobWriter",
+    "StorageFullError",
     "BASE_URL_PLACEHOLDER",
     "InstanceLocation",
     "Origin",
@@ -130,6 +132,19 @@ class Archive:
             sop_instance_uid=sop_instance_uid,
             origin=origin,
         )
+
+    def begin_blob(self) -> BlobWriter:
+        """Start a store whose bytes arrive piecemeal (STOW-RS parts, DIMSE chunks):
+        ``write`` them, then ``store_blob`` (or ``abort_blob``). Raises ``StorageFullError``."""
+        return self.ingestor.begin()
+
+    def store_blob(
+        self, writer: BlobWriter, origin: Origin, *, expected_study_uid: str | None = None
+    ) -> StoreOutcome:
+        return self.ingestor.finish(writer, origin, expected_study_uid=expected_study_uid)
+
+    def abort_blob(self, writer: BlobWriter) -> None:
+        self.ingestor.abort(writer)
 
     def spool_path(self) -> Path:
         """A temporary path inside the store; ``store_path(..., move=True)`` adopts it."""

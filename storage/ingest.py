@@ -111,6 +111,22 @@ class Ingestor:
             raise
         return self._finish(writer, origin, expected_study_uid)
 
+    def begin(self) -> BlobWriter:
+        """A blob to write as bytes arrive (hashed on the fly); then ``finish`` or ``abort``.
+
+        Raises ``StorageFullError`` when the store has no room.
+        """
+        return self.blobs.create()
+
+    def finish(
+        self, writer: BlobWriter, origin: Origin, *, expected_study_uid: str | None = None
+    ) -> StoreOutcome:
+        """Run the pipeline on a blob written through ``begin``."""
+        return self._finish(writer, origin, expected_study_uid)
+
+    def abort(self, writer: BlobWriter) -> None:
+        self.blobs.discard(writer)
+
     def store_bytes(
         self, data: bytes, origin: Origin, *, expected_study_uid: str | None = None
     ) -> StoreOutcome:

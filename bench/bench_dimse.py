@@ -130,9 +130,9 @@ def start_orthanc(work: Path, dest_port: int) -> Target:
     log = work / "orthanc.log"
     process = subprocess.Popen(
         [ORTHANC, str(path)],
-        stdout=open(log, "wb"),
+        stdout=open(log, "wb"),  # noqa: SIM115
         stderr=subprocess.STDOUT,
-        env=ENV,  # noqa: SIM115
+        env=ENV,
     )
     wait_echo(port, "ORTHANC", process, log)
     return Target("orthanc", process, port, "ORTHANC")

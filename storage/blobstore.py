@@ -31,6 +31,7 @@ class BlobWriter(Protocol):
 
     def write(self, data: bytes | bytearray | memoryview) -> None: ...
     def finish(self, fsync: bool) -> None: ...
+    def abandon(self) -> None: ...
     @property
     def in_memory(self) -> bytes | None: ...
     @property
@@ -59,27 +60,46 @@ SMALL_BLOB = 1 << 20
 
 
 class _FileWriter:
-    def __init__(self, path: Path, handle: BinaryIO, digest: hashlib._Hash | None = None) -> None:
-        self._path = path
-        self._handle = handle
-        self._digest = digest or hashlib.sha256()
-        self._memory: bytearray | None = bytearray()
-        self.size = 0
+    """Hashes bytes as they arrive; small blobs stay in memory until ``finish`` writes them
+    (so that creating the file happens off the caller's hot path, e.g. an event loop)."""
 
-    def write(self, data: bytes | bytearray | memoryview) -> None:
+    def __init__(
+        self,
+        path: Path,
+        *,
+        digest: hashlib._Hash | None = None,
+        size: int = 0,
+        on_disk: bool = False,
+    ) -> None:
+        self._path = path
+        self._handle: BinaryIO | None = None
+        self._digest = digest or hashlib.sha256()
+        self._memory: bytearray | None = None if on_disk else bytearray()
+        self._on_disk = on_disk
+        self._finished = False
+        self.size = size
+
+    def _spill(self, data: bytes | bytearray | memoryview) -> None:
         try:
+            if self._handle is None:
+                self._handle = open(self._path, "xb")  # noqa: SIM115 - closed by finish
+                self._on_disk = True
             self._handle.write(data)
         except OSError as exc:
             if exc.errno in (errno.ENOSPC, errno.EDQUOT):
                 raise StorageFullError(exc.errno, "no space left in the blob store") from exc
             raise
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
         self._digest.update(data)
         self.size += len(data)
         if self._memory is not None:
             if self.size <= SMALL_BLOB:
                 self._memory += data
-            else:
-                self._memory = None
+                return
+            held, self._memory = self._memory, None
+            self._spill(held)
+        self._spill(data)
 
     @property
     def in_memory(self) -> bytes | None:
@@ -95,13 +115,24 @@ class _FileWriter:
         return self._path
 
     def finish(self, fsync: bool) -> None:
-        """Flush (and optionally fsync) and close; idempotent."""
-        if self._handle.closed:
+        """Write what is held in memory, flush (and optionally fsync) and close; idempotent."""
+        if self._finished:
             return
-        self._handle.flush()
-        if fsync:
-            os.fsync(self._handle.fileno())
-        self._handle.close()
+        if self._memory is not None and self._handle is None:
+            self._spill(self._memory)
+        if self._handle is not None:
+            self._handle.flush()
+            if fsync:
+                os.fsync(self._handle.fileno())
+            self._handle.close()
+        self._finished = True
+
+    def abandon(self) -> None:
+        """Close without writing anything more; the caller removes the file."""
+        if self._handle is not None and not self._handle.closed:
+            self._handle.close()
+        self._memory = None
+        self._finished = True
 
 
 class FileSystemBlobStore:
@@ -125,8 +156,7 @@ class FileSystemBlobStore:
 
     def create(self) -> _FileWriter:
         self._check_room()
-        path = self.tmp / f"{uuid.uuid4().hex}.part"
-        return _FileWriter(path, open(path, "xb"))  # noqa: SIM115 - closed by commit/discard
+        return _FileWriter(self.tmp / f"{uuid.uuid4().hex}.part")
 
     def adopt(self, path: Path) -> _FileWriter:
         """Take over a finished file already inside ``root/tmp`` (no copy): hash it."""
@@ -137,10 +167,7 @@ class FileSystemBlobStore:
             while chunk := fh.read(1 << 20):
                 digest.update(chunk)
                 size += len(chunk)
-        writer = _FileWriter(path, open(path, "ab"), digest)  # noqa: SIM115
-        writer.size = size
-        writer._memory = None
-        return writer
+        return _FileWriter(path, digest=digest, size=size, on_disk=True)
 
     def new_temp_path(self) -> Path:
         """A fresh path inside the store's temporary area, for protocols that spool."""
@@ -164,7 +191,7 @@ class FileSystemBlobStore:
         return key
 
     def discard(self, writer: BlobWriter) -> None:
-        writer.finish(False)
+        writer.abandon()
         with contextlib.suppress(FileNotFoundError):
             os.unlink(writer.path)
 

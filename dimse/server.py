@@ -12,6 +12,7 @@ from dimse.access import AccessPolicy
 from dimse.services import Services, build_services
 from dimse.tls import server_context
 from dimse.transport import DimseListener
+from dimse.workers import WorkerPool
 from noctis_pacs.metrics import Metrics
 from noctis_pacs.settings import Settings
 from storage.archive import Archive
@@ -51,14 +52,19 @@ def build_ae(settings: Settings, services: Services) -> AE:
 
 
 class DimseServer:
-    """Owns one listening AE; several processes may share the port (``dimse.workers``)."""
+    """Owns one listening AE; with ``dimse.workers`` > 1 the primary server also starts
+    ``workers - 1`` worker processes listening on the same port (``dimse.workers``)."""
 
-    def __init__(self, *, settings: Settings, archive: Archive, metrics: Metrics) -> None:
+    def __init__(
+        self, *, settings: Settings, archive: Archive, metrics: Metrics, primary: bool = True
+    ) -> None:
         self.settings = settings
         self.archive = archive
         self.metrics = metrics
+        self.primary = primary
         self._server: Any = None
         self._thread: threading.Thread | None = None
+        self._workers: WorkerPool | None = None
 
     def start(self) -> None:
         configure_pynetdicom()
@@ -89,13 +95,28 @@ class DimseServer:
         )
         self._thread.start()
         self._server = server
+        extra = self.settings.dimse.workers - 1
+        if self.primary and extra > 0:
+            try:
+                self._workers = WorkerPool.spawn(self.settings, count=extra, port=self.port)
+            except BaseException:
+                self.stop()
+                raise
 
     @property
     def port(self) -> int:
         """The bound port (useful with ``port = 0``)."""
         return int(self._server.server_address[1]) if self._server is not None else 0
 
+    @property
+    def worker_pids(self) -> list[int]:
+        """Process ids of the worker processes (empty with ``workers = 1``)."""
+        return self._workers.pids if self._workers is not None else []
+
     def stop(self) -> None:
+        if self._workers is not None:
+            self._workers.stop()
+            self._workers = None
         if self._server is not None:
             self._server.shutdown()
             self._server = None

@@ -38,6 +38,8 @@ class DimseListener(ThreadedAssociationServer):
     reuse_port: bool = False
     handshake_timeout: float = 30.0
     daemon_threads = True
+    #: The listen backlog (socketserver's default of 5 drops bursts of associations).
+    request_queue_size = 128
 
     def server_bind(self) -> None:
         assert self.socket is not None

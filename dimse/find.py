@@ -21,7 +21,7 @@ from dimse.identifier import (
     parse_identifier,
     response_identifier,
 )
-from dimse.observe import Operation, bind_context
+from dimse.observe import Operation, bind_context, paced
 from dimse.store import status_dataset
 from noctis_pacs.metrics import Metrics
 from noctis_pacs.model import Query
@@ -79,6 +79,7 @@ def handle_find(
         count = 0
         try:
             for row in _pages(archive, parsed.query, settings.query.max_results):
+                paced(event)
                 if event.is_cancelled:
                     final = st.CANCEL
                     yield final, None

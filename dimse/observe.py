@@ -30,3 +30,25 @@ class Operation:
         self.metrics.dimse_duration.labels(operation=self.name).observe(
             time.perf_counter() - self.started
         )
+
+
+#: Responses waiting in an association's send queue before a C-FIND handler pauses.
+SEND_QUEUE_LIMIT = 16
+
+
+def paced(event: Any, limit: int = SEND_QUEUE_LIMIT) -> None:
+    """Back-pressure for C-FIND answers: wait while the association's send queue is full.
+
+    pynetdicom queues each response for its network thread; without a pause a fast
+    handler queues every match (memory grows with the answer) before that thread reads
+    a C-CANCEL (PS3.7 9.3.2.3), so the cancel would only ever arrive after the end.
+    """
+    dul = getattr(event.assoc, "dul", None)
+    pending = getattr(dul, "to_provider_queue", None)
+    if pending is None:
+        return
+    deadline = time.monotonic() + 30.0
+    while pending.qsize() > limit and event.assoc.is_established:
+        if time.monotonic() > deadline:
+            return
+        time.sleep(0.0005)

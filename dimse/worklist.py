@@ -21,7 +21,7 @@ from pydicom.dataset import Dataset
 
 from dimse import status as st
 from dimse.access import QUERY, STORE, AccessPolicy, calling_ae_of
-from dimse.observe import Operation, bind_context
+from dimse.observe import Operation, bind_context, paced
 from noctis_pacs.metrics import Metrics
 from noctis_pacs.settings import Settings
 from noctis_pacs.workflow.items import mwl_dataset
@@ -98,6 +98,7 @@ def handle_worklist_find(
         count = 0
         try:
             for stored, step in store.find_steps(query):
+                paced(event)
                 if event.is_cancelled:
                     final = MWL_CANCEL
                     yield final, None

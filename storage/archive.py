@@ -327,7 +327,7 @@ class Archive:
     def reindex(self, progress: Progress | None = None) -> dict[str, Any]:
         """Rebuild the index from the blobs (the blobs stay where they are)."""
         from storage.index import build_record, insert_instance
-        from storage.parse import metadata_json, read_header
+        from storage.parse import header_metadata, read_header
 
         def clear(conn: Connection) -> None:
             for table in ("instances", "series", "studies", "patients"):
@@ -352,7 +352,7 @@ class Archive:
                     continue
             record = build_record(
                 parsed,
-                metadata=metadata_json(parsed),
+                metadata=header_metadata(parsed),
                 blob_key=key,
                 blob_size=size,
                 sha256=digest.hexdigest(),

@@ -14,10 +14,19 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
-from pydicom.dataset import Dataset
+from pydicom.datadict import tag_for_keyword
 
 from storage.db import Connection
-from storage.parse import ParsedInstance, normalise_pn, pn_words
+from storage.parse import ParsedInstance, normalise_pn, pn_words, to_json_text
+
+JsonDict = dict[str, Any]
+
+
+@cache
+def _tag(keyword: str) -> str:
+    tag = tag_for_keyword(keyword)
+    assert tag is not None, keyword
+    return f"{tag:08X}"
 
 
 @cache
@@ -38,24 +47,33 @@ def now_iso() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def _text(ds: Dataset, keyword: str) -> str:
-    try:
-        value = ds.get(keyword)
-    except Exception:
-        return ""
-    if value is None:
-        return ""
-    if isinstance(value, list | tuple) or type(value).__name__ == "MultiValue":
-        return "\\".join(str(v) for v in value)
-    return str(value).strip()
+def _values(meta: JsonDict, keyword: str) -> list[Any]:
+    element = meta.get(_tag(keyword))
+    if not element:
+        return []
+    values = element.get("Value")
+    return list(values) if isinstance(values, list) else []
 
 
-def _int_or_none(ds: Dataset, keyword: str) -> int | None:
+def _as_text(value: Any) -> str:
+    if isinstance(value, dict):  # PN (PS3.18 F.2.2): groups joined as DICOM writes them
+        groups = [value.get(g, "") for g in ("Alphabetic", "Ideographic", "Phonetic")]
+        return "=".join(groups).rstrip("=")
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return "" if value is None else str(value)
+
+
+def _text(meta: JsonDict, keyword: str) -> str:
+    return "\\".join(_as_text(v) for v in _values(meta, keyword)).strip()
+
+
+def _int_or_none(meta: JsonDict, keyword: str) -> int | None:
+    values = _values(meta, keyword)
+    if not values or values[0] is None:
+        return None
     try:
-        value = ds.get(keyword)
-        if value is None or value == "":
-            return None
-        return int(value)
+        return int(values[0])
     except (TypeError, ValueError):
         return None
 
@@ -69,14 +87,9 @@ def normalise_time(value: str) -> str:
     return head.ljust(6, "0")[:6] + (dot + frac if frac else "")
 
 
-def _first_item(ds: Dataset, sequence: str, keyword: str) -> str:
-    try:
-        seq = ds.get(sequence)
-        if seq:
-            return _text(seq[0], keyword)
-    except Exception:
-        pass
-    return ""
+def _first_item(meta: JsonDict, sequence: str, keyword: str) -> str:
+    items = _values(meta, sequence)
+    return _text(items[0], keyword) if items and isinstance(items[0], dict) else ""
 
 
 @dataclass
@@ -92,13 +105,13 @@ class InstanceRecord:
 def build_record(
     parsed: ParsedInstance,
     *,
-    metadata: str,
+    metadata: JsonDict,
     blob_key: str,
     blob_size: int,
     sha256: str,
     origin: dict[str, str],
 ) -> InstanceRecord:
-    ds = parsed.ds
+    ds = metadata
     name = _text(ds, "PatientName")
     referring = _text(ds, "ReferringPhysicianName")
     received = now_iso()
@@ -162,7 +175,7 @@ def build_record(
             "frames": json.dumps(parsed.frames, separators=(",", ":"))
             if parsed.frames is not None
             else None,
-            "metadata": metadata,
+            "metadata": to_json_text(metadata),
             "origin_protocol": origin.get("protocol", ""),
             "origin_ae": origin.get("ae", ""),
             "origin_host": origin.get("host", ""),

@@ -24,7 +24,7 @@ from pydicom.uid import UID
 from storage.blobstore import BlobWriter, FileSystemBlobStore, StorageFullError
 from storage.db import Connection
 from storage.index import Q, build_record, insert_instance, remove_instance
-from storage.parse import ParsedInstance, ParseError, metadata_json, read_header
+from storage.parse import ParsedInstance, ParseError, header_metadata, read_header
 from storage.writer import IndexWriter
 
 log = logging.getLogger("noctis.storage.ingest")
@@ -233,7 +233,7 @@ class Ingestor:
                 else "instance already stored; duplicates policy keeps the first"
             )
             return outcome
-        metadata = metadata_json(parsed)
+        metadata = header_metadata(parsed)
         key = self.blobs.commit(writer)
         record = build_record(
             parsed,

@@ -19,6 +19,8 @@ from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 from pydicom.uid import UID, DeflatedExplicitVRLittleEndian, ExplicitVRBigEndian
 
+from storage.dicomjson import dataset_json
+
 #: Placeholder for the public base URL inside stored metadata; replaced per request.
 BASE_URL_PLACEHOLDER = "@@NOCTIS_BASE@@"
 BULK_DATA_THRESHOLD = 1024
@@ -245,41 +247,23 @@ def _group_by_offsets(fragments: list[tuple[int, int]], offsets: list[int]) -> F
     return frames
 
 
-def metadata_json(parsed: ParsedInstance) -> str:
-    """DICOM JSON (PS3.18 F.2) of the header, bulk data as BulkDataURI placeholders."""
-    ds = parsed.ds
+def header_metadata(parsed: ParsedInstance) -> dict[str, Any]:
+    """DICOM JSON (PS3.18 F.2) of the header, bulk data as BulkDataURI placeholders,
+    plus Pixel Data's BulkDataURI and Available Transfer Syntax UID (0008,3002)."""
     base = (
         f"{BASE_URL_PLACEHOLDER}/studies/{parsed.study_uid}/series/{parsed.series_uid}"
         f"/instances/{parsed.sop_instance_uid}"
     )
 
-    def bulk(element: Any) -> str:
-        return f"{base}/bulk/{int(element.tag):08X}"
+    def bulk(tag: int) -> str:
+        return f"{base}/bulk/{tag:08X}"
 
-    try:
-        data: dict[str, Any] = ds.to_json_dict(
-            bulk_data_threshold=BULK_DATA_THRESHOLD, bulk_data_element_handler=bulk
-        )
-    except Exception:
-        data = _tolerant_json(ds, bulk)
+    data = dataset_json(parsed.ds, bulk, threshold=BULK_DATA_THRESHOLD)
     if parsed.pixel_vr is not None:
-        data["7FE00010"] = {"vr": parsed.pixel_vr, "BulkDataURI": f"{base}/bulk/7FE00010"}
+        data["7FE00010"] = {"vr": parsed.pixel_vr, "BulkDataURI": bulk(0x7FE00010)}
     data["00083002"] = {"vr": "UI", "Value": [parsed.transfer_syntax_uid]}
+    return data
+
+
+def to_json_text(data: dict[str, Any]) -> str:
     return json.dumps(data, separators=(",", ":"), ensure_ascii=False)
-
-
-def _tolerant_json(ds: Dataset, bulk: Any) -> dict[str, Any]:
-    """Element by element, skipping values pydicom cannot convert (malformed input)."""
-    out: dict[str, Any] = {}
-    for element in ds:
-        try:
-            sub = Dataset()
-            sub.add(element)
-            out.update(
-                sub.to_json_dict(
-                    bulk_data_threshold=BULK_DATA_THRESHOLD, bulk_data_element_handler=bulk
-                )
-            )
-        except Exception:
-            out[f"{int(element.tag):08X}"] = {"vr": element.VR or "UN"}
-    return out

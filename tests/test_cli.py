@@ -95,7 +95,7 @@ def test_import_reports_each_rejection_and_fails(tmp_path: Path, opts: list[str]
 def test_verify_finds_orphans(tmp_path: Path, opts: list[str]) -> None:
     _corpus(tmp_path / "in", 2)
     run("import", str(tmp_path / "in"), *opts, cwd=tmp_path)
-    orphan = tmp_path / "data" / "blobs" / "00" / "11" / ("0011" + "a" * 28 + ".dcm")
+    orphan = tmp_path / "data" / "blobs" / "001" / ("0011" + "a" * 28 + ".dcm")
     orphan.parent.mkdir(parents=True)
     orphan.write_bytes(make_instance())
     result = run("verify", "--json", *opts, cwd=tmp_path)

@@ -8,7 +8,7 @@ sub-query, keys above it a join (relational queries).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -138,6 +138,81 @@ def _range_bound(vr: str, value: str, high: bool) -> str:
     return text
 
 
+@dataclass(frozen=True)
+class Column:
+    """How one matchable column is matched: its SQL, VR and storage form."""
+
+    sql: str
+    vr: str
+    multi_valued: bool = False  # stored as ``\\a\\b\\`` (ModalitiesInStudy, station AEs)
+    integer: bool = False
+    pn_folded: str | None = None  # the case- and accent-folded twin of a PN column
+
+
+def _contains(value: str) -> str:
+    """LIKE pattern for one value of a ``\\a\\b\\`` multi-valued column."""
+    return f"%\\{_like_pattern(value)}\\%"
+
+
+def match_condition(
+    column: Column, match: Match, *, param: Callable[[Any], str], case_insensitive_pn: bool
+) -> str:
+    """The SQL condition for ``match`` on ``column`` (PS3.4 C.2.2.2); ``param(value)``
+    records a value and returns its placeholder, so values never enter the SQL text.
+
+    The one matching implementation behind C-FIND, QIDO-RS and Modality Worklist.
+    """
+    vr, kind = column.vr, match.kind
+    pn_ci = vr == "PN" and case_insensitive_pn and column.pn_folded is not None
+    col = column.pn_folded if pn_ci and column.pn_folded else column.sql
+
+    def value_of(text: str) -> Any:
+        if column.integer:
+            try:
+                return int(text)
+            except ValueError:
+                raise QueryError(f"{match.keyword}: {text!r} is not an integer") from None
+        if pn_ci:
+            return normalise_pn(text)
+        if vr == "TM":
+            return normalise_time(text)
+        return text
+
+    if kind is MatchKind.SINGLE:
+        if column.multi_valued:
+            return f"{col} LIKE {param(_contains(match.value))} ESCAPE '!'"
+        if vr == "PN" and not pn_ci:
+            # PS3.4 C.2.2.2.1: trailing empty components are not significant.
+            return f"RTRIM({col}, '^') = {param(match.value.rstrip('^'))}"
+        return f"{col} = {param(value_of(match.value))}"
+    if kind is MatchKind.LIST_OF_UID:
+        if column.multi_valued:
+            parts = [f"{col} LIKE {param(_contains(v))} ESCAPE '!'" for v in match.values]
+            return "(" + " OR ".join(parts) + ")"
+        marks = ", ".join(param(value_of(v)) for v in match.values)
+        return f"{col} IN ({marks})"
+    if kind is MatchKind.WILDCARD:
+        if column.integer:
+            raise QueryError(f"{match.keyword}: wildcards do not apply to numbers")
+        pattern = _like_pattern(normalise_pn(match.value) if pn_ci else match.value)
+        if column.multi_valued:
+            pattern = f"%\\{pattern}\\%"
+        return f"{col} LIKE {param(pattern)} ESCAPE '!'"
+    if kind is MatchKind.RANGE:
+        if vr not in ("DA", "TM", "DT"):
+            raise QueryError(f"{match.keyword}: range matching applies to dates and times")
+        low, high = match.values
+        if not low and not high:
+            raise QueryError(f"{match.keyword}: a range needs at least one bound")
+        clauses = [f"{col} <> ''"]
+        if low:
+            clauses.append(f"{col} >= {param(_range_bound(vr, low, False))}")
+        if high:
+            clauses.append(f"{col} <= {param(_range_bound(vr, high, True))}")
+        return "(" + " AND ".join(clauses) + ")"
+    raise QueryError(f"{match.keyword}: unsupported matching")
+
+
 @dataclass
 class Compiled:
     sql: str
@@ -155,67 +230,25 @@ class Compiler:
     def _condition(
         self, attr_column: str, vr: str, match: Match, query: Query, multi: bool
     ) -> tuple[str, list[Any]]:
-        col = _sql_column(attr_column)
-        name = attr_column.partition(".")[2]
-        is_int = name in _INT_COLUMNS
-        ph = self.ph
-        kind = match.kind
-        if vr == "PN" and query.fuzzy and kind in (MatchKind.SINGLE, MatchKind.WILDCARD):
+        if vr == "PN" and query.fuzzy and match.kind in (MatchKind.SINGLE, MatchKind.WILDCARD):
             return self._fuzzy(attr_column, match.value)
-        pn_ci = vr == "PN" and query.case_insensitive_pn and attr_column in _PN_NORM
-        if pn_ci:
-            col = _PN_NORM[attr_column]
+        params: list[Any] = []
 
-        def value_of(text: str) -> Any:
-            if is_int:
-                try:
-                    return int(text)
-                except ValueError:
-                    raise QueryError(f"{match.keyword}: {text!r} is not an integer") from None
-            if pn_ci:
-                return normalise_pn(text)
-            if vr == "TM":
-                return normalise_time(text)
-            return text
+        def param(value: Any) -> str:
+            params.append(value)
+            return self.ph
 
-        if kind is MatchKind.SINGLE:
-            if multi:
-                return f"{col} LIKE {ph} ESCAPE '!'", [f"%\\{_like_pattern(match.value)}\\%"]
-            if vr == "PN" and not pn_ci:
-                # PS3.4 C.2.2.2.1: trailing empty components are not significant.
-                return f"RTRIM({col}, '^') = {ph}", [match.value.rstrip("^")]
-            return f"{col} = {ph}", [value_of(match.value)]
-        if kind is MatchKind.LIST_OF_UID:
-            if multi:
-                parts = [f"{col} LIKE {ph} ESCAPE '!'"] * len(match.values)
-                return "(" + " OR ".join(parts) + ")", [
-                    f"%\\{_like_pattern(v)}\\%" for v in match.values
-                ]
-            marks = ", ".join([ph] * len(match.values))
-            return f"{col} IN ({marks})", [value_of(v) for v in match.values]
-        if kind is MatchKind.WILDCARD:
-            if is_int:
-                raise QueryError(f"{match.keyword}: wildcards do not apply to numbers")
-            pattern = _like_pattern(normalise_pn(match.value) if pn_ci else match.value)
-            if multi:
-                return f"{col} LIKE {ph} ESCAPE '!'", [f"%\\{pattern}\\%"]
-            return f"{col} LIKE {ph} ESCAPE '!'", [pattern]
-        if kind is MatchKind.RANGE:
-            if vr not in ("DA", "TM", "DT"):
-                raise QueryError(f"{match.keyword}: range matching applies to dates and times")
-            low, high = match.values
-            if not low and not high:
-                raise QueryError(f"{match.keyword}: a range needs at least one bound")
-            clauses = [f"{col} <> ''"]
-            params: list[Any] = []
-            if low:
-                clauses.append(f"{col} >= {ph}")
-                params.append(_range_bound(vr, low, False))
-            if high:
-                clauses.append(f"{col} <= {ph}")
-                params.append(_range_bound(vr, high, True))
-            return "(" + " AND ".join(clauses) + ")", params
-        raise QueryError(f"{match.keyword}: unsupported matching")
+        column = Column(
+            sql=_sql_column(attr_column),
+            vr=vr,
+            multi_valued=multi,
+            integer=attr_column.partition(".")[2] in _INT_COLUMNS,
+            pn_folded=_PN_NORM.get(attr_column),
+        )
+        sql = match_condition(
+            column, match, param=param, case_insensitive_pn=query.case_insensitive_pn
+        )
+        return sql, params
 
     def _fuzzy(self, attr_column: str, value: str) -> tuple[str, list[Any]]:
         """Fuzzy PN: every word of the value prefixes a word of the name, any order, any case."""

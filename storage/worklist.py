@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 
 from pydicom.uid import generate_uid
 
-from noctis_pacs.model import Match, MatchKind
+from noctis_pacs.model import Match
 from noctis_pacs.workflow import events as ev
 from noctis_pacs.workflow.items import (
     DISCONTINUED,
@@ -38,7 +38,7 @@ from noctis_pacs.workflow.mwl import (
 from storage.db import Connection, Database
 from storage.index import normalise_time
 from storage.parse import normalise_pn
-from storage.query import QueryError, _like_pattern, _range_bound
+from storage.query import Column, match_condition
 from storage.workflow_events import emit, now_iso
 from storage.workflow_sql import W
 
@@ -81,13 +81,9 @@ def _joined(values: Sequence[str]) -> str:
     return "\\" + "".join(f"{v}\\" for v in values if v)
 
 
-def _contains(value: str) -> str:
-    """LIKE pattern for one value of a ``\\a\\b\\`` multi-valued column."""
-    return "%\\" + _like_pattern(value) + "\\%"
-
-
 class _Conditions:
-    """Builds WHERE clauses with ``:pN`` parameters (values never enter the SQL text)."""
+    """Builds WHERE clauses with ``:pN`` parameters through the Q/R engine's
+    ``match_condition`` (values never enter the SQL text)."""
 
     def __init__(self, case_insensitive_pn: bool) -> None:
         self.params: dict[str, Any] = {}
@@ -99,49 +95,13 @@ class _Conditions:
         return f":{name}"
 
     def match(self, alias: str, column: str, match: Match) -> str:
-        vr = vr_of(match.keyword)
-        multi = column in MULTI_VALUED
-        pn_ci = vr == "PN" and self.ci and column in _PN_NORM
-        col = f"{alias}.{column}_norm" if pn_ci else f"{alias}.{column}"
-
-        def value_of(text: str) -> str:
-            if pn_ci:
-                return normalise_pn(text)
-            if vr == "PN":
-                return text.rstrip("^")  # PS3.4 C.2.2.2.1: trailing empty components
-            if vr == "TM":
-                return normalise_time(text)
-            return text
-
-        kind = match.kind
-        if kind is MatchKind.SINGLE:
-            if multi:
-                return f"{col} LIKE {self.param(_contains(match.value))} ESCAPE '!'"
-            return f"{col} = {self.param(value_of(match.value))}"
-        if kind is MatchKind.LIST_OF_UID:
-            if multi:
-                parts = [f"{col} LIKE {self.param(_contains(v))} ESCAPE '!'" for v in match.values]
-                return "(" + " OR ".join(parts) + ")"
-            marks = ", ".join(self.param(value_of(v)) for v in match.values)
-            return f"{col} IN ({marks})"
-        if kind is MatchKind.WILDCARD:
-            pattern = _like_pattern(normalise_pn(match.value) if pn_ci else match.value)
-            if multi:
-                pattern = f"%\\{pattern}\\%"
-            return f"{col} LIKE {self.param(pattern)} ESCAPE '!'"
-        if kind is MatchKind.RANGE:
-            if vr not in ("DA", "TM", "DT"):
-                raise QueryError(f"{match.keyword}: range matching applies to dates and times")
-            low, high = match.values
-            if not low and not high:
-                raise QueryError(f"{match.keyword}: a range needs at least one bound")
-            clauses = [f"{col} <> ''"]
-            if low:
-                clauses.append(f"{col} >= {self.param(_range_bound(vr, low, False))}")
-            if high:
-                clauses.append(f"{col} <= {self.param(_range_bound(vr, high, True))}")
-            return "(" + " AND ".join(clauses) + ")"
-        raise QueryError(f"{match.keyword}: unsupported matching")
+        spec = Column(
+            sql=f"{alias}.{column}",
+            vr=vr_of(match.keyword),
+            multi_valued=column in MULTI_VALUED,
+            pn_folded=f"{alias}.{column}_norm" if column in _PN_NORM else None,
+        )
+        return match_condition(spec, match, param=self.param, case_insensitive_pn=self.ci)
 
     def statuses(self, column: str, statuses: Sequence[str]) -> str:
         return f"{column} IN ({', '.join(self.param(s) for s in statuses)})"

@@ -69,15 +69,17 @@ def main() -> None:
                             cold.append((time.perf_counter() - started) * 1000)
                             if response.status_code != 200:
                                 raise RuntimeError(f"{name} {media}: {response.status_code}")
-                        warm = timings(lambda u=urls[0], h=headers: client.get(u, headers=h),
-                                       args.repeat)
+                        warm = timings(
+                            lambda u=urls[0], h=headers: client.get(u, headers=h), args.repeat
+                        )
                         entry[media] = {"cold": summary(cold), "warm": summary(warm)}
                     if name == "noctis":
                         base = f"{server.root}/studies/{study}/series/{series}"
                         started = time.perf_counter()
                         first = client.get(f"{base}/mpr?plane=axial")
                         entry["volume_build_first_mpr_ms"] = round(
-                            (time.perf_counter() - started) * 1000, 1)
+                            (time.perf_counter() - started) * 1000, 1
+                        )
                         assert first.status_code == 200, first.text
                         for label, query in (
                             ("mpr axial", "mpr?plane=axial"),
@@ -88,8 +90,12 @@ def main() -> None:
                             ("mip axial 20 mm", "mip?plane=axial&thickness=20"),
                             ("mip coronal whole", "mip?plane=coronal"),
                         ):
-                            entry[label] = summary(timings(
-                                lambda q=query: client.get(f"{base}/{q}"), max(5, args.repeat // 5)))
+                            entry[label] = summary(
+                                timings(
+                                    lambda q=query, b=base: client.get(f"{b}/{q}"),
+                                    max(5, args.repeat // 5),
+                                )
+                            )
                     results[name] = entry
             finally:
                 server.stop()

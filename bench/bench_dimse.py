@@ -15,6 +15,7 @@ discards (``--ignore``).  JSON goes to bench/results/, a table to stdout.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import platform
@@ -86,13 +87,14 @@ class Target:
             self.process.kill()
 
 
-def start_noctis(work: Path, dest_port: int) -> Target:
+def start_noctis(work: Path, dest_port: int, *, workers: int = 1) -> Target:
     port = free_port()
     data = work / "noctis"
     config = work / "noctis.toml"
     config.write_text(
         f'[storage]\ndata_dir = "{data}"\nfsync = "never"\n'
         f'[dimse]\nhost = "127.0.0.1"\nport = {port}\nae_title = "NOCTIS"\n'
+        f"workers = {workers}\n"
         f'[dimse.remotes.dest]\nae_title = "DEST"\nhost = "127.0.0.1"\nport = {dest_port}\n'
         '[query]\nmax_results = 100000\n[logging]\nlevel = "WARNING"\n'
     )
@@ -305,8 +307,14 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3, help="store runs per case (median)")
     parser.add_argument("--find-repeat", type=int, default=30)
     parser.add_argument("--targets", default="noctis,orthanc,noop-pynetdicom")
+    parser.add_argument("--no-move", dest="move", action="store_false")
+    parser.add_argument("--cases", default="small x1,small x4,ct x1,ct x4")
+    parser.add_argument(
+        "--noctis-workers", type=int, default=2, help="dimse.workers of the Noctis target"
+    )
     args = parser.parse_args()
     targets = [t for t in args.targets.split(",") if t]
+    starters = {**STARTERS, "noctis": functools.partial(start_noctis, workers=args.noctis_workers)}
     work = Path(tempfile.mkdtemp(prefix="bench-dimse-"))
     dest_port = free_port()
     dest = start_dest(work, dest_port)
@@ -314,6 +322,7 @@ def main() -> None:
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
                     "python": platform.python_version()},  # fmt: skip
         "corpus": {"small": args.small, "ct_slices": args.ct, "find_instances": args.find},
+        "noctis_workers": args.noctis_workers,
         "store": {}, "move": {}, "find": {},
     }  # fmt: skip
     try:
@@ -326,6 +335,7 @@ def main() -> None:
             "ct x1": (ct, 1, args.ct),
             "ct x4": (ct, 4, args.ct),
         }
+        cases = {k: v for k, v in cases.items() if k in args.cases.split(",")}
         store: dict[str, dict[str, float]] = {}
         move: dict[str, float] = {}
         for name in targets:
@@ -334,7 +344,7 @@ def main() -> None:
                 for rep in range(args.repeat):
                     run_dir = work / f"{name}-{case.replace(' ', '')}-{rep}"
                     run_dir.mkdir()
-                    target = STARTERS[name](run_dir, dest_port)
+                    target = starters[name](run_dir, dest_port)
                     try:
                         if assocs == 1:
                             # One association sends everything: a folder of all the parts.
@@ -342,7 +352,7 @@ def main() -> None:
                         else:
                             elapsed = storescu(target, folders)
                         rates.append(count / elapsed)
-                        if case == "ct x1" and name != "noop-pynetdicom":
+                        if case == "ct x1" and name != "noop-pynetdicom" and args.move:
                             move.setdefault(name, 0.0)
                             seconds = movescu(target, ct_study, ct_series_uid)
                             move[name] = max(move[name], 0.0)
@@ -361,7 +371,7 @@ def main() -> None:
             for name in (t for t in targets if t != "noop-pynetdicom"):
                 run_dir = work / f"{name}-find"
                 run_dir.mkdir()
-                target = STARTERS[name](run_dir, dest_port)
+                target = starters[name](run_dir, dest_port)
                 try:
                     storescu(target, find_dirs)
                     results["find"][name] = find_latencies(target, args.find_repeat)  # type: ignore[index]

@@ -19,7 +19,7 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import numpy as np
 from pydicom import dcmread
@@ -51,6 +51,7 @@ from noctis_pacs.rendering import (
 )
 from storage.archive import Archive, InstanceLocation
 
+V = TypeVar("V")
 JPEG, PNG, OCTETS = "image/jpeg", "image/png", media.OCTET_STREAM
 IMAGE_TYPES = (JPEG, PNG)
 GEOMETRY_HEADERS = {
@@ -110,22 +111,22 @@ def _window(text: str | None) -> Window | None:
     return Window.parse(text) if text else None
 
 
-class ThumbnailCache:
-    """A small LRU of encoded thumbnails keyed by blob and parameters (blobs are immutable)."""
+class LruCache(Generic[V]):
+    """A small thread-safe LRU keyed by blob and parameters (blobs are immutable)."""
 
-    def __init__(self, max_entries: int = 1024) -> None:
+    def __init__(self, max_entries: int) -> None:
         self.max_entries = max_entries
-        self._items: OrderedDict[tuple[str, ...], bytes] = OrderedDict()
+        self._items: OrderedDict[tuple[str, ...], V] = OrderedDict()
         self._lock = threading.Lock()
 
-    def get(self, key: tuple[str, ...]) -> bytes | None:
+    def get(self, key: tuple[str, ...]) -> V | None:
         with self._lock:
             value = self._items.get(key)
             if value is not None:
                 self._items.move_to_end(key)
             return value
 
-    def put(self, key: tuple[str, ...], value: bytes) -> None:
+    def put(self, key: tuple[str, ...], value: V) -> None:
         with self._lock:
             self._items[key] = value
             self._items.move_to_end(key)
@@ -148,12 +149,18 @@ class Renderer:
         self.cache = cache
         self.thumbnail = Viewport(thumbnail_size, thumbnail_size)
         self.jpeg_quality = jpeg_quality
-        self.thumbnails = ThumbnailCache()
+        self.thumbnails: LruCache[bytes] = LruCache(1024)
+        self.headers: LruCache[Dataset] = LruCache(512)
 
     def header(self, location: InstanceLocation) -> Dataset:
-        """The header read from the blob (palette and VOI LUT data are bulk data)."""
-        with self.archive.open_blob(location) as fh:
-            return dcmread(fh, stop_before_pixels=True)
+        """The header read from the blob (palette and VOI LUT data are bulk data), cached."""
+        key = (location.blob_key,)
+        ds = self.headers.get(key)
+        if ds is None:
+            with self.archive.open_blob(location) as fh:
+                ds = dcmread(fh, stop_before_pixels=True)
+            self.headers.put(key, ds)
+        return ds
 
     def frame_image(
         self, location: InstanceLocation, number: int, window: Window | None

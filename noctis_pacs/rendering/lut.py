@@ -130,12 +130,20 @@ def _float(ds: Dataset, keyword: str, default: float) -> float:
 
 
 def window_linear(x: np.ndarray, window: Window) -> np.ndarray:
-    """LINEAR window (PS3.3 C.11.2.1.2.1), output 0..255 float32."""
+    """LINEAR window (PS3.3 C.11.2.1.2.1), output 0..255 float32.
+
+    Between the two thresholds the standard's line runs from Y_MIN to Y_MAX, so the
+    piecewise definition equals the line clipped to [Y_MIN, Y_MAX] (one pass, in place).
+    """
     c, w = window.center, window.width
-    y = ((x - (c - 0.5)) / (w - 1.0) + 0.5) * (Y_MAX - Y_MIN) + Y_MIN if w > 1 else x * 0
-    y = np.where(x <= c - 0.5 - (w - 1.0) / 2.0, Y_MIN, y)
-    y = np.where(x > c - 0.5 + (w - 1.0) / 2.0, Y_MAX, y)
-    return np.asarray(y, dtype=np.float32)
+    if w <= 1.0:
+        return np.where(x <= c - 0.5, np.float32(Y_MIN), np.float32(Y_MAX)).astype(np.float32)
+    scale = (Y_MAX - Y_MIN) / (w - 1.0)
+    offset = (0.5 - (c - 0.5) / (w - 1.0)) * (Y_MAX - Y_MIN) + Y_MIN
+    y: np.ndarray = np.multiply(x, np.float32(scale), dtype=np.float32)
+    y += np.float32(offset)
+    np.clip(y, Y_MIN, Y_MAX, out=y)
+    return y
 
 
 def window_linear_exact(x: np.ndarray, window: Window) -> np.ndarray:
@@ -177,7 +185,9 @@ def instance_window(ds: Dataset) -> Window | None:
 
 def to_uint8(y: np.ndarray) -> np.ndarray:
     """Round and clip a 0..255 float image to uint8."""
-    return np.asarray(np.clip(np.rint(y), Y_MIN, Y_MAX), dtype=np.uint8)
+    rounded: np.ndarray = np.rint(y)
+    np.clip(rounded, Y_MIN, Y_MAX, out=rounded)
+    return rounded.astype(np.uint8)
 
 
 def apply_voi(arr: np.ndarray, ds: Dataset, window: Window | None = None) -> np.ndarray:

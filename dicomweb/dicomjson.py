@@ -14,13 +14,24 @@ def element(vr: str, values: Sequence[Any] | None) -> dict[str, Any]:
     if not values:
         return out
     if vr == "PN":
-        out["Value"] = [{"Alphabetic": str(v)} if v not in (None, "") else None for v in values]
+        out["Value"] = [_person_name(str(v)) if v not in (None, "") else None for v in values]
     elif vr in ("IS", "US", "UL", "SS", "SL", "DS", "FL", "FD"):
         out["Value"] = [_number(v, vr) for v in values]
     elif vr == "SQ":
         out["Value"] = list(values)
     else:
         out["Value"] = [str(v) if v not in (None, "") else None for v in values]
+    return out
+
+
+def _person_name(value: str) -> dict[str, str]:
+    """PN as PS3.18 F.2.2: the Alphabetic, Ideographic and Phonetic groups (``=``-separated)."""
+    groups = value.split("=")
+    out = {"Alphabetic": groups[0]}
+    if len(groups) > 1 and groups[1]:
+        out["Ideographic"] = groups[1]
+    if len(groups) > 2 and groups[2]:
+        out["Phonetic"] = groups[2]
     return out
 
 

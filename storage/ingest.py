@@ -223,16 +223,6 @@ class Ingestor:
             )
             return outcome
         sha256 = writer.sha256
-        existing = self._existing(parsed.sop_instance_uid)
-        if existing is not None and (existing[2] == sha256 or not self.overwrite):
-            self.blobs.discard(writer)
-            outcome.status = Status.ALREADY_STORED
-            outcome.reason = (
-                "identical instance already stored"
-                if existing[2] == sha256
-                else "instance already stored; duplicates policy keeps the first"
-            )
-            return outcome
         metadata = header_metadata(parsed)
         key = self.blobs.commit(writer)
         record = build_record(
@@ -244,40 +234,43 @@ class Ingestor:
             origin=origin.as_dict(),
         )
         fault = self.fault_after_blob_commit
+        overwrite = self.overwrite
 
-        def index(conn: Connection) -> str | None:
-            replaced: str | None = None
+        def index(conn: Connection) -> tuple[str, str | None]:
+            """De-duplicate inside the transaction (no separate look-up beforehand)."""
             row = conn.one(Q("instance_by_sop"), {"sop_uid": parsed.sop_instance_uid})
+            replaced: str | None = None
             if row is not None:
                 if row[2] == sha256:
-                    return "identical"
+                    return "identical", None
+                if not overwrite:
+                    return "kept", None
                 replaced = str(row[1])
                 remove_instance(conn, row[0], row[3])
             insert_instance(conn, record)
             if fault is not None:
                 raise fault
-            return replaced
+            return "stored", replaced
 
         try:
-            replaced = self.writer.run(index)
+            result, replaced = self.writer.run(index)
         except Exception:
             self.blobs.delete(key)
             raise
-        if replaced == "identical":
+        if result != "stored":
             self.blobs.delete(key)
             outcome.status = Status.ALREADY_STORED
-            outcome.reason = "identical instance already stored"
+            outcome.reason = (
+                "identical instance already stored"
+                if result == "identical"
+                else "instance already stored; duplicates policy keeps the first"
+            )
             return outcome
         if replaced:
             self.blobs.delete(replaced)
             outcome.warnings.append("replaced an earlier instance with the same SOP Instance UID")
         outcome.status = Status.STORED
         return outcome
-
-    def _existing(self, sop_uid: str) -> tuple[int, str, str] | None:
-        with self.writer.db.reader() as conn:
-            row = conn.one(Q("instance_by_sop"), {"sop_uid": sop_uid})
-        return None if row is None else (int(row[0]), str(row[1]), str(row[2]))
 
 
 def _outcome_for(parsed: ParsedInstance) -> StoreOutcome:

@@ -7,14 +7,18 @@ one process until interrupted.
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import logging
+import os
 import signal
 import threading
 from typing import Any
 
 from noctis_pacs.events import WorkflowWorker
+from noctis_pacs.logs import configure_logging
 from noctis_pacs.metrics import Metrics, build_metrics
-from noctis_pacs.settings import Settings
+from noctis_pacs.settings import Settings, load_settings
 from storage.archive import Archive
 from storage.tracking import workflow_backends
 
@@ -31,6 +35,54 @@ def build_http_app(settings: Settings, archive: Archive, metrics: Metrics) -> An
     from dicomweb.app import create_app
 
     return create_app(settings=settings, archive=archive, metrics=metrics)
+
+
+#: How ``serve`` hands its settings to HTTP worker processes (``http.workers`` > 1).
+SETTINGS_ENV = "NOCTIS_SETTINGS_JSON"
+
+
+def settings_json(settings: Settings) -> str:
+    return json.dumps(dataclasses.asdict(settings))
+
+
+def http_worker_app() -> Any:
+    """uvicorn factory for HTTP worker processes: each builds its own archive and app
+    from the settings ``serve`` resolved (flags, environment and file already merged)."""
+    settings = load_settings(environ={}, overrides=json.loads(os.environ[SETTINGS_ENV]))
+    configure_logging(settings.logging.level, settings.logging.format)
+    return build_http_app(settings, Archive(settings), build_metrics())
+
+
+def run_http(settings: Settings, archive: Archive, metrics: Metrics) -> None:
+    """Serve HTTP until interrupted: in this process, or in ``http.workers`` processes
+    sharing the port (each with its own index connections; /metrics then reports the
+    worker that answers, so scrape the DIMSE and workflow figures from one process)."""
+    import uvicorn
+
+    common: dict[str, Any] = {
+        "host": settings.http.host,
+        "port": settings.http.port,
+        "log_level": "warning",
+        "access_log": False,
+        "timeout_graceful_shutdown": 5,
+    }
+    log.info(
+        "HTTP listening on %s:%d (%d worker(s))",
+        settings.http.host,
+        settings.http.port,
+        settings.http.workers,
+    )
+    if settings.http.workers > 1:
+        os.environ[SETTINGS_ENV] = settings_json(settings)
+        uvicorn.run(
+            "noctis_pacs.server:http_worker_app",
+            factory=True,
+            workers=settings.http.workers,
+            **common,
+        )
+        return
+    app = build_http_app(settings, archive, metrics)
+    uvicorn.Server(uvicorn.Config(app, lifespan="on", **common)).run()
 
 
 def serve(settings: Settings, *, http: bool = True, dimse: bool = True) -> None:
@@ -55,20 +107,7 @@ def serve(settings: Settings, *, http: bool = True, dimse: bool = True) -> None:
                 settings.dimse.port,
             )
         if http and settings.http.enabled:
-            import uvicorn
-
-            app = build_http_app(settings, archive, metrics)
-            config = uvicorn.Config(
-                app,
-                host=settings.http.host,
-                port=settings.http.port,
-                log_level="warning",
-                access_log=False,
-                lifespan="on",
-                timeout_graceful_shutdown=5,
-            )
-            log.info("HTTP listening on %s:%d", settings.http.host, settings.http.port)
-            uvicorn.Server(config).run()
+            run_http(settings, archive, metrics)
         else:
             stop = threading.Event()
             for sig in (signal.SIGINT, signal.SIGTERM):

@@ -291,6 +291,12 @@ def _validate(settings: Settings) -> None:
     url = settings.db_url
     if not (url.startswith("sqlite:///") or url.startswith(("postgresql://", "postgres://"))):
         raise SettingsError(f"storage.db: {url!r} is neither sqlite:///PATH nor postgresql://...")
+    for where, count in (
+        ("http.workers", settings.http.workers),
+        ("dimse.workers", settings.dimse.workers),
+    ):
+        if not 1 <= count <= 64:
+            raise SettingsError(f"{where}: {count} is not between 1 and 64")
     if settings.query.max_results < 1:
         raise SettingsError("query.max_results: must be at least 1")
     tls = settings.dimse

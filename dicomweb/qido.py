@@ -33,7 +33,7 @@ from noctis_pacs.model import (
     build_match,
     resolve_keyword,
 )
-from storage.archive import QueryError
+from storage.archive import MAX_INTEGER, QueryError
 
 _STUDY_FIELDS = (
     "StudyDate",
@@ -92,6 +92,8 @@ def _positive_int(name: str, text: str, minimum: int) -> int:
         raise BadRequest(f"{name}={text!r} is not an integer") from None
     if value < minimum:
         raise BadRequest(f"{name}={value} must be at least {minimum}")
+    if value > MAX_INTEGER:
+        raise BadRequest(f"{name}={value} is larger than {MAX_INTEGER}")
     return value
 
 

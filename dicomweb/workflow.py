@@ -23,7 +23,7 @@ from noctis_pacs.settings import Settings
 from noctis_pacs.workflow.events import KINDS
 from noctis_pacs.workflow.items import WorklistValidationError
 from noctis_pacs.workflow.mwl import list_query
-from storage.archive import Archive
+from storage.archive import MAX_INTEGER, Archive
 from storage.mpps import MppsStore
 from storage.query import QueryError
 from storage.tracking import StudyTracker
@@ -167,6 +167,8 @@ def workflow_routes(*, settings: Settings, archive: Archive) -> list[BaseRoute]:
             last = int(resume) if resume else await run_in_threadpool(events.last_id)
         except ValueError:
             return error_response(400, "Last-Event-ID must be an event id")
+        if not 0 <= last <= MAX_INTEGER:
+            return error_response(400, "Last-Event-ID is out of range")
         poll = settings.workflow.poll_interval_seconds
 
         async def frames() -> AsyncIterator[str]:

@@ -21,13 +21,14 @@ from storage.db import Connection, Database, open_database
 from storage.index import Q, remove_instance
 from storage.ingest import Ingestor, Origin, Status, StoreOutcome
 from storage.parse import BASE_URL_PLACEHOLDER, ParseError
-from storage.query import LOCATOR_COLUMNS, Compiler, QueryError, row_to_dict
+from storage.query import LOCATOR_COLUMNS, MAX_INTEGER, Compiler, QueryError, row_to_dict
 from storage.schema import ensure_schema
 from storage.writer import IndexWriter
 
 log = logging.getLogger("noctis.storage")
 
 __all__ = [
+    "MAX_INTEGER",
     "Archive",
     "BlobWriter",
     "StorageFullError",

@@ -8,6 +8,7 @@ sub-query, keys above it a join (relational queries).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -99,6 +100,11 @@ LOCATOR_COLUMNS = (
 )
 
 
+#: Integer keys and paging stay within a signed 32-bit range (IS is at most 12 characters,
+#: PS3.5 6.2; the index columns are 64-bit).
+MAX_INTEGER = 2**31 - 1
+
+
 class QueryError(ValueError):
     """A key cannot be matched as given; the message names the key."""
 
@@ -126,11 +132,21 @@ def _like_pattern(value: str) -> str:
     return "".join(out)
 
 
-def _range_bound(vr: str, value: str, high: bool) -> str:
+_DA = re.compile(r"^\d{8}$")
+_TM = re.compile(r"^\d{2}(\d{2}(\d{2}(\.\d{1,6})?)?)?$")
+
+
+def _range_bound(vr: str, value: str, high: bool, keyword: str = "") -> str:
+    """A range bound in the index's form; ``QueryError`` for one that is not a DA / TM."""
     text = value.strip()
     if vr == "DA":
-        return text.replace(".", "").replace("-", "")
+        text = text.replace(".", "")  # ACR-NEMA YYYY.MM.DD
+        if not _DA.match(text):
+            raise QueryError(f"{keyword}: {value!r} is not a date YYYYMMDD (PS3.5 6.2)")
+        return text
     if vr == "TM":
+        if not _TM.match(text.replace(":", "")):
+            raise QueryError(f"{keyword}: {value!r} is not a time HHMMSS.FFFFFF (PS3.5 6.2)")
         head, dot, frac = text.replace(":", "").partition(".")
         if high:
             return head.ljust(6, "9") + (dot + frac if frac else ".999999")
@@ -169,9 +185,12 @@ def match_condition(
     def value_of(text: str) -> Any:
         if column.integer:
             try:
-                return int(text)
+                number = int(text)
             except ValueError:
                 raise QueryError(f"{match.keyword}: {text!r} is not an integer") from None
+            if not -MAX_INTEGER <= number <= MAX_INTEGER:
+                raise QueryError(f"{match.keyword}: {text!r} is out of range")
+            return number
         if pn_ci:
             return normalise_pn(text)
         if vr == "TM":
@@ -206,9 +225,9 @@ def match_condition(
             raise QueryError(f"{match.keyword}: a range needs at least one bound")
         clauses = [f"{col} <> ''"]
         if low:
-            clauses.append(f"{col} >= {param(_range_bound(vr, low, False))}")
+            clauses.append(f"{col} >= {param(_range_bound(vr, low, False, match.keyword))}")
         if high:
-            clauses.append(f"{col} <= {param(_range_bound(vr, high, True))}")
+            clauses.append(f"{col} <= {param(_range_bound(vr, high, True, match.keyword))}")
         return "(" + " AND ".join(clauses) + ")"
     raise QueryError(f"{match.keyword}: unsupported matching")
 
@@ -339,7 +358,7 @@ class Compiler:
         base = f"FROM {_FROM[level]}{where_sql}"
         sql = (
             f"SELECT {columns} {base} ORDER BY {', '.join(order)}"
-            f" LIMIT {int(limit) + 1} OFFSET {int(max(query.offset, 0))}"
+            f" LIMIT {int(limit) + 1} OFFSET {int(min(max(query.offset, 0), MAX_INTEGER))}"
         )
         return Compiled(
             sql=sql,

@@ -457,3 +457,19 @@ def test_health_and_metrics(server: RunningServer) -> None:
     )
     assert "1.2.826" not in text  # route templates, never UIDs
     json.loads(httpx.get(f"{server.http_url}/healthz").text)
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "offset=99999999999999999999",
+        "limit=99999999999999999999",
+        "SeriesNumber=99999999999999999999",
+        "StudyDate=2024-2023-2022",
+    ],
+)
+def test_absurd_numbers_are_400_not_500(server: RunningServer, query: str) -> None:
+    """PS3.18 10.6.1.2 / 8.5: a query parameter out of range is a 400 that says which."""
+    response = httpx.get(f"{server.dicomweb_url}/series?{query}", timeout=30)
+    assert response.status_code == 400, response.text
+    assert response.json()["detail"]

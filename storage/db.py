@@ -128,7 +128,12 @@ class Database:
 
 
 class SqliteDatabase(Database):
-    """SQLite in WAL mode; one connection per thread, writes serialised per process."""
+    """SQLite in WAL mode; one connection per live thread, writes serialised per process.
+
+    Association and threadpool threads come and go: a connection whose thread has
+    ended is closed when the next thread opens one, so connections stay bounded by
+    the threads alive at a time.
+    """
 
     dialect = "sqlite"
     placeholder = "?"
@@ -139,11 +144,12 @@ class SqliteDatabase(Database):
         path.parent.mkdir(parents=True, exist_ok=True)
         self._local = threading.local()
         self._write_lock = threading.RLock()
-        self._all: list[sqlite3.Connection] = []
+        self._by_thread: dict[threading.Thread, sqlite3.Connection] = {}
         self._all_lock = threading.Lock()
         conn = self._connect()
         conn.execute("PRAGMA journal_mode=WAL")
         conn.commit()
+        self._local.conn = Connection(conn, "sqlite")
 
     def url_for_logs(self) -> str:
         return f"sqlite:///{self.path}"
@@ -159,7 +165,10 @@ class SqliteDatabase(Database):
         conn.execute("PRAGMA cache_size=-65536")
         conn.execute("PRAGMA temp_store=MEMORY")
         with self._all_lock:
-            self._all.append(conn)
+            for thread in [t for t in self._by_thread if not t.is_alive()]:
+                with suppress(sqlite3.Error):
+                    self._by_thread.pop(thread).close()
+            self._by_thread[threading.current_thread()] = conn
         return conn
 
     def _thread_conn(self) -> Connection:
@@ -190,10 +199,14 @@ class SqliteDatabase(Database):
 
     def close(self) -> None:
         with self._all_lock:
-            for conn in self._all:
+            for conn in self._by_thread.values():
                 with suppress(sqlite3.Error):
                     conn.close()
-            self._all.clear()
+            self._by_thread.clear()
+
+    def open_connections(self) -> int:
+        with self._all_lock:
+            return len(self._by_thread)
 
 
 class PostgresDatabase(Database):

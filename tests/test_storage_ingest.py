@@ -254,3 +254,20 @@ def _q(level: str, **keys: str):  # type: ignore[no-untyped-def]
     return Query(
         level=Level.parse(level), matches=tuple(build_match(k, v) for k, v in keys.items())
     )
+
+
+def test_sqlite_connections_of_ended_threads_are_closed(tmp_path: Path) -> None:
+    """Association and threadpool threads come and go; their connections must not pile up."""
+    import threading
+
+    from tests.conftest import db_url_for, make_settings
+
+    archive = Archive(make_settings(tmp_path / "d", db_url_for("sqlite", tmp_path / "d")))
+    try:
+        for _ in range(40):
+            thread = threading.Thread(target=archive.stats)
+            thread.start()
+            thread.join()
+        assert archive.db.open_connections() <= 4  # type: ignore[attr-defined]
+    finally:
+        archive.close()

@@ -274,16 +274,21 @@ class Archive:
             return 0
         uids = [loc.sop_uid for loc in locations]
 
-        def work(conn: Connection) -> None:
+        def work(conn: Connection) -> list[str]:
+            # The blob keys are read in the transaction that removes the rows, so an
+            # instance replaced meanwhile loses its current blob, not an older one.
+            removed = []
             for uid in uids:
                 row = conn.one(Q("instance_by_sop"), {"sop_uid": uid})
                 if row is not None:
                     remove_instance(conn, row[0], row[3])
+                    removed.append(str(row[1]))
+            return removed
 
-        self.writer.run(work)
-        for loc in locations:
-            self.blobs.delete(loc.blob_key)
-        return len(locations)
+        keys: list[str] = self.writer.run(work)
+        for key in keys:
+            self.blobs.delete(key)
+        return len(keys)
 
     def stats(self) -> dict[str, int]:
         with self.db.reader() as conn:

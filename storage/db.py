@@ -239,7 +239,11 @@ class PostgresDatabase(Database):
     def _new(self) -> Any:
         conn = self._psycopg.connect(self.url, autocommit=False)
         if self.schema:
-            conn.execute(f'SET search_path TO "{self.schema}"')
+            conn.execute(
+                self._psycopg.sql.SQL("SET search_path TO {}").format(
+                    self._psycopg.sql.Identifier(self.schema)
+                )
+            )
             conn.commit()
         with self._lock:
             self._size += 1

@@ -204,6 +204,10 @@ def insert_instance(conn: Connection, record: InstanceRecord) -> None:
     conn.execute(
         Q("patient_add"), {"n": 1, "s": new_series, "st": new_study, "id": study_patient_fk}
     )
+    if patient_fk != study_patient_fk:
+        # The study belongs to the patient it arrived with first; a patient row upserted
+        # for another Patient ID in this instance stays only if something else uses it.
+        conn.execute(Q("patient_delete_if_empty"), {"id": patient_fk})
     sop_class = record.instance["sop_class_uid"]
     if new_series or f"\\{sop_class}\\" not in sop_classes:
         _refresh_lists(conn, study_fk)

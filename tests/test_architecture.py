@@ -35,10 +35,42 @@ def test_protocols_never_import_each_other() -> None:
         assert "dimse" not in _imports(path), path
 
 
+#: The pure modules of noctis_pacs (no I/O of their own) that storage and the protocols use.
+PURE = (
+    "noctis_pacs.model",
+    "noctis_pacs.settings",
+    "noctis_pacs.metrics",
+    "noctis_pacs.logs",
+    "noctis_pacs.workflow",
+    "noctis_pacs.rendering",
+)
+
+
+def _full_imports(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text(), filename=str(path))
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            assert node.level == 0, f"{path}: relative import"
+            names.add(node.module)
+    return names
+
+
 def test_storage_imports_no_protocol() -> None:
     for path in _files("storage"):
         imports = _imports(path)
         assert not imports & {"dimse", "dicomweb"}, path
+
+
+def test_storage_and_protocols_use_only_pure_application_modules() -> None:
+    """storage, dimse and dicomweb may import noctis_pacs' pure modules, never the wiring."""
+    for package in ("storage", "dimse", "dicomweb"):
+        for path in _files(package):
+            for name in _full_imports(path):
+                if name.split(".")[0] == "noctis_pacs":
+                    assert name.startswith(PURE), (path, name)
 
 
 def test_only_the_wiring_imports_protocols_and_storage() -> None:

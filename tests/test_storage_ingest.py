@@ -271,3 +271,13 @@ def test_sqlite_connections_of_ended_threads_are_closed(tmp_path: Path) -> None:
         assert archive.db.open_connections() <= 4  # type: ignore[attr-defined]
     finally:
         archive.close()
+
+
+def test_patient_id_change_within_a_study_leaves_no_empty_patient(archive: Archive) -> None:
+    """A study stays with its first patient; no orphan patient row for the other ID."""
+    study = uid()
+    archive.store_bytes(make_instance(study_uid=study, patient_id="FIRST"), ORIGIN)
+    archive.store_bytes(make_instance(study_uid=study, patient_id="SECOND"), ORIGIN)
+    patients = archive.query(_q("PATIENT")).rows
+    assert [p["PatientID"] for p in patients] == ["FIRST"]
+    assert patients[0]["NumberOfPatientRelatedInstances"] == 2

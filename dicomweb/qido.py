@@ -52,6 +52,9 @@ _STUDY_FIELDS = (
     "NumberOfStudyRelatedSeries",
     "NumberOfStudyRelatedInstances",
 )
+#: Returned as a sequence built from its flattened item keys (PS3.18 Table 10.6.3-4).
+REQUEST_ATTRIBUTES = "RequestAttributesSequence"
+_REQUEST_ITEM_KEYS = ("RequestedProcedureID", "ScheduledProcedureStepID")
 _SERIES_FIELDS = (
     "StudyInstanceUID",
     "Modality",
@@ -61,6 +64,8 @@ _SERIES_FIELDS = (
     "NumberOfSeriesRelatedInstances",
     "PerformedProcedureStepStartDate",
     "PerformedProcedureStepStartTime",
+    "TimezoneOffsetFromUTC",
+    REQUEST_ATTRIBUTES,
 )
 _INSTANCE_FIELDS = (
     "StudyInstanceUID",
@@ -72,6 +77,7 @@ _INSTANCE_FIELDS = (
     "Columns",
     "BitsAllocated",
     "NumberOfFrames",
+    "TimezoneOffsetFromUTC",
 )
 #: Return attributes (PS3.18 Tables 10.6.3-3, -4, -5); a query without the
 #: parent's UID also returns the parent levels' attributes (PS3.18 10.6.3.3).
@@ -265,10 +271,22 @@ def _fields(
     return ordered
 
 
+def _request_attributes(row: dict[str, object]) -> dict[str, object]:
+    item = {
+        f"{BY_KEYWORD[k].tag:08X}": single("SH", row.get(k, ""))
+        for k in _REQUEST_ITEM_KEYS
+        if row.get(k)
+    }
+    return {"vr": "SQ", "Value": [item]} if item else {"vr": "SQ"}
+
+
 def _dataset(row: dict[str, object], fields: list[str], level: Level, base: str) -> JsonDataset:
     out: JsonDataset = {media.TAG_SPECIFIC_CHARACTER_SET: _UTF8}
     for keyword in fields:
-        if keyword not in row:
+        if keyword == REQUEST_ATTRIBUTES:
+            out[media.TAG_REQUEST_ATTRIBUTES_SEQUENCE] = _request_attributes(row)
+            continue
+        if keyword not in row or keyword in _REQUEST_ITEM_KEYS:
             continue
         attribute = BY_KEYWORD[keyword]
         out[f"{attribute.tag:08X}"] = single(attribute.vr, row[keyword])

@@ -102,6 +102,10 @@ ATTRIBUTES: tuple[Attribute, ...] = (
     Attribute("PerformedProcedureStepStartDate", "DA", _SE, "series.pps_start_date"),
     Attribute("PerformedProcedureStepStartTime", "TM", _SE, "series.pps_start_time"),
     Attribute("NumberOfSeriesRelatedInstances", "IS", _SE, "series.num_instances", counter=True),
+    # The first Request Attributes Sequence item, flattened (PS3.18 Table 10.6.3-4
+    # returns the sequence; C-FIND and QIDO-RS also match on it, PS3.4 C.2.2.2.6).
+    Attribute("RequestedProcedureID", "SH", _SE, "series.requested_procedure_id"),
+    Attribute("ScheduledProcedureStepID", "SH", _SE, "series.scheduled_procedure_step_id"),
     # Instance level (PS3.4 C.6.1.1.5, PS3.18 Table 10.6.1-7)
     Attribute("SOPInstanceUID", "UI", _I, "instances.sop_uid", unique=True),
     Attribute("SOPClassUID", "UI", _I, "instances.sop_class_uid"),

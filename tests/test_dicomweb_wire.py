@@ -473,3 +473,39 @@ def test_absurd_numbers_are_400_not_500(server: RunningServer, query: str) -> No
     response = httpx.get(f"{server.dicomweb_url}/series?{query}", timeout=30)
     assert response.status_code == 400, response.text
     assert response.json()["detail"]
+
+
+def test_series_and_instance_required_return_attributes(server: RunningServer) -> None:
+    """PS3.18 Tables 10.6.3-4 and -5: TimezoneOffsetFromUTC and the Request Attributes
+    Sequence (with its Requested Procedure ID / Scheduled Procedure Step ID) are returned."""
+    from pydicom.dataset import Dataset
+    from pydicom.sequence import Sequence
+
+    from tests.factory import make_dataset, to_bytes
+
+    ds = make_dataset(TimezoneOffsetFromUTC="+0100")
+    item = Dataset()
+    item.RequestedProcedureID = "RP1"
+    item.ScheduledProcedureStepID = "SPS1"
+    ds.RequestAttributesSequence = Sequence([item])
+    response = httpx.post(
+        f"{server.dicomweb_url}/studies",
+        content=to_bytes(ds),
+        headers={"Content-Type": "application/dicom"},
+        timeout=30,
+    )
+    assert response.status_code == 200
+    (series,) = httpx.get(f"{server.dicomweb_url}/studies/{ds.StudyInstanceUID}/series").json()
+    assert series["00080201"]["Value"] == ["+0100"]
+    request = series["00400275"]["Value"][0]
+    assert request["00401001"]["Value"] == ["RP1"] and request["00400009"]["Value"] == ["SPS1"]
+    assert "00401001" not in series
+    (instance,) = httpx.get(
+        f"{server.dicomweb_url}/instances", params={"SOPInstanceUID": ds.SOPInstanceUID}
+    ).json()
+    assert instance["00080201"]["Value"] == ["+0100"]
+    matched = httpx.get(
+        f"{server.dicomweb_url}/series",
+        params={"ScheduledProcedureStepID": "SPS1", "StudyInstanceUID": ds.StudyInstanceUID},
+    ).json()
+    assert len(matched) == 1

@@ -22,12 +22,13 @@ from pynetdicom import build_context, evt
 from dimse import status as st
 from dimse.access import RETRIEVE, AccessPolicy, calling_ae_of
 from dimse.convert import FALLBACKS, ConversionError, choose_syntax, load_for
-from dimse.identifier import MODELS, parse_identifier
+from dimse.identifier import MODELS, IdentifierError, parse_identifier
 from dimse.observe import Operation, bind_context
+from dimse.store import status_dataset
 from dimse.transport import set_nodelay
 from noctis_pacs.metrics import Metrics
 from noctis_pacs.settings import RemoteAE, Settings
-from storage.archive import Archive, InstanceLocation
+from storage.archive import Archive, InstanceLocation, QueryError
 
 log = logging.getLogger("noctis.dimse.retrieve")
 
@@ -102,6 +103,31 @@ def _prepare(archive: Archive, location: InstanceLocation, accepted: set[str]) -
     return stub
 
 
+class RefusedError(RuntimeError):
+    """A C-MOVE that cannot proceed (permission, identifier); pynetdicom reports Cxxx."""
+
+
+def _locate_or_refuse(
+    event: Any, archive: Archive, policy: AccessPolicy, settings: Settings
+) -> tuple[list[InstanceLocation], tuple[int, str] | None]:
+    """The instances to send, or the refusal (status, comment) to answer with:
+    0x0124 for a caller without retrieve permission (PS3.7 C.5.3), 0xA900 for an
+    identifier that does not match the SOP class (PS3.4 C.4.2.1.5, C.4.3.1.4)."""
+    if not policy.allows(calling_ae_of(event.assoc), RETRIEVE):
+        return [], (st.REFUSED_NOT_AUTHORIZED, "retrieve not permitted for this AE")
+    try:
+        return locate(event, archive, settings), None
+    except (IdentifierError, QueryError) as exc:
+        return [], (st.QR_IDENTIFIER_MISMATCH, str(exc))
+
+
+def _refusal(code: int, comment: str) -> Iterator[Any]:
+    """pynetdicom answers Success to zero sub-operations, so a refusal announces one
+    and then fails it with ``code`` before any is attempted."""
+    yield 1
+    yield status_dataset(code, comment), None
+
+
 def _destination(settings: Settings, ae_title: str) -> RemoteAE | None:
     for remote in settings.dimse.remotes.values():
         if remote.ae_title.strip() == ae_title.strip():
@@ -117,15 +143,20 @@ def handle_move(
     operation = Operation(metrics, "C-MOVE")
     final = st.SUCCESS
     try:
-        if not policy.allows(calling_ae_of(event.assoc), RETRIEVE):
-            raise PermissionError("retrieve not permitted for this AE")
         destination = _destination(settings, str(event.move_destination or ""))
         if destination is None:
             final = st.MOVE_DESTINATION_UNKNOWN
             log.warning("C-MOVE to an unknown destination AE")
             yield None, None
             return
-        locations = locate(event, archive, settings)
+        locations, refused = _locate_or_refuse(event, archive, policy, settings)
+        if refused is not None:
+            # pynetdicom answers zero sub-operations with Success and opens the
+            # sub-association before reading any status, so a refused C-MOVE ends in its
+            # "unable to process" failure (Cxxx, allowed by PS3.4 C.4.2.1.5) instead.
+            final = refused[0]
+            log.warning("C-MOVE refused: %s", refused[1])
+            raise RefusedError(refused[1])
         holder = SubAssociation()
         yield (
             destination.host,
@@ -163,9 +194,11 @@ def handle_get(
     operation = Operation(metrics, "C-GET")
     final = st.SUCCESS
     try:
-        if not policy.allows(calling_ae_of(event.assoc), RETRIEVE):
-            raise PermissionError("retrieve not permitted for this AE")
-        locations = locate(event, archive, settings)
+        locations, refused = _locate_or_refuse(event, archive, policy, settings)
+        if refused is not None:
+            final = refused[0]
+            yield from _refusal(*refused)
+            return
         yield len(locations)
         for location in locations:
             if event.is_cancelled:

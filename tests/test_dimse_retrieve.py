@@ -268,3 +268,22 @@ def test_get_with_role_selection_and_conversion(corpus: Corpus) -> None:
     for ds in received:
         assert ds.file_meta.TransferSyntaxUID == ImplicitVRLittleEndian
         assert ds.pixel_array.size > 0
+
+
+def test_move_and_get_with_a_bad_identifier_fail(corpus: Corpus) -> None:
+    """PS3.4 C.4.3.1.4: an identifier that does not match the SOP class (no Query/Retrieve
+    Level) is A900 for C-GET; C-MOVE fails with an "unable to process" Cxxx status
+    (C.4.2.1.5; pynetdicom allows no other before the sub-association); nothing is sent."""
+    bad = Dataset()
+    bad.StudyInstanceUID = corpus.compressed_study
+    before = len(corpus.py.received)
+    statuses = [status.Status for status, _ in _move(corpus, bad, "PYDEST")]
+    assert 0xC000 <= statuses[-1] <= 0xCFFF
+    assoc = associate(corpus.server.dimse_port, [build_context(StudyRootGet)])
+    assert assoc.is_established
+    try:
+        statuses = [status.Status for status, _ in assoc.send_c_get(bad, StudyRootGet)]
+    finally:
+        assoc.release()
+    assert statuses[-1] == 0xA900
+    assert len(corpus.py.received) == before

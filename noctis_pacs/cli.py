@@ -251,7 +251,8 @@ def cmd_reindex(args: argparse.Namespace, settings: Settings) -> int:
     finally:
         archive.close()
     print(
-        f"indexed {report['indexed']} of {report['blobs']} blob(s); "
+        f"indexed {report['indexed']} of {report['blobs']} blob(s) ({report['added']} added, "
+        f"{report['removed']} index entries without a blob removed); "
         f"{len(report['skipped'])} unreadable, {len(report['duplicates'])} duplicate(s)"
     )
     for item in report["skipped"][:20]:

@@ -331,19 +331,22 @@ class Archive:
         }
 
     def reindex(self, progress: Progress | None = None) -> dict[str, Any]:
-        """Rebuild the index from the blobs (the blobs stay where they are)."""
+        """Reconcile the index with the blobs, in place (the archive keeps answering):
+        every blob not indexed is parsed and indexed, every index row whose blob is gone
+        is removed; rows already right are kept with their origin and receive time."""
         from storage.index import build_record, insert_instance
         from storage.parse import header_metadata, read_header
 
-        def clear(conn: Connection) -> None:
-            for table in ("instances", "series", "studies", "patients"):
-                conn.execute(f"DELETE FROM {table}")
-
-        self.writer.run(clear)
+        indexed_keys = {key: sop for sop, key, _, _ in self.indexed_blobs()}
         keys = list(self.blobs.iter_keys())
-        indexed, skipped = 0, []
+        on_disk = set(keys)
+        added, skipped, duplicates = 0, [], []
         futures = []
         for n, key in enumerate(keys, 1):
+            if progress:
+                progress(n, len(keys))
+            if key in indexed_keys:
+                continue
             path = self.blobs.local_path(key)
             size = path.stat().st_size
             digest = hashlib.sha256()
@@ -369,22 +372,31 @@ class Archive:
                 conn: Connection, record: Any = record, uid: str = parsed.sop_instance_uid
             ) -> bool:
                 if conn.one(Q("instance_by_sop"), {"sop_uid": uid}) is not None:
-                    return False
+                    return False  # another blob holds this SOP Instance UID: keep that one
                 insert_instance(conn, record)
                 return True
 
             futures.append((key, self.writer.submit(job)))
-            if progress:
-                progress(n, len(keys))
-        duplicates = []
         for key, future in futures:
             if future.result():
-                indexed += 1
+                added += 1
             else:
                 duplicates.append(key)
+        gone = [sop for key, sop in indexed_keys.items() if key not in on_disk]
+
+        def remove(conn: Connection) -> None:
+            for sop in gone:
+                row = conn.one(Q("instance_by_sop"), {"sop_uid": sop})
+                if row is not None and str(row[1]) not in on_disk:
+                    remove_instance(conn, row[0], row[3])
+
+        if gone:
+            self.writer.run(remove)
         return {
             "blobs": len(keys),
-            "indexed": indexed,
+            "indexed": len(keys) - len(skipped) - len(duplicates),
+            "added": added,
+            "removed": len(gone),
             "skipped": skipped,
             "duplicates": duplicates,
         }

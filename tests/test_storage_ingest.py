@@ -178,11 +178,27 @@ def test_verify_and_reindex_round_trip(archive: Archive) -> None:
         archive.store_bytes(make_instance(), ORIGIN)
     before = archive.stats()
     report = archive.reindex()
-    assert report["indexed"] == 5 and not report["skipped"]
+    assert report["indexed"] == 5 and report["added"] == 0 and not report["skipped"]
     assert archive.stats() == before
     assert archive.verify()["ok"]
+    # A lost index is rebuilt from the blobs; an index entry whose blob is gone is dropped.
+    archive.writer.run(
+        lambda conn: [
+            conn.execute(f"DELETE FROM {t}") for t in ("instances", "series", "studies", "patients")
+        ]
+    )
+    assert archive.stats()["instances"] == 0
+    report = archive.reindex()
+    assert report["added"] == 5 and archive.stats() == before
+    victim = next(iter(archive.blobs.iter_keys()))
+    archive.blobs.delete(victim)
+    report = archive.reindex()
+    assert report["removed"] == 1 and archive.stats()["instances"] == 4
+    assert archive.verify()["ok"]
+    archive.store_bytes(make_instance(), ORIGIN)  # back to five blobs
     # A blob corrupted on disk, and one removed, are both reported.
     keys = list(archive.blobs.iter_keys())
+    assert len(keys) == 5
     archive.blobs.local_path(keys[0]).write_bytes(b"corrupted")
     archive.blobs.local_path(keys[1]).unlink()
     report = archive.verify()

@@ -27,17 +27,21 @@ class Context:
     metrics: Metrics
 
 
-#: PS3.5 9.1 / 6.2 (UI VR): dot-separated numeric components, at most 64 characters.
-_UID = re.compile(r"^(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))*$")
+#: PS3.5 9.1 / 6.2 (UI VR): dot-separated numeric components.
 _LENIENT_UID = re.compile(r"^[0-9]+(\.[0-9]+)*$")
+
+
+#: Twice PS3.5's 64 characters: what real files carry, not what the standard allows.
+MAX_UID_LENGTH = 128
 
 
 def check_uid(value: str, what: str) -> str:
     """``value`` when it is a UID; 400 naming ``what`` otherwise.
 
-    Leading zeros in components are tolerated (real files carry them).
+    Leading zeros in components and UIDs longer than PS3.5's 64 characters are
+    tolerated: the archive stores instances as received, so it must find them too.
     """
-    if len(value) > 64 or not _LENIENT_UID.match(value):
+    if len(value) > MAX_UID_LENGTH or not _LENIENT_UID.match(value):
         raise BadRequest(f"{what} {value[:80]!r} is not a valid UID (PS3.5 9.1)")
     return value
 

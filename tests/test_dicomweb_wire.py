@@ -509,3 +509,26 @@ def test_series_and_instance_required_return_attributes(server: RunningServer) -
         params={"ScheduledProcedureStepID": "SPS1", "StudyInstanceUID": ds.StudyInstanceUID},
     ).json()
     assert len(matched) == 1
+
+
+def test_instance_with_an_overlong_uid_is_still_retrievable(server: RunningServer) -> None:
+    """Stored as received, found as stored: a 70-character SOP Instance UID (beyond
+    PS3.5 9.1's 64) is retrievable; a non-numeric UID is a 400 (PS3.18 8.5)."""
+    from tests.factory import make_dataset, to_bytes
+
+    ds = make_dataset(sop_uid="1.2.826.0.1.3680043.10.1337." + "1" * 42)
+    assert len(ds.SOPInstanceUID) == 70
+    stored = httpx.post(
+        f"{server.dicomweb_url}/studies",
+        content=to_bytes(ds),
+        headers={"Content-Type": "application/dicom"},
+        timeout=30,
+    )
+    assert stored.status_code == 200
+    url = (
+        f"{server.dicomweb_url}/studies/{ds.StudyInstanceUID}/series/"
+        f"{ds.SeriesInstanceUID}/instances/{ds.SOPInstanceUID}/metadata"
+    )
+    assert httpx.get(url).status_code == 200
+    bad = url.replace(ds.SOPInstanceUID, "1.2.abc")
+    assert httpx.get(bad).status_code == 400

@@ -36,7 +36,7 @@ from dicomweb.multipart import (
 )
 from dicomweb.negotiation import parse_accept
 from dicomweb.resources import Context, check_uid, public_base
-from storage.archive import BlobWriter, Origin, Status, StorageFullError, StoreOutcome
+from storage.archive import SMALL_BLOB, BlobWriter, Origin, Status, StorageFullError, StoreOutcome
 from storage.ingest import RejectKind
 
 log = logging.getLogger("noctis.dicomweb.stow")
@@ -85,11 +85,16 @@ class _Upload:
         except StorageFullError as exc:
             self.refused = (str(exc), Status.STORAGE_FULL)
 
-    def write(self, data: bytes) -> None:
+    async def write(self, data: bytes) -> None:
+        """Small parts collect in memory on the event loop; once a part is past
+        ``SMALL_BLOB`` its bytes go to disk from the threadpool, never blocking the loop."""
         if self.current is None:
             return
         try:
-            self.current.write(data)
+            if self.current.size + len(data) <= SMALL_BLOB:
+                self.current.write(data)
+            else:
+                await run_in_threadpool(self.current.write, data)
         except StorageFullError as exc:
             self.ctx.archive.abort_blob(self.current)
             self.current = None
@@ -183,7 +188,7 @@ def _check_accept(accept: str | None) -> None:
 async def _receive_single(request: Request, upload: _Upload, limit: int) -> None:
     upload.begin(media.DICOM)
     async for chunk in _limited(request, limit):
-        upload.write(chunk)
+        await upload.write(chunk)
     upload.end()
 
 
@@ -204,7 +209,7 @@ async def _receive_multipart(
         async for chunk in _limited(request, limit):
             for event in parser.feed(chunk):
                 if type(event) is PartData:
-                    upload.write(event.data)
+                    await upload.write(event.data)
                 elif type(event) is PartStart:
                     upload.begin(event.content_type)
                 elif type(event) is PartEnd:

@@ -16,7 +16,7 @@ from typing import Any, BinaryIO
 
 from noctis_pacs.model import Level, Match, MatchKind, Query, QueryResult
 from noctis_pacs.settings import Settings
-from storage.blobstore import BlobWriter, FileSystemBlobStore, StorageFullError
+from storage.blobstore import SMALL_BLOB, BlobWriter, FileSystemBlobStore, StorageFullError
 from storage.db import Connection, Database, open_database
 from storage.index import Q, remove_instance
 from storage.ingest import Ingestor, Origin, Status, StoreOutcome
@@ -29,6 +29,7 @@ log = logging.getLogger("noctis.storage")
 
 __all__ = [
     "MAX_INTEGER",
+    "SMALL_BLOB",
     "Archive",
     "BlobWriter",
     "StorageFullError",

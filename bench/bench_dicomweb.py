@@ -15,6 +15,7 @@ bench/results/, a table to stdout.
 from __future__ import annotations
 
 import argparse
+import functools
 import io
 import json
 import os
@@ -126,14 +127,14 @@ def wait_ready(url: str, process: subprocess.Popen[bytes], log: Path) -> None:
     raise RuntimeError(f"server not ready: {url}")
 
 
-def start_noctis(work: Path) -> Server:
+def start_noctis(work: Path, http_workers: int = 1) -> Server:
     port, dimse = free_port(), free_port()
     data = work / "noctis"
     data.mkdir()
     config = work / "noctis.toml"
     config.write_text(
         f'[storage]\ndata_dir = "{data}"\nfsync = "never"\n'
-        f'[http]\nhost = "127.0.0.1"\nport = {port}\n'
+        f'[http]\nhost = "127.0.0.1"\nport = {port}\nworkers = {http_workers}\n'
         f'[dimse]\nhost = "127.0.0.1"\nport = {dimse}\n'
         '[query]\nmax_results = 10000\n[logging]\nlevel = "WARNING"\n'
     )
@@ -333,6 +334,9 @@ def main() -> None:
     parser.add_argument("--ct", type=int, default=256)
     parser.add_argument("--repeat", type=int, default=30)
     parser.add_argument("--only", choices=["noctis", "orthanc"], default=None)
+    parser.add_argument(
+        "--noctis-http-workers", type=int, default=1, help="http.workers of the Noctis target"
+    )
     args = parser.parse_args()
     print(f"generating {args.small} small instances and a {args.ct}-slice CT ...", flush=True)
     small = small_corpus(args.small)
@@ -348,7 +352,9 @@ def main() -> None:
         },
         "corpus": {"small": args.small, "ct_slices": args.ct, "ct_bytes": sum(map(len, ct))},
     }
-    for name, starter in (("noctis", start_noctis), ("orthanc", start_orthanc)):
+    noctis = functools.partial(start_noctis, http_workers=args.noctis_http_workers)
+    results["noctis_http_workers"] = args.noctis_http_workers
+    for name, starter in (("noctis", noctis), ("orthanc", start_orthanc)):
         if args.only and name != args.only:
             continue
         work = Path(tempfile.mkdtemp(prefix=f"bench-{name}-"))

@@ -356,12 +356,31 @@ def separable_bilinear(image: np.ndarray, y: np.ndarray, x: np.ndarray, fill: fl
     of four gathers of single pixels.
     """
     height, width = image.shape
-    y0, y1, fy = _neighbours(y, height)
-    x0, x1, fx = _neighbours(x, width)
-    rows = image[y0] * (1 - fy)[:, None] + image[y1] * fy[:, None]
-    values = rows[:, x0] * (1 - fx) + rows[:, x1] * fx
-    inside = _inside(y, height)[:, None] & _inside(x, width)[None, :]
+    rows = _lerp_axis(image, y, height, axis=0)
+    values = _lerp_axis(rows, x, width, axis=1)
+    inside_y, inside_x = _inside(y, height), _inside(x, width)
+    if inside_y.all() and inside_x.all():
+        return np.asarray(values, dtype=np.float32)
+    inside = inside_y[:, None] & inside_x[None, :]
     return np.where(inside, values, np.float32(fill)).astype(np.float32)
+
+
+def _lerp_axis(image: np.ndarray, coord: np.ndarray, size: int, *, axis: int) -> np.ndarray:
+    """Linear interpolation of ``image`` at ``coord`` along ``axis``; an identity
+    mapping (the plane keeps the volume's own spacing on that axis) costs nothing."""
+    if coord.size == size and np.allclose(coord, np.arange(size), atol=1e-6):
+        return image
+    low, high, frac = _neighbours(coord, size)
+    below: np.ndarray
+    above: np.ndarray
+    if axis == 0:
+        below, above, weight = image[low], image[high], frac[:, None]
+    else:
+        below, above, weight = image[:, low], image[:, high], frac[None, :]
+    above -= below
+    above *= weight
+    above += below
+    return above
 
 
 def _resample(image: np.ndarray, grid: _Grid, volume: Volume, axis: int) -> np.ndarray:

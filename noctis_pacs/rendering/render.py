@@ -55,6 +55,23 @@ def render_pixels(arr: np.ndarray, ds: Dataset, *, window: Window | None = None)
         if window is not None:
             return to_uint8(apply_window(arr.astype(np.float32), window))
         return scale_to_uint8(arr, desc.bits_stored)
+    if arr.dtype.kind in "iu" and arr.size > _LUT_DOMAIN:
+        low, high = int(arr.min()), int(arr.max())
+        if high - low < _LUT_DOMAIN:
+            # The same pipeline applied once to each stored value present, then looked
+            # up: identical output, far fewer passes over a large frame.
+            domain = np.arange(low, high + 1, dtype=np.int64)
+            lut = _grayscale(domain, ds, window)
+            return np.asarray(lut[np.subtract(arr, low, dtype=np.int64)])
+    return _grayscale(arr, ds, window)
+
+
+#: Stored-value ranges up to this size are rendered through a lookup table.
+_LUT_DOMAIN = 1 << 16
+
+
+def _grayscale(arr: np.ndarray, ds: Dataset, window: Window | None) -> np.ndarray:
+    """Modality LUT, VOI, then MONOCHROME1 inversion (PS3.3 C.11, C.7.6.3.1.2)."""
     values = apply_modality_lut(arr, ds)
     return apply_monochrome1(apply_voi(values, ds, window), ds)
 

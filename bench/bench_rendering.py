@@ -28,13 +28,13 @@ from noctis_pacs.rendering import (  # noqa: E402
     Window,
     apply_modality_lut,
     apply_voi,
-    build_volume,
     decode_frame,
     encode_jpeg,
     encode_png,
     mip,
     mpr,
     render_frame,
+    volume_from_frames,
 )
 
 EXPLICIT_LE = "1.2.840.10008.1.2.1"
@@ -136,13 +136,28 @@ def main() -> None:
 
     decode_ms = once(decode_all)
     volume_holder: list[Any] = []
-    build_ms = once(lambda: volume_holder.append(build_volume(decode_all())))
+    build_ms = once(
+        lambda: volume_holder.append(
+            volume_from_frames(
+                (ds, data, EXPLICIT_LE) for ds, data in zip(headers, frames, strict=True)
+            )
+        )
+    )
+    volume_holder.clear()  # as the cache does when it evicts: the memory is recycled
+    rebuild_ms = once(
+        lambda: volume_holder.append(
+            volume_from_frames(
+                (ds, data, EXPLICIT_LE) for ds, data in zip(headers, frames, strict=True)
+            )
+        )
+    )
     volume = volume_holder[0]
     results["volume"] = {
         "slices": args.slices,
         "decode_all_frames_ms": decode_ms,
         "target_2x_decode_ms": 2 * decode_ms,
         "build_volume_total_ms": build_ms,
+        "rebuild_volume_total_ms": rebuild_ms,
         "voxel_bytes": volume.nbytes,
     }
 
@@ -194,7 +209,8 @@ def print_table(results: dict[str, Any]) -> None:
     print(
         f"\nvolume {volume['slices']} x {SIZE} x {SIZE}: decode all frames "
         f"{volume['decode_all_frames_ms']:.0f} ms (target 2x = {volume['target_2x_decode_ms']:.0f}"
-        f" ms); build_volume incl. decode {volume['build_volume_total_ms']:.0f} ms; "
+        f" ms); build_volume incl. decode {volume['build_volume_total_ms']:.0f} ms first in the"
+        f" process, {volume['rebuild_volume_total_ms']:.0f} ms the next time; "
         f"{volume['voxel_bytes'] / 2**20:.0f} MiB of voxels"
     )
 

@@ -7,17 +7,16 @@ are maintained here at ingest and delete, never computed per query.
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cache
-from importlib import resources
 from typing import Any
 
 from pydicom.datadict import tag_for_keyword
 
 from storage.db import Connection
 from storage.parse import ParsedInstance, normalise_pn, pn_words, to_json_text
+from storage.sqlfiles import named_queries
 
 JsonDict = dict[str, Any]
 
@@ -29,18 +28,8 @@ def _tag(keyword: str) -> str:
     return f"{tag:08X}"
 
 
-@cache
-def named_queries() -> dict[str, str]:
-    text = (resources.files("storage") / "sql" / "queries.sql").read_text("utf-8")
-    out: dict[str, str] = {}
-    for block in re.split(r"^-- name: ", text, flags=re.M)[1:]:
-        name, _, body = block.partition("\n")
-        out[name.strip()] = body.strip().rstrip(";")
-    return out
-
-
 def Q(name: str) -> str:  # noqa: N802 - reads like a SQL lookup
-    return named_queries()[name]
+    return named_queries("queries.sql")[name]
 
 
 def now_iso() -> str:

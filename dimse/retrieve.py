@@ -10,7 +10,7 @@ syntax when the peer accepted it, else converted (``dimse.convert``).
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -128,6 +128,26 @@ def _refusal(code: int, comment: str) -> Iterator[Any]:
     yield status_dataset(code, comment), None
 
 
+def _sub_operations(
+    event: Any,
+    archive: Archive,
+    locations: list[InstanceLocation],
+    storing_assoc: Callable[[], Any],
+    *,
+    as_scu: bool,
+) -> Generator[Any, None, int]:
+    """(Pending, dataset) per instance over ``storing_assoc()`` (the C-MOVE
+    sub-association, or the C-GET association itself); C-CANCEL stops it (PS3.4
+    C.4.2.3.1 / C.4.3.3.1). Returns the status that ends the operation."""
+    for location in locations:
+        if event.is_cancelled:
+            yield st.CANCEL, None
+            return st.CANCEL
+        accepted = _accepted_syntaxes(storing_assoc(), location.sop_class_uid, as_scu=as_scu)
+        yield st.PENDING, _prepare(archive, location, accepted)
+    return st.SUCCESS
+
+
 def _destination(settings: Settings, ae_title: str) -> RemoteAE | None:
     for remote in settings.dimse.remotes.values():
         if remote.ae_title.strip() == ae_title.strip():
@@ -167,13 +187,11 @@ def handle_move(
             },
         )
         yield len(locations)
-        for location in locations:
-            if event.is_cancelled:
-                final = st.CANCEL
-                yield st.CANCEL, None
-                return
-            accepted = _accepted_syntaxes(holder.assoc, location.sop_class_uid, as_scu=False)
-            yield st.PENDING, _prepare(archive, location, accepted)
+        final = yield from _sub_operations(
+            event, archive, locations, lambda: holder.assoc, as_scu=False
+        )
+        if final == st.CANCEL:
+            return
         log.info("C-MOVE of %d instance(s) to %s done", len(locations), destination.ae_title)
     except Exception:
         final = st.QR_UNABLE_TO_PROCESS
@@ -200,13 +218,11 @@ def handle_get(
             yield from _refusal(*refused)
             return
         yield len(locations)
-        for location in locations:
-            if event.is_cancelled:
-                final = st.CANCEL
-                yield st.CANCEL, None
-                return
-            accepted = _accepted_syntaxes(event.assoc, location.sop_class_uid, as_scu=True)
-            yield st.PENDING, _prepare(archive, location, accepted)
+        final = yield from _sub_operations(
+            event, archive, locations, lambda: event.assoc, as_scu=True
+        )
+        if final == st.CANCEL:
+            return
         log.info("C-GET of %d instance(s) done", len(locations))
     except Exception:
         final = st.QR_UNABLE_TO_PROCESS

@@ -95,9 +95,8 @@ def plan_frames(stored: str, ranges: list[MediaRange], count: int) -> FramePlan:
 
 def _frame(archive: Archive, location: InstanceLocation, number: int, decode: bool) -> bytes:
     if decode or location.frames is None:
-        path = archive.blob_path(location)
-        assert path is not None
-        return decode_frame(path, number)
+        with archive.open_blob(location) as fh:
+            return decode_frame(fh, number)
     return archive.frame_bytes(location, number)
 
 

@@ -9,7 +9,7 @@ JSON.  An ETag over the exact body answers ``If-None-Match`` with 304.
 from __future__ import annotations
 
 import hashlib
-from typing import Any
+from typing import Any, BinaryIO
 
 from pydicom import dcmread
 from pydicom.dataelem import RawDataElement
@@ -81,7 +81,8 @@ def make_bulkdata_endpoint(ctx: Context) -> Any:
         if tag in _PIXEL_TAGS:
             count = len(location.frames or []) or 1
             return frames_response(ctx, request, location, list(range(1, count + 1)), bulk=True)
-        value = _element_value(archive.blob_path(location), tag)
+        with archive.open_blob(location) as fh:
+            value = _element_value(fh, tag)
         if value is None:
             raise NotFound(f"instance {sop} has no bulk data element ({text[:4]},{text[4:]})")
         return _octets_response(request, value)
@@ -107,15 +108,16 @@ def _octets_response(request: Request, value: bytes) -> Response:
     return Response(body, media_type=related_content_type(boundary, media.OCTET_STREAM))
 
 
-def _element_value(path: Any, tag: int) -> bytes | None:
+def _element_value(source: BinaryIO, tag: int) -> bytes | None:
     """Raw bytes of element ``tag``: top level first, then anywhere in sequences."""
-    ds = dcmread(path, stop_before_pixels=True, specific_tags=[tag])
+    ds = dcmread(source, stop_before_pixels=True, specific_tags=[tag])
     if tag in ds:
         raw = ds.get_item(tag)
         if isinstance(raw, RawDataElement) and raw.value is not None:
             return bytes(raw.value)
         return _as_bytes(ds[tag].value)
-    full = dcmread(path, stop_before_pixels=True)
+    source.seek(0)
+    full = dcmread(source, stop_before_pixels=True)
     for element in full.iterall():
         if int(element.tag) == tag:
             return _as_bytes(element.value)

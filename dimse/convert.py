@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Collection
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 from pydicom import dcmread
@@ -41,9 +42,9 @@ def choose_syntax(stored: str, accepted: Collection[str]) -> str | None:
     return None
 
 
-def load_for(path: Path, stored: str, target: str) -> Dataset:
+def load_for(source: Path | BinaryIO, stored: str, target: str) -> Dataset:
     """Read the stored file and bring it to ``target`` (``stored`` or a fallback)."""
-    ds = dcmread(path)
+    ds = dcmread(source)
     if target == stored:
         return ds
     if target not in FALLBACKS:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from pydicom.dataset import Dataset
@@ -87,11 +86,11 @@ def _accepted_syntaxes(assoc: Any, sop_class: str, *, as_scu: bool) -> set[str]:
 
 def _prepare(archive: Archive, location: InstanceLocation, accepted: set[str]) -> Dataset:
     """The dataset to send; on failure a stub whose send fails (counted as failed)."""
-    path = archive.blob_path(location)
     target = choose_syntax(location.transfer_syntax_uid, accepted)
-    if path is not None and target is not None:
+    if target is not None:
         try:
-            return load_for(Path(path), location.transfer_syntax_uid, target)
+            with archive.open_blob(location) as fh:
+                return load_for(fh, location.transfer_syntax_uid, target)
         except (ConversionError, OSError) as exc:
             log.warning("cannot send an instance in %s: %s", target, exc)
     # A dataset no accepted context fits: pynetdicom's send fails and lists the UID.

@@ -11,7 +11,7 @@ PS3.18 Tables 10.6.1-5..7 and 10.6.3-3..5 (QIDO-RS keys and return attributes).
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from pydicom.datadict import keyword_for_tag, tag_for_keyword
@@ -127,15 +127,8 @@ SEQUENCE_ATTRIBUTES: Mapping[str, Mapping[str, str]] = {
         "ScheduledProcedureStepID": "series.scheduled_procedure_step_id",
     },
 }
-SEQUENCE_LEVEL: Mapping[str, Level] = {"RequestAttributesSequence": Level.SERIES}
 
 BY_KEYWORD: Mapping[str, Attribute] = {a.keyword: a for a in ATTRIBUTES}
-UNIQUE_KEY: Mapping[Level, str] = {
-    Level.PATIENT: "PatientID",
-    Level.STUDY: "StudyInstanceUID",
-    Level.SERIES: "SeriesInstanceUID",
-    Level.IMAGE: "SOPInstanceUID",
-}
 
 
 def attributes_at(level: Level) -> tuple[Attribute, ...]:
@@ -232,18 +225,6 @@ class Query:
     offset: int = 0
     order_by: tuple[tuple[str, OrderDirection], ...] = ()
     count_total: bool = False
-
-    def with_matches(self, extra: Iterable[Match]) -> Query:
-        return Query(
-            level=self.level,
-            matches=self.matches + tuple(extra),
-            fuzzy=self.fuzzy,
-            case_insensitive_pn=self.case_insensitive_pn,
-            limit=self.limit,
-            offset=self.offset,
-            order_by=self.order_by,
-            count_total=self.count_total,
-        )
 
 
 @dataclass

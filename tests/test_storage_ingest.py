@@ -297,3 +297,25 @@ def test_patient_id_change_within_a_study_leaves_no_empty_patient(archive: Archi
     patients = archive.query(_q("PATIENT")).rows
     assert [p["PatientID"] for p in patients] == ["FIRST"]
     assert patients[0]["NumberOfPatientRelatedInstances"] == 2
+
+
+def test_store_encoded_dataset_as_a_dimse_peer_sends_it(archive: Archive) -> None:
+    """A dataset plus its transfer syntax (no Part 10 header) is stored behind a new
+    File Meta Information header (PS3.10 7.1); range reads return its bytes."""
+    ds = make_dataset()
+    part10 = to_bytes(ds)
+    encoded = part10[part10.index(b"\x08\x00\x16\x00") :]  # the dataset after the meta group
+    outcome = archive.store_dataset_bytes(
+        encoded,
+        transfer_syntax_uid=str(ds.file_meta.TransferSyntaxUID),
+        sop_class_uid=str(ds.SOPClassUID),
+        sop_instance_uid=str(ds.SOPInstanceUID),
+        origin=ORIGIN,
+    )
+    assert outcome.status is Status.STORED, outcome.reason
+    (location,) = archive.locate_uids(sop_uid=ds.SOPInstanceUID)
+    stored = dcmread(archive.open_blob(location))
+    assert stored.file_meta.MediaStorageSOPInstanceUID == ds.SOPInstanceUID
+    assert stored.PixelData == ds.PixelData
+    blob = b"".join(archive.iter_blob(location))
+    assert archive.blobs.read_range(location.blob_key, 128, 4) == b"DICM" == blob[128:132]

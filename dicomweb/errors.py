@@ -16,6 +16,7 @@ from starlette.responses import JSONResponse, Response
 
 from dicomweb.media import WARNING_CODE
 from noctis_pacs.rendering.errors import BadRenderParameter, RenderingError
+from storage.archive import IndexBusyError
 
 
 class DicomWebError(Exception):
@@ -90,6 +91,11 @@ async def handle_rendering_error(request: Request, exc: Exception) -> Response:
     return error_response(status, exc.reason)
 
 
+async def handle_index_busy(request: Request, exc: Exception) -> Response:
+    """The index is overloaded: 503 with Retry-After, not a 500 (RFC 9110 15.6.4)."""
+    return error_response(503, f"the archive is busy: {exc}; retry", {"Retry-After": "5"})
+
+
 async def handle_http_exception(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     detail = exc.detail
@@ -103,5 +109,6 @@ async def handle_http_exception(request: Request, exc: Exception) -> Response:
 EXCEPTION_HANDLERS = {
     DicomWebError: handle_dicomweb_error,
     RenderingError: handle_rendering_error,
+    IndexBusyError: handle_index_busy,
     HTTPException: handle_http_exception,
 }

@@ -17,7 +17,7 @@ from typing import Any, BinaryIO
 from noctis_pacs.model import Level, Match, MatchKind, Query, QueryResult
 from noctis_pacs.settings import Settings
 from storage.blobstore import SMALL_BLOB, BlobWriter, FileSystemBlobStore, StorageFullError
-from storage.db import Connection, Database, open_database
+from storage.db import Connection, Database, IndexBusyError, open_database
 from storage.index import Q, remove_instance
 from storage.ingest import Ingestor, Origin, Status, StoreOutcome
 from storage.parse import BASE_URL_PLACEHOLDER, ParseError
@@ -28,6 +28,7 @@ from storage.writer import IndexWriter
 log = logging.getLogger("noctis.storage")
 
 __all__ = [
+    "IndexBusyError",
     "MAX_INTEGER",
     "SMALL_BLOB",
     "Archive",

@@ -43,6 +43,10 @@ class DatabaseError(RuntimeError):
     """The index could not be reached or used; the message says what to do."""
 
 
+class IndexBusyError(DatabaseError):
+    """The index did not answer in time (pool exhausted, lock held); retry later."""
+
+
 class Connection:
     """A dialect-aware wrapper: ``q(sql, params)`` runs ``:name``-style SQL."""
 
@@ -258,7 +262,12 @@ class PostgresDatabase(Database):
             grow = self._size < self._max
         if grow:
             return self._new()
-        return self._pool.get(timeout=60)
+        try:
+            return self._pool.get(timeout=60)
+        except queue.Empty:
+            raise IndexBusyError(
+                f"all {self._max} connections to {self.url_for_logs()} stayed busy for 60 s"
+            ) from None
 
     def _release(self, conn: Any) -> None:
         if conn.closed:

@@ -22,3 +22,22 @@ def test_empty_values_have_no_value_member() -> None:
     assert element("CS", []) == {"vr": "CS"}
     assert single("IS", 12) == {"vr": "IS", "Value": [12]}
     assert single("CS", ["CT", "MR"]) == {"vr": "CS", "Value": ["CT", "MR"]}
+
+
+def test_busy_index_is_503_with_retry_after() -> None:
+    """An overloaded index answers 503 with Retry-After (RFC 9110 15.6.4), never a 500."""
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.routing import Route
+    from starlette.testclient import TestClient
+
+    from dicomweb.errors import EXCEPTION_HANDLERS
+    from storage.archive import IndexBusyError
+
+    def busy(request: Request) -> None:
+        raise IndexBusyError("all 8 connections stayed busy")
+
+    app = Starlette(routes=[Route("/x", busy)], exception_handlers=EXCEPTION_HANDLERS)
+    response = TestClient(app).get("/x")
+    assert response.status_code == 503
+    assert response.headers["retry-after"] == "5" and "busy" in response.json()["detail"]

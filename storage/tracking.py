@@ -44,10 +44,16 @@ class StudyTracker:
         since = _shift(self.watermark, -RESCAN_SLACK)
         with self.db.reader() as conn:
             rows = conn.all(W("tracking_changes"), {"since": since})
-        for row in rows:
-            self.db.transaction(partial(self._apply, row=row))
-            self.watermark = max(self.watermark, row[3])
+        if rows:
+            # One transaction per scan: during a busy ingest many studies change each
+            # second, and each transaction would take the index's write lock again.
+            self.db.transaction(partial(self._apply_all, rows=rows))
+            self.watermark = max(self.watermark, *(row[3] for row in rows))
         return len(rows)
+
+    def _apply_all(self, conn: Connection, rows: list[Any]) -> None:
+        for row in rows:
+            self._apply(conn, row)
 
     def _apply(self, conn: Connection, row: Any) -> None:
         study_uid, accession, count, updated_at, track_pk, old_seen, item_fk, stable_at = row

@@ -166,6 +166,9 @@ def make_stow_endpoint(ctx: Context) -> Any:
             upload.abandon()
             await upload.outcomes()  # parts already complete stay stored
             raise
+        except BaseException:
+            upload.abandon()  # cancelled (shutdown) or unexpected: no half-written part left
+            raise
         outcomes = await upload.outcomes()
         for outcome in outcomes:
             ctx.metrics.stored_instances.labels("stow", outcome.status.value).inc()

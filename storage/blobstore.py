@@ -188,7 +188,11 @@ class FileSystemBlobStore:
 
     def commit(self, writer: BlobWriter) -> str:
         writer.finish(self.fsync)
-        key = uuid.uuid4().hex
+        # The temporary file is named by a fresh UUID already: it becomes the blob's key
+        # (one UUID per blob; a generated name never comes from attribute text).
+        key = writer.path.stem
+        if len(key) != 32 or not all(c in "0123456789abcdef" for c in key):
+            key = uuid.uuid4().hex
         final = self._path(key)
         if final.parent not in self._known_dirs:  # a cache of existing fan-out folders
             final.parent.mkdir(parents=True, exist_ok=True)

@@ -58,6 +58,12 @@ class UnsupportedMediaType(DicomWebError):
     status = 415
 
 
+class InternalError(DicomWebError):
+    """The archive itself is inconsistent (not the request): the detail says what to run."""
+
+    status = 500
+
+
 class ServiceUnavailable(DicomWebError):
     status = 503
 

@@ -18,7 +18,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from dicomweb import media
-from dicomweb.errors import NotAcceptable
+from dicomweb.errors import InternalError, NotAcceptable
 from dicomweb.multipart import framing_size, new_boundary, related_content_type, write_parts
 from dicomweb.negotiation import choose
 from dicomweb.resources import Context, describe, locate_or_404, path_uids
@@ -92,6 +92,12 @@ def make_retrieve_endpoint(ctx: Context) -> Any:
             resource=what,
         )
         locations = locate_or_404(archive, study, series, sop)
+        missing = archive.missing_blobs(locations)
+        if missing:
+            raise InternalError(
+                f"{len(missing)} indexed instance(s) of {what} have no stored file"
+                f" (first: {missing[0]}); run `noctis-pacs verify`"
+            )
         plans = plan_all(locations, choice.transfer_syntaxes, what)
         if not choice.multipart:
             plan = plans[0]

@@ -237,6 +237,11 @@ class Archive:
     def open_blob(self, location: InstanceLocation) -> BinaryIO:
         return self.blobs.open(location.blob_key)
 
+    def missing_blobs(self, locations: Iterable[InstanceLocation]) -> list[str]:
+        """SOP Instance UIDs whose blob is gone (checked before a response starts, so a
+        retrieve fails with a status instead of a truncated body)."""
+        return [loc.sop_uid for loc in locations if not self.blobs.exists(loc.blob_key)]
+
     def blob_path(self, location: InstanceLocation) -> Path | None:
         return self.blobs.local_path(location.blob_key)
 

@@ -532,3 +532,26 @@ def test_instance_with_an_overlong_uid_is_still_retrievable(server: RunningServe
     assert httpx.get(url).status_code == 200
     bad = url.replace(ds.SOPInstanceUID, "1.2.abc")
     assert httpx.get(bad).status_code == 400
+
+
+def test_missing_blob_fails_before_the_body_starts(server_factory: object) -> None:
+    """A retrieve whose stored file vanished answers an error that says what to run, not a
+    truncated 200 (PS3.18 8.5); the server keeps serving."""
+    from tests.factory import make_dataset, to_bytes
+
+    srv = server_factory()  # type: ignore[operator]
+    ds = make_dataset()
+    assert (
+        httpx.post(
+            f"{srv.dicomweb_url}/studies",
+            content=to_bytes(ds),
+            headers={"Content-Type": "application/dicom"},
+        ).status_code
+        == 200
+    )
+    (blob,) = list((srv.data_dir / "blobs").rglob("*.dcm"))
+    blob.unlink()
+    response = httpx.get(f"{srv.dicomweb_url}/studies/{ds.StudyInstanceUID}", timeout=30)
+    assert response.status_code == 500
+    assert "noctis-pacs verify" in response.json()["detail"]
+    assert httpx.get(f"{srv.http_url}/healthz").status_code == 200

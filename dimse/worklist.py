@@ -22,6 +22,7 @@ from pydicom.dataset import Dataset
 from dimse import status as st
 from dimse.access import QUERY, STORE, AccessPolicy, calling_ae_of
 from dimse.observe import Operation, bind_context, paced
+from dimse.store import status_dataset
 from noctis_pacs.metrics import Metrics
 from noctis_pacs.settings import Settings
 from noctis_pacs.workflow.items import mwl_dataset
@@ -51,14 +52,6 @@ MWL_UNABLE_TO_PROCESS = 0xC000
 FindResponse = tuple[int | Dataset, Dataset | None]
 
 
-def _status(status: int, comment: str = "") -> Dataset:
-    ds = Dataset()
-    ds.Status = status
-    if comment:
-        ds.ErrorComment = comment[: st.ERROR_COMMENT_MAX]
-    return ds
-
-
 def worklist_store(settings: Settings, archive: Archive) -> WorklistStore:
     return WorklistStore(
         archive.db,
@@ -82,7 +75,7 @@ def handle_worklist_find(
     try:
         if not policy.allows(calling_ae_of(event.assoc), QUERY):
             final = st.REFUSED_NOT_AUTHORIZED
-            yield _status(final, "worklist query not permitted for this AE"), None
+            yield status_dataset(final, "worklist query not permitted for this AE"), None
             return
         try:
             identifier = event.identifier
@@ -93,7 +86,7 @@ def handle_worklist_find(
             )
         except Exception as exc:  # noqa: BLE001 - an undecodable identifier
             final = MWL_IDENTIFIER_MISMATCH
-            yield _status(final, f"identifier not understood: {type(exc).__name__}"), None
+            yield status_dataset(final, f"identifier not understood: {type(exc).__name__}"), None
             return
         count = 0
         try:
@@ -107,14 +100,14 @@ def handle_worklist_find(
                 yield MWL_PENDING, response(identifier, mwl_dataset(stored.item, step))
         except QueryError as exc:
             final = MWL_UNABLE_TO_PROCESS
-            yield _status(final, str(exc)), None
+            yield status_dataset(final, str(exc)), None
             return
         log.info("MWL C-FIND: %d matching step(s)", count)
         yield final, None
     except Exception:
         log.exception("MWL C-FIND failed")
         final = MWL_OUT_OF_RESOURCES
-        yield _status(final, "worklist query failed"), None
+        yield status_dataset(final, "worklist query failed"), None
     finally:
         operation.done(final)
 

@@ -212,6 +212,18 @@ def test_cancel_stops_the_answers(server: RunningServer) -> None:
     assert 1 <= count < 300
 
 
+def _findscu_worklist(port: int, query: Path, out_dir: Path) -> list[Dataset]:
+    """dcmtk ``findscu -W`` with ``query``; the answers it wrote, in order."""
+    out_dir.mkdir()
+    result = subprocess.run(
+        ["/usr/bin/findscu", "-W", "-aec", "NOCTIS", "-X", "--output-directory", str(out_dir),
+         "127.0.0.1", str(port), str(query)],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    return [dcmread(p, force=True) for p in sorted(out_dir.glob("rsp*.dcm"))]
+
+
 def _dump_to_dicom(dump: str, path: Path) -> Path:
     source = path.with_suffix(".dump")
     source.write_text(dump)
@@ -249,27 +261,7 @@ def test_dcmtk_findscu_with_imported_wl_files(server_factory: object, tmp_path: 
         "(fffe,e00d) -\n(fffe,e0dd) -\n",
         tmp_path / "query.dcm",
     )
-    out_dir = tmp_path / "rsp"
-    out_dir.mkdir()
-    result = subprocess.run(
-        [
-            "/usr/bin/findscu",
-            "-W",
-            "-aec",
-            "NOCTIS",
-            "-X",
-            "--output-directory",
-            str(out_dir),
-            "127.0.0.1",
-            str(srv.dimse_port),
-            str(query),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert result.returncode == 0, result.stderr
-    answers = [dcmread(p, force=True) for p in sorted(out_dir.glob("rsp*.dcm"))]
+    answers = _findscu_worklist(srv.dimse_port, query, tmp_path / "rsp")
     assert len(answers) == 1
     answer = answers[0]
     assert answer.PatientName == "VIVALDI^ANTONIO"
@@ -279,29 +271,9 @@ def test_dcmtk_findscu_with_imported_wl_files(server_factory: object, tmp_path: 
     assert sps.ScheduledProcedureStepID == "SPD3445"
     assert list(sps.ScheduledStationAETitle) == ["AA32", "AA33"]
     # The example's universal query: every imported step answers, with its procedure code.
-    everything = tmp_path / "all"
-    everything.mkdir()
     example = _dump_to_dicom(
         "(0010,0010) PN []\n(0032,1064) SQ\n(fffe,e000) -\n(0008,0100) SH []\n"
         "(0008,0102) SH []\n(0008,0104) LO []\n(fffe,e00d) -\n(fffe,e0dd) -\n",
         tmp_path / "wlistqry0.dcm",
     )
-    result = subprocess.run(
-        [
-            "/usr/bin/findscu",
-            "-W",
-            "-aec",
-            "NOCTIS",
-            "-X",
-            "--output-directory",
-            str(everything),
-            "127.0.0.1",
-            str(srv.dimse_port),
-            str(example),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert result.returncode == 0, result.stderr
-    assert len(list(everything.glob("rsp*.dcm"))) == 10
+    assert len(_findscu_worklist(srv.dimse_port, example, tmp_path / "all")) == 10

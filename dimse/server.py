@@ -11,7 +11,7 @@ from pynetdicom import AE, _config
 from dimse.access import AccessPolicy
 from dimse.services import Services, build_services
 from dimse.tls import server_context
-from dimse.transport import DimseListener
+from dimse.transport import DimseListener, DimseRequestHandler
 from dimse.workers import WorkerPool
 from noctis_pacs.metrics import Metrics
 from noctis_pacs.settings import Settings
@@ -87,6 +87,7 @@ class DimseServer:
             ssl_context=server_context(self.settings.dimse),
             evt_handlers=services.bindings,
             server_class=listener,
+            request_handler=DimseRequestHandler,
         )
         # What AE.start_server(block=False) does, with our listener class.
         ae._servers.append(server)

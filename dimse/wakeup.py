@@ -1,0 +1,177 @@
+"""Wake pynetdicom's two per-association loops when there is work, not on a fixed tick.
+
+pynetdicom runs two polling loops for every association:
+
+- the DUL thread looks at its socket and at its queue of primitives to send, and
+  sleeps ``_run_loop_delay`` (1 ms) whenever a turn found nothing to do;
+- the association's reactor (the acceptor thread, which runs our handlers) sleeps
+  1 ms before every look at its queue of decoded DIMSE messages.
+
+A C-STORE request therefore waits for the DUL's tick to be read and for the
+reactor's tick to be handled, and its response for the DUL's tick to be sent. On
+loopback the work of one small C-STORE is well under a millisecond, so the ticks
+dominate: a pynetdicom SCP that discards what it receives goes from 380 to 1,025
+small instances/s (dcmtk ``storescu``, one association) once both loops wake on
+work (``docs/performance-dimse.md``).
+
+Here the loops' sleeps become waits that end early:
+
+- the reactor waits on an :class:`threading.Event` that is set when a DIMSE message
+  is queued for it;
+- the DUL waits in ``select()`` on its socket and on an event file descriptor
+  written when a primitive is queued for sending.
+
+The waits never last longer than the sleeps they replace, so the loops' own logic
+(timers, release, abort) is unchanged, and an idle association still wakes at
+pynetdicom's own cadence: idle CPU stays what it was. Only threads that carry a
+wake-up (:func:`attach`) are affected; every other sleep in those modules is the
+plain ``time.sleep``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import queue
+import select
+import threading
+import time
+import weakref
+from collections.abc import Callable
+from typing import Any
+
+import pynetdicom.association
+import pynetdicom.dul
+
+#: The attribute on an association (reactor thread) or DUL thread that holds its wake-up.
+_ATTRIBUTE = "_noctis_wakeup"
+
+
+class _Doorbell:
+    """A flag that ``select()`` can wait on (an eventfd, or a pipe where there is none)."""
+
+    def __init__(self) -> None:
+        if hasattr(os, "eventfd"):
+            fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+            self.read_fd, self._write_fd = fd, fd
+        else:  # pragma: no cover - non-Linux
+            self.read_fd, self._write_fd = os.pipe()
+            os.set_blocking(self.read_fd, False)
+            os.set_blocking(self._write_fd, False)
+        self._closed = False
+
+    def ring(self) -> None:
+        with contextlib.suppress(OSError):  # full (already rung) or closed
+            os.write(self._write_fd, (1).to_bytes(8, "little"))
+
+    def drain(self) -> None:
+        with contextlib.suppress(OSError):
+            os.read(self.read_fd, 4096)
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        os.close(self.read_fd)
+        if self._write_fd != self.read_fd:
+            os.close(self._write_fd)
+
+
+class _RingingQueue(queue.Queue[Any]):
+    """A queue that calls ``ring`` after every put (``put_nowait`` goes through ``put``)."""
+
+    def __init__(self, ring: Callable[[], None]) -> None:
+        super().__init__()
+        self._ring = ring
+
+    def put(self, item: Any, block: bool = True, timeout: float | None = None) -> None:
+        super().put(item, block, timeout)
+        self._ring()
+
+
+class Wakeup:
+    """The wake-ups of one association: an event for its reactor, a doorbell for its DUL."""
+
+    def __init__(self) -> None:
+        self.reactor = threading.Event()
+        self.dul = _Doorbell()
+
+    def reactor_sleep(self, seconds: float) -> None:
+        if self.reactor.wait(seconds):
+            # Cleared before the reactor looks at its queue, so a message queued
+            # after this point rings again: no wake-up is lost.
+            self.reactor.clear()
+
+    def dul_sleep(self, dul: Any, seconds: float) -> None:
+        sock = getattr(getattr(dul, "socket", None), "socket", None)
+        if sock is None:
+            time.sleep(seconds)
+            return
+        pending = getattr(sock, "pending", None)  # TLS: bytes already decrypted
+        if pending is not None and pending():
+            return
+        try:
+            select.select([sock, self.dul.read_fd], [], [], seconds)
+        except (OSError, ValueError):  # the socket closed under us
+            time.sleep(seconds)
+            return
+        self.dul.drain()
+
+
+class _Clock:
+    """Stands in for the ``time`` module inside one pynetdicom module: ``sleep`` of a
+    thread carrying a wake-up ends early when there is work; the rest is ``time``."""
+
+    def __init__(self, sleep: Callable[[float], None]) -> None:
+        self.sleep = sleep
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(time, name)
+
+
+def _association_sleep(seconds: float) -> None:
+    wakeup = getattr(threading.current_thread(), _ATTRIBUTE, None)
+    if wakeup is None:
+        time.sleep(seconds)
+    else:
+        wakeup.reactor_sleep(seconds)
+
+
+def _dul_sleep(seconds: float) -> None:
+    thread = threading.current_thread()
+    wakeup = getattr(thread, _ATTRIBUTE, None)
+    if wakeup is None:
+        time.sleep(seconds)
+    else:
+        wakeup.dul_sleep(thread, seconds)
+
+
+_install_lock = threading.Lock()
+#: The name under which both pynetdicom modules import the ``time`` module.
+_TIME = "time"
+
+
+def install() -> None:
+    """Route the sleeps of pynetdicom's association and DUL modules through the clocks
+    above (once per process; threads without a wake-up sleep as before)."""
+    with _install_lock:
+        for module, sleep in (
+            (pynetdicom.association, _association_sleep),
+            (pynetdicom.dul, _dul_sleep),
+        ):
+            if not isinstance(getattr(module, _TIME), _Clock):
+                setattr(module, _TIME, _Clock(sleep))
+
+
+def attach(assoc: Any) -> Wakeup:
+    """Give an association created but not yet started its wake-ups: its DIMSE message
+    queue sets the reactor's event, its DUL's send queue rings the DUL's doorbell."""
+    install()
+    wakeup = Wakeup()
+    assoc.dimse.msg_queue = _RingingQueue(wakeup.reactor.set)
+    assoc.dul.to_provider_queue = _RingingQueue(wakeup.dul.ring)
+    setattr(assoc, _ATTRIBUTE, wakeup)
+    setattr(assoc.dul, _ATTRIBUTE, wakeup)
+    # The DUL thread holds the association, so the descriptor outlives both loops.
+    weakref.finalize(assoc.dul, wakeup.dul.close)
+    return wakeup

@@ -1,0 +1,138 @@
+"""pynetdicom's association loops wake on work (dimse/wakeup.py).
+
+The speed this buys is measured by bench/bench_dimse.py, never here; these tests
+show the mechanism holds: the loops still sleep through their module's ``time``
+(so a pynetdicom upgrade that changes them fails here, not silently in production),
+a queued message or primitive ends the wait early, and an accepted association
+carries its wake-ups and still answers.
+"""
+
+from __future__ import annotations
+
+import inspect
+import select
+import socket
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pynetdicom.association
+import pynetdicom.dul
+from pynetdicom import AE
+from pynetdicom.sop_class import Verification
+
+from dimse import wakeup
+from dimse.server import DimseServer
+from noctis_pacs.metrics import build_metrics
+from storage.archive import Archive
+from tests.conftest import db_url_for, make_settings
+
+
+def test_pynetdicom_loops_still_sleep_through_their_module_time() -> None:
+    reactor = inspect.getsource(pynetdicom.association.Association._run_reactor)
+    dul = inspect.getsource(pynetdicom.dul.DULServiceProvider.run_reactor)
+    assert "time.sleep(0.001)" in reactor
+    assert "time.sleep(self._run_loop_delay)" in dul
+    assert "msg_queue" in inspect.getsource(pynetdicom.dimse.DIMSEServiceProvider)
+    assert "to_provider_queue" in inspect.getsource(pynetdicom.dul.DULServiceProvider)
+
+
+class _Thread(threading.Thread):
+    """A thread that sleeps like a pynetdicom loop carrying a wake-up."""
+
+    def __init__(self, sleep: Any, seconds: float, **attributes: Any) -> None:
+        super().__init__(daemon=True)
+        self._sleep = sleep
+        self._seconds = seconds
+        self.slept = -1.0
+        for name, value in attributes.items():
+            setattr(self, name, value)
+
+    def run(self) -> None:
+        start = time.monotonic()
+        self._sleep(self._seconds)
+        self.slept = time.monotonic() - start
+
+
+def test_queued_message_ends_the_reactor_sleep_early() -> None:
+    wakeup.install()
+    wake = wakeup.Wakeup()
+    messages = wakeup._RingingQueue(wake.reactor.set)
+    sleeper = _Thread(pynetdicom.association.time.sleep, 10.0, _noctis_wakeup=wake)
+    sleeper.start()
+    time.sleep(0.05)
+    messages.put((1, "C-STORE-RQ"))
+    sleeper.join(5)
+    assert 0 <= sleeper.slept < 2.0
+    assert not wake.reactor.is_set()  # cleared for the next turn
+
+
+def test_sleep_of_threads_without_a_wakeup_is_unchanged() -> None:
+    wakeup.install()
+    sleeper = _Thread(pynetdicom.association.time.sleep, 0.05)
+    sleeper.start()
+    sleeper.join(5)
+    assert sleeper.slept >= 0.045
+    assert pynetdicom.association.time.monotonic() > 0  # the rest is the time module
+
+
+class _Socket:
+    def __init__(self, sock: socket.socket) -> None:
+        self.socket = sock
+
+
+def test_dul_sleep_ends_on_data_or_on_a_queued_primitive() -> None:
+    wakeup.install()
+    ours, peer = socket.socketpair()
+    try:
+        wake = wakeup.Wakeup()
+        outgoing = wakeup._RingingQueue(wake.dul.ring)
+        triggers = (lambda: peer.send(b"\x04"), lambda: outgoing.put("P-DATA"))
+        for trigger in triggers:
+            sleeper = _Thread(
+                pynetdicom.dul.time.sleep, 10.0, _noctis_wakeup=wake, socket=_Socket(ours)
+            )
+            sleeper.start()
+            time.sleep(0.05)
+            trigger()
+            sleeper.join(5)
+            assert 0 <= sleeper.slept < 2.0
+            if select.select([ours], [], [], 0)[0]:
+                assert ours.recv(1) == b"\x04"  # read, so the next wait starts quiet
+        wake.dul.close()
+    finally:
+        ours.close()
+        peer.close()
+
+
+def test_accepted_association_carries_its_wakeups_and_answers(tmp_path: Path) -> None:
+    settings = make_settings(
+        tmp_path / "data",
+        db_url_for("sqlite", tmp_path / "data"),
+        dimse={"port": 0, "host": "127.0.0.1"},
+    )
+    archive = Archive(settings)
+    server = DimseServer(settings=settings, archive=archive, metrics=build_metrics())
+    server.start()
+    try:
+        ae = AE(ae_title="WAKEUP")
+        ae.add_requested_context(Verification)
+        assoc = ae.associate("127.0.0.1", server.port, ae_title=settings.dimse.ae_title)
+        assert assoc.is_established
+        try:
+            accepted = server._server.active_associations
+            assert accepted
+            assert all(isinstance(a._noctis_wakeup, wakeup.Wakeup) for a in accepted)
+            assert all(
+                isinstance(a.dimse.msg_queue, wakeup._RingingQueue)
+                and isinstance(a.dul.to_provider_queue, wakeup._RingingQueue)
+                for a in accepted
+            )
+            for _ in range(20):
+                assert assoc.send_c_echo().Status == 0x0000
+        finally:
+            assoc.release()
+    finally:
+        server.stop()
+        archive.close()

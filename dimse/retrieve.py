@@ -19,6 +19,7 @@ from pydicom.uid import UID
 from pynetdicom import build_context, evt
 
 from dimse import status as st
+from dimse import wakeup
 from dimse.access import RETRIEVE, AccessPolicy, calling_ae_of
 from dimse.convert import FALLBACKS, ConversionError, choose_syntax, load_for
 from dimse.identifier import MODELS, IdentifierError, parse_identifier
@@ -46,6 +47,7 @@ class SubAssociation:
 def _on_sub_accepted(event: Any, holder: SubAssociation) -> None:
     holder.assoc = event.assoc
     set_nodelay(event.assoc)
+    wakeup.attach(event.assoc)
 
 
 def locate(event: Any, archive: Archive, settings: Settings) -> list[InstanceLocation]:

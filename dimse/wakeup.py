@@ -17,7 +17,7 @@ work (``docs/performance-dimse.md``).
 Here the loops' sleeps become waits that end early:
 
 - the reactor waits on an :class:`threading.Event` that is set when a DIMSE message
-  is queued for it;
+  is queued for it, or when a sending thread asks it to pause;
 - the DUL waits in ``select()`` on its socket and on an event file descriptor
   written when a primitive is queued for sending.
 
@@ -86,6 +86,21 @@ class _RingingQueue(queue.Queue[Any]):
 
     def put(self, item: Any, block: bool = True, timeout: float | None = None) -> None:
         super().put(item, block, timeout)
+        self._ring()
+
+
+class _RingingEvent(threading.Event):
+    """The reactor's pause checkpoint: a thread that clears it (to pause the reactor
+    before sending a request) also wakes the reactor, so the pause is reached at
+    once instead of after the reactor's current 1 ms sleep."""
+
+    def __init__(self, ring: Callable[[], None]) -> None:
+        super().__init__()
+        self.set()
+        self._ring = ring
+
+    def clear(self) -> None:
+        super().clear()
         self._ring()
 
 
@@ -164,12 +179,18 @@ def install() -> None:
 
 
 def attach(assoc: Any) -> Wakeup:
-    """Give an association created but not yet started its wake-ups: its DIMSE message
-    queue sets the reactor's event, its DUL's send queue rings the DUL's doorbell."""
+    """Give an association its wake-ups: its DIMSE message queue and its pause
+    checkpoint set the reactor's event, its DUL's send queue rings the DUL's doorbell.
+
+    Call it before the association's loops have work: on an acceptor before it is
+    started, on a requestor from its ``EVT_ACCEPTED`` handler (negotiation done,
+    nothing queued, reactor not yet running).
+    """
     install()
     wakeup = Wakeup()
     assoc.dimse.msg_queue = _RingingQueue(wakeup.reactor.set)
     assoc.dul.to_provider_queue = _RingingQueue(wakeup.dul.ring)
+    assoc._reactor_checkpoint = _RingingEvent(wakeup.reactor.set)
     setattr(assoc, _ATTRIBUTE, wakeup)
     setattr(assoc.dul, _ATTRIBUTE, wakeup)
     # The DUL thread holds the association, so the descriptor outlives both loops.

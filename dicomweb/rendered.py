@@ -24,6 +24,7 @@ from typing import Any, Generic, TypeVar
 import numpy as np
 from pydicom import dcmread
 from pydicom.dataset import Dataset
+from starlette.background import BackgroundTask
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
@@ -175,16 +176,24 @@ class Renderer:
             self.header(location), frame, location.transfer_syntax_uid, window=window
         )
 
-    def volume(self, study: str, series: str) -> Volume:
+    def volume(self, study: str, series: str) -> tuple[Volume, BackgroundTask]:
+        """The series volume (built once, cached), and the task that completes it after
+        the response: the copy that makes constant-column planes contiguous (counted
+        in the cache bound from the start)."""
         found = locate_or_404(self.archive, study, series, None)
 
         def build() -> Volume:
             return volume_from_frames(
-                (self.header(loc), self.archive.frame_bytes(loc, 1), loc.transfer_syntax_uid)
-                for loc in found
+                (
+                    (self.header(loc), self.archive.frame_bytes(loc, 1), loc.transfer_syntax_uid)
+                    for loc in found
+                ),
+                column_copy=True,
             )
 
-        return self.cache.get_or_build(f"{series}:{len(found)}", build)
+        key = f"{series}:{len(found)}"
+        volume = self.cache.get_or_build(key, build)
+        return volume, BackgroundTask(self.cache.build_column_copy, key)
 
 
 def _frame_numbers(request: Request) -> list[int]:
@@ -272,7 +281,9 @@ def rendered_routes(*, renderer: Renderer, prefix: str = "") -> list[Route]:
             renderer.thumbnails.put(key, data)
         return Response(data, media_type=media_type, headers={"Cache-Control": "max-age=3600"})
 
-    def plane_response(request: Request, plane: Plane, volume: Volume) -> Response:
+    def plane_response(
+        request: Request, plane: Plane, volume: Volume, complete: BackgroundTask
+    ) -> Response:
         media_type, _ = negotiate(request, (*IMAGE_TYPES, OCTETS), "planes")
         if media_type == OCTETS:
             body = np.ascontiguousarray(plane.pixels, dtype="<f4").tobytes()
@@ -283,7 +294,7 @@ def rendered_routes(*, renderer: Renderer, prefix: str = "") -> list[Route]:
             quality = _quality(request.query_params.get("quality"), renderer.jpeg_quality)
             body = encode(present(image, request), media_type, quality)
         headers = {GEOMETRY_HEADERS[k]: v for k, v in plane.dicom_strings().items()}
-        return Response(body, media_type=media_type, headers=headers)
+        return Response(body, media_type=media_type, headers=headers, background=complete)
 
     def plane_normal(request: Request) -> tuple[float, ...] | str:
         normal = _floats(request.query_params.get("normal"), 3, "normal")
@@ -292,14 +303,14 @@ def rendered_routes(*, renderer: Renderer, prefix: str = "") -> list[Route]:
     def mpr_route(request: Request) -> Response:
         """Beyond the standard: a plane through the series volume (README: MPR and MIP)."""
         study, series, _ = _uids(request)
-        volume = renderer.volume(study, series or "")
+        volume, complete = renderer.volume(study, series or "")
         plane = mpr(
             volume,
             normal=plane_normal(request),
             point=_floats(request.query_params.get("point"), 3, "point"),
             spacing=_float(request.query_params.get("spacing"), "spacing"),
         )
-        return plane_response(request, plane, volume)
+        return plane_response(request, plane, volume, complete)
 
     def mip_route(request: Request) -> Response:
         """Beyond the standard: a max / min / average projection over a slab."""
@@ -307,7 +318,7 @@ def rendered_routes(*, renderer: Renderer, prefix: str = "") -> list[Route]:
         mode = request.query_params.get("mode", "max")
         if mode not in ("max", "min", "avg"):
             raise BadRequest("mode must be max, min or avg")
-        volume = renderer.volume(study, series or "")
+        volume, complete = renderer.volume(study, series or "")
         plane = mip(
             volume,
             normal=plane_normal(request),
@@ -315,7 +326,7 @@ def rendered_routes(*, renderer: Renderer, prefix: str = "") -> list[Route]:
             thickness=_float(request.query_params.get("thickness"), "thickness"),
             mode=mode,  # type: ignore[arg-type]
         )
-        return plane_response(request, plane, volume)
+        return plane_response(request, plane, volume, complete)
 
     study_path = f"{prefix}/studies/{{study}}"
     series_path = f"{study_path}/series/{{series}}"

@@ -2,8 +2,9 @@
 
 Building a volume decodes a whole series, so MPR and MIP requests share one
 cache per process (built by the wiring code and passed in; there is no
-module-level instance). The bound is on voxel bytes: the arrays are nearly
-all of a volume's memory. A cache is an optimisation only: every process can
+module-level instance). The bound is on voxel bytes (:attr:`Volume.nbytes`,
+which counts a layout a volume may add later): the arrays are nearly all of
+a volume's memory. A cache is an optimisation only: every process can
 rebuild any volume from the archive.
 """
 
@@ -67,6 +68,17 @@ class VolumeCache:
                 self._pop(next(iter(self._volumes)))
             self._volumes[key] = volume
             self._nbytes += volume.nbytes
+
+    def build_column_copy(self, key: str) -> None:
+        """Build the column copy of the volume cached as ``key`` (see
+        :meth:`Volume.build_column_copy`); nothing if it was evicted meanwhile.
+
+        Its bytes were counted when the volume was cached, so the bound holds
+        (a copy still being built when its volume is evicted lives until done)."""
+        with self._lock:
+            volume = self._volumes.get(key)
+        if volume is not None:
+            volume.build_column_copy()
 
     def discard(self, key: str) -> None:
         """Forget ``key`` (e.g. when its series changed)."""

@@ -118,6 +118,23 @@ def apply_modality_lut(arr: np.ndarray, ds: Dataset) -> np.ndarray:
     return values
 
 
+def linear_rescale(ds: Dataset) -> tuple[float, float] | None:
+    """(Rescale Slope, Rescale Intercept) when the Modality LUT of ``ds`` is that line.
+
+    None when a usable Modality LUT Sequence applies instead (PS3.3 C.11.1):
+    the same choice :func:`apply_modality_lut` makes.
+    """
+    sequence: Any = ds.get("ModalityLUTSequence", None)
+    if sequence:
+        try:
+            lut_values(sequence[0])
+        except (AttributeError, ValueError, TypeError):
+            pass
+        else:
+            return None
+    return _float(ds, "RescaleSlope", 1.0), _float(ds, "RescaleIntercept", 0.0)
+
+
 def _float(ds: Dataset, keyword: str, default: float) -> float:
     value: Any = ds.get(keyword, None)
     if isinstance(value, MultiValue | list | tuple):

@@ -115,6 +115,13 @@ def _point(volume: Volume, point: Vector | None) -> np.ndarray:
     return vector
 
 
+def _cross(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Cross product of two 3-vectors (``np.cross`` costs more than the plane it serves)."""
+    return np.array(
+        (a[1] * b[2] - a[2] * b[1], a[2] * b[0] - a[0] * b[2], a[0] * b[1] - a[1] * b[0])
+    )
+
+
 def _display_axes(normal: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Row and column directions of a plane, oriented as radiologists read.
 
@@ -128,7 +135,7 @@ def _display_axes(normal: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     reference = np.array([0.0, 1.0, 0.0]) if largest == 2 else np.array([0.0, 0.0, -1.0])
     column = reference - np.dot(reference, normal) * normal
     column /= np.linalg.norm(column)
-    row = np.cross(column, normal)
+    row = _cross(column, normal)
     towards = np.array([0.0, 1.0, 0.0]) if largest == 0 else np.array([1.0, 0.0, 0.0])
     if np.dot(row, towards) < 0:
         row = -row
@@ -143,14 +150,9 @@ def _axis_vectors(volume: Volume) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 def _aligned_axis(volume: Volume, normal: np.ndarray) -> int | None:
     """Array axis whose constant-index planes are perpendicular to ``normal``."""
-    steps = _axis_vectors(volume)
-    for axis in range(3):
-        others = [steps[other] for other in range(3) if other != axis]
-        plane_normal = np.cross(others[0], others[1])
-        plane_normal /= np.linalg.norm(plane_normal)
-        if abs(float(np.dot(plane_normal, normal))) > _ALIGNED:
-            return axis
-    return None
+    alignment = np.abs(volume.axis_normals @ normal)
+    axis = int(np.argmax(alignment))
+    return axis if alignment[axis] > _ALIGNED else None
 
 
 @dataclass(frozen=True)
@@ -229,6 +231,14 @@ def _grid(
     u, v = offsets @ row_direction, offsets @ column_direction
     u_first = math.floor(u.min() / step + 1e-6) * step
     v_first = math.floor(v.min() / step + 1e-6) * step
+    start = volume.patient_to_index @ (point + u_first * row_direction + v_first * column_direction)
+    start -= volume.patient_to_index @ volume.origin
+    u_first += step * _snap(
+        start, volume.patient_to_index @ row_direction * step, (u.min() - u_first) / step
+    )
+    v_first += step * _snap(
+        start, volume.patient_to_index @ column_direction * step, (v.min() - v_first) / step
+    )
     return _Grid(
         position=point + u_first * row_direction + v_first * column_direction,
         row_direction=row_direction,
@@ -238,6 +248,24 @@ def _grid(
         rows=_count(float(v.max()) - v_first, step),
         columns=_count(float(u.max()) - u_first, step),
     )
+
+
+def _snap(start: np.ndarray, per_pixel: np.ndarray, slack: float) -> float:
+    """Pixels (-1..1) to move a grid's first pixel along one of its axes so that the
+    pixels are voxel centres, when one pixel along it is one voxel along one array
+    axis; else 0. Forward only by at most ``slack`` pixels (keeping the volume covered).
+
+    That axis of the plane is then read, not interpolated: no half-voxel blur, and
+    no resampling cost."""
+    axis = int(np.argmax(np.abs(per_pixel)))
+    others = np.delete(per_pixel, axis)
+    if abs(abs(float(per_pixel[axis])) - 1) > 1e-9 or np.any(np.abs(others) > 1e-9):
+        return 0.0
+    index = float(start[axis]) * float(np.sign(per_pixel[axis]))
+    forward = math.ceil(index - 1e-6) - index
+    if forward <= slack + 1e-6:
+        return forward
+    return forward - 1
 
 
 def _check_spacing(spacing: float | None) -> None:
@@ -251,18 +279,30 @@ def _check_intersects(volume: Volume, normal: np.ndarray, point: np.ndarray) -> 
         raise BadRenderParameter("the plane does not intersect the volume")
 
 
-def _interpolate_along(voxels: np.ndarray, axis: int, index: float) -> np.ndarray:
-    """The 2D array at fractional ``index`` along ``axis`` (linear between neighbours)."""
-    size = voxels.shape[axis]
+def _at(axis: int, index: int | slice) -> tuple[int | slice, ...]:
+    """An index selecting ``index`` along ``axis`` (a view, where ``np.take`` copies)."""
+    selection: list[int | slice] = [slice(None)] * 3
+    selection[axis] = index
+    return tuple(selection)
+
+
+def _interpolate_along(volume: Volume, axis: int, index: float) -> np.ndarray:
+    """The 2D voxel values at fractional ``index`` along ``axis`` (linear between
+    neighbours): a view of the voxels when ``index`` falls on a plane of them."""
+    voxels, along = volume.planes_along(axis)
+    size = voxels.shape[along]
     index = min(max(index, 0.0), size - 1.0)
     low = int(math.floor(index))
     fraction = index - low
     if fraction < 1e-6 or low + 1 >= size:
-        return np.asarray(np.take(voxels, low, axis=axis))
+        return np.asarray(voxels[_at(along, low)])
     if fraction > 1 - 1e-6:
-        return np.asarray(np.take(voxels, low + 1, axis=axis))
-    below, above = np.take(voxels, low, axis=axis), np.take(voxels, low + 1, axis=axis)
-    return np.asarray(below * np.float32(1 - fraction) + above * np.float32(fraction))
+        return np.asarray(voxels[_at(along, low + 1)])
+    result: np.ndarray = np.multiply(
+        voxels[_at(along, low)], np.float32(1 - fraction), dtype=np.float32
+    )
+    result += np.multiply(voxels[_at(along, low + 1)], np.float32(fraction), dtype=np.float32)
+    return result
 
 
 def _neighbours(coord: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -342,45 +382,48 @@ def mpr(
     grid = _grid(volume, direction, origin, spacing, axis)
     if axis is None:
         coords = grid.index_coords(volume)
-        return grid.plane(trilinear(volume.voxels, coords, volume.pad_value))
-    image = _interpolate_along(volume.voxels, axis, float(grid.index_steps(volume)[0][axis]))
-    if _native(volume, grid, axis):
-        return grid.plane(image)
-    return grid.plane(_resample(image, grid, volume, axis))
+        return grid.plane(volume.modality(trilinear(volume.voxels, coords, volume.raw_pad)))
+    image = _interpolate_along(volume, axis, float(grid.index_steps(volume)[0][axis]))
+    if not _native(volume, grid, axis):
+        image = _resample(image, grid, volume, axis)
+    return grid.plane(volume.modality(image))
 
 
 def separable_bilinear(image: np.ndarray, y: np.ndarray, x: np.ndarray, fill: float) -> np.ndarray:
     """Bilinear resampling on a grid aligned with the image axes: rows ``y``, columns ``x``.
 
-    Interpolates whole rows first, then columns: two gathers of rows instead
-    of four gathers of single pixels.
+    ``y`` and ``x`` are arithmetic progressions. Interpolates along one axis,
+    then the other (whole rows or columns at a time, never single pixels),
+    starting with the axis that does not enlarge the image. The values are
+    float32, or the image itself where nothing needed interpolating.
     """
     height, width = image.shape
-    rows = _lerp_axis(image, y, height, axis=0)
-    values = _lerp_axis(rows, x, width, axis=1)
-    inside_y, inside_x = _inside(y, height), _inside(x, width)
-    if inside_y.all() and inside_x.all():
-        return np.asarray(values, dtype=np.float32)
-    inside = inside_y[:, None] & inside_x[None, :]
-    return np.where(inside, values, np.float32(fill)).astype(np.float32)
+    if y.size * width <= x.size * height:
+        values = _lerp_axis(_lerp_axis(image, y, height, axis=0), x, width, axis=1)
+    else:
+        values = _lerp_axis(_lerp_axis(image, x, width, axis=1), y, height, axis=0)
+    outside_y, outside_x = ~_inside(y, height), ~_inside(x, width)
+    if not (outside_y.any() or outside_x.any()):
+        return values
+    if values is image or values.dtype != np.float32:
+        values = values.astype(np.float32)
+    values[outside_y, :] = fill
+    values[:, outside_x] = fill
+    return values
 
 
 def _lerp_axis(image: np.ndarray, coord: np.ndarray, size: int, *, axis: int) -> np.ndarray:
-    """Linear interpolation of ``image`` at ``coord`` along ``axis``; an identity
-    mapping (the plane keeps the volume's own spacing on that axis) costs nothing."""
-    if coord.size == size and np.allclose(coord, np.arange(size), atol=1e-6):
+    """Linear interpolation of ``image`` at ``coord`` (an arithmetic progression) along
+    ``axis``, clamped to the edges; an identity mapping (the plane keeps the volume's
+    own voxels on that axis, see :func:`_snap`) costs nothing."""
+    if coord.size == size and abs(coord[0]) < 1e-6 and abs(coord[-1] - (size - 1)) < 1e-6:
         return image
     low, high, frac = _neighbours(coord, size)
-    below: np.ndarray
-    above: np.ndarray
-    if axis == 0:
-        below, above, weight = image[low], image[high], frac[:, None]
-    else:
-        below, above, weight = image[:, low], image[:, high], frac[None, :]
-    above -= below
-    above *= weight
-    above += below
-    return above
+    below = np.take(image, low, axis=axis)
+    result: np.ndarray = np.subtract(np.take(image, high, axis=axis), below, dtype=np.float32)
+    result *= frac[:, None] if axis == 0 else frac[None, :]
+    result += below
+    return result
 
 
 def _resample(image: np.ndarray, grid: _Grid, volume: Volume, axis: int) -> np.ndarray:
@@ -389,7 +432,7 @@ def _resample(image: np.ndarray, grid: _Grid, volume: Volume, axis: int) -> np.n
     base, along_row, down_column = grid.index_steps(volume)
     rows = np.arange(grid.rows, dtype=np.float64)
     columns = np.arange(grid.columns, dtype=np.float64)
-    fill = volume.pad_value
+    fill = volume.raw_pad
     if abs(along_row[first]) < 1e-9 and abs(down_column[second]) < 1e-9:
         y = base[first] + down_column[first] * rows
         x = base[second] + along_row[second] * columns
@@ -400,6 +443,14 @@ def _resample(image: np.ndarray, grid: _Grid, volume: Volume, axis: int) -> np.n
         return separable_bilinear(image, y, x, fill).T
     coords = grid.index_coords(volume)
     return bilinear(image, coords[first], coords[second], fill)
+
+
+def _raw_mode(volume: Volume, mode: MipMode) -> MipMode:
+    """The projection of voxel values giving ``mode`` of modality values: a negative
+    Rescale Slope turns the largest voxel value into the smallest modality value."""
+    if volume.rescale_slope < 0 and mode != "avg":
+        return "min" if mode == "max" else "max"
+    return mode
 
 
 def _reduce(stack: np.ndarray, axis: int, mode: MipMode) -> np.ndarray:
@@ -434,7 +485,7 @@ def mip(
     axis = _aligned_axis(volume, direction)
     grid = _grid(volume, direction, origin, None, axis)
     if axis is None:
-        return grid.plane(_march(volume, grid, direction, thickness, mode))
+        return grid.plane(volume.modality(_march(volume, grid, direction, thickness, mode)))
     size = volume.shape[axis]
     centre = float(grid.index_steps(volume)[0][axis])
     low, high = 0, size - 1
@@ -445,18 +496,17 @@ def mip(
         high = min(high, math.floor(centre + half + 1e-6))
         if low > high:
             low = high = min(max(round(centre), 0), size - 1)
-    selection: list[slice] = [slice(None)] * 3
-    selection[axis] = slice(low, high + 1)
-    image = _reduce(volume.voxels[tuple(selection)], axis, mode)
-    if _native(volume, grid, axis):
-        return grid.plane(image)
-    return grid.plane(_resample(image, grid, volume, axis))
+    voxels, along = volume.planes_along(axis)
+    image = _reduce(voxels[_at(along, slice(low, high + 1))], along, _raw_mode(volume, mode))
+    if not _native(volume, grid, axis):
+        image = _resample(image, grid, volume, axis)
+    return grid.plane(volume.modality(image))
 
 
 def _march(
     volume: Volume, grid: _Grid, direction: np.ndarray, thickness: float | None, mode: MipMode
 ) -> np.ndarray:
-    """Oblique projection, one sample per volume plane along each ray.
+    """Oblique projection of voxel values, one sample per volume plane along each ray.
 
     The rays cross the constant-index planes of the array axis most aligned
     with ``direction`` once each; every plane is sampled bilinearly where the
@@ -464,13 +514,7 @@ def _march(
     they come. Samples farther than ``thickness / 2`` from the grid plane are
     left out.
     """
-    steps = _axis_vectors(volume)
-    alignment = []
-    for axis in range(3):
-        others = [steps[other] for other in range(3) if other != axis]
-        plane_normal = np.cross(others[0], others[1])
-        alignment.append(abs(float(np.dot(plane_normal / np.linalg.norm(plane_normal), direction))))
-    axis = int(np.argmax(alignment))
+    axis = int(np.argmax(np.abs(volume.axis_normals @ direction)))
     first, second = _other_axes(axis)
     coords = grid.index_coords(volume).reshape(3, -1)
     shift = volume.patient_to_index @ direction
@@ -487,7 +531,7 @@ def _march(
         coords.shape[1], math.nan if mode != "avg" else 0.0, np.float32
     )
     counts = np.zeros(coords.shape[1], dtype=np.float32)
-    combine = {"max": np.fmax, "min": np.fmin, "avg": np.add}[mode]
+    combine = {"max": np.fmax, "min": np.fmin, "avg": np.add}[_raw_mode(volume, mode)]
     for index in indices:
         # Only rays that cross this plane inside the slab and inside the slice.
         pixels = every
@@ -496,7 +540,8 @@ def _march(
         distance = (index - coords[axis, pixels]) / shift[axis]
         y = coords[first, pixels] + distance * shift[first]
         x = coords[second, pixels] + distance * shift[second]
-        image = np.take(volume.voxels, index, axis=axis)
+        voxels, along = volume.planes_along(axis)
+        image = voxels[_at(along, index)]
         inside = _inside(y, image.shape[0]) & _inside(x, image.shape[1])
         pixels, y, x = pixels[inside], y[inside], x[inside]
         values = bilinear(image, y, x, math.nan)
@@ -504,5 +549,5 @@ def _march(
         counts[pixels] += 1
     if mode == "avg":
         accumulated = np.asarray(accumulated / np.maximum(counts, 1), dtype=np.float32)
-    result = np.where(counts > 0, accumulated, np.float32(volume.pad_value))
+    result = np.where(counts > 0, accumulated, np.float32(volume.raw_pad))
     return result.astype(np.float32).reshape(grid.rows, grid.columns)

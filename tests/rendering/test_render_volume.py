@@ -17,6 +17,7 @@ import pytest
 from pydicom.dataset import Dataset
 
 from noctis_pacs.rendering import (
+    PLANE_NORMALS,
     BadRenderParameter,
     Plane,
     Volume,
@@ -26,6 +27,7 @@ from noctis_pacs.rendering import (
     decode_frame,
     mip,
     mpr,
+    volume_from_frames,
 )
 from noctis_pacs.rendering.planes import trilinear
 
@@ -290,3 +292,104 @@ def test_refuses_what_is_not_a_volume(slices: list[tuple[Dataset, np.ndarray]]) 
     position = [float(value) for value in shifted.ImagePositionPatient]
     shifted.ImagePositionPatient = [position[0] + 3, position[1], position[2]]
     refused([*slices[:10], (shifted, slices[10][1]), *slices[11:]], "one line")
+
+
+def frames_of(pairs: list[tuple[Dataset, bytes]]) -> list[tuple[Dataset, bytes, str]]:
+    return [(ds, frame, EXPLICIT_LE) for ds, frame in pairs]
+
+
+@pytest.fixture(scope="module")
+def stored_volume() -> Volume:
+    """The phantom as the HTTP routes load it: stored integers, rescaled when sampled."""
+    return volume_from_frames(
+        frames_of([slice_dataset(index) for index in range(SLICES)]), column_copy=True
+    )
+
+
+PLANES = ["axial", "coronal", "sagittal", (1.0, 1.0, 1.0), (0.2, -0.5, 0.8)]
+
+
+def test_stored_volume_keeps_integers_and_counts_its_column_copy(stored_volume: Volume) -> None:
+    assert stored_volume.voxels.dtype == np.int16
+    assert (stored_volume.rescale_slope, stored_volume.rescale_intercept) == (1.0, -1024.0)
+    assert stored_volume.pad_value == 0.0
+    assert stored_volume.nbytes == 2 * stored_volume.voxels.nbytes
+
+
+@pytest.mark.parametrize("normal", PLANES)
+def test_stored_volume_gives_the_modality_planes(
+    volume: Volume, stored_volume: Volume, normal: str | tuple[float, ...]
+) -> None:
+    for point in (SPHERE, None, SPHERE + np.array([0.31, -0.17, 0.53])):
+        expected = mpr(volume, normal=normal, point=point)
+        plane = mpr(stored_volume, normal=normal, point=point)
+        assert plane.pixels.dtype == np.float32
+        assert plane.dicom_strings() == expected.dicom_strings()
+        assert np.allclose(plane.pixels, expected.pixels, atol=1e-3)
+        projection = mip(stored_volume, normal=normal, point=point, thickness=6, mode="avg")
+        reference = mip(volume, normal=normal, point=point, thickness=6, mode="avg")
+        assert np.allclose(projection.pixels, reference.pixels, atol=1e-3)
+
+
+def test_column_copy_changes_nothing_but_the_layout() -> None:
+    pairs = [unrotated(slice_dataset(index)) for index in range(SLICES)]
+    volume = volume_from_frames(frames_of(pairs), column_copy=True)
+    point = SPHERE + np.array([0.2, 0.45, -0.3])
+    before = [mpr(volume, normal="sagittal", point=point), mip(volume, normal="sagittal")]
+    assert volume.by_column is None
+    volume.build_column_copy()
+    assert volume.by_column is not None
+    assert np.array_equal(volume.by_column, volume.voxels.transpose(2, 0, 1))
+    after = [mpr(volume, normal="sagittal", point=point), mip(volume, normal="sagittal")]
+    for plane, again in zip(before, after, strict=True):
+        assert np.array_equal(plane.pixels, again.pixels)
+    without = volume_from_frames(frames_of(pairs))
+    without.build_column_copy()
+    assert without.by_column is None and without.nbytes == without.voxels.nbytes
+
+
+def test_negative_slope_projects_modality_values() -> None:
+    """MIP max of modality values is the minimum of the stored values when the slope is < 0."""
+    pairs = []
+    for index in range(SLICES):
+        ds, frame = slice_dataset(index)
+        ds.RescaleSlope, ds.RescaleIntercept = "-2", "100"
+        pairs.append((ds, frame))
+    stored = volume_from_frames(frames_of(pairs))
+    modality = build_volume([decoded(ds, frame) for ds, frame in pairs])
+    assert stored.voxels.dtype == np.int16 and modality.voxels.dtype == np.float32
+    assert stored.pad_value == modality.pad_value
+    for mode in ("max", "min", "avg"):
+        for normal in ("axial", "coronal", (0.2, -0.5, 0.8)):
+            expected = mip(modality, normal=normal, thickness=10, mode=mode)  # type: ignore[arg-type]
+            plane = mip(stored, normal=normal, thickness=10, mode=mode)  # type: ignore[arg-type]
+            assert np.allclose(plane.pixels, expected.pixels, atol=1e-2), (mode, normal)
+
+
+def test_per_slice_rescale_falls_back_to_modality_values() -> None:
+    pairs = []
+    for index in range(SLICES):
+        ds, frame = slice_dataset(index)
+        ds.RescaleSlope = "1" if index % 2 else "0.5"
+        pairs.append((ds, frame))
+    volume = volume_from_frames(frames_of(pairs))
+    assert volume.voxels.dtype == np.float32 and volume.rescale_slope == 1.0
+    expected = build_volume([decoded(ds, frame) for ds, frame in pairs])
+    assert np.array_equal(volume.voxels, expected.voxels)
+
+
+def test_planes_along_volume_axes_are_voxels_not_blends() -> None:
+    """A plane whose rows run along a volume axis at its spacing has its pixels on the
+    voxel centres along it (read, not blended by half a voxel), wherever its point."""
+    pairs = [unrotated(slice_dataset(index)) for index in range(SLICES)]
+    volume = volume_from_frames(frames_of(pairs))
+    point = volume.origin + np.array([10.33, 7.21, 5.1])
+    for normal, along in (("coronal", volume.row_cosines), ("sagittal", volume.column_cosines)):
+        plane = mpr(volume, normal=normal, point=point)
+        assert plane.columns == SIZE
+        first = (np.array(plane.image_position_patient) - volume.origin) @ along / PIXEL
+        assert first == pytest.approx(0.0, abs=1e-6)
+        normal_vector = np.array(PLANE_NORMALS[normal])
+        assert float((np.array(plane.image_position_patient) - point) @ normal_vector) == (
+            pytest.approx(0.0, abs=1e-6)
+        )

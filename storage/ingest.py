@@ -141,7 +141,7 @@ class Ingestor:
         expected_study_uid: str | None = None,
     ) -> StoreOutcome:
         """Store a file; with ``move`` a spooled file inside the store's tmp area is adopted."""
-        if move and path.parent.resolve() == self.blobs.tmp.resolve():
+        if move and self.blobs.is_temporary(path):
             try:
                 writer = self.blobs.adopt(path)
             except StorageFullError as exc:

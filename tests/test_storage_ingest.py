@@ -4,6 +4,8 @@ frame offsets — on both index backends."""
 from __future__ import annotations
 
 import io
+import os
+import time
 from pathlib import Path
 
 import numpy as np
@@ -94,7 +96,7 @@ def test_garbage_is_rejected_and_nothing_lost(
     assert outcome.reason
     assert archive.stats()["instances"] == 1
     assert archive.locate_uids(sop_uid=kept.sop_instance_uid)
-    assert list(archive.blobs.tmp.iterdir()) == []
+    assert list(archive.blobs.tmp.rglob("*.part")) == []
 
 
 def test_truncated_file_is_rejected(archive: Archive) -> None:
@@ -319,3 +321,33 @@ def test_store_encoded_dataset_as_a_dimse_peer_sends_it(archive: Archive) -> Non
     assert stored.PixelData == ds.PixelData
     blob = b"".join(archive.iter_blob(location))
     assert archive.blobs.read_range(location.blob_key, 128, 4) == b"DICM" == blob[128:132]
+
+
+def test_temporary_files_fan_out_and_leftovers_are_cleaned(archive: Archive) -> None:
+    """A blob is written under tmp/a/ (16 folders) and renamed into blobs/abc/; leftovers
+    of interrupted writes, flat or in a folder, are removed once old."""
+    writer = archive.begin_blob()
+    writer.write(to_bytes(make_dataset()))
+    writer.finish(False)
+    assert writer.path.parent.parent == archive.blobs.tmp
+    assert writer.path.parent.name == writer.path.stem[0]
+    outcome = archive.store_blob(writer, ORIGIN)
+    assert outcome.status is Status.STORED
+    (key,) = archive.blobs.iter_keys()
+    assert key == writer.path.stem and not writer.path.exists()
+    spooled = archive.spool_path()
+    assert spooled.parent.is_dir() and archive.blobs.is_temporary(spooled)
+    spooled.write_bytes(to_bytes(make_dataset()))
+    assert archive.store_path(spooled, ORIGIN, move=True).status is Status.STORED
+    assert not spooled.exists()
+    old, young = archive.blobs.tmp / "0" / "old.part", archive.blobs.tmp / "f" / "young.part"
+    flat_old = archive.blobs.tmp / "flat.part"
+    old.parent.mkdir(exist_ok=True)
+    young.parent.mkdir(exist_ok=True)
+    for path in (old, young, flat_old):
+        path.write_bytes(b"partial")
+    hour_ago = time.time() - 7200
+    os.utime(old, (hour_ago, hour_ago))
+    os.utime(flat_old, (hour_ago, hour_ago))
+    assert archive.blobs.clean_temporary() == 2
+    assert young.exists() and not old.exists() and not flat_old.exists()

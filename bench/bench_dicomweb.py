@@ -2,14 +2,27 @@
 same corpus, same client.
 
     .venv/bin/python bench/bench_dicomweb.py [--small 10000] [--ct 256] [--repeat 30]
+                                             [--stow-rounds 5]
 
 Both servers run locally on free ports with fresh storage (Noctis: SQLite, fsync never;
-Orthanc: SQLite, SyncStorageArea false, no gzip).  Measured over one keep-alive httpx
-connection: STOW-RS instances/s in batches of 1, 16, 64 (64x64 and 512x512 instances);
-QIDO-RS p50/p95 at 1,000 and at --small instances (PatientName wildcard, StudyDate range,
-ModalitiesInStudy, AccessionNumber, paging); WADO-RS series retrieve MB/s of the --ct
-slice 512x512 CT; series metadata latency; one-frame latency.  JSON goes to
-bench/results/, a table to stdout.
+Orthanc: SQLite, SyncStorageArea false, no gzip), side by side for the whole run, and
+every phase is measured on both before the next starts.  Measured over one keep-alive
+httpx connection per server:
+
+- QIDO-RS p50/p95 at 1,000 and at --small instances (PatientName wildcard, StudyDate
+  range, ModalitiesInStudy, AccessionNumber, paging), with each server's match count.
+  Query strings are sent as written (``*`` and ``^`` literally, not percent-encoded):
+  Orthanc 1.10.1's DICOMweb plugin does not decode ``%2A`` in query values, so an
+  encoded wildcard there matches nothing and the two servers would not do the same work.
+- STOW-RS instances/s in batches of 1, 16, 64 (64x64 and 512x512 instances), into the
+  archive already holding the --small corpus: in ``--stow-rounds`` rounds, each case on
+  one server right after the other (the order alternating between rounds), ``sync``
+  before each timed run so neither pays for the other's write-back; the median round
+  is reported.
+- WADO-RS series retrieve MB/s of the --ct slice 512x512 CT; series metadata latency;
+  one-frame latency.
+
+JSON goes to bench/results/, a table to stdout.
 """
 
 from __future__ import annotations
@@ -226,25 +239,30 @@ def summary(values: list[float]) -> dict[str, float]:
     return {"p50": round(statistics.median(ordered), 2), "p95": round(p95, 2)}
 
 
-def qido_suite(client: httpx.Client, root: str, repeat: int) -> dict[str, dict[str, float]]:
-    queries = {
-        "PatientName wildcard": {"PatientName": "SMITH1*"},
-        "StudyDate range": {"StudyDate": "20000201-20000430"},
-        "ModalitiesInStudy": {"ModalitiesInStudy": "MR"},
-        "AccessionNumber": {"AccessionNumber": "ACC0000123"},
-        "paging (limit 50, offset 100)": {"limit": "50", "offset": "100"},
-    }
-    results: dict[str, dict[str, float]] = {}
-    for name, params in queries.items():
+#: QIDO-RS cases: raw query strings (see the module docstring for why not percent-encoded).
+QIDO_QUERIES = {
+    "PatientName wildcard": "PatientName=SMITH1*",
+    "StudyDate range": "StudyDate=20000201-20000430",
+    "ModalitiesInStudy": "ModalitiesInStudy=MR",
+    "AccessionNumber": "AccessionNumber=ACC0000123",
+    "paging (limit 50, offset 100)": "limit=50&offset=100",
+}
 
-        def run(params: dict[str, str] = params, name: str = name) -> object:
-            response = client.get(f"{root}/studies", params=params)
+
+def qido_suite(client: httpx.Client, root: str, repeat: int) -> dict[str, dict[str, float]]:
+    results: dict[str, dict[str, float]] = {}
+    for name, query in QIDO_QUERIES.items():
+        url = f"{root}/studies?{query}"
+
+        def run(url: str = url, name: str = name) -> list[object]:
+            response = client.get(url)
             if response.status_code not in (200, 204):
                 raise RuntimeError(f"QIDO {name}: {response.status_code} {response.text[:200]}")
-            return response.json() if response.status_code == 200 else []
+            found: list[object] = response.json() if response.status_code == 200 else []
+            return found
 
         stats = summary(timings(run, repeat))
-        stats["results"] = float(len(run()))  # type: ignore[arg-type]
+        stats["results"] = float(len(run()))
         results[name] = stats
     return results
 
@@ -259,63 +277,108 @@ def retrieve_series(client: httpx.Client, url: str) -> int:
     return total
 
 
-def bench_server(
-    server: Server,
+STOW_CASES = [(kind, batch) for batch in (1, 16, 64) for kind in ("small", "CT 512x512")]
+
+
+def stow_rounds(
+    clients: dict[str, httpx.Client], servers: list[Server], rounds: int
+) -> dict[str, dict[str, object]]:
+    """STOW-RS instances/s of every case on every server, in interleaved rounds.
+
+    Each case runs on one server right after the other with fresh UIDs (the same
+    bytes for both), the order alternating between rounds; ``os.sync`` before each
+    timed run flushes the previous run's dirty pages so no server pays for another's
+    write-back.  Returns, per server, the median and every round of each case.
+    """
+    corpus = {
+        "small": small_corpus(64 * 4),
+        "CT 512x512": [to_bytes(ds) for ds in ct_series(slices=64, size=512)],
+    }
+    samples: dict[str, dict[str, list[float]]] = {s.name: {} for s in servers}
+    for round_index in range(rounds):
+        order = servers if round_index % 2 == 0 else servers[::-1]
+        for kind, batch in STOW_CASES:
+            fresh = [_reuid(b) for b in corpus[kind]]
+            for server in order:
+                os.sync()
+                rate = stow_all(clients[server.name], server.root, fresh, batch)
+                samples[server.name].setdefault(f"{kind} x{batch}", []).append(round(rate, 1))
+    return {
+        name: {
+            "median": {case: statistics.median(v) for case, v in cases.items()},
+            "rounds": cases,
+        }
+        for name, cases in samples.items()
+    }
+
+
+def bench_reads(
+    client: httpx.Client, server: Server, ct_uids: tuple[str, str, str], repeat: int
+) -> dict[str, object]:
+    """WADO-RS series MB/s, series metadata and one-frame latency of the stored CT."""
+    out: dict[str, object] = {}
+    study, series, sop = ct_uids
+    series_url = f"{server.root}/studies/{study}/series/{series}"
+    rates = []
+    for _ in range(5):
+        started = time.perf_counter()
+        size = retrieve_series(client, series_url)
+        rates.append(size / 2**20 / (time.perf_counter() - started))
+    out["wado_series_MB_per_s"] = round(statistics.median(rates), 1)
+    out["wado_series_bytes"] = size
+
+    def metadata() -> object:
+        response = client.get(
+            f"{series_url}/metadata", headers={"Accept": "application/dicom+json"}
+        )
+        assert response.status_code == 200, response.status_code
+        return response.content
+
+    out["series_metadata_ms"] = summary(timings(metadata, repeat))
+    frame_url = f"{series_url}/instances/{sop}/frames/1"
+    accept = FRAME_ANY
+    if client.get(frame_url, headers={"Accept": accept}).status_code != 200:
+        accept = 'multipart/related; type="application/octet-stream"'
+
+    def frame() -> object:
+        response = client.get(frame_url, headers={"Accept": accept})
+        assert response.status_code == 200, response.status_code
+        return response.content
+
+    out["one_frame_ms"] = summary(timings(frame, repeat * 3))
+    return out
+
+
+def bench_all(
+    servers: list[Server],
     small: list[bytes],
     ct: list[bytes],
     ct_uids: tuple[str, str, str],
     args: argparse.Namespace,
-) -> dict[str, object]:
-    root = server.root
-    out: dict[str, object] = {}
-    with httpx.Client(timeout=600) as client:
-        # STOW-RS throughput on separate instances (not part of the QIDO corpus size checks).
-        stow_rates: dict[str, float] = {}
-        extra = small_corpus(64 * 4)
-        ct_extra = [to_bytes(ds) for ds in ct_series(slices=64, size=512)]
-        for batch in (1, 16, 64):
-            fresh = [_reuid(b) for b in extra]
-            stow_rates[f"small x{batch}"] = round(stow_all(client, root, fresh, batch), 1)
-            fresh_ct = [_reuid(b) for b in ct_extra]
-            stow_rates[f"CT 512x512 x{batch}"] = round(stow_all(client, root, fresh_ct, batch), 1)
-        out["stow_instances_per_s"] = stow_rates
-        # QIDO at 1,000 then at the full corpus.
-        first = small[:1000]
-        stow_all(client, root, first, 64)
-        out["qido_1000"] = qido_suite(client, root, args.repeat)
-        stow_all(client, root, small[1000:], 64)
-        out[f"qido_{len(small)}"] = qido_suite(client, root, args.repeat)
-        # WADO-RS on the CT series.
-        stow_all(client, root, ct, 16)
-        study, series, sop = ct_uids
-        series_url = f"{root}/studies/{study}/series/{series}"
-        rates = []
-        for _ in range(5):
-            started = time.perf_counter()
-            size = retrieve_series(client, series_url)
-            rates.append(size / 2**20 / (time.perf_counter() - started))
-        out["wado_series_MB_per_s"] = round(statistics.median(rates), 1)
-        out["wado_series_bytes"] = size
-
-        def metadata() -> object:
-            response = client.get(
-                f"{series_url}/metadata", headers={"Accept": "application/dicom+json"}
-            )
-            assert response.status_code == 200, response.status_code
-            return response.content
-
-        out["series_metadata_ms"] = summary(timings(metadata, args.repeat))
-        frame_url = f"{series_url}/instances/{sop}/frames/1"
-        accept = FRAME_ANY
-        if client.get(frame_url, headers={"Accept": accept}).status_code != 200:
-            accept = 'multipart/related; type="application/octet-stream"'
-
-        def frame() -> object:
-            response = client.get(frame_url, headers={"Accept": accept})
-            assert response.status_code == 200, response.status_code
-            return response.content
-
-        out["one_frame_ms"] = summary(timings(frame, args.repeat * 3))
+) -> dict[str, dict[str, object]]:
+    """Every phase on every server before the next phase starts."""
+    out: dict[str, dict[str, object]] = {s.name: {} for s in servers}
+    clients = {s.name: httpx.Client(timeout=600) for s in servers}
+    try:
+        # QIDO at 1,000 then at the full corpus (nothing else stored yet).
+        for chunk, label in ((small[:1000], "qido_1000"), (small[1000:], f"qido_{len(small)}")):
+            for server in servers:
+                stow_all(clients[server.name], server.root, chunk, 64)
+            for server in servers:
+                os.sync()
+                out[server.name][label] = qido_suite(clients[server.name], server.root, args.repeat)
+        # STOW-RS throughput on separate instances, into the archive of the full corpus.
+        for name, rates in stow_rounds(clients, servers, args.stow_rounds).items():
+            out[name]["stow_instances_per_s"] = rates["median"]
+            out[name]["stow_rounds"] = rates["rounds"]
+        for server in servers:
+            stow_all(clients[server.name], server.root, ct, 16)
+        for server in servers:
+            os.sync()
+            out[server.name].update(bench_reads(clients[server.name], server, ct_uids, args.repeat))
+    finally:
+        for client in clients.values():
+            client.close()
     return out
 
 
@@ -333,6 +396,9 @@ def main() -> None:
     parser.add_argument("--small", type=int, default=10000)
     parser.add_argument("--ct", type=int, default=256)
     parser.add_argument("--repeat", type=int, default=30)
+    parser.add_argument(
+        "--stow-rounds", type=int, default=5, help="interleaved STOW-RS rounds (median reported)"
+    )
     parser.add_argument("--only", choices=["noctis", "orthanc"], default=None)
     parser.add_argument(
         "--noctis-http-workers", type=int, default=1, help="http.workers of the Noctis target"
@@ -354,16 +420,21 @@ def main() -> None:
     }
     noctis = functools.partial(start_noctis, http_workers=args.noctis_http_workers)
     results["noctis_http_workers"] = args.noctis_http_workers
-    for name, starter in (("noctis", noctis), ("orthanc", start_orthanc)):
-        if args.only and name != args.only:
-            continue
-        work = Path(tempfile.mkdtemp(prefix=f"bench-{name}-"))
-        print(f"benchmarking {name} ...", flush=True)
-        server = starter(work)
-        try:
-            results[name] = bench_server(server, small, ct, ct_uids, args)
-        finally:
+    results["stow_rounds"] = args.stow_rounds
+    servers: list[Server] = []
+    works: list[Path] = []
+    try:
+        for name, starter in (("noctis", noctis), ("orthanc", start_orthanc)):
+            if args.only and name != args.only:
+                continue
+            works.append(Path(tempfile.mkdtemp(prefix=f"bench-{name}-")))
+            servers.append(starter(works[-1]))
+        print(f"benchmarking {', '.join(s.name for s in servers)} ...", flush=True)
+        results.update(bench_all(servers, small, ct, ct_uids, args))
+    finally:
+        for server in servers:
             server.stop()
+        for work in works:
             shutil.rmtree(work, ignore_errors=True)
     out_dir = ROOT / "bench" / "results"
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -373,48 +444,65 @@ def main() -> None:
     print(f"\nresults: {out_path}")
 
 
+def _ratio(noctis: object, orthanc: object) -> str:
+    if isinstance(noctis, int | float) and isinstance(orthanc, int | float) and orthanc:
+        return f"{noctis / orthanc:.2f}x"
+    return "-"
+
+
 def print_table(results: dict[str, object], big: int) -> None:
+    """One row per measure: Noctis, Orthanc, Noctis / Orthanc (throughput: higher is
+    better; latency: lower is better); QIDO rows show each server's match count and
+    flag a difference, then the p50 growth from 1,000 to ``big`` instances."""
     noctis = results.get("noctis", {})
     orthanc = results.get("orthanc", {})
     assert isinstance(noctis, dict) and isinstance(orthanc, dict)
-    rows: list[tuple[str, object, object]] = []
-    for key in ("stow_instances_per_s",):
-        for name in noctis.get(key) or orthanc.get(key) or {}:
-            rows.append(
-                (
-                    f"STOW-RS {name} (inst/s)",
-                    (noctis.get(key) or {}).get(name),
-                    (orthanc.get(key) or {}).get(name),
-                )
-            )
+    rows: list[tuple[str, object, object, str]] = []
+    key = "stow_instances_per_s"
+    for name in noctis.get(key) or orthanc.get(key) or {}:
+        n_rate = (noctis.get(key) or {}).get(name)
+        o_rate = (orthanc.get(key) or {}).get(name)
+        rows.append((f"STOW-RS {name} (inst/s)", n_rate, o_rate, _ratio(n_rate, o_rate)))
     for size in ("qido_1000", f"qido_{big}"):
         for name in noctis.get(size) or orthanc.get(size) or {}:
             n = (noctis.get(size) or {}).get(name, {})
             o = (orthanc.get(size) or {}).get(name, {})
+            flag = "" if not (n and o) or n["results"] == o["results"] else " COUNTS DIFFER"
             rows.append(
                 (
                     f"QIDO {size[5:]} {name} p50/p95 ms (n)",
                     f"{n.get('p50')}/{n.get('p95')} ({n.get('results', 0):.0f})",
                     f"{o.get('p50')}/{o.get('p95')} ({o.get('results', 0):.0f})",
+                    _ratio(n.get("p50"), o.get("p50")) + flag,
                 )
             )
-    rows.append(
-        (
-            "WADO-RS series MB/s",
-            noctis.get("wado_series_MB_per_s"),
-            orthanc.get("wado_series_MB_per_s"),
-        )
-    )
+    n_rate, o_rate = noctis.get("wado_series_MB_per_s"), orthanc.get("wado_series_MB_per_s")
+    rows.append(("WADO-RS series MB/s", n_rate, o_rate, _ratio(n_rate, o_rate)))
     for key, label in (
         ("series_metadata_ms", "series metadata p50/p95 ms"),
         ("one_frame_ms", "one frame p50/p95 ms"),
     ):
         n, o = noctis.get(key) or {}, orthanc.get(key) or {}
-        rows.append((label, f"{n.get('p50')}/{n.get('p95')}", f"{o.get('p50')}/{o.get('p95')}"))
+        rows.append(
+            (
+                label,
+                f"{n.get('p50')}/{n.get('p95')}",
+                f"{o.get('p50')}/{o.get('p95')}",
+                _ratio(n.get("p50"), o.get("p50")),
+            )
+        )
     width = max(len(r[0]) for r in rows)
-    print(f"\n{'measure'.ljust(width)}  {'noctis':>22}  {'orthanc':>22}")
-    for label, n, o in rows:
-        print(f"{label.ljust(width)}  {str(n):>22}  {str(o):>22}")
+    print(f"\n{'measure'.ljust(width)}  {'noctis':>20}  {'orthanc':>20}  noctis/orthanc")
+    for label, n_text, o_text, ratio in rows:
+        print(f"{label.ljust(width)}  {str(n_text):>20}  {str(o_text):>20}  {ratio}")
+    print(f"\nQIDO p50 growth 1000 -> {big} instances (noctis / orthanc):")
+    for name in QIDO_QUERIES:
+        growth = []
+        for server in (noctis, orthanc):
+            small_p50 = (server.get("qido_1000") or {}).get(name, {}).get("p50")
+            big_p50 = (server.get(f"qido_{big}") or {}).get(name, {}).get("p50")
+            growth.append(f"{big_p50 / small_p50:.2f}x" if small_p50 and big_p50 else "-")
+        print(f"  {name}: {growth[0]} / {growth[1]}")
 
 
 if __name__ == "__main__":

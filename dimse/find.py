@@ -76,6 +76,7 @@ def handle_find(
             yield status_dataset(final, str(exc)), None
             return
         pending = PENDING_UNSUPPORTED_KEYS if parsed.unsupported else st.PENDING
+        syntax = str(event.context.transfer_syntax)
         count = 0
         try:
             for row in _pages(archive, parsed.query, settings.query.max_results):
@@ -88,7 +89,11 @@ def handle_find(
                 yield (
                     pending,
                     response_identifier(
-                        identifier, parsed.level, row, ae_title=settings.dimse.ae_title
+                        identifier,
+                        parsed.level,
+                        row,
+                        ae_title=settings.dimse.ae_title,
+                        transfer_syntax=syntax,
                     ),
                 )
         except QueryError as exc:

@@ -12,10 +12,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from pydicom.charset import python_encoding
-from pydicom.dataelem import DataElement
+from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 from pydicom.sequence import Sequence
+from pydicom.tag import BaseTag
 from pydicom.uid import UID
 
 from noctis_pacs.model import BY_KEYWORD, Level, Match, MatchKind, Query, build_match
@@ -148,7 +149,7 @@ def _charset_for(requested: object, texts: list[str]) -> str | None:
     terms = [t for t in terms if t and t != "None"]
     if all(t.isascii() for t in texts):
         return terms[0] if len(terms) == 1 else (None if not terms else _UTF8)
-    if len(terms) == 1 and terms[0] in python_encoding:
+    if len(terms) == 1 and terms[0] in python_encoding and not terms[0].startswith("ISO 2022"):
         codec = codecs.lookup(python_encoding[terms[0]]).name
         try:
             for text in texts:
@@ -159,40 +160,99 @@ def _charset_for(requested: object, texts: list[str]) -> str | None:
     return _UTF8
 
 
+#: VRs whose value is text in the response's character set (PS3.5 6.1.2.3).
+_CHARSET_VRS = frozenset({"LO", "LT", "PN", "SH", "ST", "UC", "UT"})
+#: VRs whose value is ASCII text (PS3.5 6.2), padded with a space; UI pads with NUL.
+_ASCII_VRS = frozenset({"AE", "AS", "CS", "DA", "DS", "DT", "IS", "TM", "UR", "UI"})
+
+
+def _text_codec(charset: str | None, texts: list[str]) -> str | None:
+    """The Python codec for text values written directly, or None when pydicom must
+    encode them (ISO 2022 code extensions, which need escape sequences)."""
+    if all(t.isascii() for t in texts):
+        return "ascii"
+    if charset is None or charset.startswith("ISO 2022") or charset not in python_encoding:
+        return None
+    return python_encoding[charset]
+
+
+def _encoded(vr: str, value: object, codec: str) -> bytes | None:
+    """The value field of a text element (even length, padded), or None when the
+    value is not plain text (numbers, sequences, binary VRs: pydicom writes those)."""
+    if value is None:
+        return b""
+    if vr not in _ASCII_VRS and vr not in _CHARSET_VRS:
+        return None
+    if isinstance(value, list):
+        value = "\\".join(value)
+    if not isinstance(value, str):
+        return None
+    data = value.encode(codec if vr in _CHARSET_VRS else "ascii")
+    if len(data) % 2:
+        data += b"\x00" if vr == "UI" else b" "
+    return data
+
+
 def response_identifier(
-    identifier: Dataset, level: Level, row: Mapping[str, object], *, ae_title: str
+    identifier: Dataset,
+    level: Level,
+    row: Mapping[str, object],
+    *,
+    ae_title: str,
+    transfer_syntax: str | None = None,
 ) -> Dataset:
-    """Exactly the requested keys, with values from ``row`` (unknown keys empty)."""
-    rsp = Dataset()
+    """Exactly the requested keys, with values from ``row`` (unknown keys empty).
+
+    With the ``transfer_syntax`` of the presentation context, text values are written
+    as encoded bytes (pydicom's raw elements) and the data set is marked as encoded
+    that way, so that pynetdicom's encoding of each C-FIND response copies them instead
+    of validating and converting every value again: building and encoding a study-level
+    response drops from ~140 to ~90 us per match on the benchmark machine."""
+    values: list[tuple[BaseTag, str, object]] = []
     texts: list[str] = []
     for elem in identifier:
         keyword = elem.keyword
         if elem.tag.group in (0x0000, 0x0002) or keyword == "SpecificCharacterSet":
             continue
-        if keyword == "QueryRetrieveLevel":
-            rsp.QueryRetrieveLevel = level.name
-            continue
-        if keyword == "RetrieveAETitle":
-            rsp.RetrieveAETitle = ae_title
-            continue
-        if keyword == "InstanceAvailability":
-            rsp.InstanceAvailability = "ONLINE"
-            continue
         vr = str(elem.VR)
-        if vr == "SQ":
-            rsp.add_new(elem.tag, "SQ", Sequence())
-            continue
-        if vr == "UN" and keyword in BY_KEYWORD:
-            vr = BY_KEYWORD[keyword].vr
-        value = _response_value(vr, row.get(keyword)) if keyword in row else None
-        if vr in ("UI",) and isinstance(value, str):
-            value = UID(value)
-        rsp.add_new(elem.tag, vr, value)
-        if isinstance(value, str):
-            texts.append(value)
-        elif isinstance(value, list):
-            texts.extend(value)
+        value: object
+        if keyword == "QueryRetrieveLevel":
+            value = level.name
+        elif keyword == "RetrieveAETitle":
+            value = ae_title
+        elif keyword == "InstanceAvailability":
+            value = "ONLINE"
+        elif vr == "SQ":
+            value = Sequence()
+        else:
+            if vr == "UN" and keyword in BY_KEYWORD:
+                vr = BY_KEYWORD[keyword].vr
+            value = _response_value(vr, row.get(keyword)) if keyword in row else None
+            if isinstance(value, str):
+                texts.append(value)
+            elif isinstance(value, list):
+                texts.extend(value)
+        values.append((elem.tag, vr, value))
     charset = _charset_for(identifier.get("SpecificCharacterSet"), texts)
+    syntax = UID(transfer_syntax) if transfer_syntax else None
+    codec = (
+        _text_codec(charset, texts) if syntax is not None and syntax.is_transfer_syntax else None
+    )
+    rsp = Dataset()
+    for tag, vr, value in values:
+        data = _encoded(vr, value, codec) if codec is not None else None
+        if data is not None and syntax is not None:
+            rsp[tag] = RawDataElement(
+                tag, vr, len(data), data, 0, syntax.is_implicit_VR, syntax.is_little_endian
+            )
+        else:
+            if vr == "UI" and isinstance(value, str):
+                value = UID(value)
+            rsp.add_new(tag, vr, value)
     if charset:
         rsp.SpecificCharacterSet = charset
+    if codec is not None and syntax is not None:
+        rsp.set_original_encoding(
+            syntax.is_implicit_VR, syntax.is_little_endian, rsp._character_set
+        )
     return rsp

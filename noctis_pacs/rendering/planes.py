@@ -210,7 +210,8 @@ def _grid(
 ) -> _Grid:
     """The plane's pixel grid: the slice grid when cut along the slice axis,
     otherwise display axes over the projection of the whole volume, with the
-    given point on a pixel centre."""
+    given point on a pixel centre, moved by less than a pixel along an axis
+    that runs along the voxels (:func:`_snap`)."""
     if axis == 0:
         slice_index = float((volume.patient_to_index @ (point - volume.origin))[0])
         _, rows, columns = volume.shape
@@ -257,11 +258,13 @@ def _snap(start: np.ndarray, per_pixel: np.ndarray, slack: float) -> float:
 
     That axis of the plane is then read, not interpolated: no half-voxel blur, and
     no resampling cost."""
-    axis = int(np.argmax(np.abs(per_pixel)))
-    others = np.delete(per_pixel, axis)
-    if abs(abs(float(per_pixel[axis])) - 1) > 1e-9 or np.any(np.abs(others) > 1e-9):
+    steps = [float(value) for value in per_pixel]
+    axis = max(range(3), key=lambda candidate: abs(steps[candidate]))
+    if abs(abs(steps[axis]) - 1) > 1e-9 or any(
+        abs(steps[other]) > 1e-9 for other in range(3) if other != axis
+    ):
         return 0.0
-    index = float(start[axis]) * float(np.sign(per_pixel[axis]))
+    index = float(start[axis]) * math.copysign(1.0, steps[axis])
     forward = math.ceil(index - 1e-6) - index
     if forward <= slack + 1e-6:
         return forward
@@ -298,10 +301,10 @@ def _interpolate_along(volume: Volume, axis: int, index: float) -> np.ndarray:
         return np.asarray(voxels[_at(along, low)])
     if fraction > 1 - 1e-6:
         return np.asarray(voxels[_at(along, low + 1)])
-    result: np.ndarray = np.multiply(
-        voxels[_at(along, low)], np.float32(1 - fraction), dtype=np.float32
-    )
-    result += np.multiply(voxels[_at(along, low + 1)], np.float32(fraction), dtype=np.float32)
+    below = voxels[_at(along, low)]
+    result: np.ndarray = np.subtract(voxels[_at(along, low + 1)], below, dtype=np.float32)
+    result *= np.float32(fraction)
+    result += below
     return result
 
 
@@ -383,10 +386,18 @@ def mpr(
     if axis is None:
         coords = grid.index_coords(volume)
         return grid.plane(volume.modality(trilinear(volume.voxels, coords, volume.raw_pad)))
-    image = _interpolate_along(volume, axis, float(grid.index_steps(volume)[0][axis]))
+    image = _modality(
+        volume, _interpolate_along(volume, axis, float(grid.index_steps(volume)[0][axis]))
+    )
     if not _native(volume, grid, axis):
         image = _resample(image, grid, volume, axis)
-    return grid.plane(volume.modality(image))
+    return grid.plane(image)
+
+
+def _modality(volume: Volume, image: np.ndarray) -> np.ndarray:
+    """Modality values of a 2D cut of the volume, rescaled in place when the cut is a
+    new array (cutting first, then rescaling, touches the fewest values)."""
+    return volume.modality(image, in_place=image.flags.owndata and image.flags.writeable)
 
 
 def separable_bilinear(image: np.ndarray, y: np.ndarray, x: np.ndarray, fill: float) -> np.ndarray:
@@ -420,19 +431,25 @@ def _lerp_axis(image: np.ndarray, coord: np.ndarray, size: int, *, axis: int) ->
         return image
     low, high, frac = _neighbours(coord, size)
     below = np.take(image, low, axis=axis)
-    result: np.ndarray = np.subtract(np.take(image, high, axis=axis), below, dtype=np.float32)
+    if axis == 0 and coord.size > size:
+        # Enlarging: the differences of neighbouring rows once, then one gather of them.
+        steps = np.subtract(image[1:], image[:-1], dtype=np.float32)
+        result: np.ndarray = np.take(steps, np.minimum(low, size - 2), axis=0)
+    else:
+        result = np.subtract(np.take(image, high, axis=axis), below, dtype=np.float32)
     result *= frac[:, None] if axis == 0 else frac[None, :]
     result += below
     return result
 
 
 def _resample(image: np.ndarray, grid: _Grid, volume: Volume, axis: int) -> np.ndarray:
-    """Sample the 2D ``image`` (constant index along ``axis``) on the plane grid."""
+    """Sample the 2D ``image`` (modality values at a constant index along ``axis``) on
+    the plane grid."""
     first, second = _other_axes(axis)
     base, along_row, down_column = grid.index_steps(volume)
     rows = np.arange(grid.rows, dtype=np.float64)
     columns = np.arange(grid.columns, dtype=np.float64)
-    fill = volume.raw_pad
+    fill = volume.pad_value
     if abs(along_row[first]) < 1e-9 and abs(down_column[second]) < 1e-9:
         y = base[first] + down_column[first] * rows
         x = base[second] + along_row[second] * columns
@@ -498,9 +515,10 @@ def mip(
             low = high = min(max(round(centre), 0), size - 1)
     voxels, along = volume.planes_along(axis)
     image = _reduce(voxels[_at(along, slice(low, high + 1))], along, _raw_mode(volume, mode))
+    image = _modality(volume, image)
     if not _native(volume, grid, axis):
         image = _resample(image, grid, volume, axis)
-    return grid.plane(volume.modality(image))
+    return grid.plane(image)
 
 
 def _march(

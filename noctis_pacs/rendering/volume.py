@@ -10,6 +10,7 @@ normal of the orientation (row x column cosines), as Orthanc does.
 
 from __future__ import annotations
 
+import mmap
 import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -137,11 +138,19 @@ class Volume:
         """Modality value of samples outside the volume: its minimum."""
         return float(self.modality(np.array([self.raw_pad], dtype=np.float32))[0])
 
-    def modality(self, samples: np.ndarray) -> np.ndarray:
-        """Modality values (float32) of voxel samples: the rescale, when there is one."""
+    def modality(self, samples: np.ndarray, *, in_place: bool = False) -> np.ndarray:
+        """Modality values (float32) of voxel samples: the rescale, when there is one.
+
+        ``in_place``: ``samples`` is a scratch array that may be overwritten."""
         slope, intercept = self.rescale_slope, self.rescale_intercept
         if slope == 1.0 and intercept == 0.0:
             return samples if samples.dtype == np.float32 else samples.astype(np.float32)
+        if in_place and samples.dtype == np.float32:
+            if slope != 1.0:
+                samples *= np.float32(slope)
+            if intercept != 0.0:
+                samples += np.float32(intercept)
+            return samples
         if slope == 1.0:
             return np.asarray(np.add(samples, np.float32(intercept), dtype=np.float32))
         values: np.ndarray = np.multiply(samples, np.float32(slope), dtype=np.float32)
@@ -177,7 +186,7 @@ class Volume:
             if holder.array is not None:
                 return
             slices, rows, columns = self.shape
-            copy = np.zeros((columns, slices, rows), dtype=self.voxels.dtype)
+            copy = _allocate((columns, slices, rows), self.voxels.dtype)
             for index in range(slices):
                 copy[:, index, :] = self.voxels[index].T
             copy.flags.writeable = False
@@ -289,10 +298,22 @@ def _plan(
 
 
 def _allocate(shape: tuple[int, ...], dtype: np.dtype[Any]) -> np.ndarray:
-    """The voxel array. ``np.zeros`` (calloc) rather than ``np.empty``: measured here,
-    touching a fresh 256 MiB ``np.empty`` array costs 580 ms of page faults against
-    30 ms for ``np.zeros``, whose pages the kernel hands out as huge pages."""
-    return np.zeros(shape, dtype=dtype)
+    """Zeroed memory for voxels, in 4 KiB pages (an anonymous mapping of its own).
+
+    Measured on the reference VM (``bench/bench_rendering.py``): numpy asks for
+    transparent huge pages on arrays this large, and the first touch of fresh huge
+    pages cost 250-350 ms per 128 MiB there (the hypervisor backs them anew), while
+    4 KiB pages, recycled from memory the process has just freed, cost 50-70 ms, the
+    first build of a process as much as the next ones.
+    """
+    size = int(np.prod(shape)) * dtype.itemsize
+    anonymous = getattr(mmap, "MAP_ANONYMOUS", None)
+    if size == 0 or anonymous is None:
+        return np.zeros(shape, dtype=dtype)
+    buffer = mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE | anonymous)
+    if hasattr(mmap, "MADV_NOHUGEPAGE"):
+        buffer.madvise(mmap.MADV_NOHUGEPAGE)
+    return np.frombuffer(buffer, dtype=dtype).reshape(shape)
 
 
 def _volume(

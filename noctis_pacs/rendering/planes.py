@@ -107,19 +107,11 @@ def resolve_normal(normal: Vector | str) -> np.ndarray:
 
 def _point(volume: Volume, point: Vector | None) -> np.ndarray:
     if point is None:
-        centre = (np.array(volume.shape, dtype=np.float64) - 1) / 2
-        return np.asarray(volume.origin + volume.index_to_patient @ centre)
+        return volume.centre
     vector = np.asarray(point, dtype=np.float64)
     if vector.shape != (3,) or not np.all(np.isfinite(vector)):
         raise BadRenderParameter("point must be three finite numbers (x,y,z in mm)")
     return vector
-
-
-def _cross(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Cross product of two 3-vectors (``np.cross`` costs more than the plane it serves)."""
-    return np.array(
-        (a[1] * b[2] - a[2] * b[1], a[2] * b[0] - a[0] * b[2], a[0] * b[1] - a[1] * b[0])
-    )
 
 
 def _display_axes(normal: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -130,16 +122,24 @@ def _display_axes(normal: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     patient's left, or posterior for sagittal-like planes. For the named
     planes this gives the usual orientations: axial 1\\0\\0\\0\\1\\0,
     coronal 1\\0\\0\\0\\0\\-1, sagittal 0\\1\\0\\0\\0\\-1.
+    (Plain floats: numpy costs more than the arithmetic on three numbers.)
     """
-    largest = int(np.argmax(np.abs(normal)))
-    reference = np.array([0.0, 1.0, 0.0]) if largest == 2 else np.array([0.0, 0.0, -1.0])
-    column = reference - np.dot(reference, normal) * normal
-    column /= np.linalg.norm(column)
-    row = _cross(column, normal)
-    towards = np.array([0.0, 1.0, 0.0]) if largest == 0 else np.array([1.0, 0.0, 0.0])
-    if np.dot(row, towards) < 0:
-        row = -row
-    return row, column
+    n = [float(value) for value in normal]
+    magnitudes = [abs(value) for value in n]
+    largest = magnitudes.index(max(magnitudes))
+    reference = (0.0, 1.0, 0.0) if largest == 2 else (0.0, 0.0, -1.0)
+    along = sum(r * m for r, m in zip(reference, n, strict=True))
+    column = [r - along * m for r, m in zip(reference, n, strict=True)]
+    length = math.sqrt(sum(value * value for value in column))
+    column = [value / length for value in column]
+    row = [
+        column[1] * n[2] - column[2] * n[1],
+        column[2] * n[0] - column[0] * n[2],
+        column[0] * n[1] - column[1] * n[0],
+    ]
+    if row[1 if largest == 0 else 0] < 0:
+        row = [-value for value in row]
+    return np.array(row), np.array(column)
 
 
 def _axis_vectors(volume: Volume) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -166,18 +166,14 @@ class _Grid:
     column_spacing: float
     rows: int
     columns: int
+    #: Voxel index (k, r, c) of the first pixel, and its change per column and per row.
+    base: np.ndarray
+    along_row: np.ndarray
+    down_column: np.ndarray
 
-    def index_steps(self, volume: Volume) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Voxel index (k, r, c) of the first pixel, and its change per column and per row."""
-        inverse = volume.patient_to_index
-        base = inverse @ (self.position - volume.origin)
-        along_row = inverse @ (self.row_direction * self.column_spacing)
-        down_column = inverse @ (self.column_direction * self.row_spacing)
-        return base, along_row, down_column
-
-    def index_coords(self, volume: Volume) -> np.ndarray:
+    def index_coords(self) -> np.ndarray:
         """(3, rows, columns) fractional voxel indices (k, r, c) of each pixel."""
-        base, along_row, down_column = self.index_steps(volume)
+        base, along_row, down_column = self.base, self.along_row, self.down_column
         columns = np.arange(self.columns, dtype=np.float64)
         rows = np.arange(self.rows, dtype=np.float64)
         return np.asarray(
@@ -212,8 +208,9 @@ def _grid(
     otherwise display axes over the projection of the whole volume, with the
     given point on a pixel centre, moved by less than a pixel along an axis
     that runs along the voxels (:func:`_snap`)."""
+    inverse = volume.patient_to_index
     if axis == 0:
-        slice_index = float((volume.patient_to_index @ (point - volume.origin))[0])
+        slice_index = float((inverse @ (point - volume.origin))[0])
         _, rows, columns = volume.shape
         row_spacing = spacing or volume.row_spacing
         column_spacing = spacing or volume.column_spacing
@@ -225,21 +222,25 @@ def _grid(
             column_spacing=column_spacing,
             rows=_count((rows - 1) * volume.row_spacing, row_spacing),
             columns=_count((columns - 1) * volume.column_spacing, column_spacing),
+            base=np.array([slice_index, 0.0, 0.0]),
+            along_row=np.array([0.0, 0.0, column_spacing / volume.column_spacing]),
+            down_column=np.array([0.0, row_spacing / volume.row_spacing, 0.0]),
         )
     step = spacing or min(volume.row_spacing, volume.column_spacing)
     row_direction, column_direction = _display_axes(normal)
     offsets = volume.corners() - point
     u, v = offsets @ row_direction, offsets @ column_direction
-    u_first = math.floor(u.min() / step + 1e-6) * step
-    v_first = math.floor(v.min() / step + 1e-6) * step
-    start = volume.patient_to_index @ (point + u_first * row_direction + v_first * column_direction)
-    start -= volume.patient_to_index @ volume.origin
-    u_first += step * _snap(
-        start, volume.patient_to_index @ row_direction * step, (u.min() - u_first) / step
-    )
-    v_first += step * _snap(
-        start, volume.patient_to_index @ column_direction * step, (v.min() - v_first) / step
-    )
+    u_min, v_min = float(u.min()), float(v.min())
+    u_first = math.floor(u_min / step + 1e-6) * step
+    v_first = math.floor(v_min / step + 1e-6) * step
+    along_row = inverse @ (row_direction * step)
+    down_column = inverse @ (column_direction * step)
+    start = inverse @ (point - volume.origin) + (u_first / step) * along_row
+    start += (v_first / step) * down_column
+    u_shift = _snap(start, along_row, (u_min - u_first) / step)
+    v_shift = _snap(start, down_column, (v_min - v_first) / step)
+    u_first += u_shift * step
+    v_first += v_shift * step
     return _Grid(
         position=point + u_first * row_direction + v_first * column_direction,
         row_direction=row_direction,
@@ -248,6 +249,9 @@ def _grid(
         column_spacing=step,
         rows=_count(float(v.max()) - v_first, step),
         columns=_count(float(u.max()) - u_first, step),
+        base=start + u_shift * along_row + v_shift * down_column,
+        along_row=along_row,
+        down_column=down_column,
     )
 
 
@@ -384,11 +388,9 @@ def mpr(
     axis = _aligned_axis(volume, direction)
     grid = _grid(volume, direction, origin, spacing, axis)
     if axis is None:
-        coords = grid.index_coords(volume)
+        coords = grid.index_coords()
         return grid.plane(volume.modality(trilinear(volume.voxels, coords, volume.raw_pad)))
-    image = _modality(
-        volume, _interpolate_along(volume, axis, float(grid.index_steps(volume)[0][axis]))
-    )
+    image = _modality(volume, _interpolate_along(volume, axis, float(grid.base[axis])))
     if not _native(volume, grid, axis):
         image = _resample(image, grid, volume, axis)
     return grid.plane(image)
@@ -446,7 +448,7 @@ def _resample(image: np.ndarray, grid: _Grid, volume: Volume, axis: int) -> np.n
     """Sample the 2D ``image`` (modality values at a constant index along ``axis``) on
     the plane grid."""
     first, second = _other_axes(axis)
-    base, along_row, down_column = grid.index_steps(volume)
+    base, along_row, down_column = grid.base, grid.along_row, grid.down_column
     rows = np.arange(grid.rows, dtype=np.float64)
     columns = np.arange(grid.columns, dtype=np.float64)
     fill = volume.pad_value
@@ -458,7 +460,7 @@ def _resample(image: np.ndarray, grid: _Grid, volume: Volume, axis: int) -> np.n
         y = base[first] + along_row[first] * columns
         x = base[second] + down_column[second] * rows
         return separable_bilinear(image, y, x, fill).T
-    coords = grid.index_coords(volume)
+    coords = grid.index_coords()
     return bilinear(image, coords[first], coords[second], fill)
 
 
@@ -504,7 +506,7 @@ def mip(
     if axis is None:
         return grid.plane(volume.modality(_march(volume, grid, direction, thickness, mode)))
     size = volume.shape[axis]
-    centre = float(grid.index_steps(volume)[0][axis])
+    centre = float(grid.base[axis])
     low, high = 0, size - 1
     if thickness is not None:
         per_index = abs(float(np.dot(_axis_vectors(volume)[axis], direction)))
@@ -534,7 +536,7 @@ def _march(
     """
     axis = int(np.argmax(np.abs(volume.axis_normals @ direction)))
     first, second = _other_axes(axis)
-    coords = grid.index_coords(volume).reshape(3, -1)
+    coords = grid.index_coords().reshape(3, -1)
     shift = volume.patient_to_index @ direction
     size = volume.shape[axis]
     indices = range(size)

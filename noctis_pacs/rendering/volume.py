@@ -116,6 +116,14 @@ class Volume:
         return inverse
 
     @cached_property
+    def centre(self) -> np.ndarray:
+        """Patient coordinates of the centre of the volume."""
+        middle = (np.array(self.shape, dtype=np.float64) - 1) / 2
+        centre = np.asarray(self.origin + self.index_to_patient @ middle)
+        centre.flags.writeable = False
+        return centre
+
+    @cached_property
     def axis_normals(self) -> np.ndarray:
         """Row ``axis``: unit normal of the planes of constant index along that array axis."""
         steps = self.index_to_patient.T

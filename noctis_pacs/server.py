@@ -13,6 +13,7 @@ import logging
 import os
 import signal
 import threading
+import time
 from typing import Any
 
 from noctis_pacs.events import WorkflowWorker
@@ -85,6 +86,18 @@ def run_http(settings: Settings, archive: Archive, metrics: Metrics) -> None:
     uvicorn.Server(uvicorn.Config(app, lifespan="on", **common)).run()
 
 
+def _prepare_layout(archive: Archive) -> None:
+    """Create the blob store's missing fan-out folders (a fresh store's first start)."""
+    started = time.monotonic()
+    try:
+        made = archive.blobs.prepare_layout()
+    except OSError as exc:
+        log.warning("could not prepare the blob store's folders: %s", exc)
+        return
+    if made:
+        log.info("prepared %d blob store folders in %.1f s", made, time.monotonic() - started)
+
+
 def serve(settings: Settings, *, http: bool = True, dimse: bool = True) -> None:
     """Run HTTP and/or DIMSE until SIGINT / SIGTERM."""
     metrics = build_metrics()
@@ -92,6 +105,9 @@ def serve(settings: Settings, *, http: bool = True, dimse: bool = True) -> None:
     removed = archive.blobs.clean_temporary()
     if removed:
         log.info("removed %d leftover temporary files of interrupted writes", removed)
+    threading.Thread(
+        target=_prepare_layout, args=(archive,), name="blob-layout", daemon=True
+    ).start()
     dimse_server = None
     # Study tracking, stability and webhook delivery (noctis_pacs/events.py).
     workflow_worker = WorkflowWorker(settings, **workflow_backends(settings, archive.db))

@@ -140,6 +140,10 @@ class _FileWriter:
         self._finished = True
 
 
+_BLOB_FOLDERS = tuple(f"{n:03x}" for n in range(4096))
+_TEMP_FOLDERS = tuple(f"{n:x}" for n in range(16))
+
+
 class FileSystemBlobStore:
     """Blobs under ``root/blobs/abc/<uuid>.dcm``; temporary files under
     ``root/tmp/a/<uuid>.part`` (16 folders, each made when first needed).
@@ -197,6 +201,24 @@ class FileSystemBlobStore:
             folder.mkdir(exist_ok=True)
             self._known_dirs.add(folder)
         return folder / f"{key}.part"
+
+    def prepare_layout(self) -> int:
+        """Create the fan-out folders that do not exist yet (all 4,096 blob folders and
+        the 16 temporary ones); returns how many were made.
+
+        A fresh store otherwise creates a folder in the path of most of its first few
+        thousand stores (~0.25 ms each on the benchmark disk, a fifth of a small
+        instance's C-STORE); ``serve`` runs this once in the background at start."""
+        made = 0
+        for root, names in ((self.blobs, _BLOB_FOLDERS), (self.tmp, _TEMP_FOLDERS)):
+            existing = set(os.listdir(root))
+            for name in names:
+                folder = root / name
+                if name not in existing:
+                    folder.mkdir(exist_ok=True)
+                    made += 1
+                self._known_dirs.add(folder)
+        return made
 
     def is_temporary(self, path: Path) -> bool:
         """Whether ``path`` lies in the store's temporary area (so ``adopt`` may move it)."""

@@ -351,3 +351,14 @@ def test_temporary_files_fan_out_and_leftovers_are_cleaned(archive: Archive) -> 
     os.utime(flat_old, (hour_ago, hour_ago))
     assert archive.blobs.clean_temporary() == 2
     assert young.exists() and not old.exists() and not flat_old.exists()
+
+
+def test_prepare_layout_creates_every_fan_out_folder_once(archive: Archive) -> None:
+    """``serve`` lays out a fresh store's 4,096 blob folders and 16 temporary ones, so
+    stores do not create them; a second run makes none and stores still land."""
+    assert archive.blobs.prepare_layout() == 4096 + 16
+    assert len(os.listdir(archive.blobs.blobs)) == 4096
+    assert sorted(os.listdir(archive.blobs.tmp)) == [f"{n:x}" for n in range(16)]
+    assert archive.blobs.prepare_layout() == 0
+    assert archive.store_bytes(make_instance(), ORIGIN).status is Status.STORED
+    assert len(os.listdir(archive.blobs.blobs)) == 4096

@@ -81,6 +81,15 @@ def main() -> None:
                             (time.perf_counter() - started) * 1000, 1
                         )
                         assert first.status_code == 200, first.text
+                        # The column copy (sagittal planes contiguous) is built after the
+                        # first response; measure one sagittal plane while it may still be
+                        # building, then let it finish.
+                        started = time.perf_counter()
+                        client.get(f"{base}/mpr?plane=sagittal")
+                        entry["sagittal_right_after_first_mpr_ms"] = round(
+                            (time.perf_counter() - started) * 1000, 1
+                        )
+                        time.sleep(2)
                         for label, query in (
                             ("mpr axial", "mpr?plane=axial"),
                             ("mpr coronal", "mpr?plane=coronal"),

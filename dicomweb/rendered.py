@@ -176,10 +176,10 @@ class Renderer:
             self.header(location), frame, location.transfer_syntax_uid, window=window
         )
 
-    def volume(self, study: str, series: str) -> tuple[Volume, BackgroundTask]:
+    def volume(self, study: str, series: str) -> tuple[Volume, BackgroundTask | None]:
         """The series volume (built once, cached), and the task that completes it after
-        the response: the copy that makes constant-column planes contiguous (counted
-        in the cache bound from the start)."""
+        the response, until done: the copy that makes constant-column planes contiguous
+        (counted in the cache bound from the start)."""
         found = locate_or_404(self.archive, study, series, None)
 
         def build() -> Volume:
@@ -193,6 +193,8 @@ class Renderer:
 
         key = f"{series}:{len(found)}"
         volume = self.cache.get_or_build(key, build)
+        if volume.by_column is not None:
+            return volume, None
         return volume, BackgroundTask(self.cache.build_column_copy, key)
 
 
@@ -282,7 +284,7 @@ def rendered_routes(*, renderer: Renderer, prefix: str = "") -> list[Route]:
         return Response(data, media_type=media_type, headers={"Cache-Control": "max-age=3600"})
 
     def plane_response(
-        request: Request, plane: Plane, volume: Volume, complete: BackgroundTask
+        request: Request, plane: Plane, volume: Volume, complete: BackgroundTask | None
     ) -> Response:
         media_type, _ = negotiate(request, (*IMAGE_TYPES, OCTETS), "planes")
         if media_type == OCTETS:

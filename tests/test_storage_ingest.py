@@ -362,3 +362,28 @@ def test_prepare_layout_creates_every_fan_out_folder_once(archive: Archive) -> N
     assert archive.blobs.prepare_layout() == 0
     assert archive.store_bytes(make_instance(), ORIGIN).status is Status.STORED
     assert len(os.listdir(archive.blobs.blobs)) == 4096
+
+
+def test_wal_is_checkpointed_in_the_background(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SQLite's checkpoint on commit is only a far bound: a background thread copies the
+    WAL into the database file (so stores never wait for its fsyncs) and stops on close."""
+    from storage import db as dbmodule
+    from tests.conftest import db_url_for, make_settings
+
+    monkeypatch.setattr(dbmodule, "CHECKPOINT_PAGES", 1)
+    data = tmp_path / "d"
+    archive = Archive(make_settings(data, db_url_for("sqlite", data)))
+    index = data / "index.sqlite3"
+    before = index.stat().st_size
+    for _ in range(5):
+        archive.store_bytes(make_instance(), ORIGIN)
+    deadline = time.monotonic() + 10
+    while index.stat().st_size == before and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert index.stat().st_size > before, "the WAL was not checkpointed into the database"
+    checkpointer = archive.db._checkpointer  # type: ignore[attr-defined]
+    assert checkpointer is not None and checkpointer.is_alive()
+    archive.close()
+    assert not checkpointer.is_alive()

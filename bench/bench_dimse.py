@@ -78,6 +78,7 @@ class Target:
     process: subprocess.Popen[bytes]
     port: int
     aet: str
+    log: Path | None = None
 
     def stop(self) -> None:
         self.process.terminate()
@@ -105,7 +106,20 @@ def start_noctis(work: Path, dest_port: int, *, workers: int = 1) -> Target:
         stdout=open(log, "wb"), stderr=subprocess.STDOUT,  # noqa: SIM115
     )  # fmt: skip
     wait_echo(port, "NOCTIS", process, log)
-    return Target("noctis", process, port, "NOCTIS")
+    wait_layout(data)
+    return Target("noctis", process, port, "NOCTIS", log)
+
+
+def wait_layout(data: Path) -> None:
+    """Let a fresh store's one-time layout (serve creates its 4,096 blob folders in the
+    background, once per archive lifetime) finish before measuring, so that each run
+    measures a store's steady state rather than its first second."""
+    blobs = data / "blobs"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if blobs.is_dir() and sum(1 for _ in blobs.iterdir()) >= 4096:
+            return
+        time.sleep(0.1)
 
 
 def start_orthanc(work: Path, dest_port: int) -> Target:
@@ -250,7 +264,8 @@ def movescu(target: Target, study: str, series: str) -> float:
     )  # fmt: skip
     elapsed = time.perf_counter() - started
     if done.returncode != 0 or "Failed" in done.stderr:
-        raise RuntimeError(f"{target.name}: movescu failed: {done.stderr[-500:]}")
+        log = target.log.read_text(errors="replace")[-3000:] if target.log else ""
+        raise RuntimeError(f"{target.name}: movescu failed: {done.stderr[-500:]}\n{log}")
     return elapsed
 
 

@@ -13,7 +13,7 @@ that C-FIND uses too.  Choices, documented in ``docs/dicomweb.md``:
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from starlette.requests import Request
@@ -226,8 +226,8 @@ def make_qido_endpoint(ctx: Context, level: Level) -> Any:
         missing = sorted(parsed.include - set(BY_KEYWORD))
         if missing:
             warnings.append(f"includefield not available in query results: {', '.join(missing)}")
-        base = public_base(request, ctx.settings)
-        body = [_dataset(row, fields, level, base) for row in result.rows]
+        encode = _row_encoder(fields, level, public_base(request, ctx.settings))
+        body = [encode(row) for row in result.rows]
         response = Response(
             json.dumps(body, separators=(",", ":"), ensure_ascii=False),
             media_type=media.DICOM_JSON,
@@ -280,23 +280,35 @@ def _request_attributes(row: dict[str, object]) -> dict[str, object]:
     return {"vr": "SQ", "Value": [item]} if item else {"vr": "SQ"}
 
 
-def _dataset(row: dict[str, object], fields: list[str], level: Level, base: str) -> JsonDataset:
-    out: JsonDataset = {media.TAG_SPECIFIC_CHARACTER_SET: _UTF8}
+def _row_encoder(
+    fields: list[str], level: Level, base: str
+) -> Callable[[dict[str, object]], JsonDataset]:
+    """A function turning one result row into its DICOM JSON dataset (tags in order);
+    each field's tag and VR are looked up once per response, not once per row."""
+    specs: list[tuple[str, str | None, str]] = []
     for keyword in fields:
         if keyword == REQUEST_ATTRIBUTES:
-            out[media.TAG_REQUEST_ATTRIBUTES_SEQUENCE] = _request_attributes(row)
-            continue
-        if keyword not in row or keyword in _REQUEST_ITEM_KEYS:
-            continue
-        attribute = BY_KEYWORD[keyword]
-        out[f"{attribute.tag:08X}"] = single(attribute.vr, row[keyword])
-    url = f"{base}/studies/{row['StudyInstanceUID']}"
-    if level >= Level.SERIES:
-        url += f"/series/{row['SeriesInstanceUID']}"
-    if level == Level.IMAGE:
-        url += f"/instances/{row['SOPInstanceUID']}"
-        out[media.TAG_INSTANCE_AVAILABILITY] = _ONLINE
-    elif level == Level.STUDY:
-        out[media.TAG_INSTANCE_AVAILABILITY] = _ONLINE
-    out[media.TAG_RETRIEVE_URL] = single("UR", url)
-    return dict(sorted(out.items()))
+            specs.append((media.TAG_REQUEST_ATTRIBUTES_SEQUENCE, None, "SQ"))
+        elif keyword not in _REQUEST_ITEM_KEYS:
+            attribute = BY_KEYWORD[keyword]
+            specs.append((f"{attribute.tag:08X}", keyword, attribute.vr))
+    online = level in (Level.STUDY, Level.IMAGE)
+
+    def encode(row: dict[str, object]) -> JsonDataset:
+        out: JsonDataset = {media.TAG_SPECIFIC_CHARACTER_SET: _UTF8}
+        for tag, keyword, vr in specs:
+            if keyword is None:
+                out[tag] = _request_attributes(row)
+            elif keyword in row:
+                out[tag] = single(vr, row[keyword])
+        url = f"{base}/studies/{row['StudyInstanceUID']}"
+        if level >= Level.SERIES:
+            url += f"/series/{row['SeriesInstanceUID']}"
+        if level == Level.IMAGE:
+            url += f"/instances/{row['SOPInstanceUID']}"
+        if online:
+            out[media.TAG_INSTANCE_AVAILABILITY] = _ONLINE
+        out[media.TAG_RETRIEVE_URL] = single("UR", url)
+        return dict(sorted(out.items()))
+
+    return encode

@@ -9,6 +9,7 @@ code, not the disk.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import platform
@@ -25,6 +26,7 @@ from pydicom.dataset import Dataset
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from noctis_pacs.rendering import (  # noqa: E402
+    PLANE_NORMALS,
     Window,
     apply_modality_lut,
     apply_voi,
@@ -182,14 +184,27 @@ def main() -> None:
     orthogonal = {}
     for name in ("axial", "coronal", "sagittal"):
         plane_ms = timed(lambda n=name: mpr(volume, normal=n), args.repeat)
+        # Scrolling: each request a new plane, through 80% of the volume in 96 steps, so
+        # that the voxels read are rarely still in the CPU caches.
+        normal = np.array(PLANE_NORMALS[name])
+        reach = 0.4 * float(np.max(np.abs((volume.corners() - volume.centre) @ normal)))
+        points = itertools.cycle(
+            [volume.centre + offset * normal for offset in np.linspace(-reach, reach, 97)]
+        )
+        scroll_ms = timed(
+            lambda n=name, p=points: mpr(volume, normal=n, point=next(p)), args.repeat
+        )
         image = apply_voi(mpr(volume, normal=name).pixels, volume.header, window)
         encode_ms = timed(lambda i=image: encode_jpeg(i, 90), args.repeat)
         planes[f"{name} plane"] = plane_ms
+        planes[f"{name} plane, scrolling"] = scroll_ms
         planes[f"encode JPEG of the {name} plane {image.shape[0]}x{image.shape[1]}"] = encode_ms
         orthogonal[name] = {
             "plane_p50_ms": plane_ms["p50_ms"],
+            "scrolling_p50_ms": scroll_ms["p50_ms"],
             "encode_jpeg_p50_ms": encode_ms["p50_ms"],
             "plane_over_encode": plane_ms["p50_ms"] / encode_ms["p50_ms"],
+            "scrolling_over_encode": scroll_ms["p50_ms"] / encode_ms["p50_ms"],
         }
     results["orthogonal_vs_encode"] = orthogonal
     planes |= {
@@ -235,8 +250,9 @@ def print_table(results: dict[str, Any]) -> None:
     )
     for name, row in results["orthogonal_vs_encode"].items():
         print(
-            f"{name}: plane {row['plane_p50_ms']:.3f} ms / JPEG encode of it"
-            f" {row['encode_jpeg_p50_ms']:.3f} ms = {row['plane_over_encode']:.2f} (target < 1)"
+            f"{name}: plane {row['plane_p50_ms']:.3f} ms (scrolling {row['scrolling_p50_ms']:.3f})"
+            f" / JPEG encode of it {row['encode_jpeg_p50_ms']:.3f} ms ="
+            f" {row['plane_over_encode']:.2f} ({row['scrolling_over_encode']:.2f}) (target < 1)"
         )
 
 

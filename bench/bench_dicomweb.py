@@ -349,6 +349,13 @@ def bench_reads(
     return out
 
 
+def settle() -> None:
+    """Before latency phases: dirty pages written and the servers' own after-load work
+    (index checkpoints) done, so that no phase measures the previous one's tail."""
+    os.sync()
+    time.sleep(2)
+
+
 def bench_all(
     servers: list[Server],
     small: list[bytes],
@@ -364,8 +371,8 @@ def bench_all(
         for chunk, label in ((small[:1000], "qido_1000"), (small[1000:], f"qido_{len(small)}")):
             for server in servers:
                 stow_all(clients[server.name], server.root, chunk, 64)
+            settle()
             for server in servers:
-                os.sync()
                 out[server.name][label] = qido_suite(clients[server.name], server.root, args.repeat)
         # STOW-RS throughput on separate instances, into the archive of the full corpus.
         for name, rates in stow_rounds(clients, servers, args.stow_rounds).items():
@@ -373,8 +380,8 @@ def bench_all(
             out[name]["stow_rounds"] = rates["rounds"]
         for server in servers:
             stow_all(clients[server.name], server.root, ct, 16)
+        settle()
         for server in servers:
-            os.sync()
             out[server.name].update(bench_reads(clients[server.name], server, ct_uids, args.repeat))
     finally:
         for client in clients.values():

@@ -88,6 +88,8 @@ _TRUNCATED = (
     " Additional results can be requested."
 )
 _UTF8 = single("CS", "ISO_IR 192")
+#: VRs whose DICOM JSON value is not the text itself (PS3.18 F.2.2 PN, F.2.3 numbers).
+_CONVERTED_VRS = frozenset({"PN", "IS", "US", "UL", "SS", "SL", "DS", "FL", "FD", "SQ"})
 _ONLINE = single("CS", "ONLINE")
 
 
@@ -300,7 +302,11 @@ def _row_encoder(
             if keyword is None:
                 out[tag] = _request_attributes(row)
             elif keyword in row:
-                out[tag] = single(vr, row[keyword])
+                value = row[keyword]
+                if type(value) is str and vr not in _CONVERTED_VRS:
+                    out[tag] = {"vr": vr, "Value": [value]} if value else {"vr": vr}
+                else:
+                    out[tag] = single(vr, value)
         url = f"{base}/studies/{row['StudyInstanceUID']}"
         if level >= Level.SERIES:
             url += f"/series/{row['SeriesInstanceUID']}"

@@ -34,6 +34,15 @@ _ALIGNED = 1 - 1e-6
 _EPS = 1e-4
 
 
+def _read_only(values: Sequence[float]) -> np.ndarray:
+    array = np.array(values, dtype=np.float64)
+    array.flags.writeable = False
+    return array
+
+
+_UNIT_NORMALS = {name: _read_only(vector) for name, vector in PLANE_NORMALS.items()}
+
+
 def _ds(value: float) -> str:
     """One DICOM Decimal String (PS3.5 6.2, at most 16 characters)."""
     rounded = 0.0 if abs(value) < 1e-9 else value
@@ -93,7 +102,7 @@ def resolve_normal(normal: Vector | str) -> np.ndarray:
     """Unit normal from a vector or a plane name (axial, coronal, sagittal)."""
     if isinstance(normal, str):
         try:
-            normal = PLANE_NORMALS[normal.strip().lower()]
+            return _UNIT_NORMALS[normal.strip().lower()]
         except KeyError:
             raise BadRenderParameter(
                 f"unknown plane {normal!r}: use axial, coronal or sagittal"
@@ -228,15 +237,14 @@ def _grid(
         )
     step = spacing or min(volume.row_spacing, volume.column_spacing)
     row_direction, column_direction = _display_axes(normal)
-    offsets = volume.corners() - point
-    u, v = offsets @ row_direction, offsets @ column_direction
-    u_min, v_min = float(u.min()), float(v.min())
+    directions = np.column_stack((row_direction, column_direction))
+    extents = (volume.corners() - point) @ directions
+    (u_min, v_min), (u_max, v_max) = extents.min(axis=0).tolist(), extents.max(axis=0).tolist()
     u_first = math.floor(u_min / step + 1e-6) * step
     v_first = math.floor(v_min / step + 1e-6) * step
-    along_row = inverse @ (row_direction * step)
-    down_column = inverse @ (column_direction * step)
-    start = inverse @ (point - volume.origin) + (u_first / step) * along_row
-    start += (v_first / step) * down_column
+    along_row, down_column = (inverse @ (directions * step)).T
+    start = inverse @ (point - volume.origin) + along_row * (u_first / step)
+    start += down_column * (v_first / step)
     u_shift = _snap(start, along_row, (u_min - u_first) / step)
     v_shift = _snap(start, down_column, (v_min - v_first) / step)
     u_first += u_shift * step
@@ -247,8 +255,8 @@ def _grid(
         column_direction=column_direction,
         row_spacing=step,
         column_spacing=step,
-        rows=_count(float(v.max()) - v_first, step),
-        columns=_count(float(u.max()) - u_first, step),
+        rows=_count(v_max - v_first, step),
+        columns=_count(u_max - u_first, step),
         base=start + u_shift * along_row + v_shift * down_column,
         along_row=along_row,
         down_column=down_column,
@@ -318,6 +326,12 @@ def _neighbours(coord: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray, n
     np.minimum(low, max(size - 2, 0), out=low)
     high = np.minimum(low + 1, size - 1)
     return low, high, (clipped - low).astype(np.float32)
+
+
+def _all_inside(progression: np.ndarray, size: int) -> bool:
+    """Whether every coordinate of an arithmetic progression is inside ``0..size - 1``."""
+    ends = (float(progression[0]), float(progression[-1]))
+    return min(ends) >= -_EPS and max(ends) <= size - 1 + _EPS
 
 
 def _inside(coord: np.ndarray, size: int) -> np.ndarray:
@@ -415,9 +429,9 @@ def separable_bilinear(image: np.ndarray, y: np.ndarray, x: np.ndarray, fill: fl
         values = _lerp_axis(_lerp_axis(image, y, height, axis=0), x, width, axis=1)
     else:
         values = _lerp_axis(_lerp_axis(image, x, width, axis=1), y, height, axis=0)
-    outside_y, outside_x = ~_inside(y, height), ~_inside(x, width)
-    if not (outside_y.any() or outside_x.any()):
+    if _all_inside(y, height) and _all_inside(x, width):
         return values
+    outside_y, outside_x = ~_inside(y, height), ~_inside(x, width)
     if values is image or values.dtype != np.float32:
         values = values.astype(np.float32)
     values[outside_y, :] = fill

@@ -79,6 +79,7 @@ class DimseServer:
             {
                 "reuse_port": self.settings.dimse.workers > 1,
                 "handshake_timeout": self.settings.dimse.acse_timeout,
+                "spool_path": staticmethod(self.archive.spool_path),
             },
         )
         server = ae.make_server(

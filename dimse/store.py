@@ -1,16 +1,19 @@
 """Storage SCP (PS3.4 Annex B): every C-STORE goes through the archive's one ingest path.
 
-pynetdicom writes the received data set to a temporary Part 10 file as the
-P-DATA fragments arrive (``_config.STORE_RECV_CHUNKED_DATASET``), so large
-objects never sit in memory and pixel data is never decoded.  The handler checks
-the SOP identity on the first bytes of that file, then moves it into the store's
-temporary area (a rename, no copy, on one file system) and hands it to
-``Archive.store_path(..., move=True)``, which hashes and parses it from the page
-cache.  Copying small data sets into a fresh blob (``Archive.begin_blob``) was
-measured slower: creating a file costs more than re-reading one here.
+pynetdicom's chunked receive (``_config.STORE_RECV_CHUNKED_DATASET``) writes each
+received data set, as its P-DATA fragments arrive, into a ``dimse.spool``
+``ReceiveSpool`` on associations Noctis accepted: in memory up to ``SMALL_BLOB``
+(1 MiB), then in a file inside the store's temporary area, so large objects never
+sit in memory and pixel data is never decoded. The handler checks the SOP identity
+on the first bytes, then stores a data set held in memory through the blob writer
+(one file creation) or adopts the spooled file (``Archive.store_path(...,
+move=True)``: no copy). Associations without a spool keep pynetdicom's temporary
+file, which the handler moves into the store's temporary area and adopts the same
+way.
 
 An association aborted mid-transfer never reaches the handler, so nothing is
-half-stored; the partial temporary file is removed by ``discard_partial_receive``.
+half-stored; the partial spool or temporary file is removed by
+``discard_partial_receive``.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import errno
 import logging
 import os
 import struct
+from io import BytesIO
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -30,8 +34,9 @@ from pydicom.uid import UID
 from dimse import status as st
 from dimse.access import STORE, AccessPolicy, calling_ae_of
 from dimse.observe import Operation, bind_context
+from dimse.spool import ReceiveSpool
 from noctis_pacs.metrics import Metrics
-from storage.archive import Archive
+from storage.archive import Archive, StorageFullError
 from storage.ingest import Origin, RejectKind, Status, StoreOutcome
 
 log = logging.getLogger("noctis.dimse.store")
@@ -170,6 +175,16 @@ def _check_identity(path: Path, sop_class: str, sop_instance: str, syntax: str) 
     return _identity_status(found, sop_class, sop_instance)
 
 
+def _check_identity_of(
+    data: bytes | bytearray, sop_class: str, sop_instance: str, syntax: str
+) -> Dataset | None:
+    """The SOP identity check on a data set received in memory."""
+    found = _uids_from_head(bytes(data[:IDENTITY_HEAD]), syntax)
+    if found is None:
+        found = _uids_by_pydicom(BytesIO(data))
+    return _identity_status(found, sop_class, sop_instance)
+
+
 def _adopt(archive: Archive, received: Path, origin: Origin) -> StoreOutcome:
     """Store the received file, moving it into the store's tmp area when possible."""
     spool = archive.spool_path()
@@ -201,6 +216,67 @@ def store_received(
     return mismatch if mismatch is not None else _adopt(archive, received, origin)
 
 
+def store_spooled(
+    archive: Archive,
+    received: ReceiveSpool,
+    *,
+    sop_class: str,
+    sop_instance: str,
+    transfer_syntax: str,
+    origin: Origin,
+) -> StoreOutcome | Dataset:
+    """Check and store a data set received into a spool (``dimse.spool``): from memory
+    through the blob writer, or by adopting its file, which already lies in the store."""
+    received.close()
+    data = received.in_memory
+    if data is None:
+        mismatch = _check_identity(received.path, sop_class, sop_instance, transfer_syntax)
+        if mismatch is not None:
+            return mismatch
+        return archive.store_path(received.path, origin, move=True)
+    mismatch = _check_identity_of(data, sop_class, sop_instance, transfer_syntax)
+    if mismatch is not None:
+        return mismatch
+    try:
+        writer = archive.begin_blob()
+    except StorageFullError as exc:
+        return StoreOutcome(Status.STORAGE_FULL, reason=str(exc))
+    try:
+        writer.write(data)
+    except StorageFullError as exc:
+        archive.abort_blob(writer)
+        return StoreOutcome(Status.STORAGE_FULL, reason=str(exc))
+    except BaseException:
+        archive.abort_blob(writer)
+        raise
+    return archive.store_blob(writer, origin)
+
+
+def _store_event(event: Any, archive: Archive, origin: Origin) -> StoreOutcome | Dataset:
+    request = event.request
+    sop_class = str(request.AffectedSOPClassUID)
+    sop_instance = str(request.AffectedSOPInstanceUID)
+    syntax = str(event.context.transfer_syntax)
+    received = getattr(request, "_dataset_file", None)  # pynetdicom's receive file
+    if isinstance(received, ReceiveSpool):
+        return store_spooled(
+            archive,
+            received,
+            sop_class=sop_class,
+            sop_instance=sop_instance,
+            transfer_syntax=syntax,
+            origin=origin,
+        )
+    return store_received(
+        archive,
+        Path(event.dataset_path),
+        sop_class=sop_class,
+        sop_instance=sop_instance,
+        transfer_syntax=syntax,
+        origin=origin,
+    )
+
+
 def handle_store(event: Any, archive: Archive, policy: AccessPolicy, metrics: Metrics) -> Dataset:
     """EVT_C_STORE."""
     bind_context(event)
@@ -213,14 +289,7 @@ def handle_store(event: Any, archive: Archive, policy: AccessPolicy, metrics: Me
         sop_instance = str(request.AffectedSOPInstanceUID)
         origin = Origin("dimse", calling, str(event.assoc.requestor.address or ""))
         try:
-            stored = store_received(
-                archive,
-                Path(event.dataset_path),
-                sop_class=str(request.AffectedSOPClassUID),
-                sop_instance=sop_instance,
-                transfer_syntax=str(event.context.transfer_syntax),
-                origin=origin,
-            )
+            stored = _store_event(event, archive, origin)
         except OSError as exc:
             log.error("C-STORE could not spool the received data set: %s", exc)
             stored = StoreOutcome(Status.FAILED, reason="spool failed")

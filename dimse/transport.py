@@ -8,7 +8,8 @@
   other peers from associating.
 - ``SO_REUSEPORT`` when several worker processes share the port.
 - Every accepted association gets the wake-ups of ``dimse.wakeup``: pynetdicom's
-  loops then react to a message when it arrives instead of on their next 1 ms tick.
+  loops then react to a message when it arrives instead of on their next 1 ms tick;
+  and the receive spool of ``dimse.spool`` (memory, then a file in the store).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from typing import Any
 
 from pynetdicom.transport import RequestHandler, ThreadedAssociationServer
 
-from dimse import wakeup
+from dimse import spool, wakeup
 
 log = logging.getLogger("noctis.dimse.transport")
 
@@ -41,6 +42,9 @@ class DimseRequestHandler(RequestHandler):
     def _create_association(self) -> Any:
         assoc = super()._create_association()
         wakeup.attach(assoc)
+        spool_path = getattr(self.server, "spool_path", None)
+        if spool_path is not None:
+            spool.attach(assoc, spool_path)
         return assoc
 
 
@@ -53,6 +57,9 @@ class DimseListener(ThreadedAssociationServer):
     daemon_threads = True
     #: The listen backlog (socketserver's default of 5 drops bursts of associations).
     request_queue_size = 128
+    #: Where received data sets that outgrow memory are spooled (``dimse.spool``):
+    #: a path inside the store, so that the store adopts the file without a copy.
+    spool_path: Any = None
 
     def server_bind(self) -> None:
         assert self.socket is not None

@@ -189,6 +189,35 @@ def _store(server: RunningServer, ds: object, *, context: object = None) -> int:
         assoc.release()
 
 
+@pytest.mark.parametrize("size", [64, 1024])  # received in memory / spooled to the store
+def test_stored_as_received_in_memory_and_spooled(
+    server: RunningServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, size: int
+) -> None:
+    """A data set below the in-memory receive bound (1 MiB) and one above it are both
+    stored as received (pixel data included), and on both paths a data set whose SOP
+    Instance UID differs from the command's Affected SOP Instance UID is refused
+    (PS3.4 B.2.3: 0xC002, a "cannot understand" failure) and not stored."""
+    ds = make_dataset(rows=size, columns=size)
+    assert _store(server, ds) == 0x0000
+    with server_archive(server) as archive:
+        (location,) = archive.locate_uids(sop_uid=str(ds.SOPInstanceUID))
+        with archive.open_blob(location) as fh:
+            stored = dcmread(fh)
+    assert stored.PixelData == ds.PixelData
+    assert stored.SOPInstanceUID == ds.SOPInstanceUID
+    # Chunked send takes the command's Affected SOP Instance UID from the file meta.
+    other = make_dataset(rows=size, columns=size)
+    other.file_meta.MediaStorageSOPInstanceUID = uid()
+    other.preamble = b"\x00" * 128
+    path = tmp_path / "other.dcm"
+    other.save_as(path, enforce_file_format=False)
+    monkeypatch.setattr(_config, "STORE_SEND_CHUNKED_DATASET", True)
+    explicit = build_context(SecondaryCaptureImageStorage, ExplicitVRLittleEndian)
+    assert _store(server, path, context=explicit) == 0xC002
+    with server_archive(server) as archive:
+        assert not archive.locate_uids(sop_uid=str(other.SOPInstanceUID))
+
+
 def test_store_statuses(
     server: RunningServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -245,8 +274,10 @@ def tmp_server(server_factory: object, tmp_path: Path) -> RunningServer:
 
 def test_abort_mid_transfer_leaves_nothing(tmp_server: RunningServer) -> None:
     """PS3.8 7.3 (A-ABORT): an instance whose data set never completed is not stored,
-    no partial file is left behind, and the server keeps serving."""
-    ds = make_dataset(rows=512, columns=512)
+    no partial file is left behind, and the server keeps serving. The data set (2 MiB)
+    outgrows the in-memory receive (1 MiB), so its first part is spooled to a file in
+    the store's temporary area before the abort."""
+    ds = make_dataset(rows=1024, columns=1024)
     cx = build_context(SecondaryCaptureImageStorage, ExplicitVRLittleEndian)
     assoc = associate(tmp_server.dimse_port, [cx], max_pdu=16382)
     assert assoc.is_established
@@ -269,18 +300,24 @@ def test_abort_mid_transfer_leaves_nothing(tmp_server: RunningServer) -> None:
     message.primitive_to_message(req)
     cx_id = assoc.accepted_contexts[0].context_id
     pdus = list(message.encode_msg(cx_id, 16382))
-    assert len(pdus) > 8
-    for pdu in pdus[:6]:  # the command and part of the data set
+    assert len(pdus) > 100
+
+    def spooled() -> list[Path]:
+        return [p for p in (tmp_server.data_dir / "tmp").rglob("*") if p.is_file()]
+
+    for pdu in pdus[:90]:  # the command and ~1.4 MiB of the data set
         assoc.dul.send_pdu(pdu)
-    time.sleep(0.3)
-    spool: Path = tmp_server.extra["spool"]  # type: ignore[assignment]
-    assert list(spool.iterdir()), "the partial data set should be spooling"
+    deadline = time.monotonic() + 5
+    while not spooled() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert spooled(), "the partial data set should be spooling to the store"
     assoc.abort()
     deadline = time.monotonic() + 5
-    while list(spool.iterdir()) and time.monotonic() < deadline:
+    while spooled() and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert not list(spool.iterdir())
-    assert not [p for p in (tmp_server.data_dir / "tmp").rglob("*") if p.is_file()]
+    assert not spooled()
+    spool: Path = tmp_server.extra["spool"]  # type: ignore[assignment]
+    assert not list(spool.iterdir()), "nothing is received into the system temp folder"
     with server_archive(tmp_server) as archive:
         assert not archive.locate_uids(sop_uid=str(ds.SOPInstanceUID))
     again = associate(tmp_server.dimse_port)

@@ -1,0 +1,110 @@
+"""Where pynetdicom writes a received C-STORE data set: memory up to a size, then disk.
+
+pynetdicom's chunked receive (``STORE_RECV_CHUNKED_DATASET``, on so that a large
+object never sits whole in memory) writes every data set to a ``NamedTemporaryFile``
+in the system's temporary folder, flushing after each P-DATA fragment, and hands the
+handler its path. For the small and medium objects that make up most traffic that
+costs a file creation, a write and flush per 16 KiB fragment (32 for a 512x512 CT
+slice) in the network thread, and a rename into the store.
+
+An association accepted by Noctis instead gets a :class:`ReceiveSpool` in place of
+that temporary file (pynetdicom looks ``NamedTemporaryFile`` up in its module when
+a data set begins): fragments collect in memory up to ``limit`` bytes; beyond that the
+spool continues in a file inside the store's temporary area, whose path it had from
+the start. The C-STORE handler then stores the bytes (``Archive.begin_blob``) or
+adopts the file without a copy. Associations without a spool (pynetdicom used as a
+client in the same process) keep pynetdicom's own temporary file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import tempfile
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import pynetdicom.dimse_messages
+
+from storage.archive import SMALL_BLOB
+
+#: Data sets up to this size are received in memory (one per association at a time),
+#: the bound under which the blob writer also keeps a blob in memory.
+MEMORY_LIMIT = SMALL_BLOB
+#: The attribute on a DUL thread that holds its association's spool factory.
+_ATTRIBUTE = "_noctis_spool"
+#: The name under which pynetdicom's DIMSE message module imports the factory.
+_FACTORY = "NamedTemporaryFile"
+
+
+class ReceiveSpool:
+    """The file-like object pynetdicom writes one received data set into (it uses
+    ``write``, ``file.flush``, ``close`` and ``name``)."""
+
+    def __init__(self, path: Path, limit: int = MEMORY_LIMIT) -> None:
+        self.path = path
+        self.name = str(path)
+        self.limit = limit
+        self._memory: bytearray | None = bytearray()
+        self._handle: BinaryIO | None = None
+
+    @property
+    def file(self) -> ReceiveSpool:
+        return self  # pynetdicom flushes ``spool.file`` after each fragment
+
+    def write(self, data: bytes) -> int:
+        if self._memory is not None:
+            self._memory += data
+            if len(self._memory) > self.limit:
+                held, self._memory = self._memory, None
+                self._handle = open(self.path, "xb")  # noqa: SIM115 - closed by close()
+                self._handle.write(held)
+        elif self._handle is not None:
+            self._handle.write(data)
+        return len(data)
+
+    def flush(self) -> None:
+        """Nothing per fragment: the handler reads the data set after ``close``."""
+
+    def close(self) -> None:
+        if self._handle is not None and not self._handle.closed:
+            self._handle.close()
+
+    @property
+    def in_memory(self) -> bytearray | None:
+        """The whole data set (Part 10, as pynetdicom wrote it) while it fits in memory."""
+        return self._memory
+
+    def discard(self) -> None:
+        """Drop what was received (an aborted or refused transfer)."""
+        self.close()
+        self._memory = None
+        with contextlib.suppress(OSError):
+            self.path.unlink()
+
+
+def _receive_file(*args: Any, **kwargs: Any) -> Any:
+    """Stands in for ``NamedTemporaryFile`` in pynetdicom's DIMSE message module: a
+    spool for associations that have one (the DUL thread decodes the message)."""
+    spool_for = getattr(threading.current_thread(), _ATTRIBUTE, None)
+    if spool_for is None:
+        return tempfile.NamedTemporaryFile(*args, **kwargs)  # noqa: SIM115 - pynetdicom's
+    return spool_for()
+
+
+_install_lock = threading.Lock()
+
+
+def install() -> None:
+    """Route pynetdicom's creation of receive files through ``_receive_file`` (once)."""
+    with _install_lock:
+        if getattr(pynetdicom.dimse_messages, _FACTORY) is not _receive_file:
+            setattr(pynetdicom.dimse_messages, _FACTORY, _receive_file)
+
+
+def attach(assoc: Any, spool_path: Callable[[], Path], limit: int = MEMORY_LIMIT) -> None:
+    """Receive this association's data sets into spools whose files (when they grow past
+    ``limit``) lie at ``spool_path()``, inside the store."""
+    install()
+    setattr(assoc.dul, _ATTRIBUTE, lambda: ReceiveSpool(spool_path(), limit))

@@ -10,7 +10,8 @@ every phase is measured on both before the next starts.  Measured over one keep-
 httpx connection per server:
 
 - QIDO-RS p50/p95 at 1,000 and at --small instances (PatientName wildcard, StudyDate
-  range, ModalitiesInStudy, AccessionNumber, paging), with each server's match count.
+  range, ModalitiesInStudy, AccessionNumber, paging), with each server's match count;
+  the --repeat repetitions interleaved over cases and servers.
   Query strings are sent as written (``*`` and ``^`` literally, not percent-encoded):
   Orthanc 1.10.1's DICOMweb plugin does not decode ``%2A`` in query values, so an
   encoded wildcard there matches nothing and the two servers would not do the same work.
@@ -249,22 +250,40 @@ QIDO_QUERIES = {
 }
 
 
-def qido_suite(client: httpx.Client, root: str, repeat: int) -> dict[str, dict[str, float]]:
-    results: dict[str, dict[str, float]] = {}
-    for name, query in QIDO_QUERIES.items():
-        url = f"{root}/studies?{query}"
+def qido_suite(
+    clients: dict[str, httpx.Client], servers: list[Server], repeat: int
+) -> dict[str, dict[str, dict[str, float]]]:
+    """p50/p95 and match count of every QIDO case on every server.
 
-        def run(url: str = url, name: str = name) -> list[object]:
-            response = client.get(url)
-            if response.status_code not in (200, 204):
-                raise RuntimeError(f"QIDO {name}: {response.status_code} {response.text[:200]}")
-            found: list[object] = response.json() if response.status_code == 200 else []
-            return found
+    Repetitions are interleaved (each round runs every case on every server once, the
+    server order alternating), so a burst of load from elsewhere on the machine lands
+    on a few samples of every case rather than on all samples of one.
+    """
 
-        stats = summary(timings(run, repeat))
-        stats["results"] = float(len(run()))
-        results[name] = stats
-    return results
+    def run(server: Server, name: str) -> tuple[float, int]:
+        started = time.perf_counter()
+        response = clients[server.name].get(f"{server.root}/studies?{QIDO_QUERIES[name]}")
+        elapsed = (time.perf_counter() - started) * 1000
+        if response.status_code not in (200, 204):
+            raise RuntimeError(f"QIDO {name}: {response.status_code} {response.text[:200]}")
+        return elapsed, len(response.json()) if response.status_code == 200 else 0
+
+    samples: dict[str, dict[str, list[float]]] = {s.name: {} for s in servers}
+    counts: dict[str, dict[str, int]] = {s.name: {} for s in servers}
+    for server in servers:
+        for name in QIDO_QUERIES:
+            counts[server.name][name] = run(server, name)[1]  # warm-up, and the match count
+    for round_index in range(repeat):
+        for server in servers if round_index % 2 == 0 else servers[::-1]:
+            for name in QIDO_QUERIES:
+                samples[server.name].setdefault(name, []).append(run(server, name)[0])
+    return {
+        server: {
+            name: {**summary(values), "results": float(counts[server][name])}
+            for name, values in cases.items()
+        }
+        for server, cases in samples.items()
+    }
 
 
 def retrieve_series(client: httpx.Client, url: str) -> int:
@@ -372,8 +391,8 @@ def bench_all(
             for server in servers:
                 stow_all(clients[server.name], server.root, chunk, 64)
             settle()
-            for server in servers:
-                out[server.name][label] = qido_suite(clients[server.name], server.root, args.repeat)
+            for name, cases in qido_suite(clients, servers, args.repeat).items():
+                out[name][label] = cases
         # STOW-RS throughput on separate instances, into the archive of the full corpus.
         for name, rates in stow_rounds(clients, servers, args.stow_rounds).items():
             out[name]["stow_instances_per_s"] = rates["median"]

@@ -207,17 +207,14 @@ def make_qido_endpoint(ctx: Context, level: Level) -> Any:
             elif len(result.rows) < page and result.rows:
                 total = parsed.offset + len(result.rows)
             else:
-                counted = archive.query(
+                total = archive.count(
                     Query(
                         level=level,
                         matches=query.matches,
                         fuzzy=query.fuzzy,
                         case_insensitive_pn=case_insensitive,
-                        limit=1,
-                        count_total=True,
                     )
                 )
-                total = counted.total or 0
         except QueryError as exc:
             raise BadRequest(str(exc)) from None
         if ignored:

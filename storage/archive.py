@@ -177,6 +177,13 @@ class Archive:
         )
         return result
 
+    def count(self, query: Query) -> int:
+        """Number of entities ``query`` matches, ``limit``/``offset`` aside, without fetching
+        any row (the planner may sort every match to fetch even one)."""
+        compiled = self.compiler.compile(query, max_results=self.max_results)
+        with self.db.reader() as conn:
+            return int(conn.positional(compiled.count_sql, compiled.count_params).fetchone()[0])
+
     def ignored_keys(self, query: Query) -> list[str]:
         """Keys of ``query`` the engine cannot match on (protocols warn about them)."""
         return self.compiler.compile(query, max_results=1).ignored

@@ -200,6 +200,10 @@ def test_limit_offset_total_and_server_maximum(tmp_path: Path, backend: str) -> 
         _load(archive)
         everything = archive.query(Query(level=Level.STUDY, limit=3, count_total=True))
         assert len(everything.rows) == 3 and everything.total == 5 and not everything.truncated
+        assert archive.count(Query(level=Level.STUDY, limit=1, offset=4)) == 5
+        assert (
+            archive.count(Query(level=Level.STUDY, matches=(build_match("PatientID", "P2"),))) == 1
+        )
         page = archive.query(Query(level=Level.STUDY, limit=3, offset=3))
         assert len(page.rows) == 2
         cut = archive.query(Query(level=Level.STUDY))

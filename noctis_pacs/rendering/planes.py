@@ -327,8 +327,14 @@ def _interpolate_along(volume: Volume, axis: int, index: float) -> np.ndarray:
 
 
 def _contiguous(view: np.ndarray) -> np.ndarray:
-    """``view`` itself when C-contiguous, else a contiguous copy of it."""
-    return view if view.flags.c_contiguous else view.copy()
+    """A contiguous copy of ``view`` when it is made of contiguous runs of at least a
+    cache line (rows strided through the volume); else ``view`` itself (already
+    contiguous, or single voxels apart, which a copy would only gather once more)."""
+    if view.flags.c_contiguous or view.strides[-1] != view.itemsize:
+        return view
+    if view.shape[-1] * view.itemsize < 64:
+        return view
+    return view.copy()
 
 
 def _neighbours(coord: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

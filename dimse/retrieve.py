@@ -24,6 +24,7 @@ from dimse.access import RETRIEVE, AccessPolicy, calling_ae_of
 from dimse.convert import FALLBACKS, ConversionError, choose_syntax, load_for
 from dimse.identifier import MODELS, IdentifierError, parse_identifier
 from dimse.observe import Operation, bind_context
+from dimse.sender import StoredInstance, fast_send_c_store
 from dimse.store import status_dataset
 from dimse.transport import set_nodelay
 from noctis_pacs.metrics import Metrics
@@ -48,6 +49,8 @@ def _on_sub_accepted(event: Any, holder: SubAssociation) -> None:
     holder.assoc = event.assoc
     set_nodelay(event.assoc)
     wakeup.attach(event.assoc)
+    # Instances sent as stored go out from their files (dimse/sender.py).
+    event.assoc.send_c_store = fast_send_c_store(event.assoc, event.assoc.send_c_store)
 
 
 def locate(event: Any, archive: Archive, settings: Settings) -> list[InstanceLocation]:
@@ -86,9 +89,17 @@ def _accepted_syntaxes(assoc: Any, sop_class: str, *, as_scu: bool) -> set[str]:
     }
 
 
-def _prepare(archive: Archive, location: InstanceLocation, accepted: set[str]) -> Dataset:
-    """The dataset to send; on failure a stub whose send fails (counted as failed)."""
+def _prepare(
+    archive: Archive, location: InstanceLocation, accepted: set[str], *, direct: bool = False
+) -> Dataset:
+    """The dataset to send; on failure a stub whose send fails (counted as failed).
+
+    With ``direct`` (a C-MOVE sub-association, whose ``send_c_store`` is
+    ``dimse.sender``'s) an instance sent as stored is only named, with its file."""
     target = choose_syntax(location.transfer_syntax_uid, accepted)
+    path = archive.blob_path(location) if direct else None
+    if target is not None and target == location.transfer_syntax_uid and path is not None:
+        return StoredInstance(path, location.sop_class_uid, location.sop_uid, target)
     if target is not None:
         try:
             with archive.open_blob(location) as fh:
@@ -145,7 +156,7 @@ def _sub_operations(
             yield st.CANCEL, None
             return st.CANCEL
         accepted = _accepted_syntaxes(storing_assoc(), location.sop_class_uid, as_scu=as_scu)
-        yield st.PENDING, _prepare(archive, location, accepted)
+        yield st.PENDING, _prepare(archive, location, accepted, direct=not as_scu)
     return st.SUCCESS
 
 

@@ -78,15 +78,40 @@ class _Doorbell:
 
 
 class _RingingQueue(queue.Queue[Any]):
-    """A queue that calls ``ring`` after every put (``put_nowait`` goes through ``put``)."""
+    """A queue that calls ``ring`` after every put (``put_nowait`` goes through ``put``).
+
+    As an association's DIMSE message queue it also keeps a response for the thread
+    that asked for it: while the reactor's pause checkpoint is cleared (a thread is
+    sending a request and awaits its response), the reactor's own non-blocking look
+    finds nothing. pynetdicom relies on the reactor having reached its pause point
+    instead, which a reactor preempted just after passing it can miss; waking on work
+    makes that window far more frequent than its 1 ms sleep did.
+    """
 
     def __init__(self, ring: Callable[[], None]) -> None:
         super().__init__()
         self._ring = ring
+        self._checkpoint: threading.Event | None = None
+        self._reactor: weakref.ref[Any] | None = None
+
+    def guard(self, checkpoint: threading.Event, reactor: Any) -> None:
+        self._checkpoint = checkpoint
+        self._reactor = weakref.ref(reactor)
 
     def put(self, item: Any, block: bool = True, timeout: float | None = None) -> None:
         super().put(item, block, timeout)
         self._ring()
+
+    def get(self, block: bool = True, timeout: float | None = None) -> Any:
+        if (
+            not block
+            and self._checkpoint is not None
+            and not self._checkpoint.is_set()
+            and self._reactor is not None
+            and threading.current_thread() is self._reactor()
+        ):
+            raise queue.Empty
+        return super().get(block, timeout)
 
 
 class _RingingEvent(threading.Event):
@@ -188,9 +213,12 @@ def attach(assoc: Any) -> Wakeup:
     """
     install()
     wakeup = Wakeup()
-    assoc.dimse.msg_queue = _RingingQueue(wakeup.reactor.set)
+    messages = _RingingQueue(wakeup.reactor.set)
+    checkpoint = _RingingEvent(wakeup.reactor.set)
+    messages.guard(checkpoint, assoc)
+    assoc.dimse.msg_queue = messages
     assoc.dul.to_provider_queue = _RingingQueue(wakeup.dul.ring)
-    assoc._reactor_checkpoint = _RingingEvent(wakeup.reactor.set)
+    assoc._reactor_checkpoint = checkpoint
     setattr(assoc, _ATTRIBUTE, wakeup)
     setattr(assoc.dul, _ATTRIBUTE, wakeup)
     # The DUL thread holds the association, so the descriptor outlives both loops.

@@ -129,7 +129,8 @@ def _series_identifier(corpus: Corpus) -> Dataset:
 
 
 def test_movescu_to_storescp(corpus: Corpus, tmp_path: Path) -> None:
-    """PS3.4 C.4.2: movescu moves a series to a configured destination (storescp)."""
+    """PS3.4 C.4.2: movescu moves a series to a configured destination (storescp); the
+    data sets arrive as stored (sent from the stored files, dimse/sender.py)."""
     for old in corpus.dest_folder.iterdir():
         old.unlink()
     result = dcmtk(
@@ -139,8 +140,14 @@ def test_movescu_to_storescp(corpus: Corpus, tmp_path: Path) -> None:
         "127.0.0.1", str(corpus.server.dimse_port),
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
-    received = {str(dcmread(p).SOPInstanceUID) for p in corpus.dest_folder.iterdir()}
-    assert received == set(corpus.sops)
+    received = {str(ds.SOPInstanceUID): ds for ds in map(dcmread, corpus.dest_folder.iterdir())}
+    assert set(received) == set(corpus.sops)
+    with server_archive(corpus.server) as archive:
+        for sop, ds in received.items():
+            (location,) = archive.locate_uids(sop_uid=sop)
+            with archive.open_blob(location) as fh:
+                stored = dcmread(fh)
+            assert ds == stored  # every element of the data set, pixel data included
 
 
 def test_move_counts_and_failed_uid_list(corpus: Corpus) -> None:

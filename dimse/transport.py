@@ -9,7 +9,8 @@
 - ``SO_REUSEPORT`` when several worker processes share the port.
 - Every accepted association gets the wake-ups of ``dimse.wakeup``: pynetdicom's
   loops then react to a message when it arrives instead of on their next 1 ms tick;
-  and the receive spool of ``dimse.spool`` (memory, then a file in the store).
+  the receive spool of ``dimse.spool`` (memory, then a file in the store); and
+  C-FIND responses encoded by ``dimse.responses``.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from typing import Any
 
 from pynetdicom.transport import RequestHandler, ThreadedAssociationServer
 
-from dimse import spool, wakeup
+from dimse import responses, spool, wakeup
 
 log = logging.getLogger("noctis.dimse.transport")
 
@@ -42,6 +43,7 @@ class DimseRequestHandler(RequestHandler):
     def _create_association(self) -> Any:
         assoc = super()._create_association()
         wakeup.attach(assoc)
+        responses.attach(assoc)
         spool_path = getattr(self.server, "spool_path", None)
         if spool_path is not None:
             spool.attach(assoc, spool_path)

@@ -1,0 +1,105 @@
+"""C-FIND responses encoded directly, one per match.
+
+pynetdicom turns every response primitive into a DIMSE message by building its
+command set as a pydicom ``Dataset`` (each value validated on assignment), encoding
+it once to learn the group length and again to send it, then splitting it into
+P-DATA primitives. A C-FIND answers each match with its own pending response, so
+that work is paid per match: about a third of the per-match cost after our own
+identifier encoding (docs/performance.md).
+
+An association Noctis accepts sends its C-FIND pending and success responses through
+:func:`fast_send_msg` instead: the C-FIND-RSP command set (PS3.7 Table 9.3-3:
+Affected SOP Class UID, Command Field 8020H, Message ID Being Responded To, Command
+Data Set Type, Status) is written as Implicit VR Little Endian bytes, and the command
+and identifier go to the DUL as the same P-DATA primitives pynetdicom would queue, in
+the same order on the same queue. Every other message (and any response carrying an
+Error Comment or Offending Element) keeps pynetdicom's encoding.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Callable
+from typing import Any
+
+from pynetdicom.dimse_primitives import C_FIND
+from pynetdicom.pdu_primitives import P_DATA
+
+#: PS3.7 E.2: C-FIND-RSP command field.
+_C_FIND_RSP = 0x8020
+#: Statuses sent directly: pending (FF00H, FF01H) and success.
+_DIRECT_STATUSES = frozenset({0xFF00, 0xFF01, 0x0000})
+
+
+def _element(element: int, value: bytes) -> bytes:
+    return struct.pack("<HHI", 0x0000, element, len(value)) + value
+
+
+def find_response_command(
+    sop_class: str, responding_to: int, status: int, has_identifier: bool
+) -> bytes:
+    """The C-FIND-RSP command set, Implicit VR Little Endian (PS3.7 9.3.2.2, E.1)."""
+    uid = sop_class.encode("ascii")
+    if len(uid) % 2:
+        uid += b"\x00"
+    body = b"".join(
+        [
+            _element(0x0002, uid),
+            _element(0x0100, struct.pack("<H", _C_FIND_RSP)),
+            _element(0x0120, struct.pack("<H", responding_to)),
+            _element(0x0800, struct.pack("<H", 0x0001 if has_identifier else 0x0101)),
+            _element(0x0900, struct.pack("<H", status)),
+        ]
+    )
+    return _element(0x0000, struct.pack("<I", len(body))) + body
+
+
+def _fragments(data: bytes, max_pdu: int) -> list[bytes]:
+    size = max_pdu - 6 if max_pdu > 6 else len(data) or 1
+    return [data[i : i + size] for i in range(0, len(data), size)] or [b""]
+
+
+def _queue(dul: Any, context_id: int, data: bytes, *, command: bool, max_pdu: int) -> None:
+    parts = _fragments(data, max_pdu)
+    kind = 0x01 if command else 0x00
+    for index, part in enumerate(parts):
+        pdata = P_DATA()
+        last = 0x02 if index == len(parts) - 1 else 0x00
+        pdata.presentation_data_value_list.append((context_id, bytes([kind | last]) + part))
+        dul.send_pdu(pdata)
+
+
+def fast_send_msg(dimse: Any, fallback: Callable[[Any, int], None]) -> Callable[[Any, int], None]:
+    """A ``send_msg`` for an association's DIMSE provider that encodes C-FIND pending
+    and success responses directly and hands everything else to ``fallback``."""
+
+    def send_msg(primitive: Any, context_id: int) -> None:
+        if (
+            not isinstance(primitive, C_FIND)
+            or primitive.MessageIDBeingRespondedTo is None
+            or primitive.Status not in _DIRECT_STATUSES
+            or primitive.ErrorComment is not None
+            or primitive.OffendingElement is not None
+            or primitive.AffectedSOPClassUID is None
+        ):
+            fallback(primitive, context_id)
+            return
+        identifier = primitive.Identifier
+        data = identifier.getvalue() if identifier is not None else b""
+        command = find_response_command(
+            str(primitive.AffectedSOPClassUID),
+            int(primitive.MessageIDBeingRespondedTo),
+            int(primitive.Status),
+            bool(data),
+        )
+        max_pdu = int(dimse.maximum_pdu_size or 0)
+        _queue(dimse.dul, context_id, command, command=True, max_pdu=max_pdu)
+        if data:
+            _queue(dimse.dul, context_id, data, command=False, max_pdu=max_pdu)
+
+    return send_msg
+
+
+def attach(assoc: Any) -> None:
+    """Send this association's C-FIND responses through ``fast_send_msg``."""
+    assoc.dimse.send_msg = fast_send_msg(assoc.dimse, assoc.dimse.send_msg)

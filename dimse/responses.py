@@ -1,4 +1,4 @@
-"""C-FIND responses encoded directly, one per match.
+"""C-FIND responses and pending C-MOVE / C-GET responses encoded directly.
 
 pynetdicom turns every response primitive into a DIMSE message by building its
 command set as a pydicom ``Dataset`` (each value validated on assignment), encoding
@@ -12,8 +12,10 @@ An association Noctis accepts sends its C-FIND pending and success responses thr
 Affected SOP Class UID, Command Field 8020H, Message ID Being Responded To, Command
 Data Set Type, Status) is written as Implicit VR Little Endian bytes, and the command
 and identifier go to the DUL as the same P-DATA primitives pynetdicom would queue, in
-the same order on the same queue. Every other message (and any response carrying an
-Error Comment or Offending Element) keeps pynetdicom's encoding.
+the same order on the same queue. Pending C-MOVE and C-GET responses (sent after every
+sub-operation, with the four sub-operation counts and no identifier) go the same way.
+Every other message (and any response carrying an Error Comment or Offending Element)
+keeps pynetdicom's encoding.
 """
 
 from __future__ import annotations
@@ -22,13 +24,22 @@ import struct
 from collections.abc import Callable
 from typing import Any
 
-from pynetdicom.dimse_primitives import C_FIND
+from pynetdicom.dimse_primitives import C_FIND, C_GET, C_MOVE
 from pynetdicom.pdu_primitives import P_DATA
 
 #: PS3.7 E.2: C-FIND-RSP command field.
 _C_FIND_RSP = 0x8020
 #: Statuses sent directly: pending (FF00H, FF01H) and success.
 _DIRECT_STATUSES = frozenset({0xFF00, 0xFF01, 0x0000})
+#: PS3.7 E.2: C-GET-RSP and C-MOVE-RSP command fields.
+_RETRIEVE_RSP = {C_GET: 0x8010, C_MOVE: 0x8021}
+#: (0000,1020)-(0000,1023): remaining, completed, failed, warning sub-operations.
+_SUB_OPERATION_COUNTS = (
+    (0x1020, "NumberOfRemainingSuboperations"),
+    (0x1021, "NumberOfCompletedSuboperations"),
+    (0x1022, "NumberOfFailedSuboperations"),
+    (0x1023, "NumberOfWarningSuboperations"),
+)
 
 
 def _element(element: int, value: bytes) -> bytes:
@@ -54,6 +65,54 @@ def find_response_command(
     return _element(0x0000, struct.pack("<I", len(body))) + body
 
 
+def pending_retrieve_command(
+    field: int, sop_class: str, responding_to: int, counts: list[int]
+) -> bytes:
+    """A pending C-MOVE-RSP or C-GET-RSP command set with its sub-operation counts and
+    no identifier (PS3.7 9.3.3.2 / 9.3.4.2), Implicit VR Little Endian."""
+    uid = sop_class.encode("ascii")
+    if len(uid) % 2:
+        uid += b"\x00"
+    body = b"".join(
+        [
+            _element(0x0002, uid),
+            _element(0x0100, struct.pack("<H", field)),
+            _element(0x0120, struct.pack("<H", responding_to)),
+            _element(0x0800, struct.pack("<H", 0x0101)),
+            _element(0x0900, struct.pack("<H", 0xFF00)),
+        ]
+        + [
+            _element(tag, struct.pack("<H", n))
+            for (tag, _), n in zip(_SUB_OPERATION_COUNTS, counts, strict=True)
+        ]
+    )
+    return _element(0x0000, struct.pack("<I", len(body))) + body
+
+
+def _pending_retrieve(primitive: Any) -> bytes | None:
+    """The command set of a pending C-MOVE / C-GET response, or None when it is not
+    one we encode directly (final statuses, identifiers, comments)."""
+    field = _RETRIEVE_RSP.get(type(primitive))
+    if (
+        field is None
+        or primitive.MessageIDBeingRespondedTo is None
+        or primitive.Status != 0xFF00
+        or primitive.Identifier is not None
+        or primitive.ErrorComment is not None
+        or primitive.AffectedSOPClassUID is None
+    ):
+        return None
+    counts = [getattr(primitive, name) for _, name in _SUB_OPERATION_COUNTS]
+    if any(n is None for n in counts):
+        return None
+    return pending_retrieve_command(
+        field,
+        str(primitive.AffectedSOPClassUID),
+        int(primitive.MessageIDBeingRespondedTo),
+        [int(n) for n in counts],
+    )
+
+
 def _fragments(data: bytes, max_pdu: int) -> list[bytes]:
     size = max_pdu - 6 if max_pdu > 6 else len(data) or 1
     return [data[i : i + size] for i in range(0, len(data), size)] or [b""]
@@ -71,9 +130,15 @@ def _queue(dul: Any, context_id: int, data: bytes, *, command: bool, max_pdu: in
 
 def fast_send_msg(dimse: Any, fallback: Callable[[Any, int], None]) -> Callable[[Any, int], None]:
     """A ``send_msg`` for an association's DIMSE provider that encodes C-FIND pending
-    and success responses directly and hands everything else to ``fallback``."""
+    and success responses and pending C-MOVE / C-GET responses directly, and hands
+    everything else to ``fallback``."""
 
     def send_msg(primitive: Any, context_id: int) -> None:
+        retrieve = _pending_retrieve(primitive)
+        if retrieve is not None:
+            max_pdu = int(dimse.maximum_pdu_size or 0)
+            _queue(dimse.dul, context_id, retrieve, command=True, max_pdu=max_pdu)
+            return
         if (
             not isinstance(primitive, C_FIND)
             or primitive.MessageIDBeingRespondedTo is None
@@ -101,5 +166,6 @@ def fast_send_msg(dimse: Any, fallback: Callable[[Any, int], None]) -> Callable[
 
 
 def attach(assoc: Any) -> None:
-    """Send this association's C-FIND responses through ``fast_send_msg``."""
+    """Send this association's C-FIND and pending retrieve responses through
+    ``fast_send_msg``."""
     assoc.dimse.send_msg = fast_send_msg(assoc.dimse, assoc.dimse.send_msg)

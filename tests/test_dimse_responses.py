@@ -63,3 +63,29 @@ def test_other_messages_keep_pynetdicoms_encoding() -> None:
     for primitive in (cancel, failure, request):
         send(primitive, 3)
     assert fallback == [cancel, failure, request]
+
+
+@pytest.mark.parametrize("kind", ["move", "get"])
+def test_pending_retrieve_response_equals_pynetdicom(kind: str) -> None:
+    from pynetdicom.dimse_messages import C_GET_RSP, C_MOVE_RSP
+    from pynetdicom.dimse_primitives import C_GET, C_MOVE
+
+    def pending() -> Any:
+        rsp = C_MOVE() if kind == "move" else C_GET()
+        rsp.MessageIDBeingRespondedTo = 5
+        rsp.AffectedSOPClassUID = "1.2.840.10008.5.1.4.1.2.2.2"
+        rsp.Status = 0xFF00
+        rsp.NumberOfRemainingSuboperations = 250
+        rsp.NumberOfCompletedSuboperations = 5
+        rsp.NumberOfFailedSuboperations = 1
+        rsp.NumberOfWarningSuboperations = 0
+        return rsp
+
+    sent: list[Any] = []
+    dimse = SimpleNamespace(maximum_pdu_size=16384, dul=SimpleNamespace(send_pdu=sent.append))
+    send = fast_send_msg(dimse, lambda p, c: pytest.fail("fell back"))
+    send(pending(), 1)
+    message = C_MOVE_RSP() if kind == "move" else C_GET_RSP()
+    message.primitive_to_message(pending())
+    expected = [p.presentation_data_value_list for p in message.encode_msg(1, 16384)]
+    assert [p.presentation_data_value_list for p in sent] == expected

@@ -20,12 +20,13 @@ keeps pynetdicom's encoding.
 
 from __future__ import annotations
 
-import struct
 from collections.abc import Callable
 from typing import Any
 
 from pynetdicom.dimse_primitives import C_FIND, C_GET, C_MOVE
 from pynetdicom.pdu_primitives import P_DATA
+
+from dimse.command import command_set, uid, us
 
 #: PS3.7 E.2: C-FIND-RSP command field.
 _C_FIND_RSP = 0x8020
@@ -42,51 +43,36 @@ _SUB_OPERATION_COUNTS = (
 )
 
 
-def _element(element: int, value: bytes) -> bytes:
-    return struct.pack("<HHI", 0x0000, element, len(value)) + value
-
-
 def find_response_command(
     sop_class: str, responding_to: int, status: int, has_identifier: bool
 ) -> bytes:
-    """The C-FIND-RSP command set, Implicit VR Little Endian (PS3.7 9.3.2.2, E.1)."""
-    uid = sop_class.encode("ascii")
-    if len(uid) % 2:
-        uid += b"\x00"
-    body = b"".join(
+    """The C-FIND-RSP command set (PS3.7 9.3.2.2)."""
+    return command_set(
         [
-            _element(0x0002, uid),
-            _element(0x0100, struct.pack("<H", _C_FIND_RSP)),
-            _element(0x0120, struct.pack("<H", responding_to)),
-            _element(0x0800, struct.pack("<H", 0x0001 if has_identifier else 0x0101)),
-            _element(0x0900, struct.pack("<H", status)),
+            (0x0002, uid(sop_class)),
+            (0x0100, us(_C_FIND_RSP)),
+            (0x0120, us(responding_to)),
+            (0x0800, us(0x0001 if has_identifier else 0x0101)),
+            (0x0900, us(status)),
         ]
     )
-    return _element(0x0000, struct.pack("<I", len(body))) + body
 
 
 def pending_retrieve_command(
     field: int, sop_class: str, responding_to: int, counts: list[int]
 ) -> bytes:
     """A pending C-MOVE-RSP or C-GET-RSP command set with its sub-operation counts and
-    no identifier (PS3.7 9.3.3.2 / 9.3.4.2), Implicit VR Little Endian."""
-    uid = sop_class.encode("ascii")
-    if len(uid) % 2:
-        uid += b"\x00"
-    body = b"".join(
+    no identifier (PS3.7 9.3.3.2 / 9.3.4.2)."""
+    return command_set(
         [
-            _element(0x0002, uid),
-            _element(0x0100, struct.pack("<H", field)),
-            _element(0x0120, struct.pack("<H", responding_to)),
-            _element(0x0800, struct.pack("<H", 0x0101)),
-            _element(0x0900, struct.pack("<H", 0xFF00)),
+            (0x0002, uid(sop_class)),
+            (0x0100, us(field)),
+            (0x0120, us(responding_to)),
+            (0x0800, us(0x0101)),
+            (0x0900, us(0xFF00)),
         ]
-        + [
-            _element(tag, struct.pack("<H", n))
-            for (tag, _), n in zip(_SUB_OPERATION_COUNTS, counts, strict=True)
-        ]
+        + [(tag, us(n)) for (tag, _), n in zip(_SUB_OPERATION_COUNTS, counts, strict=True)]
     )
-    return _element(0x0000, struct.pack("<I", len(body))) + body
 
 
 def _pending_retrieve(primitive: Any) -> bytes | None:

@@ -30,6 +30,8 @@ from pydicom import dcmread
 from pydicom.dataset import Dataset
 from pydicom.uid import UID
 
+from dimse.command import command_set, text, uid, us
+
 log = logging.getLogger("noctis.dimse.sender")
 
 #: Largest P-DATA fragment when the destination sets no maximum PDU length.
@@ -61,16 +63,7 @@ def data_set_offset(head: bytes) -> int | None:
     return 144 + group_length
 
 
-def _element(group: int, element: int, value: bytes) -> bytes:
-    return struct.pack("<HHI", group, element, len(value)) + value
-
-
-def _text(value: str, pad: bytes) -> bytes:
-    data = value.encode("ascii")
-    return data + pad if len(data) % 2 else data
-
-
-def command_set(
+def command_set_c_store(
     *,
     sop_class: str,
     sop_instance: str,
@@ -79,26 +72,18 @@ def command_set(
     originator_aet: str | None,
     originator_id: int | None,
 ) -> bytes:
-    """The C-STORE-RQ command set (PS3.7 Table 9.3-1), Implicit VR Little Endian."""
-    body = b"".join(
-        [
-            _element(0x0000, 0x0002, _text(sop_class, b"\x00")),
-            _element(0x0000, 0x0100, struct.pack("<H", _C_STORE_RQ)),
-            _element(0x0000, 0x0110, struct.pack("<H", message_id)),
-            _element(0x0000, 0x0700, struct.pack("<H", priority)),
-            _element(0x0000, 0x0800, struct.pack("<H", 0x0001)),  # a data set follows
-            _element(0x0000, 0x1000, _text(sop_instance, b"\x00")),
-        ]
-        + (
-            [
-                _element(0x0000, 0x1030, _text(originator_aet.strip()[:16], b" ")),
-                _element(0x0000, 0x1031, struct.pack("<H", originator_id)),
-            ]
-            if originator_aet and originator_id is not None
-            else []
-        )
-    )
-    return _element(0x0000, 0x0000, struct.pack("<I", len(body))) + body
+    """The C-STORE-RQ command set (PS3.7 Table 9.3-1)."""
+    elements = [
+        (0x0002, uid(sop_class)),
+        (0x0100, us(_C_STORE_RQ)),
+        (0x0110, us(message_id)),
+        (0x0700, us(priority)),
+        (0x0800, us(0x0001)),  # a data set follows
+        (0x1000, uid(sop_instance)),
+    ]
+    if originator_aet and originator_id is not None:
+        elements += [(0x1030, text(originator_aet.strip()[:16])), (0x1031, us(originator_id))]
+    return command_set(elements)
 
 
 def _pdu(context_id: int, control: int, fragment: bytes | memoryview) -> bytes:
@@ -169,7 +154,7 @@ def fast_send_c_store(assoc: Any, fallback: Callable[..., Dataset]) -> Callable[
             context_id = _context_id(assoc, str(dataset.SOPClassUID), syntax)
         except _Unsendable:
             return through_pynetdicom()
-        command = command_set(
+        command = command_set_c_store(
             sop_class=str(dataset.SOPClassUID),
             sop_instance=str(dataset.SOPInstanceUID),
             message_id=msg_id,

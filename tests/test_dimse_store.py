@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from pydicom import dcmread
+from pydicom.dataset import Dataset
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 from pynetdicom import _config, build_context
 from pynetdicom.dimse_primitives import C_STORE
@@ -189,6 +190,19 @@ def _store(server: RunningServer, ds: object, *, context: object = None) -> int:
         assoc.release()
 
 
+def _store_as_announced(
+    server: RunningServer, ds: Dataset, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> int:
+    """Send ``ds`` from a file: chunked send takes the command's Affected SOP Class and
+    Instance UIDs from its file meta, which the caller may set to contradict it."""
+    path = tmp_path / f"{uid()}.dcm"
+    ds.preamble = b"\x00" * 128
+    ds.save_as(path, enforce_file_format=False)
+    monkeypatch.setattr(_config, "STORE_SEND_CHUNKED_DATASET", True)
+    explicit = build_context(SecondaryCaptureImageStorage, ExplicitVRLittleEndian)
+    return _store(server, path, context=explicit)
+
+
 @pytest.mark.parametrize("size", [64, 1024])  # received in memory / spooled to the store
 def test_stored_as_received_in_memory_and_spooled(
     server: RunningServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, size: int
@@ -205,15 +219,9 @@ def test_stored_as_received_in_memory_and_spooled(
             stored = dcmread(fh)
     assert stored.PixelData == ds.PixelData
     assert stored.SOPInstanceUID == ds.SOPInstanceUID
-    # Chunked send takes the command's Affected SOP Instance UID from the file meta.
     other = make_dataset(rows=size, columns=size)
     other.file_meta.MediaStorageSOPInstanceUID = uid()
-    other.preamble = b"\x00" * 128
-    path = tmp_path / "other.dcm"
-    other.save_as(path, enforce_file_format=False)
-    monkeypatch.setattr(_config, "STORE_SEND_CHUNKED_DATASET", True)
-    explicit = build_context(SecondaryCaptureImageStorage, ExplicitVRLittleEndian)
-    assert _store(server, path, context=explicit) == 0xC002
+    assert _store_as_announced(server, other, tmp_path, monkeypatch) == 0xC002
     with server_archive(server) as archive:
         assert not archive.locate_uids(sop_uid=str(other.SOPInstanceUID))
 
@@ -234,12 +242,7 @@ def test_store_statuses(
     # Affected SOP Class UID in chunked mode) contradicts the data set.
     ct = make_dataset(sop_class=CTImageStorage)
     ct.file_meta.MediaStorageSOPClassUID = SecondaryCaptureImageStorage
-    path = tmp_path / "mismatch.dcm"
-    ct.preamble = b"\x00" * 128
-    ct.save_as(path, enforce_file_format=False)
-    monkeypatch.setattr(_config, "STORE_SEND_CHUNKED_DATASET", True)
-    explicit = build_context(SecondaryCaptureImageStorage, ExplicitVRLittleEndian)
-    assert _store(server, path, context=explicit) == 0xA900
+    assert _store_as_announced(server, ct, tmp_path, monkeypatch) == 0xA900
     with server_archive(server) as archive:
         assert not archive.locate_uids(sop_uid=str(ct.SOPInstanceUID))
         assert not archive.locate_uids(sop_uid=str(missing.SOPInstanceUID))

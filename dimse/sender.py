@@ -24,7 +24,7 @@ import struct
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from pydicom import dcmread
 from pydicom.dataset import Dataset
@@ -106,26 +106,25 @@ def _context_id(assoc: Any, sop_class: str, syntax: str) -> int:
     raise _Unsendable("no accepted context for the stored syntax")
 
 
-def _stream(sock: Any, context_id: int, command: bytes, path: Path, fragment: int) -> None:
-    with open(path, "rb") as fh:
-        offset = data_set_offset(fh.read(512))
-        if offset is None:
-            raise _Unsendable("not a standard Part 10 file")
-        size = fh.seek(0, 2)
-        fh.seek(offset)
-        remaining = size - offset
-        batch = bytearray(_pdu(context_id, 0x03, command))  # command, last fragment
-        while remaining > 0:
-            chunk = fh.read(min(fragment, remaining))
-            if not chunk:
-                raise OSError("stored file shorter than it was")
-            remaining -= len(chunk)
-            batch += _pdu(context_id, 0x02 if remaining == 0 else 0x00, chunk)
-            if len(batch) >= SEND_BATCH:
-                sock.sendall(batch)
-                batch.clear()
-        if batch:
+def _stream(sock: Any, context_id: int, command: bytes, fh: BinaryIO, fragment: int) -> None:
+    offset = data_set_offset(fh.read(512))
+    if offset is None:
+        raise _Unsendable("not a standard Part 10 file")
+    size = fh.seek(0, 2)
+    fh.seek(offset)
+    remaining = size - offset
+    batch = bytearray(_pdu(context_id, 0x03, command))  # command, last fragment
+    while remaining > 0:
+        chunk = fh.read(min(fragment, remaining))
+        if not chunk:
+            raise OSError("stored file shorter than it was")
+        remaining -= len(chunk)
+        batch += _pdu(context_id, 0x02 if remaining == 0 else 0x00, chunk)
+        if len(batch) >= SEND_BATCH:
             sock.sendall(batch)
+            batch.clear()
+    if batch:
+        sock.sendall(batch)
 
 
 def fast_send_c_store(assoc: Any, fallback: Callable[..., Dataset]) -> Callable[..., Dataset]:
@@ -164,13 +163,19 @@ def fast_send_c_store(assoc: Any, fallback: Callable[..., Dataset]) -> Callable[
         )
         max_pdu = int(assoc.dimse.maximum_pdu_size or 0)
         fragment = max_pdu - 6 if max_pdu > 6 else UNLIMITED_FRAGMENT
+        try:
+            fh = open(path, "rb")  # noqa: SIM115 - closed below
+        except OSError as exc:  # a failed sub-operation; the association goes on
+            log.warning("cannot read a stored instance to send: %s", exc)
+            return Dataset()
         # As pynetdicom does around a request: pause the reactor, so that it does not
         # take the response off the queue, until the response is in.
         assoc._reactor_checkpoint.clear()
         try:
             while not assoc._is_paused and assoc.is_established:
                 time.sleep(0.0001)
-            _stream(sock, context_id, command, path, fragment)
+            with fh:
+                _stream(sock, context_id, command, fh, fragment)
             _, response = assoc.dimse.get_msg(block=True)
         except _Unsendable as exc:
             log.debug("sending through pynetdicom: %s", exc)

@@ -31,6 +31,7 @@ from pydicom.dataset import Dataset
 from pydicom.uid import UID
 
 from dimse.command import command_set, text, uid, us
+from dimse.part10 import data_set_offset
 
 log = logging.getLogger("noctis.dimse.sender")
 
@@ -51,16 +52,6 @@ class StoredInstance(Dataset):
         self.SOPClassUID = UID(sop_class)
         self.SOPInstanceUID = UID(sop_instance)
         object.__setattr__(self, "noctis_source", (path, syntax))
-
-
-def data_set_offset(head: bytes) -> int | None:
-    """Where the data set starts in a Part 10 file (after the 128-byte preamble, "DICM"
-    and the File Meta Information group of the length its (0002,0000) gives), or None
-    when the file does not start with an explicit (0002,0000) element."""
-    if head[128:132] != b"DICM" or head[132:138] != b"\x02\x00\x00\x00UL":
-        return None
-    group_length: int = struct.unpack_from("<I", head, 140)[0]
-    return 144 + group_length
 
 
 def command_set_c_store(

@@ -34,6 +34,7 @@ from pydicom.uid import UID
 from dimse import status as st
 from dimse.access import STORE, AccessPolicy, calling_ae_of
 from dimse.observe import Operation, bind_context
+from dimse.part10 import data_set_offset
 from dimse.spool import ReceiveSpool
 from noctis_pacs.metrics import Metrics
 from storage.archive import Archive, StorageFullError
@@ -104,14 +105,11 @@ def _uids_from_head(head: bytes, transfer_syntax: str) -> tuple[str, str] | None
     pynetdicom, by walking the first data set elements; ``None`` when the short walk does
     not apply (big endian, deflated, undefined lengths, UIDs beyond ``head``)."""
     syntax = UID(transfer_syntax)
-    if not syntax.is_little_endian or syntax.is_deflated or head[128:132] != b"DICM":
+    start = data_set_offset(head)
+    if not syntax.is_little_endian or syntax.is_deflated or start is None:
         return None
+    pos = start
     try:
-        # (0002,0000) File Meta Information Group Length, UL, explicit VR (PS3.10 7.1).
-        if head[132:138] != b"\x02\x00\x00\x00UL":
-            return None
-        (group_length,) = struct.unpack_from("<I", head, 140)
-        pos = 144 + group_length
         implicit = syntax.is_implicit_VR
         found: dict[int, str] = {}
         while True:

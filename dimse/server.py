@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import socket
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from pynetdicom import AE, _config
@@ -80,16 +82,25 @@ def build_ae(settings: Settings, services: Services) -> AE:
 
 
 class DimseServer:
-    """Owns one listening AE; with ``dimse.workers`` > 1 the primary server also starts
-    ``workers - 1`` worker processes listening on the same port (``dimse.workers``)."""
+    """Owns the DIMSE listener. With ``dimse.workers`` > 1 the primary server also
+    starts ``workers - 1`` worker processes and hands them connections
+    (``dimse.workers``); a worker's server (``primary=False``) binds nothing and
+    serves what ``serve_connection`` gives it."""
 
     def __init__(
-        self, *, settings: Settings, archive: Archive, metrics: Metrics, primary: bool = True
+        self,
+        *,
+        settings: Settings,
+        archive: Archive,
+        metrics: Metrics,
+        primary: bool = True,
+        on_closed: Callable[[], None] | None = None,
     ) -> None:
         self.settings = settings
         self.archive = archive
         self.metrics = metrics
         self.primary = primary
+        self._on_closed = on_closed
         self._server: Any = None
         self._thread: threading.Thread | None = None
         self._workers: WorkerPool | None = None
@@ -101,38 +112,47 @@ class DimseServer:
             settings=self.settings, archive=self.archive, metrics=self.metrics, policy=policy
         )
         ae = build_ae(self.settings, services)
+        extra = self.settings.dimse.workers - 1
+        if self.primary and extra > 0:
+            self._workers = WorkerPool.spawn(self.settings, count=extra)
+        hand_off = self._workers.hand_off if self._workers is not None else None
+        on_closed = self._workers.local_closed if self._workers is not None else self._on_closed
         listener = type(
             "NoctisListener",
             (DimseListener,),
             {
-                "reuse_port": self.settings.dimse.workers > 1,
                 "handshake_timeout": self.settings.dimse.acse_timeout,
                 "spool_path": staticmethod(self.archive.spool_path),
+                "passive": not self.primary,
+                "hand_off": staticmethod(hand_off) if hand_off else None,
+                "on_closed": staticmethod(on_closed) if on_closed else None,
             },
         )
-        server = ae.make_server(
-            (self.settings.dimse.host, self.settings.dimse.port),
-            ae_title=self.settings.dimse.ae_title,
-            contexts=supported_contexts(ae),
-            ssl_context=server_context(self.settings.dimse),
-            evt_handlers=services.bindings,
-            server_class=listener,
-            request_handler=DimseRequestHandler,
-        )
-        # What AE.start_server(block=False) does, with our listener class.
-        ae._servers.append(server)
-        self._thread = threading.Thread(
-            target=server.serve_forever, name="dimse-acceptor", daemon=True
-        )
-        self._thread.start()
+        try:
+            server = ae.make_server(
+                (self.settings.dimse.host, self.settings.dimse.port),
+                ae_title=self.settings.dimse.ae_title,
+                contexts=supported_contexts(ae),
+                ssl_context=server_context(self.settings.dimse),
+                evt_handlers=services.bindings,
+                server_class=listener,
+                request_handler=DimseRequestHandler,
+            )
+        except BaseException:
+            self.stop()
+            raise
         self._server = server
-        extra = self.settings.dimse.workers - 1
-        if self.primary and extra > 0:
-            try:
-                self._workers = WorkerPool.spawn(self.settings, count=extra, port=self.port)
-            except BaseException:
-                self.stop()
-                raise
+        if self.primary:
+            # What AE.start_server(block=False) does, with our listener class.
+            ae._servers.append(server)
+            self._thread = threading.Thread(
+                target=server.serve_forever, name="dimse-acceptor", daemon=True
+            )
+            self._thread.start()
+
+    def serve_connection(self, connection: socket.socket, address: Any) -> None:
+        """Serve a connection the primary server accepted (in a worker process)."""
+        self._server.serve_connection(connection, address)
 
     @property
     def port(self) -> int:
@@ -149,7 +169,10 @@ class DimseServer:
             self._workers.stop()
             self._workers = None
         if self._server is not None:
-            self._server.shutdown()
+            if self._thread is not None:
+                self._server.shutdown()  # ends serve_forever, closes, leaves ae._servers
+            else:
+                self._server.server_close()
             self._server = None
         if self._thread is not None:
             self._thread.join(timeout=5)

@@ -6,7 +6,10 @@
 - The TLS handshake runs on the association's own thread, not on the accept
   loop, so a peer that connects and never completes the handshake cannot stop
   other peers from associating.
-- ``SO_REUSEPORT`` when several worker processes share the port.
+- With ``dimse.workers`` > 1 the serving process's listener hands each accepted
+  connection to the least busy process (``dimse.workers``) before any TLS
+  handshake; a worker's listener is passive (binds nothing) and serves the
+  connections it is handed.
 - Every accepted association gets the wake-ups of ``dimse.wakeup``: pynetdicom's
   loops then react to a message when it arrives instead of on their next 1 ms tick;
   the receive spool of ``dimse.spool`` (memory, then a file in the store); and
@@ -19,8 +22,10 @@ import contextlib
 import logging
 import socket
 import ssl
+from collections.abc import Callable
 from typing import Any
 
+from pynetdicom import evt
 from pynetdicom.transport import RequestHandler, ThreadedAssociationServer
 
 from dimse import responses, spool, wakeup
@@ -38,7 +43,32 @@ def set_nodelay(assoc: Any) -> None:
 
 
 class DimseRequestHandler(RequestHandler):
-    """pynetdicom's request handler; the association it creates wakes on work."""
+    """pynetdicom's request handler; the association it creates wakes on work and
+    reports its end to the listener (``DimseListener.report_closed``)."""
+
+    _running = False
+
+    def handle(self) -> None:
+        # pynetdicom's handle() starts the association's own thread and returns: the
+        # connection ends when that thread does.
+        assoc = self._create_association()
+        server: Any = self.server
+        run = assoc.run
+
+        def run_then_report() -> None:
+            try:
+                run()
+            finally:
+                server.report_closed()
+
+        assoc.run = run_then_report
+        evt.trigger(assoc, evt.EVT_CONN_OPEN, {"address": self.client_address})
+        assoc.start()
+        self._running = True
+
+    def finish(self) -> None:
+        if not self._running:  # the association never started: the connection is over
+            self.server.report_closed()  # type: ignore[attr-defined]
 
     def _create_association(self) -> Any:
         assoc = super()._create_association()
@@ -54,7 +84,6 @@ class DimseListener(ThreadedAssociationServer):
     """pynetdicom's threaded server with the socket options above."""
 
     #: Set by the wiring before ``server_bind`` runs (class attributes, per subclass).
-    reuse_port: bool = False
     handshake_timeout: float = 30.0
     daemon_threads = True
     #: The listen backlog (socketserver's default of 5 drops bursts of associations).
@@ -62,33 +91,69 @@ class DimseListener(ThreadedAssociationServer):
     #: Where received data sets that outgrow memory are spooled (``dimse.spool``):
     #: a path inside the store, so that the store adopts the file without a copy.
     spool_path: Any = None
+    #: A worker's listener: no socket of its own, connections come by ``serve_connection``.
+    passive: bool = False
+    #: ``hand_off(connection, address)``: True when another process took the connection.
+    hand_off: Callable[[socket.socket, Any], bool] | None = None
+    #: Called when an association this process served has ended.
+    on_closed: Callable[[], None] | None = None
 
     def server_bind(self) -> None:
-        assert self.socket is not None
-        if self.reuse_port and hasattr(socket, "SO_REUSEPORT"):
-            self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        super().server_bind()
+        if not self.passive:
+            super().server_bind()
+
+    def server_activate(self) -> None:
+        if not self.passive:
+            super().server_activate()
 
     def get_request(self) -> tuple[socket.socket, tuple[str, int]]:
         assert self.socket is not None
         client, address = self.socket.accept()
         with contextlib.suppress(OSError):
             client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        if self.ssl_context is not None:
-            client = self.ssl_context.wrap_socket(
-                client, server_side=True, do_handshake_on_connect=False
-            )
         return client, address
 
+    def process_request(self, request: Any, client_address: Any) -> None:
+        hand_off = type(self).hand_off
+        if hand_off is not None and hand_off(request, client_address):
+            request.close()  # our copy only: the other process holds the connection
+            return
+        super().process_request(request, client_address)
+
+    def serve_connection(self, connection: socket.socket, address: Any) -> None:
+        """Serve a connection accepted elsewhere (a worker's hand-off), on its own thread."""
+        with contextlib.suppress(OSError):
+            connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        super().process_request(connection, address)
+
     def process_request_thread(self, request: Any, client_address: Any) -> None:
-        if isinstance(request, ssl.SSLSocket):
-            previous = request.gettimeout()
-            request.settimeout(self.handshake_timeout)
-            try:
-                request.do_handshake()
-            except (OSError, ValueError) as exc:
-                log.warning("TLS handshake with %s failed: %s", client_address[0], exc)
-                self.shutdown_request(request)
+        if self.ssl_context is not None:
+            request = self._handshake(request, client_address)
+            if request is None:
+                self.report_closed()
                 return
-            request.settimeout(previous)
         super().process_request_thread(request, client_address)
+
+    def report_closed(self) -> None:
+        """Tell ``on_closed`` that a connection this process took has ended."""
+        on_closed = type(self).on_closed
+        if on_closed is not None:
+            on_closed()
+
+    def _handshake(self, request: socket.socket, client_address: Any) -> ssl.SSLSocket | None:
+        assert self.ssl_context is not None
+        previous = request.gettimeout()
+        connection: socket.socket = request
+        try:
+            connection = self.ssl_context.wrap_socket(
+                request, server_side=True, do_handshake_on_connect=False
+            )
+            connection.settimeout(self.handshake_timeout)
+            connection.do_handshake()
+        except (OSError, ValueError) as exc:
+            log.warning("TLS handshake with %s failed: %s", client_address[0], exc)
+            self.shutdown_request(connection)
+            return None
+        connection.settimeout(previous)
+        assert isinstance(connection, ssl.SSLSocket)
+        return connection

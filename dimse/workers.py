@@ -1,17 +1,28 @@
-"""DIMSE worker processes: ``dimse.workers`` listeners sharing one port.
+"""DIMSE worker processes: ``dimse.workers`` processes serving one listening port.
 
-The serving process owns the first listener; ``WorkerPool.spawn`` starts
-``workers - 1`` more with the ``spawn`` start method (no fork of a process that
-runs threads).  Each worker builds its own ``Archive`` and ``DimseServer`` from
-the pickled ``Settings`` and binds the same address with ``SO_REUSEPORT``, so
-the kernel spreads new associations across the processes; the index is shared
-(SQLite in WAL mode with a busy timeout, or PostgreSQL) and the blob store is
-the same directory, so nothing a worker needs lives only in another's memory.
+The serving process owns the only listener; ``WorkerPool.spawn`` starts
+``workers - 1`` more processes with the ``spawn`` start method (no fork of a
+process that runs threads). Each worker builds its own ``Archive`` and
+``DimseServer`` from the pickled ``Settings`` but binds nothing: the serving
+process accepts every connection and hands it to the process that serves the
+fewest open associations (itself included; a tie goes to a worker, since the
+serving process also answers HTTP). The socket travels over the worker's pipe
+as a passed file descriptor (``SCM_RIGHTS``), before any TLS handshake, so the
+worker runs the handshake and the whole association.
 
-Each worker holds one end of a pipe to the serving process: it reports
-``ready`` once bound, and shuts down (closing its listener and archive) when the
-pipe closes, which happens on ``WorkerPool.stop`` and also when the serving
-process dies without stopping it.
+Why not ``SO_REUSEPORT``: the kernel spreads connections by a hash of their
+addresses, and with four associations on two processes it put three on one
+process in about half the runs (docs/performance-dimse.md); a hand-off by open
+association count is even by construction.
+
+The index is shared (SQLite in WAL mode with a busy timeout, or PostgreSQL) and
+the blob store is the same directory, so nothing a worker needs lives only in
+another's memory.
+
+The pipe also carries the bookkeeping: a worker reports ``ready`` once it can
+serve and ``closed`` after each association; it stops on ``stop`` or when the
+pipe closes (the serving process died). A worker that dies is no longer handed
+connections: the serving process takes them itself.
 
 Metrics of a worker stay in that worker's registry: the HTTP ``/metrics``
 endpoint of the serving process shows only the associations it served itself.
@@ -19,20 +30,32 @@ endpoint of the serving process shows only the associations it served itself.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import multiprocessing
 import signal
+import socket
+import threading
+from multiprocessing import reduction
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from types import FrameType
+from typing import Any
 
 from noctis_pacs.settings import Settings
 
 log = logging.getLogger("noctis.dimse.workers")
 
+#: Worker -> serving process: able to serve connections.
 READY = "ready"
-#: Seconds a worker has to import, open the archive and bind.
+#: Worker -> serving process: one association it served has ended.
+CLOSED = "closed"
+#: Serving process -> worker: finish the open associations and exit.
+STOP = "stop"
+#: Serving process -> worker: ``(CONNECTION, peer address)``, then the socket's descriptor.
+CONNECTION = "connection"
+#: Seconds a worker has to import, open the archive and report ready.
 START_TIMEOUT = 60.0
 #: Seconds a worker has to finish its associations after being asked to stop.
 STOP_TIMEOUT = 10.0
@@ -57,13 +80,30 @@ def run_worker(settings: Settings, pipe: Connection) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, _raise_exit)
     configure_logging(settings.logging.level, settings.logging.format)
+    sending = threading.Lock()
+
+    def report(message: str) -> None:
+        with sending, contextlib.suppress(OSError, ValueError):
+            pipe.send(message)
+
     archive = Archive(settings)
-    server = DimseServer(settings=settings, archive=archive, metrics=build_metrics(), primary=False)
+    server = DimseServer(
+        settings=settings,
+        archive=archive,
+        metrics=build_metrics(),
+        primary=False,
+        on_closed=lambda: report(CLOSED),
+    )
     try:
         server.start()
-        pipe.send(READY)
+        report(READY)
         while True:
-            pipe.recv()  # EOFError when the serving process stops us or dies
+            message = pipe.recv()  # EOFError when the serving process dies
+            if message == STOP:
+                break
+            if isinstance(message, tuple) and message[0] == CONNECTION:
+                connection = socket.socket(fileno=reduction.recv_handle(pipe))
+                server.serve_connection(connection, message[1])
     except (EOFError, OSError, SystemExit):
         pass
     finally:
@@ -75,28 +115,34 @@ def run_worker(settings: Settings, pipe: Connection) -> None:
 class _Worker:
     process: BaseProcess
     pipe: Connection
+    #: Associations handed to it and not yet reported closed.
+    open: int = 0
+    alive: bool = True
+    reader: threading.Thread | None = None
+    #: A hand-off is two writes; a ``stop`` from another thread must not split them.
+    sending: threading.Lock = dataclasses.field(default_factory=threading.Lock)
 
 
 class WorkerPool:
-    """The extra DIMSE listener processes of one serving process."""
+    """The worker processes of one serving process, and the hand-off of connections."""
 
     def __init__(self) -> None:
         self._workers: list[_Worker] = []
+        self._lock = threading.Lock()
+        #: Associations the serving process itself serves.
+        self._local_open = 0
 
     @classmethod
-    def spawn(cls, settings: Settings, *, count: int, port: int) -> WorkerPool:
-        """Start ``count`` workers listening on ``port`` (the port the first listener bound)."""
+    def spawn(cls, settings: Settings, *, count: int) -> WorkerPool:
+        """Start ``count`` workers; each serves the connections ``hand_off`` gives it."""
         pool = cls()
-        worker_settings = dataclasses.replace(
-            settings, dimse=dataclasses.replace(settings.dimse, port=port)
-        )
         context = multiprocessing.get_context("spawn")
         try:
             for number in range(count):
                 ours, theirs = context.Pipe(duplex=True)
                 process = context.Process(
                     target=run_worker,
-                    args=(worker_settings, theirs),
+                    args=(settings, theirs),
                     name=f"noctis-dimse-worker-{number + 1}",
                     daemon=True,
                 )
@@ -105,10 +151,15 @@ class WorkerPool:
                 pool._workers.append(_Worker(process, ours))
             for worker in pool._workers:
                 pool._wait_ready(worker)
+                worker.reader = threading.Thread(
+                    target=pool._read, args=(worker,), name=f"{worker.process.name}-pipe"
+                )
+                worker.reader.daemon = True
+                worker.reader.start()
         except BaseException:
             pool.stop()
             raise
-        log.info("%d DIMSE worker process(es) listening on port %d", count, port)
+        log.info("%d DIMSE worker process(es) started", count)
         return pool
 
     @staticmethod
@@ -123,14 +174,71 @@ class WorkerPool:
             f"(exit code {worker.process.exitcode}); see its log lines above"
         )
 
+    def _read(self, worker: _Worker) -> None:
+        """Count the worker's closed associations until its pipe ends."""
+        while True:
+            try:
+                message = worker.pipe.recv()
+            except (EOFError, OSError):
+                break
+            if message == CLOSED:
+                with self._lock:
+                    worker.open = max(0, worker.open - 1)
+        with self._lock:
+            alive, worker.alive = worker.alive, False
+        if alive:
+            log.error(
+                "DIMSE worker %s ended (exit code %s); its share of associations is "
+                "served by the serving process until the server restarts",
+                worker.process.name,
+                worker.process.exitcode,
+            )
+
+    def hand_off(self, connection: socket.socket, address: Any) -> bool:
+        """Give ``connection`` to the least busy worker, or keep it: False means the
+        caller serves it (and reports its end with ``local_closed``)."""
+        with self._lock:
+            target = min((w for w in self._workers if w.alive), key=lambda w: w.open, default=None)
+            if target is None or target.open > self._local_open:
+                self._local_open += 1
+                return False
+            target.open += 1
+        try:
+            with target.sending:
+                target.pipe.send((CONNECTION, address))
+                reduction.send_handle(target.pipe, connection.fileno(), target.process.pid or 0)
+        except (OSError, ValueError) as exc:
+            log.error("cannot hand a connection to %s: %s", target.process.name, exc)
+            with self._lock:
+                target.alive = False
+                target.open -= 1
+                self._local_open += 1
+            return False
+        return True
+
+    def local_closed(self) -> None:
+        """One association served by the serving process has ended."""
+        with self._lock:
+            self._local_open = max(0, self._local_open - 1)
+
+    @property
+    def open_associations(self) -> list[int]:
+        """Open associations per process: the serving process first, then each worker."""
+        with self._lock:
+            return [self._local_open] + [w.open for w in self._workers]
+
     @property
     def pids(self) -> list[int]:
         return [w.process.pid for w in self._workers if w.process.pid is not None]
 
     def stop(self) -> None:
-        """Close every worker's pipe (they shut down), then wait; terminate stragglers."""
+        """Ask every worker to stop, then wait; terminate stragglers."""
+        with self._lock:
+            for worker in self._workers:
+                worker.alive = False
         for worker in self._workers:
-            worker.pipe.close()
+            with worker.sending, contextlib.suppress(OSError, ValueError):
+                worker.pipe.send(STOP)
         for worker in self._workers:
             worker.process.join(STOP_TIMEOUT)
             if worker.process.is_alive():
@@ -140,4 +248,7 @@ class WorkerPool:
             if worker.process.is_alive():
                 worker.process.kill()
                 worker.process.join()
+            if worker.reader is not None:
+                worker.reader.join(5)
+            worker.pipe.close()
         self._workers.clear()

@@ -112,19 +112,22 @@ def _make_pki(folder: Path) -> None:
                  "-extfile", "san.cnf", cwd=folder)  # fmt: skip
 
 
+@pytest.mark.parametrize("workers", [1, 2])
 def test_tls_association_with_client_certificate(
-    server_factory: Callable[..., RunningServer], tmp_path: Path
+    server_factory: Callable[..., RunningServer], tmp_path: Path, workers: int
 ) -> None:
     """PS3.15 B.9 (BCP 195 TLS profile): TLS 1.2+ with a certificate from the configured
     CA; a required client certificate is enforced; plain TCP gets nothing; the
-    listener keeps serving TLS peers afterwards."""
+    listener keeps serving TLS peers afterwards. With two processes the worker's
+    connections are handed over before the handshake, which the worker then runs."""
     pki = tmp_path / "pki"
     pki.mkdir()
     _make_pki(pki)
     server = server_factory(
         dimse_extra=(
             f'tls_certificate = "{pki / "server.pem"}"\ntls_key = "{pki / "server.key"}"\n'
-            f'tls_ca = "{pki / "ca.pem"}"\ntls_require_client_certificate = true'
+            f'tls_ca = "{pki / "ca.pem"}"\ntls_require_client_certificate = true\n'
+            f"workers = {workers}"
         )
     )
 

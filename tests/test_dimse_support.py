@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
@@ -103,3 +104,44 @@ def read_responses(folder: Path) -> list[Dataset]:
     from pydicom import dcmread
 
     return [dcmread(p, force=True) for p in sorted(folder.glob("rsp*.dcm"))]
+
+
+def process_tree(pid: int) -> set[int]:
+    """``pid`` and every live process below it (from /proc)."""
+    parents: dict[int, int] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if fields[0] != "Z":
+            parents[int(stat.parent.name)] = int(fields[1])
+    found = {pid}
+    frontier = {pid}
+    while frontier:
+        frontier = {child for child, parent in parents.items() if parent in frontier}
+        found |= frontier
+    return found
+
+
+def connections_by_process(pids: Iterable[int], port: int) -> dict[int, int]:
+    """Established TCP connections accepted on ``port`` that each of ``pids`` holds
+    (from /proc/net/tcp and the processes' descriptors)."""
+    inodes: set[str] = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(OSError):
+            for line in Path(table).read_text().splitlines()[1:]:
+                fields = line.split()
+                local_port = int(fields[1].rsplit(":", 1)[1], 16)
+                if local_port == port and fields[3] == "01":  # TCP_ESTABLISHED
+                    inodes.add(fields[9])
+    counts: dict[int, int] = {}
+    for pid in pids:
+        held = 0
+        for fd in Path(f"/proc/{pid}/fd").glob("*"):
+            with contextlib.suppress(OSError):
+                target = os.readlink(fd)
+                if target.startswith("socket:[") and target[8:-1] in inodes:
+                    held += 1
+        counts[pid] = held
+    return counts

@@ -1,11 +1,15 @@
-"""``dimse.workers``: several listener processes share the DIMSE port (SO_REUSEPORT)."""
+"""``dimse.workers``: the serving process hands accepted connections to worker
+processes, each to the process with the fewest open associations."""
 
 from __future__ import annotations
 
+import os
+import signal
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from pydicom.dataset import Dataset
 from pynetdicom import build_context
@@ -13,24 +17,14 @@ from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelFind as S
 
 from tests.conftest import RunningServer
 from tests.factory import make_dataset, uid
-from tests.test_dimse_support import associate, dcmtk, server_archive, write_files
-
-
-def _descendants(pid: int) -> set[int]:
-    """Every live process below ``pid`` (from /proc)."""
-    parents: dict[int, int] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        parents[int(stat.parent.name)] = int(fields[1])
-    found: set[int] = set()
-    frontier = {pid}
-    while frontier:
-        frontier = {child for child, parent in parents.items() if parent in frontier}
-        found |= frontier
-    return found
+from tests.test_dimse_support import (
+    associate,
+    connections_by_process,
+    dcmtk,
+    process_tree,
+    server_archive,
+    write_files,
+)
 
 
 def _alive(pid: int) -> bool:
@@ -63,7 +57,7 @@ def test_workers_share_the_port_and_stop_with_the_server(
     server_factory: Callable[..., RunningServer], tmp_path: Path
 ) -> None:
     server = server_factory(dimse_extra="workers = 2")
-    workers = _descendants(server.process.pid)
+    workers = process_tree(server.process.pid) - {server.process.pid}
     assert workers, "no DIMSE worker process was started"
 
     study = uid()
@@ -82,7 +76,7 @@ def test_workers_share_the_port_and_stop_with_the_server(
         )  # fmt: skip
         results.append(out.returncode)
 
-    # Two rounds of four concurrent associations, so that both listeners are likely used.
+    # Two rounds of four concurrent associations.
     for _ in range(2):
         threads = [threading.Thread(target=run, args=(f,)) for f in folders]
         for thread in threads:
@@ -95,7 +89,7 @@ def test_workers_share_the_port_and_stop_with_the_server(
         located = archive.locate_uids(study_uid=study)
         assert sorted(loc.sop_uid for loc in located) == sorted(sent)  # each stored once
         assert archive.stats()["instances"] == len(sent)
-    # Queryable through whichever listener the kernel picks, several times over.
+    # Queryable whichever process serves the association, several times over.
     for _ in range(4):
         assert _find_study_level(server.dimse_port, study) == len(sent)
 
@@ -104,3 +98,60 @@ def test_workers_share_the_port_and_stop_with_the_server(
     while time.monotonic() < deadline and any(_alive(pid) for pid in workers):
         time.sleep(0.1)
     assert not [pid for pid in workers if _alive(pid)], "worker processes outlived the server"
+
+
+def _open_echo_associations(port: int, count: int) -> list[Any]:
+    opened = [associate(port) for _ in range(count)]
+    assert all(assoc.is_established for assoc in opened)
+    return opened
+
+
+def _spread(server: RunningServer, expected_total: int) -> list[int]:
+    """Open DIMSE connections per process of the server, waiting until all are seen."""
+    deadline = time.monotonic() + 10
+    while True:
+        counts = connections_by_process(process_tree(server.process.pid), server.dimse_port)
+        if sum(counts.values()) == expected_total or time.monotonic() > deadline:
+            return sorted(counts.values())
+        time.sleep(0.05)
+
+
+def test_connections_are_spread_evenly_and_a_dead_worker_is_bypassed(
+    server_factory: Callable[..., RunningServer],
+) -> None:
+    """Six associations held open on three processes: two each (the hand-off goes by
+    open association count, never by address hash). A worker killed outright is
+    bypassed: later associations are served, and nothing else stops."""
+    server = server_factory(dimse_extra="workers = 3")
+    processes = process_tree(server.process.pid)
+    assert len(processes) >= 3, "expected the serving process and two workers"
+
+    held = _open_echo_associations(server.dimse_port, 6)
+    try:
+        assert _spread(server, 6)[-3:] == [2, 2, 2]
+        for assoc in held:
+            assert assoc.send_c_echo().Status == 0x0000
+    finally:
+        for assoc in held:
+            assoc.release()
+    assert sum(_spread(server, 0)) == 0
+
+    # Released associations are counted as closed: another six spread evenly again.
+    held = _open_echo_associations(server.dimse_port, 6)
+    try:
+        assert _spread(server, 6)[-3:] == [2, 2, 2]
+    finally:
+        for assoc in held:
+            assoc.release()
+
+    victim = max(pid for pid in processes if pid != server.process.pid)
+    os.kill(victim, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and _alive(victim):
+        time.sleep(0.05)
+    for _ in range(6):
+        assoc = associate(server.dimse_port)
+        assert assoc.is_established
+        assert assoc.send_c_echo().Status == 0x0000
+        assoc.release()
+    assert server.process.poll() is None

@@ -197,18 +197,40 @@ def insert_instance(conn: Connection, record: InstanceRecord) -> None:
         # The study belongs to the patient it arrived with first; a patient row upserted
         # for another Patient ID in this instance stays only if something else uses it.
         conn.execute(Q("patient_delete_if_empty"), {"id": patient_fk})
-    sop_class = record.instance["sop_class_uid"]
-    if new_series or f"\\{sop_class}\\" not in sop_classes:
-        _refresh_lists(conn, study_fk)
+    # A new instance can only add to the study's lists: merge its values in, instead
+    # of listing every series and instance of the study again (a study of 1,000 series
+    # made each insert scan them all).
+    modalities = _split_list(_modalities)
+    classes = _split_list(sop_classes)
+    modality = record.series.get("modality") or ""
+    sop_class = record.instance["sop_class_uid"] or ""
+    if (new_series and modality and modality not in modalities) or (
+        sop_class and sop_class not in classes
+    ):
+        _set_lists(conn, study_fk, modalities | {modality}, classes | {sop_class})
+
+
+def _split_list(joined: str | None) -> set[str]:
+    return {v for v in (joined or "").split("\\") if v}
+
+
+def _set_lists(conn: Connection, study_fk: int, modalities: set[str], classes: set[str]) -> None:
+    """ModalitiesInStudy and SOPClassesInStudy, each sorted (the same order whichever
+    way they were computed, on either backend)."""
+    conn.execute(
+        Q("study_set_lists"),
+        {
+            "modalities": _join_list(sorted(modalities)),
+            "sop_classes": _join_list(sorted(classes)),
+            "id": study_fk,
+        },
+    )
 
 
 def _refresh_lists(conn: Connection, study_fk: int) -> None:
-    modalities = [r[0] for r in conn.all(Q("study_modalities"), {"id": study_fk})]
-    classes = [r[0] for r in conn.all(Q("study_sop_classes"), {"id": study_fk})]
-    conn.execute(
-        Q("study_set_lists"),
-        {"modalities": _join_list(modalities), "sop_classes": _join_list(classes), "id": study_fk},
-    )
+    modalities = {r[0] for r in conn.all(Q("study_modalities"), {"id": study_fk})}
+    classes = {r[0] for r in conn.all(Q("study_sop_classes"), {"id": study_fk})}
+    _set_lists(conn, study_fk, modalities, classes)
 
 
 def remove_instance(conn: Connection, instance_id: int, series_fk: int) -> None:

@@ -387,3 +387,31 @@ def test_wal_is_checkpointed_in_the_background(
     assert checkpointer is not None and checkpointer.is_alive()
     archive.close()
     assert not checkpointer.is_alive()
+
+
+def test_study_lists_merge_new_values_sorted_and_shrink_on_delete(archive: Archive) -> None:
+    """ModalitiesInStudy and SOPClassesInStudy (PS3.4 C.6.2.1.2) follow every insert,
+    sorted whatever the arrival order, and lose a value when its last series goes."""
+    study = uid()
+    ct_image, mr_image = "1.2.840.10008.5.1.4.1.1.2", "1.2.840.10008.5.1.4.1.1.4"
+    us_series, ct_series_uid = uid(), uid()
+    for modality, series, sop_class in (
+        ("US", us_series, "1.2.840.10008.5.1.4.1.1.7"),
+        ("MR", uid(), mr_image),
+        ("CT", ct_series_uid, ct_image),
+        ("CT", uid(), ct_image),
+        ("US", us_series, "1.2.840.10008.5.1.4.1.1.7"),
+    ):
+        archive.store_bytes(
+            make_instance(
+                study_uid=study, series_uid=series, modality=modality, sop_class=sop_class
+            ),
+            ORIGIN,
+        )
+    (row,) = archive.query(_q("STUDY", StudyInstanceUID=study)).rows
+    assert row["ModalitiesInStudy"] == ["CT", "MR", "US"]
+    assert row["SOPClassesInStudy"] == sorted([ct_image, mr_image, "1.2.840.10008.5.1.4.1.1.7"])
+    assert archive.delete(series_uid=us_series) == 2
+    (row,) = archive.query(_q("STUDY", StudyInstanceUID=study)).rows
+    assert row["ModalitiesInStudy"] == ["CT", "MR"]
+    assert row["SOPClassesInStudy"] == [ct_image, mr_image]

@@ -89,3 +89,43 @@ def test_pending_retrieve_response_equals_pynetdicom(kind: str) -> None:
     message.primitive_to_message(pending())
     expected = [p.presentation_data_value_list for p in message.encode_msg(1, 16384)]
     assert [p.presentation_data_value_list for p in sent] == expected
+
+
+@pytest.mark.parametrize("status", [0x0000, 0xA700, 0xB000])
+@pytest.mark.parametrize("max_pdu", [0, 16, 16384])
+def test_c_store_response_equals_pynetdicom(status: int, max_pdu: int) -> None:
+    """PS3.7 9.3.1.2: the C-STORE-RSP command set, as pynetdicom would encode it."""
+    from pynetdicom.dimse_messages import C_STORE_RSP
+    from pynetdicom.dimse_primitives import C_STORE
+
+    def response() -> Any:
+        rsp = C_STORE()
+        rsp.MessageIDBeingRespondedTo = 3
+        rsp.AffectedSOPClassUID = "1.2.840.10008.5.1.4.1.1.2"
+        rsp.AffectedSOPInstanceUID = "1.2.826.0.1.3680043.8.498.1234567"
+        rsp.Status = status
+        return rsp
+
+    sent: list[Any] = []
+    dimse = SimpleNamespace(maximum_pdu_size=max_pdu, dul=SimpleNamespace(send_pdu=sent.append))
+    send = fast_send_msg(dimse, lambda p, c: pytest.fail("fell back"))
+    send(response(), 1)
+    message = C_STORE_RSP()
+    message.primitive_to_message(response())
+    expected = [p.presentation_data_value_list for p in message.encode_msg(1, max_pdu)]
+    assert [p.presentation_data_value_list for p in sent] == expected
+
+
+def test_c_store_response_with_a_comment_keeps_pynetdicoms_encoding() -> None:
+    from pynetdicom.dimse_primitives import C_STORE
+
+    rsp = C_STORE()
+    rsp.MessageIDBeingRespondedTo = 3
+    rsp.AffectedSOPClassUID = "1.2.840.10008.5.1.4.1.1.2"
+    rsp.AffectedSOPInstanceUID = "1.2.3"
+    rsp.Status = 0xA900
+    rsp.ErrorComment = "SOP Class UID differs"
+    fallback: list[Any] = []
+    dimse = SimpleNamespace(maximum_pdu_size=0, dul=SimpleNamespace(send_pdu=None))
+    fast_send_msg(dimse, lambda p, c: fallback.append(p))(rsp, 1)
+    assert fallback == [rsp]

@@ -14,19 +14,29 @@ spool continues in a file inside the store's temporary area, whose path it had f
 the start. The C-STORE handler then stores the bytes (``Archive.begin_blob``) or
 adopts the file without a copy. Associations without a spool (pynetdicom used as a
 client in the same process) keep pynetdicom's own temporary file.
+
+pynetdicom also writes each spool's Part 10 header through pydicom
+(``create_file_meta`` then ``write_file_meta_info``), about a twelfth of the CPU a
+small C-STORE costs; for a spool the same bytes are written directly
+(:func:`file_meta_bytes`, PS3.10 7.1, Explicit VR Little Endian).
 """
 
 from __future__ import annotations
 
 import contextlib
+import struct
 import tempfile
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, NamedTuple
 
 import pynetdicom.dimse_messages
+from pydicom.filewriter import write_file_meta_info
+from pynetdicom import PYNETDICOM_IMPLEMENTATION_UID, PYNETDICOM_IMPLEMENTATION_VERSION
+from pynetdicom.dsutils import create_file_meta
 
+from dimse.command import text, uid
 from storage.archive import SMALL_BLOB
 
 #: Data sets up to this size are received in memory (one per association at a time),
@@ -36,6 +46,9 @@ MEMORY_LIMIT = SMALL_BLOB
 _ATTRIBUTE = "_noctis_spool"
 #: The name under which pynetdicom's DIMSE message module imports the factory.
 _FACTORY = "NamedTemporaryFile"
+#: The names under which it imports the two functions that write a receive file's header.
+_CREATE_META = "create_file_meta"
+_WRITE_META = "write_file_meta_info"
 
 
 class ReceiveSpool:
@@ -84,6 +97,56 @@ class ReceiveSpool:
             self.path.unlink()
 
 
+class FileMeta(NamedTuple):
+    """The values of a received data set's File Meta Information (pynetdicom's)."""
+
+    sop_class_uid: str
+    sop_instance_uid: str
+    transfer_syntax: str
+    implementation_uid: str = PYNETDICOM_IMPLEMENTATION_UID
+    implementation_version: str = PYNETDICOM_IMPLEMENTATION_VERSION
+
+
+def _element(element: int, vr: bytes, value: bytes) -> bytes:
+    """One group 0002 element, Explicit VR Little Endian (PS3.5 7.1.2)."""
+    if vr == b"OB":
+        return struct.pack("<HH2s2xI", 0x0002, element, vr, len(value)) + value
+    return struct.pack("<HH2sH", 0x0002, element, vr, len(value)) + value
+
+
+def file_meta_bytes(meta: FileMeta) -> bytes:
+    """The File Meta Information group (PS3.10 Table 7.1-1) that pydicom's
+    ``write_file_meta_info`` writes for pynetdicom's ``create_file_meta``: version
+    00 01, the SOP class and instance, the transfer syntax, the implementation class
+    UID and version name, behind the group length."""
+    body = b"".join(
+        (
+            _element(0x0001, b"OB", b"\x00\x01"),
+            _element(0x0002, b"UI", uid(meta.sop_class_uid)),
+            _element(0x0003, b"UI", uid(meta.sop_instance_uid)),
+            _element(0x0010, b"UI", uid(meta.transfer_syntax)),
+            _element(0x0012, b"UI", uid(meta.implementation_uid)),
+            _element(0x0013, b"SH", text(meta.implementation_version)),
+        )
+    )
+    return _element(0x0000, b"UL", struct.pack("<I", len(body))) + body
+
+
+def _create_meta(**kwargs: Any) -> Any:
+    """Stands in for ``create_file_meta``: the plain values on a thread with a spool."""
+    if getattr(threading.current_thread(), _ATTRIBUTE, None) is None:
+        return create_file_meta(**kwargs)
+    return FileMeta(**{k: str(v) for k, v in kwargs.items() if k in FileMeta._fields})
+
+
+def _write_meta(fp: Any, file_meta: Any, *args: Any, **kwargs: Any) -> None:
+    """Stands in for ``write_file_meta_info``: ``FileMeta`` values as bytes."""
+    if isinstance(file_meta, FileMeta):
+        fp.write(file_meta_bytes(file_meta))
+    else:
+        write_file_meta_info(fp, file_meta, *args, **kwargs)
+
+
 def _receive_file(*args: Any, **kwargs: Any) -> Any:
     """Stands in for ``NamedTemporaryFile`` in pynetdicom's DIMSE message module: a
     spool for associations that have one (the DUL thread decodes the message)."""
@@ -97,10 +160,16 @@ _install_lock = threading.Lock()
 
 
 def install() -> None:
-    """Route pynetdicom's creation of receive files through ``_receive_file`` (once)."""
+    """Route pynetdicom's creation of receive files, and of their headers, through the
+    functions above (once)."""
     with _install_lock:
-        if getattr(pynetdicom.dimse_messages, _FACTORY) is not _receive_file:
-            setattr(pynetdicom.dimse_messages, _FACTORY, _receive_file)
+        for name, replacement in (
+            (_FACTORY, _receive_file),
+            (_CREATE_META, _create_meta),
+            (_WRITE_META, _write_meta),
+        ):
+            if getattr(pynetdicom.dimse_messages, name) is not replacement:
+                setattr(pynetdicom.dimse_messages, name, replacement)
 
 
 def attach(assoc: Any, spool_path: Callable[[], Path], limit: int = MEMORY_LIMIT) -> None:

@@ -52,14 +52,14 @@ class DimseRequestHandler(RequestHandler):
         # pynetdicom's handle() starts the association's own thread and returns: the
         # connection ends when that thread does.
         assoc = self._create_association()
-        server: Any = self.server
+        report_closed = self._report_closed
         run = assoc.run
 
         def run_then_report() -> None:
             try:
                 run()
             finally:
-                server.report_closed()
+                report_closed()
 
         assoc.run = run_then_report
         evt.trigger(assoc, evt.EVT_CONN_OPEN, {"address": self.client_address})
@@ -68,7 +68,13 @@ class DimseRequestHandler(RequestHandler):
 
     def finish(self) -> None:
         if not self._running:  # the association never started: the connection is over
-            self.server.report_closed()  # type: ignore[attr-defined]
+            self._report_closed()
+
+    def _report_closed(self) -> None:
+        # A plain pynetdicom server (the benchmark's no-op SCP) has no one to tell.
+        report = getattr(self.server, "report_closed", None)
+        if report is not None:
+            report()
 
     def _create_association(self) -> Any:
         assoc = super()._create_association()

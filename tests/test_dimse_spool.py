@@ -8,6 +8,7 @@ import inspect
 from pathlib import Path
 
 import pynetdicom.dimse_messages
+import pytest
 
 from dimse import spool
 
@@ -45,3 +46,51 @@ def test_threads_without_a_spool_get_pynetdicoms_temporary_file() -> None:
     finally:
         handle.close()
         Path(handle.name).unlink()
+
+
+def test_pynetdicom_writes_its_receive_files_header_through_the_module_names() -> None:
+    source = inspect.getsource(pynetdicom.dimse_messages.DIMSEMessage.decode_msg)
+    assert "write_file_meta_info(" in source and "create_file_meta(" in source
+    spool.install()
+    assert pynetdicom.dimse_messages.create_file_meta is spool._create_meta
+    assert pynetdicom.dimse_messages.write_file_meta_info is spool._write_meta
+
+
+@pytest.mark.parametrize(
+    ("sop_class", "sop_instance", "syntax"),
+    [
+        ("1.2.840.10008.5.1.4.1.1.2", "1.2.826.0.1.3680043.8.498.1", "1.2.840.10008.1.2"),
+        ("1.2.840.10008.5.1.4.1.1.7", "1.2.3.44", "1.2.840.10008.1.2.4.50"),
+        ("1.2.840.10008.5.1.4.1.1.4", "1.2." + "9" * 60, "1.2.840.10008.1.2.1"),
+    ],
+)
+def test_direct_file_meta_equals_pydicoms(sop_class: str, sop_instance: str, syntax: str) -> None:
+    """PS3.10 7.1: the header a spool gets is the one pydicom writes for pynetdicom."""
+    from pydicom.filebase import DicomBytesIO
+    from pydicom.filewriter import write_file_meta_info
+    from pydicom.uid import UID
+    from pynetdicom.dsutils import create_file_meta
+
+    expected = DicomBytesIO()
+    write_file_meta_info(
+        expected,
+        create_file_meta(
+            sop_class_uid=UID(sop_class),
+            sop_instance_uid=UID(sop_instance),
+            transfer_syntax=UID(syntax),
+        ),
+    )
+    direct = spool.file_meta_bytes(spool.FileMeta(sop_class, sop_instance, syntax))
+    assert direct == expected.getvalue()
+
+
+def test_threads_without_a_spool_get_pydicoms_file_meta() -> None:
+    from pydicom.dataset import FileMetaDataset
+    from pydicom.uid import UID
+
+    meta = spool._create_meta(
+        sop_class_uid=UID("1.2.3"),
+        sop_instance_uid=UID("1.2.4"),
+        transfer_syntax=UID("1.2.840.10008.1.2"),
+    )
+    assert isinstance(meta, FileMetaDataset)

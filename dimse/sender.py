@@ -10,15 +10,23 @@ When an instance goes out in its stored transfer syntax over a plain TCP
 association, this module sends it instead: the C-STORE-RQ command set is written
 directly (PS3.7 9.3.1.1, Implicit VR Little Endian), the stored data set bytes
 follow in P-DATA-TF PDUs (PS3.8 9.3.5) of the negotiated size, written straight
-to the socket, and the response comes back through pynetdicom as usual. pynetdicom
-still negotiates and releases the association, runs the sub-operation loop and
-counts the results. Conversions, TLS and anything unusual keep pynetdicom's own
-``send_c_store``.
+to the socket, and the sending thread reads the C-STORE-RSP off the socket itself
+(its Status and Message ID Being Responded To, PS3.7 9.3.1.2) while it holds the
+association's socket (``dimse.wakeup``: the DUL thread neither reads the socket nor
+waits on it meanwhile). Handing the response through pynetdicom's DUL thread, state
+machine, command-set decoding with pydicom and message queue cost about as much
+again as the send. Anything but a P-DATA-TF answer (an A-ABORT, say) aborts the
+sub-association: the sub-operation fails and so do the rest.
+
+pynetdicom still negotiates and releases the association, runs the sub-operation
+loop and counts the results. Conversions, TLS and anything unusual keep
+pynetdicom's own ``send_c_store``.
 """
 
 from __future__ import annotations
 
 import logging
+import select
 import ssl
 import struct
 import time
@@ -30,6 +38,7 @@ from pydicom import dcmread
 from pydicom.dataset import Dataset
 from pydicom.uid import UID
 
+from dimse import wakeup
 from dimse.command import command_set, text, uid, us
 from dimse.part10 import data_set_offset
 
@@ -41,6 +50,12 @@ UNLIMITED_FRAGMENT = 1 << 20
 SEND_BATCH = 256 << 10
 #: PS3.7 C.4.2: C-STORE-RQ command field.
 _C_STORE_RQ = 0x0001
+#: PS3.7 E.2: C-STORE-RSP command field.
+_C_STORE_RSP = 0x8001
+#: PS3.8 9.3.1: PDU types.
+_P_DATA_TF = 0x04
+#: Seconds to wait for a response when the association sets no DIMSE timeout.
+DEFAULT_RESPONSE_TIMEOUT = 60.0
 
 
 class StoredInstance(Dataset):
@@ -118,6 +133,73 @@ def _stream(sock: Any, context_id: int, command: bytes, fh: BinaryIO, fragment: 
         sock.sendall(batch)
 
 
+class _ProtocolError(Exception):
+    """The destination answered with something other than the C-STORE response."""
+
+
+def _read_exactly(sock: Any, size: int, deadline: float) -> bytes:
+    buffer = bytearray(size)
+    view = memoryview(buffer)
+    got = 0
+    while got < size:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0 or not select.select([sock], [], [], remaining)[0]:
+            raise TimeoutError("no C-STORE response from the move destination in time")
+        n = sock.recv_into(view[got:])
+        if n == 0:
+            raise _ProtocolError("the move destination closed the connection")
+        got += n
+    return bytes(buffer)
+
+
+def _command_elements(command: bytes) -> dict[int, bytes]:
+    """The (0000,eeee) elements of an Implicit VR Little Endian command set."""
+    elements: dict[int, bytes] = {}
+    pos = 0
+    while pos + 8 <= len(command):
+        group, element, length = struct.unpack_from("<HHI", command, pos)
+        pos += 8
+        if group != 0x0000 or pos + length > len(command):
+            raise _ProtocolError("malformed command set in the response")
+        elements[element] = command[pos : pos + length]
+        pos += length
+    return elements
+
+
+def read_store_response(sock: Any, message_id: int, timeout: float) -> Dataset:
+    """Read P-DATA-TF PDUs until the command set of a C-STORE-RSP is complete (PS3.8
+    9.3.5, E.2); its Status (and Error Comment) as a ``Dataset``."""
+    deadline = time.monotonic() + timeout
+    command = bytearray()
+    while True:
+        pdu_type, _, length = struct.unpack(">BBI", _read_exactly(sock, 6, deadline))
+        body = _read_exactly(sock, length, deadline)
+        if pdu_type != _P_DATA_TF:
+            raise _ProtocolError(f"PDU type 0x{pdu_type:02X} instead of the C-STORE response")
+        pos, last = 0, False
+        while pos + 6 <= len(body):
+            (item_length,) = struct.unpack_from(">I", body, pos)
+            control = body[pos + 5]
+            if not control & 0x01:
+                raise _ProtocolError("a data set fragment instead of the C-STORE response")
+            command += body[pos + 6 : pos + 4 + item_length]
+            last = bool(control & 0x02)
+            pos += 4 + item_length
+        if last:
+            break
+    elements = _command_elements(bytes(command))
+    field = struct.unpack("<H", elements.get(0x0100, b"\0\0"))[0]
+    responding_to = struct.unpack("<H", elements.get(0x0120, b"\0\0"))[0]
+    if field != _C_STORE_RSP or responding_to != message_id or 0x0900 not in elements:
+        raise _ProtocolError("the response is not the C-STORE response to this request")
+    status = Dataset()
+    status.Status = struct.unpack("<H", elements[0x0900])[0]
+    comment = elements.get(0x0902)
+    if comment:
+        status.ErrorComment = comment.decode("ascii", "replace").strip("\0 ")
+    return status
+
+
 def fast_send_c_store(assoc: Any, fallback: Callable[..., Dataset]) -> Callable[..., Dataset]:
     """A ``send_c_store`` for the sub-association ``assoc``: instances given as
     ``StoredInstance`` go out from their file; anything else through ``fallback``."""
@@ -154,36 +236,29 @@ def fast_send_c_store(assoc: Any, fallback: Callable[..., Dataset]) -> Callable[
         )
         max_pdu = int(assoc.dimse.maximum_pdu_size or 0)
         fragment = max_pdu - 6 if max_pdu > 6 else UNLIMITED_FRAGMENT
+        wakeups = wakeup.of(assoc)
+        if wakeups is None:
+            return through_pynetdicom()
         try:
             fh = open(path, "rb")  # noqa: SIM115 - closed below
         except OSError as exc:  # a failed sub-operation; the association goes on
             log.warning("cannot read a stored instance to send: %s", exc)
             return Dataset()
-        # As pynetdicom does around a request: pause the reactor, so that it does not
-        # take the response off the queue, until the response is in.
-        assoc._reactor_checkpoint.clear()
+        timeout = float(assoc.dimse_timeout or DEFAULT_RESPONSE_TIMEOUT)
         try:
-            while not assoc._is_paused and assoc.is_established:
-                time.sleep(0.0001)
-            with fh:
+            with fh, wakeups.socket_lock:
+                if not assoc.is_established:
+                    return Dataset()
                 _stream(sock, context_id, command, fh, fragment)
-            _, response = assoc.dimse.get_msg(block=True)
+                status = read_store_response(sock, msg_id, timeout)
         except _Unsendable as exc:
             log.debug("sending through pynetdicom: %s", exc)
-            assoc._reactor_checkpoint.set()
             return through_pynetdicom()
-        except OSError as exc:
-            log.warning("C-STORE sub-operation could not be sent: %s", exc)
+        except (OSError, _ProtocolError) as exc:
+            log.warning("C-STORE sub-operation failed, aborting the sub-association: %s", exc)
             assoc.abort()
             return Dataset()
-        finally:
-            assoc._reactor_checkpoint.set()
-        status = Dataset()
-        if response is None or getattr(response, "MessageIDBeingRespondedTo", None) != msg_id:
-            log.warning("no C-STORE response from the move destination; aborting")
-            assoc.abort()
-            return status
-        status.Status = response.Status
+        assoc.dul._idle_timer.restart()  # what the DUL does for every PDU it reads
         return status
 
     return send_c_store

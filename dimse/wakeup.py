@@ -130,11 +130,16 @@ class _RingingEvent(threading.Event):
 
 
 class Wakeup:
-    """The wake-ups of one association: an event for its reactor, a doorbell for its DUL."""
+    """The wake-ups of one association: an event for its reactor, a doorbell for its DUL.
+
+    ``socket_lock`` lets another thread read the association's socket itself (the
+    C-MOVE sender reads each C-STORE response): while it is held the DUL neither reads
+    the socket nor waits on it (see :func:`attach`)."""
 
     def __init__(self) -> None:
         self.reactor = threading.Event()
         self.dul = _Doorbell()
+        self.socket_lock = threading.Lock()
 
     def reactor_sleep(self, seconds: float) -> None:
         if self.reactor.wait(seconds):
@@ -150,8 +155,10 @@ class Wakeup:
         pending = getattr(sock, "pending", None)  # TLS: bytes already decrypted
         if pending is not None and pending():
             return
+        # The socket's reader is another thread: waiting on it would spin on its data.
+        watched = [self.dul.read_fd] if self.socket_lock.locked() else [sock, self.dul.read_fd]
         try:
-            select.select([sock, self.dul.read_fd], [], [], seconds)
+            select.select(watched, [], [], seconds)
         except (OSError, ValueError):  # the socket closed under us
             time.sleep(seconds)
             return
@@ -203,6 +210,26 @@ def install() -> None:
                 setattr(module, _TIME, _Clock(sleep))
 
 
+def _unless_owned(wakeup: Wakeup, look: Callable[[], bool]) -> Callable[[], bool]:
+    """The DUL's look at its socket, skipped while another thread holds the socket."""
+
+    def is_transport_event() -> bool:
+        if not wakeup.socket_lock.acquire(blocking=False):
+            return False
+        try:
+            return look()
+        finally:
+            wakeup.socket_lock.release()
+
+    return is_transport_event
+
+
+def of(assoc: Any) -> Wakeup | None:
+    """The wake-ups :func:`attach` gave this association, if any."""
+    found = getattr(assoc, _ATTRIBUTE, None)
+    return found if isinstance(found, Wakeup) else None
+
+
 def attach(assoc: Any) -> Wakeup:
     """Give an association its wake-ups: its DIMSE message queue and its pause
     checkpoint set the reactor's event, its DUL's send queue rings the DUL's doorbell.
@@ -219,6 +246,7 @@ def attach(assoc: Any) -> Wakeup:
     assoc.dimse.msg_queue = messages
     assoc.dul.to_provider_queue = _RingingQueue(wakeup.dul.ring)
     assoc._reactor_checkpoint = checkpoint
+    assoc.dul._is_transport_event = _unless_owned(wakeup, assoc.dul._is_transport_event)
     setattr(assoc, _ATTRIBUTE, wakeup)
     setattr(assoc.dul, _ATTRIBUTE, wakeup)
     # The DUL thread holds the association, so the descriptor outlives both loops.

@@ -40,6 +40,8 @@ class Destination:
     received: list[Dataset] = field(default_factory=list)
     fail_uids: set[str] = field(default_factory=set)
     delay: float = 0.0
+    #: Abort the association instead of answering the C-STORE of this instance.
+    abort_uid: str = ""
 
 
 @dataclass
@@ -60,6 +62,9 @@ def _handle(event: Any, dest: Destination) -> int:
     ds.file_meta = event.file_meta
     if str(ds.SOPInstanceUID) in dest.fail_uids:
         return 0xA700
+    if str(ds.SOPInstanceUID) == dest.abort_uid:
+        event.assoc.abort()
+        return 0x0000
     dest.received.append(ds)
     return 0x0000
 
@@ -170,6 +175,27 @@ def test_move_counts_and_failed_uid_list(corpus: Corpus) -> None:
     assert identifier is not None
     assert identifier.FailedSOPInstanceUIDList == corpus.sops[3]
     assert len(corpus.py.received) == 11
+
+
+def test_destination_abort_fails_the_remaining_sub_operations(corpus: Corpus) -> None:
+    """PS3.4 C.4.2.3.1: a destination that aborts mid-move fails that sub-operation and
+    the remaining ones (final B000 with their UIDs); the next C-MOVE works."""
+    corpus.py.received.clear()
+    corpus.py.abort_uid = corpus.sops[4]
+    try:
+        responses = _move(corpus, _series_identifier(corpus), "PYDEST")
+    finally:
+        corpus.py.abort_uid = ""
+    final, identifier = responses[-1]
+    assert final.Status == 0xB000
+    assert final.NumberOfCompletedSuboperations == 4
+    assert final.NumberOfFailedSuboperations == 8
+    assert identifier is not None
+    assert sorted(identifier.FailedSOPInstanceUIDList) == sorted(corpus.sops[4:])
+    corpus.py.received.clear()
+    final, _ = _move(corpus, _series_identifier(corpus), "PYDEST")[-1]
+    assert final.Status == 0x0000
+    assert final.NumberOfCompletedSuboperations == 12
 
 
 def test_move_unknown_destination(corpus: Corpus) -> None:

@@ -106,6 +106,34 @@ def test_dul_sleep_ends_on_data_or_on_a_queued_primitive() -> None:
         peer.close()
 
 
+def test_a_held_socket_is_neither_read_nor_waited_on_by_the_dul() -> None:
+    """While the C-MOVE sender holds the socket (dimse/sender.py), data on it neither
+    ends the DUL's sleep nor is taken by the DUL's look at its socket."""
+    assert "_is_transport_event()" in inspect.getsource(
+        pynetdicom.dul.DULServiceProvider.run_reactor
+    )
+    wakeup.install()
+    ours, peer = socket.socketpair()
+    try:
+        wake = wakeup.Wakeup()
+        looks: list[str] = []
+        look = wakeup._unless_owned(wake, lambda: looks.append("read") is None)
+        with wake.socket_lock:
+            peer.send(b"\x04")
+            sleeper = _Thread(
+                pynetdicom.dul.time.sleep, 0.3, _noctis_wakeup=wake, socket=_Socket(ours)
+            )
+            sleeper.start()
+            sleeper.join(5)
+            assert sleeper.slept >= 0.25  # the data did not wake it
+            assert look() is False and looks == []
+        assert look() is True and looks == ["read"]
+        wake.dul.close()
+    finally:
+        ours.close()
+        peer.close()
+
+
 def test_accepted_association_carries_its_wakeups_and_answers(tmp_path: Path) -> None:
     settings = make_settings(
         tmp_path / "data",

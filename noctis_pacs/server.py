@@ -16,6 +16,7 @@ import threading
 import time
 from typing import Any
 
+from noctis_pacs import runtime
 from noctis_pacs.events import WorkflowWorker
 from noctis_pacs.logs import configure_logging
 from noctis_pacs.metrics import Metrics, build_metrics
@@ -122,6 +123,7 @@ def serve(settings: Settings, *, http: bool = True, dimse: bool = True) -> None:
                 settings.dimse.host,
                 settings.dimse.port,
             )
+        runtime.settle()
         if http and settings.http.enabled:
             run_http(settings, archive, metrics)
         else:

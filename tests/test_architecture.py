@@ -41,6 +41,7 @@ PURE = (
     "noctis_pacs.settings",
     "noctis_pacs.metrics",
     "noctis_pacs.logs",
+    "noctis_pacs.runtime",
     "noctis_pacs.workflow",
     "noctis_pacs.rendering",
 )

@@ -10,6 +10,10 @@
   connection to the least busy process (``dimse.workers``) before any TLS
   handshake; a worker's listener is passive (binds nothing) and serves the
   connections it is handed.
+- An accepted association reads each PDU with as few ``recv_into`` calls as the
+  data allows (:func:`read_exactly`), instead of pynetdicom's loop of 4 KiB
+  ``recv`` calls, each a new ``bytes`` appended to the PDU (128 for every 512 KiB
+  CT slice, a quarter of the receiving thread's time).
 - Every accepted association gets the wake-ups of ``dimse.wakeup``: pynetdicom's
   loops then react to a message when it arrives instead of on their next 1 ms tick;
   the receive spool of ``dimse.spool`` (memory, then a file in the store); and
@@ -40,6 +44,36 @@ def set_nodelay(assoc: Any) -> None:
         return
     with contextlib.suppress(OSError):
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
+def read_exactly(sock: socket.socket, size: int) -> bytearray:
+    """``size`` bytes from ``sock`` (fewer only when the peer closed the connection), read
+    straight into one buffer: what pynetdicom's ``AssociationSocket.recv`` promises."""
+    buffer = bytearray(size)
+    view = memoryview(buffer)
+    got = 0
+    while got < size:
+        n = sock.recv_into(view[got:])
+        if n == 0:
+            break
+        got += n
+    view.release()
+    if got < size:
+        del buffer[got:]
+    return buffer
+
+
+def attach_reader(assoc: Any) -> None:
+    """Read this association's PDUs through :func:`read_exactly` (plain TCP or TLS)."""
+    transport = assoc.dul.socket
+
+    def recv(nr_bytes: int) -> bytearray:
+        sock = transport.socket
+        if sock is None:
+            raise OSError("the association's socket is closed")
+        return read_exactly(sock, nr_bytes)
+
+    transport.recv = recv
 
 
 class DimseRequestHandler(RequestHandler):
@@ -78,6 +112,7 @@ class DimseRequestHandler(RequestHandler):
 
     def _create_association(self) -> Any:
         assoc = super()._create_association()
+        attach_reader(assoc)
         wakeup.attach(assoc)
         responses.attach(assoc)
         spool_path = getattr(self.server, "spool_path", None)

@@ -20,7 +20,9 @@ the blob store is the same directory, so nothing a worker needs lives only in
 another's memory.
 
 The pipe also carries the bookkeeping: a worker reports ``ready`` once it can
-serve and ``closed`` after each association; it stops on ``stop`` or when the
+serve, ``taken`` when it holds a connection handed to it (until then the serving
+process keeps its own copy, and serves the connection itself if the worker's pipe
+ends first) and ``closed`` after each association; it stops on ``stop`` or when the
 pipe closes (the serving process died). A worker that dies is no longer handed
 connections: the serving process takes them itself.
 
@@ -34,6 +36,7 @@ import contextlib
 import dataclasses
 import logging
 import multiprocessing
+import queue
 import signal
 import socket
 import threading
@@ -43,6 +46,7 @@ from multiprocessing.process import BaseProcess
 from types import FrameType
 from typing import Any
 
+from noctis_pacs.runtime import settle
 from noctis_pacs.settings import Settings
 
 log = logging.getLogger("noctis.dimse.workers")
@@ -51,6 +55,10 @@ log = logging.getLogger("noctis.dimse.workers")
 READY = "ready"
 #: Worker -> serving process: one association it served has ended.
 CLOSED = "closed"
+#: Worker -> serving process: it holds the connection just handed to it.
+TAKEN = "taken"
+#: Serving process, to a hand-off awaiting ``TAKEN``: the worker's pipe ended.
+GONE = "gone"
 #: Serving process -> worker: finish the open associations and exit.
 STOP = "stop"
 #: Serving process -> worker: ``(CONNECTION, peer address)``, then the socket's descriptor.
@@ -59,6 +67,8 @@ CONNECTION = "connection"
 START_TIMEOUT = 60.0
 #: Seconds a worker has to finish its associations after being asked to stop.
 STOP_TIMEOUT = 10.0
+#: Seconds a worker has to confirm it holds a connection handed to it.
+TAKE_TIMEOUT = 10.0
 
 
 class WorkerError(RuntimeError):
@@ -96,6 +106,7 @@ def run_worker(settings: Settings, pipe: Connection) -> None:
     )
     try:
         server.start()
+        settle()
         report(READY)
         while True:
             message = pipe.recv()  # EOFError when the serving process dies
@@ -103,6 +114,7 @@ def run_worker(settings: Settings, pipe: Connection) -> None:
                 break
             if isinstance(message, tuple) and message[0] == CONNECTION:
                 connection = socket.socket(fileno=reduction.recv_handle(pipe))
+                report(TAKEN)
                 server.serve_connection(connection, message[1])
     except (EOFError, OSError, SystemExit):
         pass
@@ -119,6 +131,8 @@ class _Worker:
     open: int = 0
     alive: bool = True
     reader: threading.Thread | None = None
+    #: ``TAKEN`` or ``GONE`` for the hand-off in progress (one at a time, under ``sending``).
+    answers: queue.Queue[str] = dataclasses.field(default_factory=queue.Queue)
     #: A hand-off is two writes; a ``stop`` from another thread must not split them.
     sending: threading.Lock = dataclasses.field(default_factory=threading.Lock)
 
@@ -184,6 +198,9 @@ class WorkerPool:
             if message == CLOSED:
                 with self._lock:
                     worker.open = max(0, worker.open - 1)
+            elif message == TAKEN:
+                worker.answers.put(TAKEN)
+        worker.answers.put(GONE)
         with self._lock:
             alive, worker.alive = worker.alive, False
         if alive:
@@ -203,18 +220,28 @@ class WorkerPool:
                 self._local_open += 1
                 return False
             target.open += 1
+        # The connection is ours until the worker says it holds it: a worker that dies
+        # meanwhile (its pipe can outlive its last thread by a moment and still accept
+        # the descriptor) leaves the connection to the serving process, not reset.
         try:
             with target.sending:
                 target.pipe.send((CONNECTION, address))
                 reduction.send_handle(target.pipe, connection.fileno(), target.process.pid or 0)
+                answer = target.answers.get(timeout=TAKE_TIMEOUT)
+        except queue.Empty:
+            log.error("%s did not take a connection; stopping it", target.process.name)
+            target.process.kill()  # so that it cannot serve the connection too
+            answer = GONE
         except (OSError, ValueError) as exc:
             log.error("cannot hand a connection to %s: %s", target.process.name, exc)
-            with self._lock:
-                target.alive = False
-                target.open -= 1
-                self._local_open += 1
-            return False
-        return True
+            answer = GONE
+        if answer == TAKEN:
+            return True
+        with self._lock:
+            target.alive = False
+            target.open -= 1
+            self._local_open += 1
+        return False
 
     def local_closed(self) -> None:
         """One association served by the serving process has ended."""

@@ -11,8 +11,9 @@ An association accepted by Noctis instead gets a :class:`ReceiveSpool` in place 
 that temporary file (pynetdicom looks ``NamedTemporaryFile`` up in its module when
 a data set begins): fragments collect in memory up to ``limit`` bytes; beyond that the
 spool continues in a file inside the store's temporary area, whose path it had from
-the start. The C-STORE handler then stores the bytes (``Archive.begin_blob``) or
-adopts the file without a copy. Associations without a spool (pynetdicom used as a
+the start, hashing what it writes. The C-STORE handler then stores the bytes
+(``Archive.begin_blob``) or adopts the file without a copy and without reading it
+again to hash it. Associations without a spool (pynetdicom used as a
 client in the same process) keep pynetdicom's own temporary file.
 
 pynetdicom also writes each spool's Part 10 header through pydicom
@@ -24,6 +25,7 @@ small C-STORE costs; for a spool the same bytes are written directly
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import struct
 import tempfile
 import threading
@@ -38,6 +40,7 @@ from pynetdicom.dsutils import create_file_meta
 
 from dimse.command import text, uid
 from storage.archive import SMALL_BLOB
+from storage.blobstore import WrittenFile
 
 #: Data sets up to this size are received in memory (one per association at a time),
 #: the bound under which the blob writer also keeps a blob in memory.
@@ -53,29 +56,41 @@ _WRITE_META = "write_file_meta_info"
 
 class ReceiveSpool:
     """The file-like object pynetdicom writes one received data set into (it uses
-    ``write``, ``file.flush``, ``close`` and ``name``)."""
+    ``write``, ``file.flush``, ``close`` and ``name``). Past ``limit`` bytes the data set
+    continues in its file, hashed as it is written, so that the store adopts the file
+    without reading it again (``written``)."""
 
     def __init__(self, path: Path, limit: int = MEMORY_LIMIT) -> None:
         self.path = path
         self.name = str(path)
         self.limit = limit
         self._memory: bytearray | None = bytearray()
+        self._size = 0
         self._handle: BinaryIO | None = None
+        self._digest: Any = None  # hashlib's SHA-256 once the file is being written
+        self._closed = False
 
     @property
     def file(self) -> ReceiveSpool:
         return self  # pynetdicom flushes ``spool.file`` after each fragment
 
     def write(self, data: bytes) -> int:
+        self._size += len(data)
         if self._memory is not None:
             self._memory += data
-            if len(self._memory) > self.limit:
+            if self._size > self.limit:
                 held, self._memory = self._memory, None
+                self._digest = hashlib.sha256()
                 self._handle = open(self.path, "xb")  # noqa: SIM115 - closed by close()
-                self._handle.write(held)
-        elif self._handle is not None:
-            self._handle.write(data)
+                self._write_out(held)
+        else:
+            self._write_out(data)
         return len(data)
+
+    def _write_out(self, data: bytes | bytearray) -> None:
+        assert self._handle is not None
+        self._handle.write(data)
+        self._digest.update(data)
 
     def flush(self) -> None:
         """Nothing per fragment: the handler reads the data set after ``close``."""
@@ -83,11 +98,20 @@ class ReceiveSpool:
     def close(self) -> None:
         if self._handle is not None and not self._handle.closed:
             self._handle.close()
+        self._closed = True
 
     @property
     def in_memory(self) -> bytearray | None:
         """The whole data set (Part 10, as pynetdicom wrote it) while it fits in memory."""
         return self._memory
+
+    @property
+    def written(self) -> WrittenFile | None:
+        """After ``close``, for a data set that outgrew memory: the hash and size of the
+        file at ``path`` that holds it; ``None`` while it is in memory."""
+        if not self._closed or self._digest is None:
+            return None
+        return WrittenFile(digest=self._digest, size=self._size)
 
     def discard(self) -> None:
         """Drop what was received (an aborted or refused transfer)."""

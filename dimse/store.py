@@ -224,14 +224,15 @@ def store_spooled(
     origin: Origin,
 ) -> StoreOutcome | Dataset:
     """Check and store a data set received into a spool (``dimse.spool``): from memory
-    through the blob writer, or by adopting its file, which already lies in the store."""
+    through the blob writer, or by adopting its file, which already lies in the store
+    (hashed as it was written)."""
     received.close()
     data = received.in_memory
     if data is None:
         mismatch = _check_identity(received.path, sop_class, sop_instance, transfer_syntax)
         if mismatch is not None:
             return mismatch
-        return archive.store_path(received.path, origin, move=True)
+        return archive.store_path(received.path, origin, move=True, written=received.written)
     mismatch = _check_identity_of(data, sop_class, sop_instance, transfer_syntax)
     if mismatch is not None:
         return mismatch

@@ -16,7 +16,13 @@ from typing import Any, BinaryIO
 
 from noctis_pacs.model import Level, Match, MatchKind, Query, QueryResult
 from noctis_pacs.settings import Settings
-from storage.blobstore import SMALL_BLOB, BlobWriter, FileSystemBlobStore, StorageFullError
+from storage.blobstore import (
+    SMALL_BLOB,
+    BlobWriter,
+    FileSystemBlobStore,
+    StorageFullError,
+    WrittenFile,
+)
 from storage.db import Connection, Database, IndexBusyError, open_database
 from storage.index import Q, remove_instance
 from storage.ingest import Ingestor, Origin, Status, StoreOutcome
@@ -114,9 +120,10 @@ class Archive:
         *,
         move: bool = False,
         expected_study_uid: str | None = None,
+        written: WrittenFile | None = None,
     ) -> StoreOutcome:
         return self.ingestor.store_path(
-            path, origin, move=move, expected_study_uid=expected_study_uid
+            path, origin, move=move, expected_study_uid=expected_study_uid, written=written
         )
 
     def store_dataset_bytes(

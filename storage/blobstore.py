@@ -17,6 +17,7 @@ import shutil
 import time
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
@@ -41,9 +42,18 @@ class BlobWriter(Protocol):
     def path(self) -> Path: ...
 
 
+@dataclass(frozen=True)
+class WrittenFile:
+    """What a writer that filled a temporary file already knows of it: its SHA-256 (as
+    a running hash) and its size."""
+
+    digest: hashlib._Hash
+    size: int
+
+
 class BlobStore(Protocol):
     def create(self) -> BlobWriter: ...
-    def adopt(self, path: Path) -> BlobWriter: ...
+    def adopt(self, path: Path, *, written: WrittenFile | None = None) -> BlobWriter: ...
     def commit(self, writer: BlobWriter) -> str: ...
     def discard(self, writer: BlobWriter) -> None: ...
     def open(self, key: str) -> BinaryIO: ...
@@ -181,9 +191,12 @@ class FileSystemBlobStore:
         self._check_room()
         return _FileWriter(self.new_temp_path())
 
-    def adopt(self, path: Path) -> _FileWriter:
-        """Take over a finished file already inside ``root/tmp`` (no copy): hash it."""
+    def adopt(self, path: Path, *, written: WrittenFile | None = None) -> _FileWriter:
+        """Take over a finished file already inside ``root/tmp`` (no copy): hash it, unless
+        its writer says what it wrote (``written``)."""
         self._check_room()
+        if written is not None:
+            return _FileWriter(path, digest=written.digest, size=written.size, on_disk=True)
         digest = hashlib.sha256()
         size = 0
         with open(path, "rb") as fh:

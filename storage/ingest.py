@@ -21,7 +21,7 @@ from pydicom.filebase import DicomBytesIO
 from pydicom.filewriter import write_file_meta_info
 from pydicom.uid import UID
 
-from storage.blobstore import BlobWriter, FileSystemBlobStore, StorageFullError
+from storage.blobstore import BlobWriter, FileSystemBlobStore, StorageFullError, WrittenFile
 from storage.db import Connection
 from storage.index import Q, build_record, insert_instance, remove_instance
 from storage.parse import ParsedInstance, ParseError, header_metadata, read_header
@@ -139,11 +139,13 @@ class Ingestor:
         *,
         move: bool = False,
         expected_study_uid: str | None = None,
+        written: WrittenFile | None = None,
     ) -> StoreOutcome:
-        """Store a file; with ``move`` a spooled file inside the store's tmp area is adopted."""
+        """Store a file; with ``move`` a spooled file inside the store's tmp area is adopted
+        (not hashed again when its writer tells what it wrote: ``written``)."""
         if move and self.blobs.is_temporary(path):
             try:
-                writer = self.blobs.adopt(path)
+                writer = self.blobs.adopt(path, written=written)
             except StorageFullError as exc:
                 path.unlink(missing_ok=True)
                 return StoreOutcome(Status.STORAGE_FULL, reason=str(exc))

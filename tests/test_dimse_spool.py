@@ -94,3 +94,28 @@ def test_threads_without_a_spool_get_pydicoms_file_meta() -> None:
         transfer_syntax=UID("1.2.840.10008.1.2"),
     )
     assert isinstance(meta, FileMetaDataset)
+
+
+def test_a_data_set_past_the_limit_is_hashed_as_it_is_written(tmp_path: Path) -> None:
+    """The store adopts the spool's file with the hash computed while it was written."""
+    import hashlib
+
+    payload = bytes(range(251)) * 100
+    received = spool.ReceiveSpool(tmp_path / "x.part", limit=1000)
+    for start in range(0, len(payload), 700):
+        received.write(payload[start : start + 700])
+    assert received.written is None  # not closed yet
+    received.close()
+    written = received.written
+    assert written is not None and received.in_memory is None
+    assert (tmp_path / "x.part").read_bytes() == payload
+    assert written.size == len(payload)
+    assert written.digest.hexdigest() == hashlib.sha256(payload).hexdigest()
+
+
+def test_a_data_set_in_memory_has_no_file(tmp_path: Path) -> None:
+    received = spool.ReceiveSpool(tmp_path / "x.part", limit=1000)
+    received.write(b"a" * 1000)
+    received.close()
+    assert received.written is None and received.in_memory == bytearray(b"a" * 1000)
+    assert not (tmp_path / "x.part").exists()

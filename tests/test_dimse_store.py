@@ -219,6 +219,9 @@ def test_stored_as_received_in_memory_and_spooled(
             stored = dcmread(fh)
     assert stored.PixelData == ds.PixelData
     assert stored.SOPInstanceUID == ds.SOPInstanceUID
+    with server_archive(server) as archive:
+        report = archive.verify()  # the recorded SHA-256 is the stored file's
+    assert report["ok"], report
     other = make_dataset(rows=size, columns=size)
     other.file_meta.MediaStorageSOPInstanceUID = uid()
     assert _store_as_announced(server, other, tmp_path, monkeypatch) == 0xC002

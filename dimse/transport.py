@@ -32,7 +32,7 @@ from typing import Any
 from pynetdicom import evt
 from pynetdicom.transport import RequestHandler, ThreadedAssociationServer
 
-from dimse import responses, spool, wakeup
+from dimse import inline, responses, spool, wakeup
 
 log = logging.getLogger("noctis.dimse.transport")
 
@@ -114,6 +114,7 @@ class DimseRequestHandler(RequestHandler):
         assoc = super()._create_association()
         attach_reader(assoc)
         wakeup.attach(assoc)
+        inline.serve_stores_inline(assoc)
         responses.attach(assoc)
         spool_path = getattr(self.server, "spool_path", None)
         if spool_path is not None:

@@ -98,7 +98,12 @@ class _RingingQueue(queue.Queue[Any]):
         self._checkpoint = checkpoint
         self._reactor = weakref.ref(reactor)
 
+    #: Serves an item in the putting thread instead of queueing it (``dimse.inline``).
+    serve_inline: Callable[[Any], bool] | None = None
+
     def put(self, item: Any, block: bool = True, timeout: float | None = None) -> None:
+        if self.serve_inline is not None and self.serve_inline(item):
+            return
         super().put(item, block, timeout)
         self._ring()
 

@@ -1,0 +1,71 @@
+"""C-STORE requests are served on the association's DUL thread (dimse/inline.py); every
+other request still goes to the reactor. Stores over the wire are covered by
+tests/test_dimse_store.py; here, where each request was served."""
+
+from __future__ import annotations
+
+import inspect
+import threading
+from pathlib import Path
+from typing import Any
+
+import pynetdicom.association
+import pynetdicom.dimse
+from pydicom.uid import ExplicitVRLittleEndian
+from pynetdicom import AE
+from pynetdicom.sop_class import SecondaryCaptureImageStorage, Verification
+
+from dimse.server import DimseServer
+from noctis_pacs.metrics import build_metrics
+from storage.archive import Archive
+from tests.conftest import db_url_for, make_settings
+from tests.factory import make_dataset
+
+
+def test_pynetdicom_queues_decoded_requests_and_serves_them_by_request() -> None:
+    assert "self.msg_queue.put(" in inspect.getsource(
+        pynetdicom.dimse.DIMSEServiceProvider.receive_primitive
+    )
+    assert "service_class.SCP(msg, context)" in inspect.getsource(
+        pynetdicom.association.Association._serve_request
+    )
+
+
+def test_store_is_served_on_the_dul_thread_and_echo_by_the_reactor(tmp_path: Path) -> None:
+    settings = make_settings(
+        tmp_path / "data",
+        db_url_for("sqlite", tmp_path / "data"),
+        dimse={"port": 0, "host": "127.0.0.1"},
+    )
+    archive = Archive(settings)
+    server = DimseServer(settings=settings, archive=archive, metrics=build_metrics())
+    server.start()
+    try:
+        ae = AE(ae_title="INLINE")
+        ae.add_requested_context(Verification)
+        ae.add_requested_context(SecondaryCaptureImageStorage, ExplicitVRLittleEndian)
+        assoc = ae.associate("127.0.0.1", server.port, ae_title=settings.dimse.ae_title)
+        assert assoc.is_established
+        try:
+            (accepted,) = server._server.active_associations
+            queue = accepted.dimse.msg_queue
+            served: list[tuple[str, bool, bool]] = []
+            inner = queue.serve_inline
+
+            def record(item: Any) -> bool:
+                result = inner(item)
+                on_dul = threading.current_thread() is accepted.dul
+                served.append((type(item[1]).__name__, result, on_dul))
+                return bool(result)
+
+            queue.serve_inline = record
+            ds = make_dataset()
+            assert assoc.send_c_store(ds).Status == 0x0000
+            assert assoc.send_c_echo().Status == 0x0000
+        finally:
+            assoc.release()
+        assert served == [("C_STORE", True, True), ("C_ECHO", False, True)]
+        assert archive.locate_uids(sop_uid=str(ds.SOPInstanceUID))
+    finally:
+        server.stop()
+        archive.close()

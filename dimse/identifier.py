@@ -8,6 +8,7 @@ Identifier holding exactly the requested keys (PS3.4 C.4.1.1.3.2).
 from __future__ import annotations
 
 import codecs
+import struct
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -19,6 +20,7 @@ from pydicom.sequence import Sequence
 from pydicom.tag import BaseTag
 from pydicom.uid import UID
 
+from dimse.encoded import EncodedIdentifier, encode_elements
 from noctis_pacs.model import BY_KEYWORD, Level, Match, MatchKind, Query, build_match
 
 PATIENT_ROOT = "patient"
@@ -193,6 +195,35 @@ def _encoded(vr: str, value: object, codec: str) -> bytes | None:
     return data
 
 
+#: Binary VRs of the integer values a response may carry (PS3.5 6.2), as struct formats.
+_BINARY_INTEGERS = {"US": "<H", "SS": "<h", "UL": "<I", "SL": "<i"}
+_SPECIFIC_CHARACTER_SET = 0x00080005
+
+
+def _encode_directly(
+    values: list[tuple[BaseTag, str, object]], charset: str | None, codec: str, *, implicit_vr: bool
+) -> bytes | None:
+    """The response as Little Endian bytes, or None when a value needs pydicom (binary
+    values other than the integers above, non-empty sequences)."""
+    elements: list[tuple[int, str, bytes]] = []
+    if charset:
+        elements.append((_SPECIFIC_CHARACTER_SET, "CS", _encoded("CS", charset, "ascii") or b""))
+    for tag, vr, value in values:
+        if vr == "SQ":
+            if value:
+                return None
+            data: bytes | None = b""
+        elif vr in _BINARY_INTEGERS and isinstance(value, int):
+            data = struct.pack(_BINARY_INTEGERS[vr], value)
+        else:
+            data = _encoded(vr, value, codec)
+        if data is None:
+            return None
+        elements.append((int(tag), vr, data))
+    elements.sort(key=lambda element: element[0])
+    return encode_elements(elements, implicit_vr=implicit_vr)
+
+
 def response_identifier(
     identifier: Dataset,
     level: Level,
@@ -238,6 +269,18 @@ def response_identifier(
     codec = (
         _text_codec(charset, texts) if syntax is not None and syntax.is_transfer_syntax else None
     )
+    direct = (
+        codec is not None
+        and syntax is not None
+        and syntax.is_little_endian
+        and not syntax.is_deflated
+    )
+    if direct:
+        assert codec is not None and syntax is not None
+        implicit_vr = bool(syntax.is_implicit_VR)
+        encoded = _encode_directly(values, charset, codec, implicit_vr=implicit_vr)
+        if encoded is not None:
+            return EncodedIdentifier(encoded, implicit_vr=implicit_vr)
     rsp = Dataset()
     for tag, vr, value in values:
         data = _encoded(vr, value, codec) if codec is not None else None

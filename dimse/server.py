@@ -11,6 +11,7 @@ from typing import Any
 from pynetdicom import AE, _config
 from pynetdicom.presentation import PresentationContext
 
+from dimse import encoded
 from dimse.access import AccessPolicy
 from dimse.services import Services, build_services
 from dimse.tls import server_context
@@ -32,8 +33,11 @@ def configure_pynetdicom() -> None:
       held whole in memory and never decoded (``event.dataset_path``).
     - Request and response identifiers hold patient attributes: pynetdicom must
       not log them (STYLE.md rule 7).
+    - C-FIND response identifiers Noctis encoded itself are sent as they are
+      (``dimse.encoded``).
     """
     _config.STORE_RECV_CHUNKED_DATASET = True
+    encoded.install()
     _config.LOG_REQUEST_IDENTIFIERS = False
     _config.LOG_RESPONSE_IDENTIFIERS = False
     _config.LOG_HANDLER_LEVEL = "none"

@@ -3,13 +3,17 @@
 
 from __future__ import annotations
 
+import inspect
 from io import BytesIO
 
+import pynetdicom.service_class
 import pytest
 from pydicom.dataset import Dataset
 from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 from pynetdicom.dsutils import decode, encode
 
+from dimse import encoded
+from dimse.encoded import EncodedIdentifier
 from dimse.identifier import parse_identifier, response_identifier
 
 SYNTAXES = [ImplicitVRLittleEndian, ExplicitVRLittleEndian, ExplicitVRBigEndian]
@@ -39,6 +43,16 @@ def _request(charset: str | None = None, **extra: str) -> Dataset:
     return query
 
 
+def _sent(identifier: Dataset, implicit: bool, little: bool) -> bytes | None:
+    encoded.install()
+    return pynetdicom.service_class.encode(identifier, implicit, little)  # type: ignore[no-any-return]
+
+
+def test_pynetdicom_encodes_find_identifiers_through_the_module_name() -> None:
+    source = inspect.getsource(pynetdicom.service_class.ServiceClass._c_find_scp)
+    assert "enc = encode(" in source
+
+
 @pytest.mark.parametrize("syntax", SYNTAXES)
 @pytest.mark.parametrize(
     ("charset", "name"),
@@ -57,8 +71,10 @@ def test_direct_encoding_equals_pydicom(syntax: str, charset: str | None, name: 
     direct = response_identifier(request, level, row, ae_title="NOCTIS", transfer_syntax=syntax)
     reference = response_identifier(request, level, row, ae_title="NOCTIS")
     implicit, little = syntax == ImplicitVRLittleEndian, syntax != ExplicitVRBigEndian
-    encoded = encode(direct, implicit, little)
+    # What pynetdicom's service classes send: an EncodedIdentifier's own bytes.
+    encoded = _sent(direct, implicit, little)
     assert encoded is not None
+    assert isinstance(direct, EncodedIdentifier) is little
     assert encoded == encode(reference, implicit, little)
     back = decode(BytesIO(encoded), implicit, little)
     assert str(back.PatientName) == name

@@ -46,9 +46,16 @@ def test_direct_c_find_response_equals_pynetdicom(
     send = fast_send_msg(dimse, lambda p, c: fallback.append(p))
     send(_response(status, identifier), 3)
     assert not fallback
-    assert [p.presentation_data_value_list for p in sent] == _pynetdicom_pdvs(
-        _response(status, identifier), max_pdu
-    )
+    expected = _pynetdicom_pdvs(_response(status, identifier), max_pdu)
+    # The same PDVs in the same order; with room, command and identifier share a PDU.
+    assert [pdv for p in sent for pdv in p.presentation_data_value_list] == [
+        pdv for pdvs in expected for pdv in pdvs
+    ]
+    if identifier is not None and max_pdu != 64:
+        assert len(sent) == 1
+    for p in sent:
+        size = sum(6 + len(data) - 1 for _, data in p.presentation_data_value_list)
+        assert not max_pdu or size <= max_pdu  # PS3.8 9.3.5: within the peer's maximum
 
 
 def test_other_messages_keep_pynetdicoms_encoding() -> None:

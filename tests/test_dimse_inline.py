@@ -6,20 +6,18 @@ from __future__ import annotations
 
 import inspect
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
 import pynetdicom.association
 import pynetdicom.dimse
 from pydicom.uid import ExplicitVRLittleEndian
-from pynetdicom import AE
+from pynetdicom import AE, evt
 from pynetdicom.sop_class import SecondaryCaptureImageStorage, Verification
 
-from dimse.server import DimseServer
-from noctis_pacs.metrics import build_metrics
-from storage.archive import Archive
-from tests.conftest import db_url_for, make_settings
 from tests.factory import make_dataset
+from tests.test_dimse_support import in_process_dimse
 
 
 def test_pynetdicom_queues_decoded_requests_and_serves_them_by_request() -> None:
@@ -32,19 +30,11 @@ def test_pynetdicom_queues_decoded_requests_and_serves_them_by_request() -> None
 
 
 def test_store_is_served_on_the_dul_thread_and_echo_by_the_reactor(tmp_path: Path) -> None:
-    settings = make_settings(
-        tmp_path / "data",
-        db_url_for("sqlite", tmp_path / "data"),
-        dimse={"port": 0, "host": "127.0.0.1"},
-    )
-    archive = Archive(settings)
-    server = DimseServer(settings=settings, archive=archive, metrics=build_metrics())
-    server.start()
-    try:
+    with in_process_dimse(tmp_path) as (server, archive):
         ae = AE(ae_title="INLINE")
         ae.add_requested_context(Verification)
         ae.add_requested_context(SecondaryCaptureImageStorage, ExplicitVRLittleEndian)
-        assoc = ae.associate("127.0.0.1", server.port, ae_title=settings.dimse.ae_title)
+        assoc = ae.associate("127.0.0.1", server.port, ae_title="NOCTIS")
         assert assoc.is_established
         try:
             (accepted,) = server._server.active_associations
@@ -66,6 +56,24 @@ def test_store_is_served_on_the_dul_thread_and_echo_by_the_reactor(tmp_path: Pat
             assoc.release()
         assert served == [("C_STORE", True, True), ("C_ECHO", False, True)]
         assert archive.locate_uids(sop_uid=str(ds.SOPInstanceUID))
-    finally:
-        server.stop()
-        archive.close()
+
+
+def test_a_store_that_arrives_before_the_association_is_marked_established(
+    tmp_path: Path,
+) -> None:
+    """The reactor marks the association established only after sending the A-ASSOCIATE-AC;
+    a C-STORE sent at once is answered all the same (it waits for the reactor)."""
+    with in_process_dimse(tmp_path) as (server, archive):
+        server._server.bind(evt.EVT_ACCEPTED, lambda event: time.sleep(0.5))
+        ae = AE(ae_title="EARLY")
+        ae.add_requested_context(SecondaryCaptureImageStorage, ExplicitVRLittleEndian)
+        ae.dimse_timeout = 10
+        assoc = ae.associate("127.0.0.1", server.port, ae_title="NOCTIS")
+        assert assoc.is_established
+        try:
+            ds = make_dataset()
+            status = assoc.send_c_store(ds)
+            assert status.Status == 0x0000
+        finally:
+            assoc.release()
+        assert archive.locate_uids(sop_uid=str(ds.SOPInstanceUID))

@@ -61,20 +61,18 @@ def test_an_abort_instead_of_the_response_is_a_protocol_error(
         read_store_response(ours, 7, timeout=5)
 
 
-def test_a_response_to_another_request_is_a_protocol_error(
-    pair: tuple[socket.socket, socket.socket],
+@pytest.mark.parametrize(
+    "pdu",
+    [
+        _p_data([(0x03, _response(8, 0x0000))]),  # the response to another request
+        _p_data([(0x02, b"\x08\x00\x18\x00")]),  # a data set fragment
+    ],
+)
+def test_anything_but_this_response_is_a_protocol_error(
+    pair: tuple[socket.socket, socket.socket], pdu: bytes
 ) -> None:
     ours, peer = pair
-    peer.sendall(_p_data([(0x03, _response(8, 0x0000))]))
-    with pytest.raises(_ProtocolError):
-        read_store_response(ours, 7, timeout=5)
-
-
-def test_a_data_set_fragment_is_a_protocol_error(
-    pair: tuple[socket.socket, socket.socket],
-) -> None:
-    ours, peer = pair
-    peer.sendall(_p_data([(0x02, b"\x08\x00\x18\x00")]))
+    peer.sendall(pdu)
     with pytest.raises(_ProtocolError):
         read_store_response(ours, 7, timeout=5)
 

@@ -145,3 +145,27 @@ def connections_by_process(pids: Iterable[int], port: int) -> dict[int, int]:
                     held += 1
         counts[pid] = held
     return counts
+
+
+@contextmanager
+def in_process_dimse(tmp_path: Path) -> Iterator[tuple[Any, Any]]:
+    """A DimseServer on a free port in this process (SQLite under ``tmp_path``), so a
+    test can look at the associations it accepts: ``(server, archive)``."""
+    from dimse.server import DimseServer
+    from noctis_pacs.metrics import build_metrics
+    from storage.archive import Archive
+    from tests.conftest import db_url_for
+
+    settings = make_settings(
+        tmp_path / "data",
+        db_url_for("sqlite", tmp_path / "data"),
+        dimse={"port": 0, "host": "127.0.0.1"},
+    )
+    archive = Archive(settings)
+    server = DimseServer(settings=settings, archive=archive, metrics=build_metrics())
+    server.start()
+    try:
+        yield server, archive
+    finally:
+        server.stop()
+        archive.close()

@@ -23,10 +23,7 @@ from pynetdicom import AE
 from pynetdicom.sop_class import Verification
 
 from dimse import wakeup
-from dimse.server import DimseServer
-from noctis_pacs.metrics import build_metrics
-from storage.archive import Archive
-from tests.conftest import db_url_for, make_settings
+from tests.test_dimse_support import in_process_dimse
 
 
 def test_pynetdicom_loops_still_sleep_through_their_module_time() -> None:
@@ -135,18 +132,10 @@ def test_a_held_socket_is_neither_read_nor_waited_on_by_the_dul() -> None:
 
 
 def test_accepted_association_carries_its_wakeups_and_answers(tmp_path: Path) -> None:
-    settings = make_settings(
-        tmp_path / "data",
-        db_url_for("sqlite", tmp_path / "data"),
-        dimse={"port": 0, "host": "127.0.0.1"},
-    )
-    archive = Archive(settings)
-    server = DimseServer(settings=settings, archive=archive, metrics=build_metrics())
-    server.start()
-    try:
+    with in_process_dimse(tmp_path) as (server, _):
         ae = AE(ae_title="WAKEUP")
         ae.add_requested_context(Verification)
-        assoc = ae.associate("127.0.0.1", server.port, ae_title=settings.dimse.ae_title)
+        assoc = ae.associate("127.0.0.1", server.port, ae_title="NOCTIS")
         assert assoc.is_established
         try:
             accepted = server._server.active_associations
@@ -161,6 +150,3 @@ def test_accepted_association_carries_its_wakeups_and_answers(tmp_path: Path) ->
                 assert assoc.send_c_echo().Status == 0x0000
         finally:
             assoc.release()
-    finally:
-        server.stop()
-        archive.close()

@@ -73,7 +73,8 @@ class DimseSettings:
     tls_key: str = ""
     tls_ca: str = ""
     tls_require_client_certificate: bool = False
-    #: Number of DIMSE listener processes sharing the port (SO_REUSEPORT); 1 = in-process.
+    #: Number of DIMSE processes serving the port (the serve process hands each
+    #: association to the least busy one); 1 = in-process.
     #: The extra processes keep their own metrics: /metrics shows only the serving process.
     workers: int = 1
     remotes: Mapping[str, RemoteAE] = field(default_factory=dict)

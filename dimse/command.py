@@ -6,6 +6,12 @@ from __future__ import annotations
 
 import struct
 
+#: PS3.7 E.2: C-STORE-RSP command field (written by ``dimse.responses``, read by
+#: ``dimse.sender``).
+C_STORE_RSP = 0x8001
+#: Explicit VR Little Endian: VRs with a reserved field and a 4-byte length (PS3.5 7.1.2).
+LONG_VRS = frozenset({"OB", "OD", "OF", "OL", "OV", "OW", "SQ", "SV", "UC", "UN", "UR", "UT", "UV"})
+
 
 def us(value: int) -> bytes:
     """An unsigned short value."""

@@ -19,8 +19,8 @@ from typing import Any
 import pynetdicom.service_class
 from pydicom.dataset import Dataset
 
-#: Explicit VR Little Endian: VRs with a reserved field and a 4-byte length (PS3.5 7.1.2).
-LONG_VRS = frozenset({"OB", "OD", "OF", "OL", "OV", "OW", "SQ", "SV", "UC", "UN", "UR", "UT", "UV"})
+from dimse.command import LONG_VRS
+
 #: The name under which pynetdicom's service classes import the encoder.
 _ENCODE = "encode"
 

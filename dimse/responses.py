@@ -13,10 +13,11 @@ Affected SOP Class UID, Command Field 8020H, Message ID Being Responded To, Comm
 Data Set Type, Status) is written as Implicit VR Little Endian bytes, and the command
 and identifier go to the DUL as the PDVs pynetdicom would queue, in the same order on
 the same queue; when both fit in one PDU they share it (two PDVs of one P-DATA-TF
-PDU, PS3.8 9.3.5.1), so that a C-FIND answer costs the peer one PDU per match. Pending C-MOVE and C-GET responses (sent after every
-sub-operation, with the four sub-operation counts and no identifier) go the same way,
-and so do C-STORE responses (PS3.7 Table 9.3-2), one per received instance: pynetdicom's
-encoding of that command set was about a tenth of the CPU a small C-STORE costs.
+PDU, PS3.8 9.3.5.1), so that a C-FIND answer costs the peer one PDU per match.
+Pending C-MOVE and C-GET responses (sent after every sub-operation, with the four
+sub-operation counts and no identifier) go the same way, and so do C-STORE responses
+(PS3.7 Table 9.3-2), one per received instance: pynetdicom's encoding of that command
+set was about a tenth of the CPU a small C-STORE costs.
 Every other message (and any response carrying an Error Comment or Offending Element)
 keeps pynetdicom's encoding.
 """
@@ -29,12 +30,10 @@ from typing import Any
 from pynetdicom.dimse_primitives import C_FIND, C_GET, C_MOVE, C_STORE
 from pynetdicom.pdu_primitives import P_DATA
 
-from dimse.command import command_set, uid, us
+from dimse.command import C_STORE_RSP, command_set, uid, us
 
 #: PS3.7 E.2: C-FIND-RSP command field.
 _C_FIND_RSP = 0x8020
-#: PS3.7 E.2: C-STORE-RSP command field.
-_C_STORE_RSP = 0x8001
 #: Statuses sent directly: pending (FF00H, FF01H) and success.
 _DIRECT_STATUSES = frozenset({0xFF00, 0xFF01, 0x0000})
 #: PS3.7 E.2: C-GET-RSP and C-MOVE-RSP command fields.
@@ -71,7 +70,7 @@ def store_response_command(
     return command_set(
         [
             (0x0002, uid(sop_class)),
-            (0x0100, us(_C_STORE_RSP)),
+            (0x0100, us(C_STORE_RSP)),
             (0x0120, us(responding_to)),
             (0x0800, us(0x0101)),
             (0x0900, us(status)),

@@ -26,7 +26,6 @@ pynetdicom's own ``send_c_store``.
 from __future__ import annotations
 
 import logging
-import select
 import ssl
 import struct
 import time
@@ -39,8 +38,9 @@ from pydicom.dataset import Dataset
 from pydicom.uid import UID
 
 from dimse import wakeup
-from dimse.command import command_set, text, uid, us
+from dimse.command import C_STORE_RSP, command_set, text, uid, us
 from dimse.part10 import data_set_offset
+from dimse.transport import read_exactly
 
 log = logging.getLogger("noctis.dimse.sender")
 
@@ -50,8 +50,6 @@ UNLIMITED_FRAGMENT = 1 << 20
 SEND_BATCH = 256 << 10
 #: PS3.7 C.4.2: C-STORE-RQ command field.
 _C_STORE_RQ = 0x0001
-#: PS3.7 E.2: C-STORE-RSP command field.
-_C_STORE_RSP = 0x8001
 #: PS3.8 9.3.1: PDU types.
 _P_DATA_TF = 0x04
 #: Seconds to wait for a response when the association sets no DIMSE timeout.
@@ -137,19 +135,11 @@ class _ProtocolError(Exception):
     """The destination answered with something other than the C-STORE response."""
 
 
-def _read_exactly(sock: Any, size: int, deadline: float) -> bytes:
-    buffer = bytearray(size)
-    view = memoryview(buffer)
-    got = 0
-    while got < size:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0 or not select.select([sock], [], [], remaining)[0]:
-            raise TimeoutError("no C-STORE response from the move destination in time")
-        n = sock.recv_into(view[got:])
-        if n == 0:
-            raise _ProtocolError("the move destination closed the connection")
-        got += n
-    return bytes(buffer)
+def _read_exactly(sock: Any, size: int, deadline: float) -> bytearray:
+    data = read_exactly(sock, size, deadline=deadline)
+    if len(data) < size:
+        raise _ProtocolError("the move destination closed the connection")
+    return data
 
 
 def _command_elements(command: bytes) -> dict[int, bytes]:
@@ -190,7 +180,7 @@ def read_store_response(sock: Any, message_id: int, timeout: float) -> Dataset:
     elements = _command_elements(bytes(command))
     field = struct.unpack("<H", elements.get(0x0100, b"\0\0"))[0]
     responding_to = struct.unpack("<H", elements.get(0x0120, b"\0\0"))[0]
-    if field != _C_STORE_RSP or responding_to != message_id or 0x0900 not in elements:
+    if field != C_STORE_RSP or responding_to != message_id or 0x0900 not in elements:
         raise _ProtocolError("the response is not the C-STORE response to this request")
     status = Dataset()
     status.Status = struct.unpack("<H", elements[0x0900])[0]

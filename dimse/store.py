@@ -33,6 +33,7 @@ from pydicom.uid import UID
 
 from dimse import status as st
 from dimse.access import STORE, AccessPolicy, calling_ae_of
+from dimse.command import LONG_VRS
 from dimse.observe import Operation, bind_context
 from dimse.part10 import data_set_offset
 from dimse.spool import ReceiveSpool
@@ -80,10 +81,8 @@ IDENTITY_HEAD = 8192
 
 _SOP_CLASS_TAG = 0x00080016
 _SOP_INSTANCE_TAG = 0x00080018
-#: Explicit VR little endian: VRs with a reserved field and a 4-byte length (PS3.5 7.1.2).
-_LONG_VRS = frozenset(
-    (b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT", b"UV")
-)
+#: ``dimse.command.LONG_VRS`` as the bytes found in a data set.
+_LONG_VRS = frozenset(vr.encode("ascii") for vr in LONG_VRS)
 
 
 def _stop_after_sop_uids(tag: Any, vr: Any, length: Any) -> bool:

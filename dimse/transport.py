@@ -24,8 +24,10 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import select
 import socket
 import ssl
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -46,13 +48,20 @@ def set_nodelay(assoc: Any) -> None:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
-def read_exactly(sock: socket.socket, size: int) -> bytearray:
+def read_exactly(sock: socket.socket, size: int, *, deadline: float | None = None) -> bytearray:
     """``size`` bytes from ``sock`` (fewer only when the peer closed the connection), read
-    straight into one buffer: what pynetdicom's ``AssociationSocket.recv`` promises."""
+    straight into one buffer: what pynetdicom's ``AssociationSocket.recv`` promises.
+    With a ``deadline`` (``time.monotonic()``) a peer that is silent past it raises
+    ``TimeoutError``."""
     buffer = bytearray(size)
     view = memoryview(buffer)
     got = 0
     while got < size:
+        if deadline is not None:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or not select.select([sock], [], [], remaining)[0]:
+                view.release()
+                raise TimeoutError("the peer sent nothing in time")
         n = sock.recv_into(view[got:])
         if n == 0:
             break

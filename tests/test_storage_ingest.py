@@ -390,7 +390,7 @@ def test_wal_is_checkpointed_in_the_background(
 
 
 def test_study_lists_merge_new_values_sorted_and_shrink_on_delete(archive: Archive) -> None:
-    """ModalitiesInStudy and SOPClassesInStudy (PS3.4 C.6.2.1.2) follow every insert,
+    """ModalitiesInStudy and SOPClassesInStudy (PS3.4 Table C.6-5, study-level keys) follow every insert,
     sorted whatever the arrival order, and lose a value when its last series goes."""
     study = uid()
     ct_image, mr_image = "1.2.840.10008.5.1.4.1.1.2", "1.2.840.10008.5.1.4.1.1.4"

@@ -36,7 +36,7 @@ _CODECS = {"": "latin-1", "ISO_IR 6": "latin-1", "ISO_IR 100": "latin-1", "ISO_I
 _SPECIFIC_CHARACTER_SET = 0x00080005
 
 
-class _Fallback(Exception):
+class Fallback(ValueError):
     """This element is left to pydicom."""
 
 
@@ -44,7 +44,12 @@ def _codec(ds: Dataset, inherited: str | None) -> str | None:
     if _SPECIFIC_CHARACTER_SET not in ds:
         return inherited
     raw = ds.get_item(_SPECIFIC_CHARACTER_SET)
-    value = raw.value if raw is not None else None
+    return encoding_codec(raw.value if raw is not None else None)
+
+
+def encoding_codec(value: object) -> str | None:
+    """The Python codec for a Specific Character Set (0008,0005) value, raw or read;
+    ``None`` where pydicom must decode (code extensions, other character sets)."""
     if isinstance(value, bytes):
         text = value.decode("ascii", "replace").strip(" \x00")
     elif isinstance(value, str):
@@ -54,11 +59,18 @@ def _codec(ds: Dataset, inherited: str | None) -> str | None:
     return _CODECS.get(text)
 
 
+def _decode(data: bytes, codec: str) -> str:
+    try:
+        return data.decode(codec)
+    except UnicodeDecodeError:
+        raise Fallback from None
+
+
 def _strings(vr: str, data: bytes, codec: str | None) -> list[str]:
     if vr in _CHARSET_VRS:
         if codec is None:
-            raise _Fallback
-        text = data.decode(codec)
+            raise Fallback
+        text = _decode(data, codec)
     else:
         text = data.decode("latin-1")
     if vr in _SINGLE_TEXT:
@@ -70,17 +82,19 @@ def _strings(vr: str, data: bytes, codec: str | None) -> list[str]:
     return text.rstrip(" \x00").split("\\")
 
 
-def _element(
-    raw: RawDataElement, vr: str, codec: str | None, bulk: BulkHandler, threshold: int
+def element_json(
+    tag: int, vr: str, data: bytes, codec: str | None, bulk: BulkHandler, threshold: int
 ) -> JsonDict:
-    data = raw.value
-    if not isinstance(data, bytes) or not raw.is_little_endian:
-        raise _Fallback
+    """The JSON of one little endian element value; ``Fallback`` where pydicom decides.
+
+    Text that does not decode in ``codec`` is left to pydicom too (it replaces what it
+    cannot decode and warns).
+    """
     out: JsonDict = {"vr": vr}
     if vr in _BINARY_VRS:
         if data:
             if len(data) > (threshold // 4) * 3:
-                out["BulkDataURI"] = bulk(int(raw.tag))
+                out["BulkDataURI"] = bulk(tag)
             else:
                 out["InlineBinary"] = base64.b64encode(data).decode("ascii")
         return out
@@ -90,22 +104,22 @@ def _element(
     if code is not None:
         size = struct.calcsize(code)
         if len(data) % size:
-            raise _Fallback
+            raise Fallback
         out["Value"] = list(struct.unpack(f"<{len(data) // size}{code}", data))
         return out
     if vr == "AT":
         if len(data) % 4:
-            raise _Fallback
+            raise Fallback
         words = struct.unpack(f"<{len(data) // 2}H", data)
         out["Value"] = [f"{words[i]:04X}{words[i + 1]:04X}" for i in range(0, len(words), 2)]
         return out
     if vr not in _ASCII_VRS and vr not in _CHARSET_VRS and vr not in ("DS", "IS"):
-        raise _Fallback
+        raise Fallback
     if vr == "PN":
         text = data.rstrip(b"\x00 ")
         if codec is None:
-            raise _Fallback
-        names = text.decode(codec).split("\\")
+            raise Fallback
+        names = _decode(text, codec).split("\\")
         value: list[Any] = []
         for name in names:
             groups = name.split("=")
@@ -124,13 +138,13 @@ def _element(
         try:
             out["Value"] = [int(item) for item in items]
         except ValueError:
-            raise _Fallback from None
+            raise Fallback from None
         return out
     if vr == "DS":
         try:
             out["Value"] = [float(item) for item in items]
         except ValueError:
-            raise _Fallback from None
+            raise Fallback from None
         return out
     out["Value"] = items
     return out
@@ -151,17 +165,17 @@ def dataset_json(
         key = f"{int(tag):08X}"
         try:
             if not isinstance(item, RawDataElement):
-                raise _Fallback
+                raise Fallback
             vr = item.VR
             if vr is None:
                 try:
                     vr = str(dictionary_VR(tag))
                 except KeyError:
-                    raise _Fallback from None
+                    raise Fallback from None
             if vr == "SQ":
                 items = item.value
                 if not isinstance(items, list):
-                    raise _Fallback
+                    raise Fallback
                 out[key] = {
                     "vr": "SQ",
                     "Value": [
@@ -172,9 +186,12 @@ def dataset_json(
             if " " in vr or vr == "UN":
                 # Ambiguous ("US or SS", "OB or OW") or UN that pydicom replaces with the
                 # dictionary's VR: pydicom resolves them.
-                raise _Fallback
-            out[key] = _element(item, vr, codec, bulk, threshold)
-        except _Fallback:
+                raise Fallback
+            data = item.value
+            if not isinstance(data, bytes) or not item.is_little_endian:
+                raise Fallback
+            out[key] = element_json(int(tag), vr, data, codec, bulk, threshold)
+        except Fallback:
             out[key] = _by_pydicom(ds, tag, bulk, threshold)
     return out
 

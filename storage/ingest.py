@@ -208,7 +208,7 @@ class Ingestor:
         small = writer.in_memory
         with BytesIO(small) if small is not None else open(writer.path, "rb") as fh:
             try:
-                parsed = read_header(fh, size)
+                parsed = read_header(fh, size, small)
             except ParseError as exc:
                 self.blobs.discard(writer)
                 return StoreOutcome(

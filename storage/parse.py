@@ -20,6 +20,7 @@ from pydicom.errors import InvalidDicomError
 from pydicom.uid import UID, DeflatedExplicitVRLittleEndian, ExplicitVRBigEndian
 
 from storage.dicomjson import dataset_json
+from storage.rawheader import NeedMore, RawHeader, Unreadable, read_raw_header
 
 #: Placeholder for the public base URL inside stored metadata; replaced per request.
 BASE_URL_PLACEHOLDER = "@@NOCTIS_BASE@@"
@@ -27,9 +28,14 @@ BULK_DATA_THRESHOLD = 1024
 PIXEL_DATA_TAGS = (0x7FE00010, 0x7FE00008, 0x7FE00009)
 
 REQUIRED_UIDS = ("SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID")
+_REQUIRED_KEYS = dict(
+    zip(REQUIRED_UIDS, ("00080016", "00080018", "0020000D", "0020000E"), strict=True)
+)
 
 #: A frame is a list of (offset, length) byte ranges in the file (fragments, in order).
 FrameRanges = list[list[tuple[int, int]]]
+#: The first read of a file for its header; most headers end well inside it.
+FIRST_READ = 64 * 1024
 
 
 class ParseError(ValueError):
@@ -43,7 +49,11 @@ class ParseError(ValueError):
 
 @dataclass
 class ParsedInstance:
-    ds: Dataset
+    """A header read: by ``storage.rawheader`` (``raw``) or, for the files it leaves, by
+    pydicom (``ds``)."""
+
+    ds: Dataset | None
+    raw: RawHeader | None
     transfer_syntax_uid: str
     sop_class_uid: str
     sop_instance_uid: str
@@ -68,11 +78,61 @@ def pn_words(value: str) -> str:
     return " " + " ".join(words) + " " if words else ""
 
 
-def read_header(fp: BinaryIO, size: int) -> ParsedInstance:
-    """Parse the Part 10 file open in ``fp`` up to Pixel Data.
+def read_header(fp: BinaryIO, size: int, data: bytes | None = None) -> ParsedInstance:
+    """Parse the Part 10 file open in ``fp`` (positioned at its start) up to Pixel Data;
+    ``data`` is the whole file when the caller holds it already.
 
     Raises ``ParseError`` with kind ``not_dicom``, ``truncated`` or ``missing``.
     """
+    raw = _read_raw(fp, size, data)
+    if raw is not None:
+        parsed = _from_raw(raw, fp, size)
+        if parsed is not None:
+            return parsed
+    fp.seek(0)
+    return _read_with_pydicom(fp, size)
+
+
+def _read_raw(fp: BinaryIO, size: int, data: bytes | None) -> RawHeader | None:
+    """The raw reader's header, reading more of the file while the header runs on."""
+    buffer = data if data is not None else fp.read(min(size, FIRST_READ))
+    while True:
+        try:
+            return read_raw_header(buffer, size, BULK_DATA_THRESHOLD)
+        except Unreadable:
+            return None
+        except NeedMore:
+            more = fp.read(len(buffer)) if data is None else b""
+            if not more:
+                return None
+            buffer += more
+
+
+def _from_raw(raw: RawHeader, fp: BinaryIO, size: int) -> ParsedInstance | None:
+    data = raw.dataset
+    values: dict[str, str] = {}
+    for keyword, key in _REQUIRED_KEYS.items():
+        element = data.get(key)
+        found = element.get("Value", []) if element else []
+        if len(found) > 1 or (found and not isinstance(found[0], str)):
+            return None  # as pydicom reads it: a multi-valued UID is an odd string
+        values[keyword] = found[0].strip("\x00 ") if found else ""
+    image = _Image(
+        frames=max(1, _json_int(data, "00280008", 1)),
+        rows=_json_int(data, "00280010", 0),
+        columns=_json_int(data, "00280011", 0),
+        samples=_json_int(data, "00280002", 1),
+        bits=_json_int(data, "00280100", 16),
+        photometric=_json_text(data, "00280004"),
+        extended_offset_table=raw.extended_offset_table,
+    )
+    return _parsed(
+        None, raw, raw.transfer_syntax_uid, raw.media_sop_instance_uid, values, fp, size,
+        raw.header_end, image,
+    )  # fmt: skip
+
+
+def _read_with_pydicom(fp: BinaryIO, size: int) -> ParsedInstance:
     try:
         ds = dcmread(fp, stop_before_pixels=True, force=False)
     except InvalidDicomError as exc:
@@ -84,10 +144,6 @@ def read_header(fp: BinaryIO, size: int) -> ParsedInstance:
     header_end = fp.tell()
     meta = ds.file_meta
     ts = str(getattr(meta, "TransferSyntaxUID", "") or "")
-    if not ts:
-        raise ParseError(
-            "not_dicom", "file meta information has no Transfer Syntax UID (0002,0010)"
-        )
     values: dict[str, str] = {}
     for keyword in REQUIRED_UIDS:
         try:
@@ -95,21 +151,51 @@ def read_header(fp: BinaryIO, size: int) -> ParsedInstance:
         except Exception:
             value = ""
         values[keyword] = value
+    eot = ds.get("ExtendedOffsetTable")
+    image = _Image(
+        frames=max(1, _int(ds, "NumberOfFrames", 1)),
+        rows=_int(ds, "Rows", 0),
+        columns=_int(ds, "Columns", 0),
+        samples=_int(ds, "SamplesPerPixel", 1),
+        bits=_int(ds, "BitsAllocated", 16),
+        photometric=str(ds.get("PhotometricInterpretation", "")),
+        extended_offset_table=bytes(eot) if eot is not None else None,
+    )
+    media_sop = str(getattr(meta, "MediaStorageSOPInstanceUID", "") or "")
+    return _parsed(ds, None, ts, media_sop, values, fp, size, header_end, image)
+
+
+def _parsed(
+    ds: Dataset | None,
+    raw: RawHeader | None,
+    ts: str,
+    media_sop: str,
+    values: dict[str, str],
+    fp: BinaryIO,
+    size: int,
+    header_end: int,
+    image: _Image,
+) -> ParsedInstance:
+    """The checks and the frame index common to both readers."""
+    if not ts:
+        raise ParseError(
+            "not_dicom", "file meta information has no Transfer Syntax UID (0002,0010)"
+        )
     missing = [k for k, v in values.items() if not v]
     if missing:
         raise ParseError("missing", f"missing required attribute(s): {', '.join(missing)}")
     warnings = []
-    meta_sop = str(getattr(meta, "MediaStorageSOPInstanceUID", "") or "")
-    if meta_sop and meta_sop != values["SOPInstanceUID"]:
+    if media_sop and media_sop != values["SOPInstanceUID"]:
         # Stored as received (PS3.10 7.1 makes them equal, but real files differ): warn.
         warnings.append(
             "Media Storage SOP Instance UID (0002,0003) differs from SOP Instance UID (0008,0018)"
         )
     frames, pixel_vr = (None, None)
     if ts != DeflatedExplicitVRLittleEndian:
-        frames, pixel_vr = _frame_ranges(fp, header_end, size, ds, UID(ts))
+        frames, pixel_vr = _frame_ranges(fp, header_end, size, image, UID(ts))
     return ParsedInstance(
         ds=ds,
+        raw=raw,
         transfer_syntax_uid=ts,
         sop_class_uid=values["SOPClassUID"],
         sop_instance_uid=values["SOPInstanceUID"],
@@ -121,6 +207,33 @@ def read_header(fp: BinaryIO, size: int) -> ParsedInstance:
     )
 
 
+@dataclass(frozen=True)
+class _Image:
+    """The attributes that say how Pixel Data divides into frames."""
+
+    frames: int
+    rows: int
+    columns: int
+    samples: int
+    bits: int
+    photometric: str
+    extended_offset_table: bytes | None
+
+
+def _json_int(data: dict[str, Any], key: str, default: int) -> int:
+    element = data.get(key)
+    found = element.get("Value") if element else None
+    if not found or len(found) != 1 or not isinstance(found[0], int | float):
+        return default
+    return int(found[0])
+
+
+def _json_text(data: dict[str, Any], key: str) -> str:
+    element = data.get(key)
+    found = element.get("Value") if element else None
+    return str(found[0]) if found and len(found) == 1 else ""
+
+
 def _int(ds: Dataset, keyword: str, default: int) -> int:
     try:
         value = ds.get(keyword)
@@ -130,7 +243,7 @@ def _int(ds: Dataset, keyword: str, default: int) -> int:
 
 
 def _frame_ranges(
-    fp: BinaryIO, start: int, size: int, ds: Dataset, ts: UID
+    fp: BinaryIO, start: int, size: int, image: _Image, ts: UID
 ) -> tuple[FrameRanges | None, str | None]:
     """Locate Pixel Data at ``start`` and return each frame's byte ranges."""
     fp.seek(start)
@@ -160,15 +273,12 @@ def _frame_ranges(
         else:
             (length,) = struct.unpack(endian + "H", head[6:8])
             value_start = start + 8
-    frames_n = max(1, _int(ds, "NumberOfFrames", 1))
+    frames_n = image.frames
     if length != 0xFFFFFFFF:
         if value_start + length > size:
             raise ParseError("truncated", "Pixel Data runs past the end of the file")
-        bits = _int(ds, "BitsAllocated", 16)
-        per_frame_bits = (
-            _int(ds, "Rows", 0) * _int(ds, "Columns", 0) * _int(ds, "SamplesPerPixel", 1) * bits
-        )
-        if str(ds.get("PhotometricInterpretation", "")) == "YBR_FULL_422":
+        per_frame_bits = image.rows * image.columns * image.samples * image.bits
+        if image.photometric == "YBR_FULL_422":
             per_frame_bits = per_frame_bits * 2 // 3  # PS3.3 C.7.6.3.1.2: 2 samples per pixel pair
         if per_frame_bits == 0 or per_frame_bits % 8:
             return [[(value_start, length)]] if frames_n == 1 else None, vr
@@ -176,11 +286,11 @@ def _frame_ranges(
         if per_frame * frames_n > length:
             raise ParseError("truncated", "Pixel Data is shorter than Rows x Columns x frames")
         return [[(value_start + i * per_frame, per_frame)] for i in range(frames_n)], vr
-    return _encapsulated_ranges(fp, value_start, size, frames_n, ds, endian), "OB"
+    return _encapsulated_ranges(fp, value_start, size, frames_n, image, endian), "OB"
 
 
 def _encapsulated_ranges(
-    fp: BinaryIO, pos: int, size: int, frames_n: int, ds: Dataset, endian: str
+    fp: BinaryIO, pos: int, size: int, frames_n: int, image: _Image, endian: str
 ) -> FrameRanges:
     fp.seek(pos)
     items: list[tuple[int, int]] = []  # (value offset, length), first is the Basic Offset Table
@@ -212,9 +322,9 @@ def _encapsulated_ranges(
     if bot and len(bot) // 4 == frames_n:
         offsets = list(struct.unpack(f"{endian}{frames_n}I", bot))
         return _group_by_offsets(fragments, offsets)
-    eot = ds.get("ExtendedOffsetTable")
+    eot = image.extended_offset_table
     if eot is not None and len(eot) // 8 == frames_n:
-        offsets = list(struct.unpack(f"<{frames_n}Q", bytes(eot)))
+        offsets = list(struct.unpack(f"<{frames_n}Q", eot[: frames_n * 8]))
         return _group_by_offsets(fragments, offsets)
     if len(fragments) == frames_n:
         return [[f] for f in fragments]
@@ -258,7 +368,11 @@ def header_metadata(parsed: ParsedInstance) -> dict[str, Any]:
     def bulk(tag: int) -> str:
         return f"{base}/bulk/{tag:08X}"
 
-    data = dataset_json(parsed.ds, bulk, threshold=BULK_DATA_THRESHOLD)
+    if parsed.raw is not None:
+        data = parsed.raw.dataset_json(bulk)
+    else:
+        assert parsed.ds is not None
+        data = dataset_json(parsed.ds, bulk, threshold=BULK_DATA_THRESHOLD)
     if parsed.pixel_vr is not None:
         data["7FE00010"] = {"vr": parsed.pixel_vr, "BulkDataURI": bulk(0x7FE00010)}
     data["00083002"] = {"vr": "UI", "Value": [parsed.transfer_syntax_uid]}

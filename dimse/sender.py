@@ -38,7 +38,7 @@ from pydicom.dataset import Dataset
 from pydicom.uid import UID
 
 from dimse import wakeup
-from dimse.command import C_STORE_RSP, command_set, text, uid, us
+from dimse.command import C_STORE_RQ, C_STORE_RSP, command_set, parse_command, text, uid, us
 from dimse.part10 import data_set_offset
 from dimse.transport import read_exactly
 
@@ -48,8 +48,6 @@ log = logging.getLogger("noctis.dimse.sender")
 UNLIMITED_FRAGMENT = 1 << 20
 #: Bytes gathered before one ``sendall`` (several PDUs per system call).
 SEND_BATCH = 256 << 10
-#: PS3.7 C.4.2: C-STORE-RQ command field.
-_C_STORE_RQ = 0x0001
 #: PS3.8 9.3.1: PDU types.
 _P_DATA_TF = 0x04
 #: Seconds to wait for a response when the association sets no DIMSE timeout.
@@ -79,7 +77,7 @@ def command_set_c_store(
     """The C-STORE-RQ command set (PS3.7 Table 9.3-1)."""
     elements = [
         (0x0002, uid(sop_class)),
-        (0x0100, us(_C_STORE_RQ)),
+        (0x0100, us(C_STORE_RQ)),
         (0x0110, us(message_id)),
         (0x0700, us(priority)),
         (0x0800, us(0x0001)),  # a data set follows
@@ -142,20 +140,6 @@ def _read_exactly(sock: Any, size: int, deadline: float) -> bytearray:
     return data
 
 
-def _command_elements(command: bytes) -> dict[int, bytes]:
-    """The (0000,eeee) elements of an Implicit VR Little Endian command set."""
-    elements: dict[int, bytes] = {}
-    pos = 0
-    while pos + 8 <= len(command):
-        group, element, length = struct.unpack_from("<HHI", command, pos)
-        pos += 8
-        if group != 0x0000 or pos + length > len(command):
-            raise _ProtocolError("malformed command set in the response")
-        elements[element] = command[pos : pos + length]
-        pos += length
-    return elements
-
-
 def read_store_response(sock: Any, message_id: int, timeout: float) -> Dataset:
     """Read P-DATA-TF PDUs until the command set of a C-STORE-RSP is complete (PS3.8
     9.3.5, E.2); its Status (and Error Comment) as a ``Dataset``."""
@@ -177,7 +161,10 @@ def read_store_response(sock: Any, message_id: int, timeout: float) -> Dataset:
             pos += 4 + item_length
         if last:
             break
-    elements = _command_elements(bytes(command))
+    try:
+        elements = parse_command(bytes(command))
+    except ValueError:
+        raise _ProtocolError("malformed command set in the response") from None
     field = struct.unpack("<H", elements.get(0x0100, b"\0\0"))[0]
     responding_to = struct.unpack("<H", elements.get(0x0120, b"\0\0"))[0]
     if field != C_STORE_RSP or responding_to != message_id or 0x0900 not in elements:

@@ -201,3 +201,15 @@ def attach(assoc: Any, spool_path: Callable[[], Path], limit: int = MEMORY_LIMIT
     ``limit``) lie at ``spool_path()``, inside the store."""
     install()
     setattr(assoc.dul, _ATTRIBUTE, lambda: ReceiveSpool(spool_path(), limit))
+
+
+def open_spool(dul: Any, meta: FileMeta) -> ReceiveSpool | None:
+    """A spool for a data set arriving on ``dul``'s association, its Part 10 preamble and
+    File Meta Information written as pynetdicom writes them; ``None`` when the association
+    has no spool."""
+    spool_for = getattr(dul, _ATTRIBUTE, None)
+    if spool_for is None:
+        return None
+    received: ReceiveSpool = spool_for()
+    received.write(b"\x00" * 128 + b"DICM" + file_meta_bytes(meta))
+    return received

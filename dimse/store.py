@@ -31,6 +31,7 @@ from pydicom.dataset import Dataset
 from pydicom.filereader import read_partial
 from pydicom.uid import UID
 
+from dimse import receive
 from dimse import status as st
 from dimse.access import STORE, AccessPolicy, calling_ae_of
 from dimse.command import LONG_VRS
@@ -309,6 +310,9 @@ def discard_partial_receive(event: Any) -> None:
     pynetdicom creates it on the first data fragment and deletes it only after the
     handler ran, so an abort mid-transfer would leave it behind.
     """
+    receiver = receive.receiving(event.assoc)
+    if receiver is not None:
+        receiver.discard()
     message = getattr(event.assoc.dimse, "message", None)
     handle = getattr(message, "_data_set_file", None)
     path = getattr(message, "_data_set_path", None)

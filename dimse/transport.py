@@ -34,7 +34,7 @@ from typing import Any
 from pynetdicom import evt
 from pynetdicom.transport import RequestHandler, ThreadedAssociationServer
 
-from dimse import inline, responses, spool, wakeup
+from dimse import inline, receive, responses, spool, wakeup
 
 log = logging.getLogger("noctis.dimse.transport")
 
@@ -128,6 +128,7 @@ class DimseRequestHandler(RequestHandler):
         spool_path = getattr(self.server, "spool_path", None)
         if spool_path is not None:
             spool.attach(assoc, spool_path)
+            receive.attach(assoc)
         return assoc
 
 

@@ -1,0 +1,226 @@
+"""C-STORE requests decoded by dimse/receive.py instead of pynetdicom's decoder, with the
+same results: PS3.8 E.2 message fragments (command and data set, in any number of PDVs
+and PDUs), PS3.7 9.3.1.1 C-STORE-RQ fields, PS3.4 B.2.3 statuses; anything else goes to
+pynetdicom unchanged."""
+
+from __future__ import annotations
+
+import struct
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from pydicom.uid import ExplicitVRLittleEndian
+from pynetdicom import AE
+from pynetdicom.sop_class import SecondaryCaptureImageStorage, Verification
+
+from dimse import receive
+from dimse.command import command_set, uid, us
+from dimse.part10 import data_set_offset
+from dimse.sender import command_set_c_store
+from tests.factory import make_dataset, to_bytes
+from tests.test_dimse_support import in_process_dimse
+
+
+def _pdv(context_id: int, control: int, fragment: bytes) -> bytes:
+    return struct.pack(">IBB", 2 + len(fragment), context_id, control) + fragment
+
+
+def _pdu(*pdvs: bytes) -> bytes:
+    body = b"".join(pdvs)
+    return struct.pack(">BBI", 0x04, 0x00, len(body)) + body
+
+
+@contextmanager
+def _association(tmp_path: Path) -> Iterator[tuple[Any, Any, Any, int, int]]:
+    """(peer association, server association, archive, presentation context ID, port)."""
+    with in_process_dimse(tmp_path) as (server, archive):
+        ae = AE(ae_title="RAWPEER")
+        ae.add_requested_context(Verification)
+        ae.add_requested_context(SecondaryCaptureImageStorage, ExplicitVRLittleEndian)
+        ae.dimse_timeout = 10
+        assoc = ae.associate("127.0.0.1", server.port, ae_title="NOCTIS")
+        assert assoc.is_established
+        (context,) = [
+            c for c in assoc.accepted_contexts if c.abstract_syntax == SecondaryCaptureImageStorage
+        ]
+        try:
+            (accepted,) = server._server.active_associations
+            yield assoc, accepted, archive, int(context.context_id), server.port
+        finally:
+            if assoc.is_established:
+                assoc.release()
+
+
+def _store_request(ds: Any, message_id: int = 7) -> tuple[bytes, bytes]:
+    data = to_bytes(ds)
+    offset = data_set_offset(data)
+    assert offset is not None
+    command = command_set_c_store(
+        sop_class=str(ds.SOPClassUID),
+        sop_instance=str(ds.SOPInstanceUID),
+        message_id=message_id,
+        priority=0,
+        originator_aet="MOVER",
+        originator_id=3,
+    )
+    return command, data[offset:]
+
+
+def _exchange(assoc: Any, *pdus: bytes) -> Any:
+    """Send raw PDUs on the peer's association and read the response, with the peer's
+    reactor paused (as pynetdicom's own ``send_c_*`` do) so that it cannot take it."""
+    assoc._reactor_checkpoint.clear()
+    while not assoc._is_paused:
+        time.sleep(0.001)
+    try:
+        for pdu in pdus:
+            assoc.dul.socket.send(pdu)
+        _, primitive = assoc.dimse.get_msg(block=True)
+    finally:
+        assoc._reactor_checkpoint.set()
+    assert primitive is not None, "no response within the DIMSE timeout"
+    return primitive
+
+
+def _passed_on(accepted: Any) -> list[str]:
+    """Spy on what the server association's receiver passes to pynetdicom's decoder: the
+    Message Control Header of each PDV handed on."""
+    receiver = receive.receiving(accepted)
+    assert receiver is not None
+    seen: list[str] = []
+    original = receiver.pynetdicom_receive
+
+    def spy(primitive: Any) -> None:
+        seen.extend(f"{data[0]:02x}" for _, data in primitive.presentation_data_value_list)
+        original(primitive)
+
+    receiver.pynetdicom_receive = spy
+    return seen
+
+
+def test_accepted_associations_receive_through_the_store_receiver(tmp_path: Path) -> None:
+    with _association(tmp_path) as (_, accepted, _, _, _):
+        assert isinstance(receive.receiving(accepted), receive.StoreReceiver)
+
+
+def test_a_store_is_decoded_here_and_an_echo_by_pynetdicom(tmp_path: Path) -> None:
+    with _association(tmp_path) as (assoc, accepted, archive, _, _):
+        passed_on = _passed_on(accepted)
+        ds = make_dataset()
+        assert assoc.send_c_store(ds).Status == 0x0000
+        assert assoc.send_c_echo().Status == 0x0000
+        stored = archive.locate_uids(sop_uid=str(ds.SOPInstanceUID))
+    assert passed_on == ["03"]  # the echo's one command fragment, nothing of the store
+    assert stored
+
+
+def test_fragments_split_anywhere_give_the_same_instance(tmp_path: Path) -> None:
+    """PS3.8 E.2: a command set and a data set may each span any number of PDVs, and a
+    PDU may carry the last command fragment together with data set fragments."""
+    with _association(tmp_path) as (assoc, _, archive, cx, _):
+        ds = make_dataset()
+        command, data = _store_request(ds, message_id=41)
+        first, second = command[:10], command[10:]
+        a, b, c = data[:100], data[100:5000], data[5000:]
+        response = _exchange(
+            assoc,
+            _pdu(_pdv(cx, 0x01, first)),
+            _pdu(_pdv(cx, 0x03, second), _pdv(cx, 0x00, a)),
+            _pdu(_pdv(cx, 0x00, b), _pdv(cx, 0x02, c)),
+        )
+        assert response.Status == 0x0000
+        assert response.MessageIDBeingRespondedTo == 41
+        assert str(response.AffectedSOPInstanceUID) == str(ds.SOPInstanceUID)
+        (location,) = archive.locate_uids(sop_uid=str(ds.SOPInstanceUID))
+        with archive.open_blob(location) as fh:
+            stored = fh.read()
+    assert stored.endswith(data)
+    assert b"\x02\x00\x10\x00UI" in stored[:400]  # the Part 10 header names the syntax
+
+
+def test_a_store_with_a_wrong_sop_instance_in_its_data_set_is_refused(tmp_path: Path) -> None:
+    """PS3.7 9.1.1.1: the data set is the instance the command names; a different SOP
+    Instance UID is refused with 0xC002 (cannot understand), as before."""
+    with _association(tmp_path) as (assoc, _, archive, cx, _):
+        ds = make_dataset()
+        command, data = _store_request(ds)
+        other = command.replace(uid(str(ds.SOPInstanceUID)), uid("1.2.3.4" + "5" * 10))
+        other = command_set(_elements_of(other))
+        response = _exchange(assoc, _pdu(_pdv(cx, 0x03, other), _pdv(cx, 0x02, data)))
+        assert response.Status == 0xC002
+        assert not archive.locate_uids(sop_uid=str(ds.SOPInstanceUID))
+
+
+def _elements_of(command: bytes) -> list[tuple[int, bytes]]:
+    """The elements of a command set, its group length left out (for rebuilding)."""
+    out = []
+    pos = 0
+    while pos < len(command):
+        _, element, length = struct.unpack_from("<HHI", command, pos)
+        if element:
+            out.append((element, command[pos + 8 : pos + 8 + length]))
+        pos += 8 + length
+    return out
+
+
+def test_a_command_set_that_does_not_decode_goes_to_pynetdicom(tmp_path: Path) -> None:
+    """A C-ECHO-RQ (not a store) is passed on whole, even split over two PDUs."""
+    with _association(tmp_path) as (assoc, accepted, _, _, _):
+        passed_on = _passed_on(accepted)
+        echo_cx = next(
+            int(c.context_id) for c in assoc.accepted_contexts if c.abstract_syntax == Verification
+        )
+        echo = command_set(
+            [(0x0002, uid(Verification)), (0x0100, us(0x0030)), (0x0110, us(9)),
+             (0x0800, us(0x0101))]
+        )  # fmt: skip
+        response = _exchange(
+            assoc, _pdu(_pdv(echo_cx, 0x01, echo[:12])), _pdu(_pdv(echo_cx, 0x03, echo[12:]))
+        )
+        assert response.Status == 0x0000
+        assert response.MessageIDBeingRespondedTo == 9
+    assert passed_on == ["01", "03"]
+
+
+def _wait_closed(assoc: Any, timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while assoc.is_alive() and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
+def test_a_command_inside_a_data_set_aborts_and_leaves_nothing(tmp_path: Path) -> None:
+    """PS3.8 E.2: a message's data set fragments follow its command; a new command
+    fragment in the middle is a protocol error: the association is aborted, nothing is
+    stored, the partial spool is gone and the server goes on serving."""
+    with _association(tmp_path) as (assoc, accepted, archive, cx, port):
+        receiver = receive.receiving(accepted)
+        assert receiver is not None
+        ds = make_dataset()
+        command, data = _store_request(ds)
+        big = data + b"\x00" * (2 << 20)  # past the memory limit: spooled to a file
+        assoc.dul.socket.send(_pdu(_pdv(cx, 0x03, command), _pdv(cx, 0x00, big)))
+        deadline = time.monotonic() + 10
+        while (receiver.spool is None or receiver.spool.in_memory is not None) and (
+            time.monotonic() < deadline
+        ):
+            time.sleep(0.01)
+        spooled = receiver.spool
+        assert spooled is not None and spooled.path.exists()
+        assoc.dul.socket.send(_pdu(_pdv(cx, 0x03, command)))
+        _wait_closed(assoc)
+        assert not assoc.is_established
+        deadline = time.monotonic() + 10
+        while spooled.path.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not spooled.path.exists()
+        assert not archive.locate_uids(sop_uid=str(ds.SOPInstanceUID))
+        ae = AE(ae_title="AGAIN")
+        ae.add_requested_context(Verification)
+        again = ae.associate("127.0.0.1", port, ae_title="NOCTIS")
+        try:
+            assert again.send_c_echo().Status == 0x0000
+        finally:
+            again.release()

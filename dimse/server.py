@@ -127,6 +127,7 @@ class DimseServer:
             {
                 "handshake_timeout": self.settings.dimse.acse_timeout,
                 "spool_path": staticmethod(self.archive.spool_path),
+                "pending_interval": self.settings.dimse.pending_interval,
                 "passive": not self.primary,
                 "hand_off": staticmethod(hand_off) if hand_off else None,
                 "on_closed": staticmethod(on_closed) if on_closed else None,

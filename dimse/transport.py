@@ -124,7 +124,7 @@ class DimseRequestHandler(RequestHandler):
         attach_reader(assoc)
         wakeup.attach(assoc)
         inline.serve_stores_inline(assoc)
-        responses.attach(assoc)
+        responses.attach(assoc, getattr(self.server, "pending_interval", 0.0))
         spool_path = getattr(self.server, "spool_path", None)
         if spool_path is not None:
             spool.attach(assoc, spool_path)
@@ -143,6 +143,8 @@ class DimseListener(ThreadedAssociationServer):
     #: Where received data sets that outgrow memory are spooled (``dimse.spool``):
     #: a path inside the store, so that the store adopts the file without a copy.
     spool_path: Any = None
+    #: Seconds between pending C-MOVE / C-GET responses (``dimse.responses``).
+    pending_interval: float = 0.0
     #: A worker's listener: no socket of its own, connections come by ``serve_connection``.
     passive: bool = False
     #: ``hand_off(connection, address)``: True when another process took the connection.

@@ -67,6 +67,9 @@ class DimseSettings:
     dimse_timeout: float = 60.0
     network_timeout: float = 60.0
     max_pdu: int = 0
+    #: Seconds between pending C-MOVE / C-GET responses (PS3.4 C.4.2.3.1: optional);
+    #: the first sub-operation is always reported; 0 = after every sub-operation.
+    pending_interval: float = 0.1
     #: ``open`` accepts any calling AE title; ``allow_list`` only the remotes below.
     access_control: str = "open"
     tls_certificate: str = ""
@@ -300,6 +303,8 @@ def _validate(settings: Settings) -> None:
             raise SettingsError(f"{where}: {count} is not between 1 and 64")
     if settings.query.max_results < 1:
         raise SettingsError("query.max_results: must be at least 1")
+    if settings.dimse.pending_interval < 0:
+        raise SettingsError("dimse.pending_interval: must be 0 (every sub-operation) or more")
     tls = settings.dimse
     if bool(tls.tls_certificate) != bool(tls.tls_key):
         raise SettingsError("dimse.tls_certificate and dimse.tls_key go together")

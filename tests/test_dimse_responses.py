@@ -4,6 +4,7 @@ behaviour over the wire is covered by every C-FIND and worklist test."""
 
 from __future__ import annotations
 
+import time
 from io import BytesIO
 from types import SimpleNamespace
 from typing import Any
@@ -136,3 +137,41 @@ def test_c_store_response_with_a_comment_keeps_pynetdicoms_encoding() -> None:
     dimse = SimpleNamespace(maximum_pdu_size=0, dul=SimpleNamespace(send_pdu=None))
     fast_send_msg(dimse, lambda p, c: fallback.append(p))(rsp, 1)
     assert fallback == [rsp]
+
+
+def test_pending_retrieve_responses_are_spaced_by_the_interval() -> None:
+    """PS3.4 C.4.2.3.1: pending C-MOVE responses are optional; the first is sent, then at
+    most one per interval; other responses are never held back."""
+    from pynetdicom.dimse_primitives import C_MOVE
+
+    def pending(remaining: int) -> Any:
+        rsp = C_MOVE()
+        rsp.MessageIDBeingRespondedTo = 5
+        rsp.AffectedSOPClassUID = "1.2.840.10008.5.1.4.1.2.2.2"
+        rsp.Status = 0xFF00
+        rsp.NumberOfRemainingSuboperations = remaining
+        rsp.NumberOfCompletedSuboperations = 10 - remaining
+        rsp.NumberOfFailedSuboperations = 0
+        rsp.NumberOfWarningSuboperations = 0
+        return rsp
+
+    sent: list[Any] = []
+    dimse = SimpleNamespace(maximum_pdu_size=0, dul=SimpleNamespace(send_pdu=sent.append))
+    fallback: list[Any] = []
+    send = fast_send_msg(dimse, lambda p, c: fallback.append(p), pending_interval=0.2)
+    send(pending(9), 1)
+    send(pending(8), 1)
+    assert len(sent) == 1
+    time.sleep(0.25)
+    send(pending(7), 1)
+    assert len(sent) == 2
+    final = pending(0)
+    final.Status = 0x0000
+    send(final, 1)
+    assert fallback == [final]
+    every: list[Any] = []
+    dimse = SimpleNamespace(maximum_pdu_size=0, dul=SimpleNamespace(send_pdu=every.append))
+    send = fast_send_msg(dimse, lambda p, c: None, pending_interval=0)
+    for remaining in range(9, -1, -1):
+        send(pending(remaining), 1)
+    assert len(every) == 10

@@ -43,6 +43,7 @@ def test_precedence_file_env_flags(tmp_path: Path) -> None:
         ('[storage]\ndb = "mysql://x"\n', "storage.db"),
         ('[dimse.remotes.X]\nae_title = "X"\n', "missing host, port"),
         ('[http]\nport = "eighty"\n', "expected a number"),
+        ("[dimse]\npending_interval = -1\n", "dimse.pending_interval"),
     ],
 )
 def test_invalid_settings_name_the_setting(tmp_path: Path, text: str, message: str) -> None:

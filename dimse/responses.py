@@ -179,12 +179,12 @@ def fast_send_msg(
     def send_msg(primitive: Any, context_id: int) -> None:
         nonlocal last_pending
         command = _store_response(primitive)
-        if command is None:
+        if command is None and type(primitive) in _RETRIEVE_RSP and primitive.Status == 0xFF00:
+            now = time.monotonic()
+            if pending_interval > 0 and now - last_pending < pending_interval:
+                return  # reported with the next one, or with the final response
             command = _pending_retrieve(primitive)
-            if command is not None and pending_interval > 0:
-                now = time.monotonic()
-                if now - last_pending < pending_interval:
-                    return  # reported with the next one, or with the final response
+            if command is not None:
                 last_pending = now
         if command is not None:
             max_pdu = int(dimse.maximum_pdu_size or 0)

@@ -151,11 +151,18 @@ def _sub_operations(
     """(Pending, dataset) per instance over ``storing_assoc()`` (the C-MOVE
     sub-association, or the C-GET association itself); C-CANCEL stops it (PS3.4
     C.4.2.3.1 / C.4.3.3.1). Returns the status that ends the operation."""
+    accepted_by_class: dict[tuple[int, str], set[str]] = {}
     for location in locations:
         if event.is_cancelled:
             yield st.CANCEL, None
             return st.CANCEL
-        accepted = _accepted_syntaxes(storing_assoc(), location.sop_class_uid, as_scu=as_scu)
+        assoc = storing_assoc()
+        key = (id(assoc), location.sop_class_uid)
+        accepted = accepted_by_class.get(key)
+        if accepted is None:
+            accepted = _accepted_syntaxes(assoc, location.sop_class_uid, as_scu=as_scu)
+            if assoc is not None:
+                accepted_by_class[key] = accepted
         yield st.PENDING, _prepare(archive, location, accepted, direct=not as_scu)
     return st.SUCCESS
 

@@ -19,10 +19,21 @@ Every other message, and a C-STORE whose command set does not decode, is handed 
 pynetdicom's own ``receive_primitive`` unchanged: the P-DATA primitives held while
 the command set was incomplete are passed on in order, so pynetdicom sees the
 message whole and answers it (or aborts on it) as it always did.
+
+The P-DATA-TF PDUs themselves (PS3.8 9.3.5) are read here too, while the association
+is established (state Sta6): the DUL thread's ``_read_pdu_data`` reads the PDU header
+and body, splits the body into its PDV items as views of the one buffer it was read
+into, and passes them on as a P-DATA primitive. pynetdicom copied each PDU twice,
+built an object per PDV item and ran its state machine once per PDU (event DT-2,
+which leaves the state as it is): for a 512x512 CT slice in 16 KiB PDUs, 32 times.
+Any other PDU, any other state, and any association whose received data or PDUs
+someone watches (``EVT_DATA_RECV``, ``EVT_PDU_RECV``) keep pynetdicom's reading.
 """
 
 from __future__ import annotations
 
+import logging
+import struct
 from io import BytesIO
 from pathlib import Path
 from typing import Any
@@ -33,6 +44,8 @@ from pynetdicom.pdu_primitives import P_DATA
 
 from dimse.command import C_STORE_RQ, NO_DATA_SET, parse_command, read_text, read_us
 from dimse.spool import FileMeta, ReceiveSpool, open_spool
+
+log = logging.getLogger("noctis.dimse.receive")
 
 #: PS3.8 E.2: Message Control Header bits.
 _COMMAND = 0x01
@@ -142,7 +155,7 @@ class StoreReceiver:
                 rest = values[index + 1 :]
                 if rest:  # the next message began in the same PDU
                     following = P_DATA()
-                    following.presentation_data_value_list = rest
+                    following.presentation_data_value_list.extend(rest)
                     self(following)
                 return
 
@@ -154,11 +167,87 @@ class StoreReceiver:
 
 
 def attach(assoc: Any) -> None:
-    """Decode this accepted association's C-STORE requests here (see the module text)."""
+    """Read this accepted association's P-DATA-TF PDUs and decode its C-STORE requests
+    here (see the module text)."""
     assoc.dimse.receive_primitive = StoreReceiver(assoc, assoc.dimse.receive_primitive)
+    read_data_pdus(assoc)
 
 
 def receiving(assoc: Any) -> StoreReceiver | None:
     """The association's receiver, if it has one."""
     receiver = getattr(assoc.dimse, "receive_primitive", None)
     return receiver if isinstance(receiver, StoreReceiver) else None
+
+
+#: PS3.8 9.3.1: the P-DATA-TF PDU type; the association state that receives it (DT-2).
+_P_DATA_TF = 0x04
+_ESTABLISHED = "Sta6"
+_PDU_HEADER = struct.Struct(">BBI")
+_ITEM_LENGTH = struct.Struct(">I")
+
+
+def pdv_items(body: bytes | bytearray) -> list[tuple[int, memoryview]] | None:
+    """The PDV items of a P-DATA-TF PDU body (PS3.8 9.3.5.1): (presentation context ID,
+    message control header and fragment) each, as views of ``body``; None when the items
+    do not fill the body exactly or one is shorter than its two header bytes."""
+    view = memoryview(body)
+    items = []
+    pos = 0
+    size = len(body)
+    while pos < size:
+        if pos + 4 > size:
+            return None
+        (length,) = _ITEM_LENGTH.unpack_from(body, pos)
+        end = pos + 4 + length
+        if length < 2 or end > size:
+            return None
+        items.append((body[pos + 4], view[pos + 5 : end]))
+        pos = end
+    return items
+
+
+def read_data_pdus(assoc: Any) -> None:
+    """Read this association's P-DATA-TF PDUs here (see the module text)."""
+    dul = assoc.dul
+    reader = dul.socket.recv
+    pynetdicom_read = dul._read_pdu_data
+    if not hasattr(reader, "unread"):
+        return  # not read through dimse.transport.PduReader
+
+    def read_pdu_data() -> None:
+        if (
+            dul.state_machine.current_state != _ESTABLISHED
+            or assoc.get_handlers(evt.EVT_DATA_RECV)
+            or assoc.get_handlers(evt.EVT_PDU_RECV)
+        ):
+            pynetdicom_read()
+            return
+        try:
+            header = reader(6)
+        except (OSError, TimeoutError):
+            log.error("connection closed before the entire PDU was received")
+            dul.event_queue.put("Evt17")
+            return
+        if len(header) < 6 or header[0] != _P_DATA_TF:
+            reader.unread(header)
+            pynetdicom_read()
+            return
+        _, _, length = _PDU_HEADER.unpack(header)
+        try:
+            body = reader(length)
+        except (OSError, TimeoutError):
+            body = bytearray()
+        if len(body) != length:
+            log.error("connection closed before the entire PDU was received")
+            dul.event_queue.put("Evt17")
+            return
+        items = pdv_items(body)
+        if items is None:
+            log.error("malformed P-DATA-TF PDU: its PDV items do not fit its length")
+            dul.event_queue.put("Evt19")  # invalid PDU: the state machine aborts (AA-8)
+            return
+        primitive = P_DATA()
+        primitive.presentation_data_value_list.extend(items)  # type: ignore[arg-type]
+        assoc.dimse.receive_primitive(primitive)
+
+    dul._read_pdu_data = read_pdu_data

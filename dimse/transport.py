@@ -72,17 +72,35 @@ def read_exactly(sock: socket.socket, size: int, *, deadline: float | None = Non
     return buffer
 
 
-def attach_reader(assoc: Any) -> None:
-    """Read this association's PDUs through :func:`read_exactly` (plain TCP or TLS)."""
-    transport = assoc.dul.socket
+class PduReader:
+    """An association's ``socket.recv``: bytes read straight into one buffer
+    (:func:`read_exactly`), after any given back with ``unread``."""
 
-    def recv(nr_bytes: int) -> bytearray:
-        sock = transport.socket
+    def __init__(self, transport: Any) -> None:
+        self.transport = transport
+        self.pending = b""
+
+    def __call__(self, nr_bytes: int) -> bytearray:
+        sock = self.transport.socket
+        if self.pending:
+            head, self.pending = self.pending[:nr_bytes], self.pending[nr_bytes:]
+            data = bytearray(head)
+            if len(data) < nr_bytes and sock is not None:
+                data += read_exactly(sock, nr_bytes - len(data))
+            return data
         if sock is None:
             raise OSError("the association's socket is closed")
         return read_exactly(sock, nr_bytes)
 
-    transport.recv = recv
+    def unread(self, data: bytes | bytearray) -> None:
+        """Give back bytes read ahead: the next reads return them first."""
+        self.pending = bytes(data) + self.pending
+
+
+def attach_reader(assoc: Any) -> None:
+    """Read this association's PDUs through :class:`PduReader` (plain TCP or TLS)."""
+    transport = assoc.dul.socket
+    transport.recv = PduReader(transport)
 
 
 class DimseRequestHandler(RequestHandler):

@@ -224,3 +224,56 @@ def test_a_command_inside_a_data_set_aborts_and_leaves_nothing(tmp_path: Path) -
             assert again.send_c_echo().Status == 0x0000
         finally:
             again.release()
+
+
+def test_pdv_items_are_views_of_the_pdu_body() -> None:
+    """PS3.8 9.3.5.1: item length, presentation context ID, PDV (control header first)."""
+    body = _pdv(1, 0x03, b"cmd") + _pdv(3, 0x02, b"data!")
+    items = receive.pdv_items(bytearray(body))
+    assert items is not None
+    assert [(cx, bytes(pdv)) for cx, pdv in items] == [(1, b"\x03cmd"), (3, b"\x02data!")]
+    assert receive.pdv_items(body[:-1]) is None  # an item past the end of the PDU
+    assert receive.pdv_items(body + b"\x00\x00") is None  # bytes that are no item
+    assert receive.pdv_items(struct.pack(">IB", 1, 1)) is None  # shorter than its header
+
+
+def test_one_pdu_ending_a_store_and_beginning_the_next_message(tmp_path: Path) -> None:
+    """PS3.8 9.3.5.1: PDVs of two messages in one P-DATA-TF PDU; both are answered."""
+    with _association(tmp_path) as (assoc, _, archive, cx, _):
+        echo_cx = next(
+            int(c.context_id) for c in assoc.accepted_contexts if c.abstract_syntax == Verification
+        )
+        ds = make_dataset()
+        command, data = _store_request(ds, message_id=11)
+        echo = command_set(
+            [(0x0002, uid(Verification)), (0x0100, us(0x0030)), (0x0110, us(12)),
+             (0x0800, us(0x0101))]
+        )  # fmt: skip
+        pdu = _pdu(_pdv(cx, 0x03, command), _pdv(cx, 0x02, data), _pdv(echo_cx, 0x03, echo))
+        first = _exchange(assoc, pdu)
+        assoc._reactor_checkpoint.clear()
+        try:
+            _, second = assoc.dimse.get_msg(block=True)
+        finally:
+            assoc._reactor_checkpoint.set()
+        assert (first.MessageIDBeingRespondedTo, first.Status) == (11, 0x0000)
+        assert second is not None
+        assert (second.MessageIDBeingRespondedTo, second.Status) == (12, 0x0000)
+        assert archive.locate_uids(sop_uid=str(ds.SOPInstanceUID))
+
+
+def test_a_malformed_p_data_pdu_aborts_only_its_association(tmp_path: Path) -> None:
+    """PS3.8 9.3.5 / 9.2 (AA-8): a P-DATA-TF PDU whose items do not fit its length is an
+    invalid PDU; the association is aborted and the server serves the next one."""
+    with _association(tmp_path) as (assoc, _, _, cx, port):
+        broken = struct.pack(">BBIIBB", 0x04, 0, 8, 100, cx, 0x03) + b"xx"
+        assoc.dul.socket.send(broken)
+        _wait_closed(assoc)
+        assert not assoc.is_established
+        ae = AE(ae_title="AGAIN")
+        ae.add_requested_context(Verification)
+        again = ae.associate("127.0.0.1", port, ae_title="NOCTIS")
+        try:
+            assert again.send_c_echo().Status == 0x0000
+        finally:
+            again.release()

@@ -18,14 +18,35 @@ not yet marked established).
 The peer does not send another request before the response (PS3.7 D.3.3.3: no
 asynchronous operations are negotiated), so nothing queues up behind the store; an
 A-ABORT that arrives meanwhile is read when it is done.
+
+A C-STORE for a storage SOP class is served without pynetdicom's Storage service class
+(:func:`store_directly`): the bound EVT_C_STORE handler runs as pynetdicom runs it
+(``evt.trigger``, C211H on an exception, the received file closed and removed after),
+and a plain response (a status, at most an Error Comment) is written as its command
+set (``dimse.responses``) instead of being built as a validated response primitive and
+encoded again: about 40 us of a small instance's ~1.5 ms. Anything else (an
+unusual status data set, a SOP class pynetdicom maps to another service) keeps
+pynetdicom's path.
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import logging
+import os
 import threading
 from typing import Any
 
+from pydicom.dataset import Dataset
+from pynetdicom import evt
 from pynetdicom.dimse_primitives import C_STORE
+from pynetdicom.service_class import StorageServiceClass
+from pynetdicom.sop_class import uid_to_service_class
+
+from dimse import responses
+
+log = logging.getLogger("noctis.dimse.inline")
 
 
 def serve_stores_inline(assoc: Any) -> None:
@@ -44,7 +65,80 @@ def serve_stores_inline(assoc: Any) -> None:
             # is_established after sending the A-ASSOCIATE-AC, which a fast peer answers
             # at once), the request waits for the reactor as pynetdicom intends.
             return False
-        assoc._serve_request(message, context_id)
+        if not store_directly(assoc, message, context_id):
+            assoc._serve_request(message, context_id)
         return True
 
     assoc.dimse.msg_queue.serve_inline = serve
+
+
+@functools.cache
+def _storage_class(sop_class: str) -> bool:
+    return uid_to_service_class(sop_class) is StorageServiceClass
+
+
+def store_directly(assoc: Any, request: C_STORE, context_id: int) -> bool:
+    """Serve one C-STORE request as pynetdicom's Storage service class would, with the
+    response written directly; False (nothing done) where pynetdicom must serve it."""
+    sop_class = str(request.AffectedSOPClassUID)
+    context = assoc._accepted_cx.get(context_id)
+    if (
+        context is None
+        or not _storage_class(sop_class)
+        or assoc.acceptor._common_ext  # SOP Class Common Extended Negotiation: pynetdicom's
+        or not assoc.get_handlers(evt.EVT_C_STORE)
+    ):
+        return False
+    assoc.dimse.cancel_req = {}
+    try:
+        status: Any = evt.trigger(
+            assoc, evt.EVT_C_STORE, {"request": request, "context": context.as_tuple}
+        )
+    except Exception:
+        log.exception("exception in the EVT_C_STORE handler; answering C211H")
+        status = _HANDLER_FAILED
+    finally:
+        received = request._dataset_file
+        if received:
+            received.close()
+            with contextlib.suppress(OSError):
+                os.unlink(received.name)
+    if not assoc.is_established:
+        return True
+    code, comment = _plain_status(status)
+    if code is None:  # an unusual status: pynetdicom validates and encodes it
+        response = C_STORE()
+        response.MessageIDBeingRespondedTo = request.MessageID
+        response.AffectedSOPClassUID = request.AffectedSOPClassUID
+        response.AffectedSOPInstanceUID = request.AffectedSOPInstanceUID
+        assoc.dimse.send_msg(
+            StorageServiceClass(assoc).validate_status(status, response), context_id
+        )
+        return True
+    responses.send_store_response(
+        assoc.dimse,
+        context_id,
+        sop_class=sop_class,
+        sop_instance=str(request.AffectedSOPInstanceUID),
+        responding_to=int(request.MessageID or 0),
+        status=code,
+        comment=comment,
+    )
+    return True
+
+
+#: pynetdicom's status for an exception in the C-STORE handler (PS3.4 B.2.3: C211H
+#: is in the "cannot understand" range).
+_HANDLER_FAILED = 0xC211
+_PLAIN_KEYWORDS = frozenset({"Status", "ErrorComment"})
+
+
+def _plain_status(status: Any) -> tuple[int | None, str]:
+    """(status, error comment) of a handler's answer that needs nothing more."""
+    if isinstance(status, int):
+        return status, ""
+    if not isinstance(status, Dataset) or "Status" not in status:
+        return None, ""
+    if any(element.keyword not in _PLAIN_KEYWORDS for element in status):
+        return None, ""
+    return int(status.Status), str(status.get("ErrorComment", "") or "")

@@ -37,7 +37,7 @@ from typing import Any
 from pynetdicom.dimse_primitives import C_FIND, C_GET, C_MOVE, C_STORE
 from pynetdicom.pdu_primitives import P_DATA
 
-from dimse.command import C_STORE_RSP, command_set, uid, us
+from dimse.command import C_STORE_RSP, command_set, text, uid, us
 
 #: PS3.7 E.2: C-FIND-RSP command field.
 _C_FIND_RSP = 0x8020
@@ -70,20 +70,37 @@ def find_response_command(
 
 
 def store_response_command(
-    sop_class: str, sop_instance: str, responding_to: int, status: int
+    sop_class: str, sop_instance: str, responding_to: int, status: int, comment: str = ""
 ) -> bytes:
-    """The C-STORE-RSP command set (PS3.7 9.3.1.2) without Error Comment or Offending
-    Element."""
-    return command_set(
-        [
-            (0x0002, uid(sop_class)),
-            (0x0100, us(C_STORE_RSP)),
-            (0x0120, us(responding_to)),
-            (0x0800, us(0x0101)),
-            (0x0900, us(status)),
-            (0x1000, uid(sop_instance)),
-        ]
-    )
+    """The C-STORE-RSP command set (PS3.7 9.3.1.2), with an Error Comment (0000,0902) when
+    one is given; no Offending Element."""
+    elements = [
+        (0x0002, uid(sop_class)),
+        (0x0100, us(C_STORE_RSP)),
+        (0x0120, us(responding_to)),
+        (0x0800, us(0x0101)),
+        (0x0900, us(status)),
+    ]
+    if comment:  # LO (PS3.7 C.11.2): 64 characters of the default repertoire
+        plain = comment[:64].encode("ascii", "replace").decode("ascii")
+        elements.append((0x0902, text(plain)))
+    elements.append((0x1000, uid(sop_instance)))
+    return command_set(elements)
+
+
+def send_store_response(
+    dimse: Any,
+    context_id: int,
+    *,
+    sop_class: str,
+    sop_instance: str,
+    responding_to: int,
+    status: int,
+    comment: str = "",
+) -> None:
+    """Queue a C-STORE-RSP for the association's DUL thread to send."""
+    command = store_response_command(sop_class, sop_instance, responding_to, status, comment)
+    _queue(dimse.dul, context_id, command, command=True, max_pdu=int(dimse.maximum_pdu_size or 0))
 
 
 def _store_response(primitive: Any) -> bytes | None:

@@ -77,3 +77,70 @@ def test_a_store_that_arrives_before_the_association_is_marked_established(
         finally:
             assoc.release()
         assert archive.locate_uids(sop_uid=str(ds.SOPInstanceUID))
+
+
+def test_a_refused_store_answers_with_its_status_and_error_comment(tmp_path: Path) -> None:
+    """PS3.4 B.2.3 / PS3.7 C.11.2: a store refused for a missing attribute answers A900
+    with an Error Comment saying which, written without pynetdicom's service class."""
+    with in_process_dimse(tmp_path) as (server, archive):
+        ae = AE(ae_title="REFUSED")
+        ae.add_requested_context(SecondaryCaptureImageStorage, ExplicitVRLittleEndian)
+        assoc = ae.associate("127.0.0.1", server.port, ae_title="NOCTIS")
+        try:
+            ds = make_dataset()
+            del ds.StudyInstanceUID
+            status = assoc.send_c_store(ds)
+            good = make_dataset()
+            after = assoc.send_c_store(good)
+        finally:
+            assoc.release()
+        assert status.Status == 0xA900
+        assert "StudyInstanceUID" in status.ErrorComment
+        assert after.Status == 0x0000
+        assert archive.locate_uids(sop_uid=str(good.SOPInstanceUID))
+
+
+def test_an_exception_in_the_store_handler_answers_c211(tmp_path: Path) -> None:
+    """As pynetdicom's Storage service class does: C211H, and the association goes on."""
+    with in_process_dimse(tmp_path) as (server, _):
+
+        def broken(event: Any) -> Any:
+            raise RuntimeError("boom")
+
+        server._server.bind(evt.EVT_C_STORE, broken)
+        ae = AE(ae_title="BROKEN")
+        ae.add_requested_context(SecondaryCaptureImageStorage, ExplicitVRLittleEndian)
+        ae.add_requested_context(Verification)
+        assoc = ae.associate("127.0.0.1", server.port, ae_title="NOCTIS")
+        try:
+            status = assoc.send_c_store(make_dataset())
+            echo = assoc.send_c_echo()
+        finally:
+            assoc.release()
+        assert status.Status == 0xC211
+        assert echo.Status == 0x0000
+
+
+def test_a_store_is_answered_without_pynetdicoms_service_class(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    from dimse import inline
+
+    served: list[bool] = []
+
+    def spy(assoc: Any, request: Any, context_id: int) -> bool:
+        result = original(assoc, request, context_id)
+        served.append(result)
+        return result
+
+    original = inline.store_directly
+    monkeypatch.setattr(inline, "store_directly", spy)
+    with in_process_dimse(tmp_path) as (server, _):
+        ae = AE(ae_title="DIRECT")
+        ae.add_requested_context(SecondaryCaptureImageStorage, ExplicitVRLittleEndian)
+        assoc = ae.associate("127.0.0.1", server.port, ae_title="NOCTIS")
+        try:
+            assert assoc.send_c_store(make_dataset()).Status == 0x0000
+        finally:
+            assoc.release()
+    assert served == [True]

@@ -175,3 +175,30 @@ def test_pending_retrieve_responses_are_spaced_by_the_interval() -> None:
     for remaining in range(9, -1, -1):
         send(pending(remaining), 1)
     assert len(every) == 10
+
+
+@pytest.mark.parametrize("comment", ["SOP Class UID differs", "x" * 80, "Zürich"])
+def test_c_store_response_with_an_error_comment_equals_pynetdicom(comment: str) -> None:
+    """PS3.7 9.3.1.2 / C.11.2: the Error Comment (0000,0902) written directly is the
+    element pynetdicom writes (LO, at most 64 characters, padded to even length)."""
+    from pynetdicom.dimse_messages import C_STORE_RSP
+    from pynetdicom.dimse_primitives import C_STORE
+
+    from dimse.responses import send_store_response
+
+    sent: list[Any] = []
+    dimse = SimpleNamespace(maximum_pdu_size=16384, dul=SimpleNamespace(send_pdu=sent.append))
+    send_store_response(
+        dimse, 1, sop_class="1.2.840.10008.5.1.4.1.1.2", sop_instance="1.2.3",
+        responding_to=3, status=0xA900, comment=comment,
+    )  # fmt: skip
+    rsp = C_STORE()
+    rsp.MessageIDBeingRespondedTo = 3
+    rsp.AffectedSOPClassUID = "1.2.840.10008.5.1.4.1.1.2"
+    rsp.AffectedSOPInstanceUID = "1.2.3"
+    rsp.Status = 0xA900
+    rsp.ErrorComment = comment[:64].encode("ascii", "replace").decode("ascii")
+    message = C_STORE_RSP()
+    message.primitive_to_message(rsp)
+    expected = [p.presentation_data_value_list for p in message.encode_msg(1, 16384)]
+    assert [p.presentation_data_value_list for p in sent] == expected

@@ -21,11 +21,16 @@ Here the loops' sleeps become waits that end early:
 - the DUL waits in ``select()`` on its socket and on an event file descriptor
   written when a primitive is queued for sending.
 
-The waits never last longer than the sleeps they replace, so the loops' own logic
-(timers, release, abort) is unchanged, and an idle association still wakes at
-pynetdicom's own cadence: idle CPU stays what it was. Only threads that carry a
-wake-up (:func:`attach`) are affected; every other sleep in those modules is the
-plain ``time.sleep``.
+The DUL's waits never last longer than the sleeps they replace, so its own logic
+(timers, release, abort) is unchanged. The reactor of an association Noctis accepted
+waits up to ``REACTOR_IDLE`` instead of 1 ms: everything its loop reacts to rings it
+(a queued message, a pause, and the DUL's queue of received A-RELEASE, A-ABORT and
+A-P-ABORT primitives, :class:`_RingingQueue` too on acceptors), so the longer wait only
+spaces its checks of the network idle timer and of a DUL thread that died without a
+word. Ticking every millisecond, each open association's reactor took the GIL a
+thousand times a second: a tenth of the interpreter's time with four modalities
+storing. Only threads that carry a wake-up (:func:`attach`) are affected; every other
+sleep in those modules is the plain ``time.sleep``.
 """
 
 from __future__ import annotations
@@ -45,6 +50,10 @@ import pynetdicom.dul
 
 #: The attribute on an association (reactor thread) or DUL thread that holds its wake-up.
 _ATTRIBUTE = "_noctis_wakeup"
+#: pynetdicom's reactor loop sleeps this long between looks at its queue.
+_REACTOR_TICK = 0.001
+#: The longest wait of an acceptor's reactor with nothing to do (see the module text).
+REACTOR_IDLE = 0.05
 
 
 class _Doorbell:
@@ -145,8 +154,13 @@ class Wakeup:
         self.reactor = threading.Event()
         self.dul = _Doorbell()
         self.socket_lock = threading.Lock()
+        #: How long the reactor loop's tick may last: ``REACTOR_IDLE`` once every
+        #: primitive the reactor waits for rings it.
+        self.reactor_tick = _REACTOR_TICK
 
     def reactor_sleep(self, seconds: float) -> None:
+        if seconds == _REACTOR_TICK:
+            seconds = self.reactor_tick
         if self.reactor.wait(seconds):
             # Cleared before the reactor looks at its queue, so a message queued
             # after this point rings again: no wake-up is lost.
@@ -241,7 +255,8 @@ def attach(assoc: Any) -> Wakeup:
 
     Call it before the association's loops have work: on an acceptor before it is
     started, on a requestor from its ``EVT_ACCEPTED`` handler (negotiation done,
-    nothing queued, reactor not yet running).
+    nothing queued, reactor not yet running). An acceptor's queue of received
+    primitives rings its reactor too, and its reactor idles up to ``REACTOR_IDLE``.
     """
     install()
     wakeup = Wakeup()
@@ -250,6 +265,11 @@ def attach(assoc: Any) -> Wakeup:
     messages.guard(checkpoint, assoc)
     assoc.dimse.msg_queue = messages
     assoc.dul.to_provider_queue = _RingingQueue(wakeup.dul.ring)
+    if assoc.is_acceptor and not assoc.is_alive():
+        # Received A-RELEASE / A-ABORT primitives ring the reactor (PS3.8 7.2, 7.3):
+        # with nothing left to poll for, its idle wait can be long.
+        assoc.dul.to_user_queue = _RingingQueue(wakeup.reactor.set)
+        wakeup.reactor_tick = REACTOR_IDLE
     assoc._reactor_checkpoint = checkpoint
     assoc.dul._is_transport_event = _unless_owned(wakeup, assoc.dul._is_transport_event)
     setattr(assoc, _ATTRIBUTE, wakeup)

@@ -150,3 +150,45 @@ def test_accepted_association_carries_its_wakeups_and_answers(tmp_path: Path) ->
                 assert assoc.send_c_echo().Status == 0x0000
         finally:
             assoc.release()
+
+
+def _idle_ticks(accepted: Any, seconds: float) -> int:
+    """How often the association's reactor woke in ``seconds`` of idleness."""
+    found = wakeup.of(accepted)
+    assert found is not None
+    count = 0
+    original = found.reactor.wait
+
+    def counting(timeout: float | None = None) -> bool:
+        nonlocal count
+        count += 1
+        return original(timeout)
+
+    found.reactor.wait = counting  # type: ignore[method-assign]
+    try:
+        time.sleep(seconds)
+    finally:
+        found.reactor.wait = original  # type: ignore[method-assign]
+    return count
+
+
+def test_an_idle_acceptor_reactor_sleeps_long_yet_release_and_abort_end_it_at_once(
+    tmp_path: Path,
+) -> None:
+    """The reactor of an accepted association idles up to REACTOR_IDLE (not pynetdicom's
+    1 ms tick) because received A-RELEASE and A-ABORT primitives ring it (PS3.8 7.2,
+    7.3): both still end the association without waiting out an idle tick."""
+    with in_process_dimse(tmp_path) as (server, _):
+        ae = AE(ae_title="IDLE")
+        ae.add_requested_context(Verification)
+        for ending in ("release", "abort"):
+            assoc = ae.associate("127.0.0.1", server.port, ae_title="NOCTIS")
+            assert assoc.is_established
+            (accepted,) = server._server.active_associations
+            assert isinstance(accepted.dul.to_user_queue, wakeup._RingingQueue)
+            assert _idle_ticks(accepted, 0.5) <= 0.5 / wakeup.REACTOR_IDLE + 2  # not 500
+            started = time.monotonic()
+            assoc.release() if ending == "release" else assoc.abort()
+            accepted.join(timeout=5)
+            assert not accepted.is_alive()
+            assert time.monotonic() - started < 1.0, ending  # loose: a loaded CI machine

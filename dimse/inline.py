@@ -72,7 +72,7 @@ def serve_stores_inline(assoc: Any) -> None:
     assoc.dimse.msg_queue.serve_inline = serve
 
 
-@functools.cache
+@functools.lru_cache(maxsize=256)  # bounded: the SOP class comes from the sender
 def _storage_class(sop_class: str) -> bool:
     return uid_to_service_class(sop_class) is StorageServiceClass
 

@@ -33,11 +33,13 @@ someone watches (``EVT_DATA_RECV``, ``EVT_PDU_RECV``) keep pynetdicom's reading.
 from __future__ import annotations
 
 import logging
+import re
 import struct
 from io import BytesIO
 from pathlib import Path
 from typing import Any
 
+from pydicom.uid import UID
 from pynetdicom import evt
 from pynetdicom.dimse_primitives import C_STORE
 from pynetdicom.pdu_primitives import P_DATA
@@ -111,8 +113,8 @@ class StoreReceiver:
                 return False
             request = C_STORE()
             request.MessageID = read_us(elements, 0x0110)
-            request.AffectedSOPClassUID = read_text(elements, 0x0002)
-            request.AffectedSOPInstanceUID = read_text(elements, 0x1000)
+            _set_uid(request, "AffectedSOPClassUID", read_text(elements, 0x0002))
+            _set_uid(request, "AffectedSOPInstanceUID", read_text(elements, 0x1000))
             request.Priority = read_us(elements, 0x0700)
             if 0x1030 in elements:
                 request.MoveOriginatorApplicationEntityTitle = read_text(elements, 0x1030)
@@ -164,6 +166,25 @@ class StoreReceiver:
         spool, self.spool, self.request = self.spool, None, None
         if spool is not None:
             spool.discard()
+
+
+#: PS3.5 9.1: a UID is dot-separated numbers without leading zeros, at most 64 characters.
+_CONFORMANT_UID = re.compile(r"(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))*")
+#: pynetdicom's attribute behind each UID field of a C-STORE primitive.
+_UID_FIELDS = {
+    "AffectedSOPClassUID": "_affected_sop_class_uid",
+    "AffectedSOPInstanceUID": "_affected_sop_instance_uid",
+}
+
+
+def _set_uid(request: C_STORE, field: str, value: str) -> None:
+    """Set a UID field of the request: a conformant UID directly (it passes every check
+    pynetdicom's setter makes, which cost ~10 us each), anything else through the setter
+    (which warns, or raises ``ValueError`` for an invalid one)."""
+    if len(value) <= 64 and _CONFORMANT_UID.fullmatch(value):
+        setattr(request, _UID_FIELDS[field], UID(value))
+    else:
+        setattr(request, field, value)
 
 
 def attach(assoc: Any) -> None:

@@ -276,12 +276,16 @@ def _store_event(event: Any, archive: Archive, origin: Origin) -> StoreOutcome |
     )
 
 
-def handle_store(event: Any, archive: Archive, policy: AccessPolicy, metrics: Metrics) -> Dataset:
-    """EVT_C_STORE."""
+def handle_store(
+    event: Any, archive: Archive, policy: AccessPolicy, metrics: Metrics
+) -> Dataset | int:
+    """EVT_C_STORE: the status to answer, a plain ``int`` for Success (pynetdicom and
+    ``dimse.inline`` take either; building a status data set per instance cost ~15 us)."""
     bind_context(event)
     operation = Operation(metrics, "C-STORE")
     calling = calling_ae_of(event.assoc)
     request = event.request
+    result: Dataset | int
     if not policy.allows(calling, STORE):
         result = status_dataset(st.REFUSED_NOT_AUTHORIZED, "store not permitted for this AE")
     else:
@@ -296,11 +300,12 @@ def handle_store(event: Any, archive: Archive, policy: AccessPolicy, metrics: Me
             result = stored
         else:
             metrics.stored_instances.labels(protocol="dimse", outcome=stored.status.value).inc()
-            result = outcome_status(stored)
+            result = st.SUCCESS if stored.ok else outcome_status(stored)
             log.debug("C-STORE %s -> %s", sop_instance, stored.status.value)
-    operation.done(int(result.Status))
-    if int(result.Status) != st.SUCCESS:
-        log.info("C-STORE failed: status 0x%04X", int(result.Status))
+    code = result if isinstance(result, int) else int(result.Status)
+    operation.done(code)
+    if code != st.SUCCESS:
+        log.info("C-STORE failed: status 0x%04X", code)
     return result
 
 

@@ -8,6 +8,7 @@ data), so that WADO-RS metadata and frame requests never re-parse a file.
 
 from __future__ import annotations
 
+import functools
 import json
 import struct
 import unicodedata
@@ -192,7 +193,7 @@ def _parsed(
         )
     frames, pixel_vr = (None, None)
     if ts != DeflatedExplicitVRLittleEndian:
-        frames, pixel_vr = _frame_ranges(fp, header_end, size, image, UID(ts))
+        frames, pixel_vr = _frame_ranges(fp, header_end, size, image, _syntax(ts))
     return ParsedInstance(
         ds=ds,
         raw=raw,
@@ -205,6 +206,11 @@ def _parsed(
         pixel_vr=pixel_vr,
         warnings=warnings,
     )
+
+
+@functools.lru_cache(maxsize=64)  # bounded: the syntax comes from the sender
+def _syntax(ts: str) -> UID:
+    return UID(ts)
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ file pydicom bundles.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from functools import cache
+from functools import lru_cache
 from struct import Struct
 from typing import Any, NoReturn
 
@@ -89,7 +89,7 @@ class RawHeader:
         return self.dataset
 
 
-@cache
+@lru_cache(maxsize=8192)  # bounded: the tags come from the file
 def _implicit_vr(tag: int) -> bytes:
     """The dictionary VR of an implicit VR element, or ``Unreadable`` where pydicom would
     resolve it further (private, unknown, ambiguous or repeating-group elements)."""

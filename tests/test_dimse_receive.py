@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import pytest
 from pydicom.uid import ExplicitVRLittleEndian
 from pynetdicom import AE
 from pynetdicom.sop_class import SecondaryCaptureImageStorage, Verification
@@ -277,3 +278,30 @@ def test_a_malformed_p_data_pdu_aborts_only_its_association(tmp_path: Path) -> N
             assert again.send_c_echo().Status == 0x0000
         finally:
             again.release()
+
+
+@pytest.mark.parametrize(
+    ("value", "accepted"),
+    [
+        ("1.2.840.10008.5.1.4.1.1.7", True),
+        ("1.2.03.4", True),  # valid, not conformant: kept with a warning
+        ("1.2.a", True),
+        ("1." * 40, False),  # longer than 64 characters: invalid
+        ("", False),
+    ],
+)
+def test_uid_fields_are_set_as_pynetdicoms_setter_sets_them(value: str, accepted: bool) -> None:
+    """PS3.5 9.1: a conformant UID is set directly; anything else goes through
+    pynetdicom's setter, which keeps a non-conformant but valid one (with a warning) and
+    refuses an invalid one, as it did for every request before."""
+    from pynetdicom.dimse_primitives import C_STORE
+
+    ours, theirs = C_STORE(), C_STORE()
+    for primitive, setter in ((ours, receive._set_uid), (theirs, setattr)):
+        try:
+            setter(primitive, "AffectedSOPInstanceUID", value)
+        except ValueError:
+            assert not accepted
+    assert ours.AffectedSOPInstanceUID == theirs.AffectedSOPInstanceUID
+    assert type(ours.AffectedSOPInstanceUID) is type(theirs.AffectedSOPInstanceUID)
+    assert (ours.AffectedSOPInstanceUID is not None) == accepted

@@ -45,6 +45,7 @@ from pynetdicom.service_class import StorageServiceClass
 from pynetdicom.sop_class import uid_to_service_class
 
 from dimse import responses
+from dimse.spool import ReceiveSpool
 
 log = logging.getLogger("noctis.dimse.inline")
 
@@ -99,7 +100,9 @@ def store_directly(assoc: Any, request: C_STORE, context_id: int) -> bool:
         status = _HANDLER_FAILED
     finally:
         received = request._dataset_file
-        if received:
+        if isinstance(received, ReceiveSpool):
+            received.discard()  # memory, or a file the store did not adopt
+        elif received:
             received.close()
             with contextlib.suppress(OSError):
                 os.unlink(received.name)

@@ -36,7 +36,6 @@ import logging
 import re
 import struct
 from io import BytesIO
-from pathlib import Path
 from typing import Any
 
 from pydicom.uid import UID
@@ -134,7 +133,8 @@ class StoreReceiver:
             return False
         request.DataSet = BytesIO()
         request._context_id = context_id
-        request._dataset_path = Path(spool.name)
+        # No ``_dataset_path``: the Noctis handler reads the spool itself (``dimse.store``),
+        # and naming a file for a data set that stays in memory costs a UUID and path work.
         request._dataset_file = spool  # type: ignore[assignment]
         self.request, self.context_id, self.spool = request, context_id, spool
         return True

@@ -60,15 +60,29 @@ class ReceiveSpool:
     continues in its file, hashed as it is written, so that the store adopts the file
     without reading it again (``written``)."""
 
-    def __init__(self, path: Path, limit: int = MEMORY_LIMIT) -> None:
-        self.path = path
-        self.name = str(path)
+    def __init__(self, path: Path | Callable[[], Path], limit: int = MEMORY_LIMIT) -> None:
+        # A callable names the file only when one is needed: most data sets stay in
+        # memory, and a fresh name in the store costs a UUID and path work.
+        self._path = path if isinstance(path, Path) else None
+        self._make_path = path if not isinstance(path, Path) else None
         self.limit = limit
         self._memory: bytearray | None = bytearray()
         self._size = 0
         self._handle: BinaryIO | None = None
         self._digest: Any = None  # hashlib's SHA-256 once the file is being written
         self._closed = False
+
+    @property
+    def path(self) -> Path:
+        """Where the data set is spooled once it outgrows memory."""
+        if self._path is None:
+            assert self._make_path is not None
+            self._path = self._make_path()
+        return self._path
+
+    @property
+    def name(self) -> str:
+        return str(self.path)
 
     @property
     def file(self) -> ReceiveSpool:
@@ -114,11 +128,13 @@ class ReceiveSpool:
         return WrittenFile(digest=self._digest, size=self._size)
 
     def discard(self) -> None:
-        """Drop what was received (an aborted or refused transfer)."""
+        """Drop what was received (an aborted or refused transfer), and the file if one
+        was written and is still there."""
         self.close()
         self._memory = None
-        with contextlib.suppress(OSError):
-            self.path.unlink()
+        if self._path is not None:
+            with contextlib.suppress(OSError):
+                self._path.unlink()
 
 
 class FileMeta(NamedTuple):
@@ -200,7 +216,7 @@ def attach(assoc: Any, spool_path: Callable[[], Path], limit: int = MEMORY_LIMIT
     """Receive this association's data sets into spools whose files (when they grow past
     ``limit``) lie at ``spool_path()``, inside the store."""
     install()
-    setattr(assoc.dul, _ATTRIBUTE, lambda: ReceiveSpool(spool_path(), limit))
+    setattr(assoc.dul, _ATTRIBUTE, lambda: ReceiveSpool(spool_path, limit))
 
 
 def open_spool(dul: Any, meta: FileMeta) -> ReceiveSpool | None:

@@ -177,11 +177,12 @@ class Wakeup:
         # The socket's reader is another thread: waiting on it would spin on its data.
         watched = [self.dul.read_fd] if self.socket_lock.locked() else [sock, self.dul.read_fd]
         try:
-            select.select(watched, [], [], seconds)
+            ready = select.select(watched, [], [], seconds)[0]
         except (OSError, ValueError):  # the socket closed under us
             time.sleep(seconds)
             return
-        self.dul.drain()
+        if self.dul.read_fd in ready:  # drain only a rung bell: a read that finds none
+            self.dul.drain()  # costs a system call and an exception each turn
 
 
 class _Clock:

@@ -70,20 +70,21 @@ def _store_request(ds: Any, message_id: int = 7) -> tuple[bytes, bytes]:
     return command, data[offset:]
 
 
-def _exchange(assoc: Any, *pdus: bytes) -> Any:
-    """Send raw PDUs on the peer's association and read the response, with the peer's
-    reactor paused (as pynetdicom's own ``send_c_*`` do) so that it cannot take it."""
+def _exchange(assoc: Any, *pdus: bytes, responses: int = 1) -> Any:
+    """Send raw PDUs on the peer's association and read ``responses`` responses (the last
+    one is returned), with the peer's reactor paused throughout (as pynetdicom's own
+    ``send_c_*`` do) so that it cannot take them."""
     assoc._reactor_checkpoint.clear()
     while not assoc._is_paused:
         time.sleep(0.001)
     try:
         for pdu in pdus:
             assoc.dul.socket.send(pdu)
-        _, primitive = assoc.dimse.get_msg(block=True)
+        received = [assoc.dimse.get_msg(block=True)[1] for _ in range(responses)]
     finally:
         assoc._reactor_checkpoint.set()
-    assert primitive is not None, "no response within the DIMSE timeout"
-    return primitive
+    assert all(r is not None for r in received), "no response within the DIMSE timeout"
+    return received if responses > 1 else received[0]
 
 
 def _passed_on(accepted: Any) -> list[str]:
@@ -203,20 +204,19 @@ def test_a_command_inside_a_data_set_aborts_and_leaves_nothing(tmp_path: Path) -
         command, data = _store_request(ds)
         big = data + b"\x00" * (2 << 20)  # past the memory limit: spooled to a file
         assoc.dul.socket.send(_pdu(_pdv(cx, 0x03, command), _pdv(cx, 0x00, big)))
+        tmp = tmp_path / "data" / "tmp"
         deadline = time.monotonic() + 10
-        while (receiver.spool is None or receiver.spool.in_memory is not None) and (
-            time.monotonic() < deadline
-        ):
+        while not list(tmp.rglob("*.part")) and time.monotonic() < deadline:
             time.sleep(0.01)
-        spooled = receiver.spool
-        assert spooled is not None and spooled.path.exists()
+        (spooled,) = tmp.rglob("*.part")  # the data set so far, past memory: in a file
+        assert receiver.spool is not None
         assoc.dul.socket.send(_pdu(_pdv(cx, 0x03, command)))
         _wait_closed(assoc)
         assert not assoc.is_established
         deadline = time.monotonic() + 10
-        while spooled.path.exists() and time.monotonic() < deadline:
+        while spooled.exists() and time.monotonic() < deadline:
             time.sleep(0.05)
-        assert not spooled.path.exists()
+        assert not spooled.exists()
         assert not archive.locate_uids(sop_uid=str(ds.SOPInstanceUID))
         ae = AE(ae_title="AGAIN")
         ae.add_requested_context(Verification)
@@ -251,14 +251,8 @@ def test_one_pdu_ending_a_store_and_beginning_the_next_message(tmp_path: Path) -
              (0x0800, us(0x0101))]
         )  # fmt: skip
         pdu = _pdu(_pdv(cx, 0x03, command), _pdv(cx, 0x02, data), _pdv(echo_cx, 0x03, echo))
-        first = _exchange(assoc, pdu)
-        assoc._reactor_checkpoint.clear()
-        try:
-            _, second = assoc.dimse.get_msg(block=True)
-        finally:
-            assoc._reactor_checkpoint.set()
+        first, second = _exchange(assoc, pdu, responses=2)
         assert (first.MessageIDBeingRespondedTo, first.Status) == (11, 0x0000)
-        assert second is not None
         assert (second.MessageIDBeingRespondedTo, second.Status) == (12, 0x0000)
         assert archive.locate_uids(sop_uid=str(ds.SOPInstanceUID))
 

@@ -125,7 +125,10 @@ class _RingingQueue(queue.Queue[Any]):
             and threading.current_thread() is self._reactor()
         ):
             raise queue.Empty
-        return super().get(block, timeout)
+        item = super().get(block, timeout)
+        if self.qsize():  # the reactor takes one item per turn: wake it for the next
+            self._ring()
+        return item
 
 
 class _RingingEvent(threading.Event):

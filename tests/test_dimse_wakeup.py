@@ -192,3 +192,17 @@ def test_an_idle_acceptor_reactor_sleeps_long_yet_release_and_abort_end_it_at_on
             accepted.join(timeout=5)
             assert not accepted.is_alive()
             assert time.monotonic() - started < 1.0, ending  # loose: a loaded CI machine
+
+
+def test_a_queue_that_still_holds_items_after_a_get_rings_again() -> None:
+    """The reactor takes one message per turn and then waits up to REACTOR_IDLE: a
+    second message queued before its turn must ring it again, not wait out the tick."""
+    rings: list[int] = []
+    messages = wakeup._RingingQueue(lambda: rings.append(1))
+    messages.put("first")
+    messages.put("second")
+    assert len(rings) == 2
+    assert messages.get(block=False) == "first"
+    assert len(rings) == 3  # the second is still there: rung again
+    assert messages.get(block=False) == "second"
+    assert len(rings) == 3  # nothing left: no ring

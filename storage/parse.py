@@ -115,9 +115,11 @@ def _from_raw(raw: RawHeader, fp: BinaryIO, size: int) -> ParsedInstance | None:
     for keyword, key in _REQUIRED_KEYS.items():
         element = data.get(key)
         found = element.get("Value", []) if element else []
-        if len(found) > 1 or (found and not isinstance(found[0], str)):
-            return None  # as pydicom reads it: a multi-valued UID is an odd string
-        values[keyword] = found[0].strip("\x00 ") if found else ""
+        if len(found) != 1 or not isinstance(found[0], str) or not found[0].strip("\x00 "):
+            # Missing, empty or multi-valued: pydicom reads the file again and says
+            # what is wrong (a header the raw walk misread never gets refused here).
+            return None
+        values[keyword] = found[0].strip("\x00 ")
     image = _Image(
         frames=max(1, _json_int(data, "00280008", 1)),
         rows=_json_int(data, "00280010", 0),

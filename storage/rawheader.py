@@ -115,6 +115,8 @@ def read_raw_header(data: bytes, file_size: int, threshold: int) -> RawHeader:
     ts = meta.get(0x00020010, "")
     if ts == ImplicitVRLittleEndian:
         reader.implicit = True
+        if data[pos + 4 : pos + 6] in _VR_NAMES:
+            raise Unreadable  # explicit VR despite the syntax: pydicom's reading decides
     elif ts not in EXPLICIT_LITTLE:
         raise Unreadable
     dataset, end = reader.dataset(pos, file_size, top=True, codec="latin-1")

@@ -212,3 +212,34 @@ def test_truncated_files_get_the_same_verdict(cut: int) -> None:
     with pytest.raises(ParseError) as by_pydicom:
         parse._read_with_pydicom(BytesIO(cut_data), len(cut_data))
     assert raised.value.kind == by_pydicom.value.kind
+
+
+def test_an_explicit_data_set_under_an_implicit_syntax_is_left_to_pydicom() -> None:
+    """PS3.10 7.1 names the syntax; a data set that is explicit VR anyway is never walked
+    as implicit by the raw reader (its lengths would be VR letters): the verdict is the
+    pydicom path's."""
+    data = to_bytes(make_dataset())  # explicit VR little endian
+    offset = data.index(b"1.2.840.10008.1.2.1\x00")
+    lying = data[:offset] + b"1.2.840.10008.1.2\x00\x00" + data[offset + 20 :]
+    with pytest.raises(Unreadable):
+        read_raw_header(lying, len(lying), 1024)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with pytest.raises(ParseError) as ours:
+            read_header(BytesIO(lying), len(lying))
+        with pytest.raises(ParseError) as theirs:
+            parse._read_with_pydicom(BytesIO(lying), len(lying))
+    assert (ours.value.kind, ours.value.reason) == (theirs.value.kind, theirs.value.reason)
+
+
+def test_a_missing_uid_is_judged_by_pydicom() -> None:
+    """PS3.4 B.2.3 (A900): the reason a file lacking a required UID is refused comes from
+    the pydicom read, whichever reader saw it first."""
+    ds = make_dataset()
+    del ds.SeriesInstanceUID
+    data = to_bytes(ds)
+    raw = parse._read_raw(BytesIO(data), len(data), None)
+    assert raw is not None and parse._from_raw(raw, BytesIO(data), len(data)) is None
+    with pytest.raises(ParseError) as raised:
+        read_header(BytesIO(data), len(data))
+    assert raised.value.kind == "missing" and "SeriesInstanceUID" in raised.value.reason

@@ -22,12 +22,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from functools import lru_cache
 from struct import Struct
-from typing import Any, NoReturn
+from typing import NoReturn
 
 from pydicom.datadict import dictionary_VR
 from pydicom.uid import AllTransferSyntaxes, ImplicitVRLittleEndian
 
-from storage.dicomjson import Fallback, JsonDict, element_json, encoding_codec
+from storage.dicomjson import BulkHandler, Fallback, JsonDict, element_json, encoding_codec
 
 #: Transfer syntaxes whose data set is explicit VR little endian (PS3.5 A.2, A.4).
 EXPLICIT_LITTLE = frozenset(
@@ -81,7 +81,7 @@ class RawHeader:
     #: JSON objects still waiting for their BulkDataURI, with the tag each one names.
     bulk: list[tuple[JsonDict, int]] = field(default_factory=list)
 
-    def dataset_json(self, uri: Any) -> JsonDict:
+    def dataset_json(self, uri: BulkHandler) -> JsonDict:
         """The data set's JSON with each bulk data element named by ``uri(tag)``."""
         for element, tag in self.bulk:
             element["BulkDataURI"] = uri(tag)

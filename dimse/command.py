@@ -11,8 +11,6 @@ C_STORE_RQ = 0x0001
 C_STORE_RSP = 0x8001
 #: PS3.7 E.1-1: Command Data Set Type when no data set follows.
 NO_DATA_SET = 0x0101
-#: Explicit VR Little Endian: VRs with a reserved field and a 4-byte length (PS3.5 7.1.2).
-LONG_VRS = frozenset({"OB", "OD", "OF", "OL", "OV", "OW", "SQ", "SV", "UC", "UN", "UR", "UT", "UV"})
 
 
 def us(value: int) -> bytes:

@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import logging
 import re
-import struct
 from io import BytesIO
 from typing import Any
 
@@ -44,6 +43,7 @@ from pynetdicom.dimse_primitives import C_STORE
 from pynetdicom.pdu_primitives import P_DATA
 
 from dimse.command import C_STORE_RQ, NO_DATA_SET, parse_command, read_text, read_us
+from dimse.pdu import P_DATA_TF, PDU_HEADER, pdv_items
 from dimse.spool import FileMeta, ReceiveSpool, open_spool
 
 log = logging.getLogger("noctis.dimse.receive")
@@ -200,31 +200,8 @@ def receiving(assoc: Any) -> StoreReceiver | None:
     return receiver if isinstance(receiver, StoreReceiver) else None
 
 
-#: PS3.8 9.3.1: the P-DATA-TF PDU type; the association state that receives it (DT-2).
-_P_DATA_TF = 0x04
+#: The association state that receives P-DATA-TF PDUs (PS3.8 9.2: DT-2).
 _ESTABLISHED = "Sta6"
-_PDU_HEADER = struct.Struct(">BBI")
-_ITEM_LENGTH = struct.Struct(">I")
-
-
-def pdv_items(body: bytes | bytearray) -> list[tuple[int, memoryview]] | None:
-    """The PDV items of a P-DATA-TF PDU body (PS3.8 9.3.5.1): (presentation context ID,
-    message control header and fragment) each, as views of ``body``; None when the items
-    do not fill the body exactly or one is shorter than its two header bytes."""
-    view = memoryview(body)
-    items = []
-    pos = 0
-    size = len(body)
-    while pos < size:
-        if pos + 4 > size:
-            return None
-        (length,) = _ITEM_LENGTH.unpack_from(body, pos)
-        end = pos + 4 + length
-        if length < 2 or end > size:
-            return None
-        items.append((body[pos + 4], view[pos + 5 : end]))
-        pos = end
-    return items
 
 
 def read_data_pdus(assoc: Any) -> None:
@@ -249,11 +226,11 @@ def read_data_pdus(assoc: Any) -> None:
             log.error("connection closed before the entire PDU was received")
             dul.event_queue.put("Evt17")
             return
-        if len(header) < 6 or header[0] != _P_DATA_TF:
+        if len(header) < 6 or header[0] != P_DATA_TF:
             reader.unread(header)
             pynetdicom_read()
             return
-        _, _, length = _PDU_HEADER.unpack(header)
+        _, _, length = PDU_HEADER.unpack(header)
         try:
             body = reader(length)
         except (OSError, TimeoutError):

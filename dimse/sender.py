@@ -28,7 +28,6 @@ from __future__ import annotations
 import logging
 import os
 import ssl
-import struct
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -40,8 +39,18 @@ from pydicom.dataset import Dataset
 from pydicom.tag import BaseTag
 
 from dimse import wakeup
-from dimse.command import C_STORE_RQ, C_STORE_RSP, command_set, parse_command, text, uid, us
+from dimse.command import (
+    C_STORE_RQ,
+    C_STORE_RSP,
+    command_set,
+    parse_command,
+    read_us,
+    text,
+    uid,
+    us,
+)
 from dimse.part10 import data_set_offset
+from dimse.pdu import P_DATA_TF, PDU_HEADER, pdu, pdu_header, pdv_items
 from dimse.transport import read_exactly
 
 log = logging.getLogger("noctis.dimse.sender")
@@ -50,8 +59,6 @@ log = logging.getLogger("noctis.dimse.sender")
 UNLIMITED_FRAGMENT = 1 << 20
 #: Bytes gathered before one ``sendall`` (several PDUs per system call).
 SEND_BATCH = 256 << 10
-#: PS3.8 9.3.1: PDU types.
-_P_DATA_TF = 0x04
 #: Seconds to wait for a response when the association sets no DIMSE timeout.
 DEFAULT_RESPONSE_TIMEOUT = 60.0
 
@@ -107,19 +114,6 @@ def command_set_c_store(
     return command_set(elements)
 
 
-def _pdu(context_id: int, control: int, fragment: bytes | memoryview) -> bytes:
-    """One P-DATA-TF PDU holding one PDV item (PS3.8 9.3.5.1, E.2)."""
-    return _pdu_header(context_id, control, len(fragment)) + fragment
-
-
-def _pdu_header(context_id: int, control: int, length: int) -> bytes:
-    """The PDU and PDV item headers in front of a fragment of ``length`` bytes."""
-    return _HEADER.pack(0x04, 0x00, 6 + length, 2 + length, context_id, control)
-
-
-_HEADER = struct.Struct(">BBIIBB")
-
-
 class _Unsendable(Exception):
     """The instance cannot go out directly: fall back to pynetdicom's send."""
 
@@ -144,7 +138,7 @@ def _stream(sock: Any, context_id: int, command: bytes, fh: BinaryIO, fragment: 
     fh.seek(offset)
     per_batch = max(1, SEND_BATCH // fragment) * fragment
     buffer = memoryview(bytearray(min(per_batch, max(remaining, 0))))
-    parts: list[bytes | memoryview] = [_pdu(context_id, 0x03, command)]  # command, last
+    parts: list[bytes | memoryview] = [pdu(context_id, 0x03, command)]  # command, last
     while remaining > 0:
         size = fh.readinto(buffer[: min(per_batch, remaining)])  # type: ignore[attr-defined]
         if not size:
@@ -153,7 +147,7 @@ def _stream(sock: Any, context_id: int, command: bytes, fh: BinaryIO, fragment: 
         for start in range(0, size, fragment):
             chunk = buffer[start : min(start + fragment, size)]
             last = remaining == 0 and start + fragment >= size
-            parts += (_pdu_header(context_id, 0x02 if last else 0x00, len(chunk)), chunk)
+            parts += (pdu_header(context_id, 0x02 if last else 0x00, len(chunk)), chunk)
         _send_all(sock, parts)
         parts = []
     if parts:
@@ -193,31 +187,31 @@ def read_store_response(sock: Any, message_id: int, timeout: float) -> Dataset:
     deadline = time.monotonic() + timeout
     command = bytearray()
     while True:
-        pdu_type, _, length = struct.unpack(">BBI", _read_exactly(sock, 6, deadline))
+        pdu_type, _, length = PDU_HEADER.unpack(_read_exactly(sock, 6, deadline))
         body = _read_exactly(sock, length, deadline)
-        if pdu_type != _P_DATA_TF:
+        if pdu_type != P_DATA_TF:
             raise _ProtocolError(f"PDU type 0x{pdu_type:02X} instead of the C-STORE response")
-        pos, last = 0, False
-        while pos + 6 <= len(body):
-            (item_length,) = struct.unpack_from(">I", body, pos)
-            control = body[pos + 5]
+        items = pdv_items(body)
+        if items is None:
+            raise _ProtocolError("malformed P-DATA-TF PDU in the response")
+        last = False
+        for _, value in items:
+            control = value[0]
             if not control & 0x01:
                 raise _ProtocolError("a data set fragment instead of the C-STORE response")
-            command += body[pos + 6 : pos + 4 + item_length]
+            command += value[1:]
             last = bool(control & 0x02)
-            pos += 4 + item_length
         if last:
             break
     try:
         elements = parse_command(bytes(command))
-    except ValueError:
+        field, responding_to, code = (read_us(elements, e) for e in (0x0100, 0x0120, 0x0900))
+    except (KeyError, ValueError):
         raise _ProtocolError("malformed command set in the response") from None
-    field = struct.unpack("<H", elements.get(0x0100, b"\0\0"))[0]
-    responding_to = struct.unpack("<H", elements.get(0x0120, b"\0\0"))[0]
-    if field != C_STORE_RSP or responding_to != message_id or 0x0900 not in elements:
+    if field != C_STORE_RSP or responding_to != message_id:
         raise _ProtocolError("the response is not the C-STORE response to this request")
     status = Dataset()
-    status.Status = struct.unpack("<H", elements[0x0900])[0]
+    status.Status = code
     comment = elements.get(0x0902)
     if comment:
         status.ErrorComment = comment.decode("ascii", "replace").strip("\0 ")

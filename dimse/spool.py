@@ -39,6 +39,7 @@ from pynetdicom import PYNETDICOM_IMPLEMENTATION_UID, PYNETDICOM_IMPLEMENTATION_
 from pynetdicom.dsutils import create_file_meta
 
 from dimse.command import text, uid
+from dimse.encoded import encode_elements
 from storage.archive import SMALL_BLOB
 from storage.blobstore import WrittenFile
 
@@ -147,29 +148,26 @@ class FileMeta(NamedTuple):
     implementation_version: str = PYNETDICOM_IMPLEMENTATION_VERSION
 
 
-def _element(element: int, vr: bytes, value: bytes) -> bytes:
-    """One group 0002 element, Explicit VR Little Endian (PS3.5 7.1.2)."""
-    if vr == b"OB":
-        return struct.pack("<HH2s2xI", 0x0002, element, vr, len(value)) + value
-    return struct.pack("<HH2sH", 0x0002, element, vr, len(value)) + value
-
-
 def file_meta_bytes(meta: FileMeta) -> bytes:
     """The File Meta Information group (PS3.10 Table 7.1-1) that pydicom's
     ``write_file_meta_info`` writes for pynetdicom's ``create_file_meta``: version
     00 01, the SOP class and instance, the transfer syntax, the implementation class
-    UID and version name, behind the group length."""
-    body = b"".join(
-        (
-            _element(0x0001, b"OB", b"\x00\x01"),
-            _element(0x0002, b"UI", uid(meta.sop_class_uid)),
-            _element(0x0003, b"UI", uid(meta.sop_instance_uid)),
-            _element(0x0010, b"UI", uid(meta.transfer_syntax)),
-            _element(0x0012, b"UI", uid(meta.implementation_uid)),
-            _element(0x0013, b"SH", text(meta.implementation_version)),
-        )
+    UID and version name, behind the group length (Explicit VR Little Endian)."""
+    body = encode_elements(
+        [
+            (0x00020001, "OB", b"\x00\x01"),
+            (0x00020002, "UI", uid(meta.sop_class_uid)),
+            (0x00020003, "UI", uid(meta.sop_instance_uid)),
+            (0x00020010, "UI", uid(meta.transfer_syntax)),
+            (0x00020012, "UI", uid(meta.implementation_uid)),
+            (0x00020013, "SH", text(meta.implementation_version)),
+        ],
+        implicit_vr=False,
     )
-    return _element(0x0000, b"UL", struct.pack("<I", len(body))) + body
+    assert body is not None  # every value is far below the 2-byte length limit
+    length = encode_elements([(0x00020000, "UL", struct.pack("<I", len(body)))], implicit_vr=False)
+    assert length is not None
+    return length + body
 
 
 def _create_meta(**kwargs: Any) -> Any:

@@ -34,13 +34,13 @@ from pydicom.uid import UID
 from dimse import receive
 from dimse import status as st
 from dimse.access import STORE, AccessPolicy, calling_ae_of
-from dimse.command import LONG_VRS
 from dimse.observe import Operation, bind_context
 from dimse.part10 import data_set_offset
 from dimse.spool import ReceiveSpool
 from noctis_pacs.metrics import Metrics
 from storage.archive import Archive, StorageFullError
 from storage.ingest import Origin, RejectKind, Status, StoreOutcome
+from storage.rawheader import LONG_VRS
 
 log = logging.getLogger("noctis.dimse.store")
 
@@ -82,7 +82,7 @@ IDENTITY_HEAD = 8192
 
 _SOP_CLASS_TAG = 0x00080016
 _SOP_INSTANCE_TAG = 0x00080018
-#: ``dimse.command.LONG_VRS`` as the bytes found in a data set.
+#: ``storage.rawheader.LONG_VRS`` as the bytes found in a data set.
 _LONG_VRS = frozenset(vr.encode("ascii") for vr in LONG_VRS)
 
 

@@ -12,6 +12,7 @@ import functools
 import json
 import struct
 import unicodedata
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
@@ -120,14 +121,10 @@ def _from_raw(raw: RawHeader, fp: BinaryIO, size: int) -> ParsedInstance | None:
             # what is wrong (a header the raw walk misread never gets refused here).
             return None
         values[keyword] = found[0].strip("\x00 ")
-    image = _Image(
-        frames=max(1, _json_int(data, "00280008", 1)),
-        rows=_json_int(data, "00280010", 0),
-        columns=_json_int(data, "00280011", 0),
-        samples=_json_int(data, "00280002", 1),
-        bits=_json_int(data, "00280100", 16),
-        photometric=_json_text(data, "00280004"),
-        extended_offset_table=raw.extended_offset_table,
+    image = _image(
+        lambda keyword, default: _json_int(data, _IMAGE_TAGS[keyword], default),
+        _json_text(data, "00280004"),
+        raw.extended_offset_table,
     )
     return _parsed(
         None, raw, raw.transfer_syntax_uid, raw.media_sop_instance_uid, values, fp, size,
@@ -155,14 +152,10 @@ def _read_with_pydicom(fp: BinaryIO, size: int) -> ParsedInstance:
             value = ""
         values[keyword] = value
     eot = ds.get("ExtendedOffsetTable")
-    image = _Image(
-        frames=max(1, _int(ds, "NumberOfFrames", 1)),
-        rows=_int(ds, "Rows", 0),
-        columns=_int(ds, "Columns", 0),
-        samples=_int(ds, "SamplesPerPixel", 1),
-        bits=_int(ds, "BitsAllocated", 16),
-        photometric=str(ds.get("PhotometricInterpretation", "")),
-        extended_offset_table=bytes(eot) if eot is not None else None,
+    image = _image(
+        lambda keyword, default: _int(ds, keyword, default),
+        str(ds.get("PhotometricInterpretation", "")),
+        bytes(eot) if eot is not None else None,
     )
     media_sop = str(getattr(meta, "MediaStorageSOPInstanceUID", "") or "")
     return _parsed(ds, None, ts, media_sop, values, fp, size, header_end, image)
@@ -226,6 +219,31 @@ class _Image:
     bits: int
     photometric: str
     extended_offset_table: bytes | None
+
+
+#: The integer attributes that divide Pixel Data into frames, by keyword, with their tags.
+_IMAGE_TAGS = {
+    "NumberOfFrames": "00280008",
+    "Rows": "00280010",
+    "Columns": "00280011",
+    "SamplesPerPixel": "00280002",
+    "BitsAllocated": "00280100",
+}
+
+
+def _image(
+    number: Callable[[str, int], int], photometric: str, extended_offset_table: bytes | None
+) -> _Image:
+    """The frame layout from ``number(keyword, default)``, whichever reader read it."""
+    return _Image(
+        frames=max(1, number("NumberOfFrames", 1)),
+        rows=number("Rows", 0),
+        columns=number("Columns", 0),
+        samples=number("SamplesPerPixel", 1),
+        bits=number("BitsAllocated", 16),
+        photometric=photometric,
+        extended_offset_table=extended_offset_table,
+    )
 
 
 def _json_int(data: dict[str, Any], key: str, default: int) -> int:

@@ -35,10 +35,9 @@ EXPLICIT_LITTLE = frozenset(
     for ts in AllTransferSyntaxes
     if not ts.is_implicit_VR and ts.is_little_endian and not ts.is_deflated
 )
-#: PS3.5 Table 7.1-1: VRs with a reserved field and a 32-bit length.
-_LONG = frozenset(
-    {b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT", b"UV"}
-)
+#: PS3.5 Table 7.1-1: explicit VRs with a reserved field and a 32-bit length.
+LONG_VRS = frozenset({"OB", "OD", "OF", "OL", "OV", "OW", "SQ", "SV", "UC", "UN", "UR", "UT", "UV"})
+_LONG = frozenset(vr.encode("ascii") for vr in LONG_VRS)
 _SHORT = frozenset(
     {
         b"AE", b"AS", b"AT", b"CS", b"DA", b"DS", b"DT", b"FD", b"FL", b"IS", b"LO", b"LT",

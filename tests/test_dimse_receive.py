@@ -20,6 +20,7 @@ from pynetdicom.sop_class import SecondaryCaptureImageStorage, Verification
 from dimse import receive
 from dimse.command import command_set, uid, us
 from dimse.part10 import data_set_offset
+from dimse.pdu import pdv_items
 from dimse.sender import command_set_c_store
 from tests.factory import make_dataset, to_bytes
 from tests.test_dimse_support import in_process_dimse
@@ -187,6 +188,17 @@ def test_a_command_set_that_does_not_decode_goes_to_pynetdicom(tmp_path: Path) -
     assert passed_on == ["01", "03"]
 
 
+def _echo_on_a_new_association(port: int) -> None:
+    """The server still serves: a new association answers a C-ECHO with Success."""
+    ae = AE(ae_title="AGAIN")
+    ae.add_requested_context(Verification)
+    again = ae.associate("127.0.0.1", port, ae_title="NOCTIS")
+    try:
+        assert again.send_c_echo().Status == 0x0000
+    finally:
+        again.release()
+
+
 def _wait_closed(assoc: Any, timeout: float = 10) -> None:
     deadline = time.monotonic() + timeout
     while assoc.is_alive() and time.monotonic() < deadline:
@@ -218,24 +230,18 @@ def test_a_command_inside_a_data_set_aborts_and_leaves_nothing(tmp_path: Path) -
             time.sleep(0.05)
         assert not spooled.exists()
         assert not archive.locate_uids(sop_uid=str(ds.SOPInstanceUID))
-        ae = AE(ae_title="AGAIN")
-        ae.add_requested_context(Verification)
-        again = ae.associate("127.0.0.1", port, ae_title="NOCTIS")
-        try:
-            assert again.send_c_echo().Status == 0x0000
-        finally:
-            again.release()
+        _echo_on_a_new_association(port)
 
 
 def test_pdv_items_are_views_of_the_pdu_body() -> None:
     """PS3.8 9.3.5.1: item length, presentation context ID, PDV (control header first)."""
     body = _pdv(1, 0x03, b"cmd") + _pdv(3, 0x02, b"data!")
-    items = receive.pdv_items(bytearray(body))
+    items = pdv_items(bytearray(body))
     assert items is not None
     assert [(cx, bytes(pdv)) for cx, pdv in items] == [(1, b"\x03cmd"), (3, b"\x02data!")]
-    assert receive.pdv_items(body[:-1]) is None  # an item past the end of the PDU
-    assert receive.pdv_items(body + b"\x00\x00") is None  # bytes that are no item
-    assert receive.pdv_items(struct.pack(">IB", 1, 1)) is None  # shorter than its header
+    assert pdv_items(body[:-1]) is None  # an item past the end of the PDU
+    assert pdv_items(body + b"\x00\x00") is None  # bytes that are no item
+    assert pdv_items(struct.pack(">IB", 1, 1)) is None  # shorter than its header
 
 
 def test_one_pdu_ending_a_store_and_beginning_the_next_message(tmp_path: Path) -> None:
@@ -265,13 +271,7 @@ def test_a_malformed_p_data_pdu_aborts_only_its_association(tmp_path: Path) -> N
         assoc.dul.socket.send(broken)
         _wait_closed(assoc)
         assert not assoc.is_established
-        ae = AE(ae_title="AGAIN")
-        ae.add_requested_context(Verification)
-        again = ae.associate("127.0.0.1", port, ae_title="NOCTIS")
-        try:
-            assert again.send_c_echo().Status == 0x0000
-        finally:
-            again.release()
+        _echo_on_a_new_association(port)
 
 
 @pytest.mark.parametrize(

@@ -20,9 +20,9 @@ the four sub-operation counts and no identifier) go the same way, and at most on
 optional, and one per instance cost a C-MOVE of a CT series an eighth of its speed (a
 message and a wake-up of the association's network thread each). The first
 sub-operation is always reported, and the final response carries the counts. C-STORE
-responses go the same way too
-(PS3.7 Table 9.3-2), one per received instance: pynetdicom's encoding of that command
-set was about a tenth of the CPU a small C-STORE costs.
+responses (PS3.7 Table 9.3-2), one per received instance, are written the same way
+(``send_store_response``, used by ``dimse.inline``; pynetdicom's encoding of that
+command set was about a tenth of the CPU a small C-STORE costs).
 Every other message (and any response carrying an Error Comment or Offending Element)
 keeps pynetdicom's encoding.
 """

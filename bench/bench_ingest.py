@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 warnings.simplefilter("ignore")
 
-from noctis_pacs.settings import load_settings  # noqa: E402
+from noctis_pacs.core.settings import load_settings  # noqa: E402
 from storage.archive import Archive, Origin  # noqa: E402
 from tests.factory import ct_series, make_dataset, uid  # noqa: E402
 

@@ -1,6 +1,6 @@
 """The DICOMweb application, declared as data: routes, middleware, exception handlers.
 
-``create_app`` is the contract the wiring (``noctis_pacs.server``) calls.
+``create_app`` is the contract the wiring (``noctis_pacs.app.server``) calls.
 
 Middleware, outermost first: request context + metrics (every request is
 counted under its route template), CORS (browser viewers), authentication
@@ -35,10 +35,10 @@ from dicomweb.stow import make_stow_endpoint
 from dicomweb.wado import make_retrieve_endpoint
 from dicomweb.wado_uri import make_wado_uri_endpoint
 from dicomweb.workflow import workflow_routes
-from noctis_pacs.metrics import Metrics
-from noctis_pacs.model import Level
+from noctis_pacs.core.metrics import Metrics
+from noctis_pacs.core.model import Level
+from noctis_pacs.core.settings import Settings
 from noctis_pacs.rendering import VolumeCache
-from noctis_pacs.settings import Settings
 from storage.archive import Archive
 
 ROOT = media.DICOMWEB_ROOT

@@ -12,8 +12,8 @@ import uuid
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from noctis_pacs.logs import context_id
-from noctis_pacs.metrics import Metrics
+from noctis_pacs.core.logs import context_id
+from noctis_pacs.core.metrics import Metrics
 
 log = logging.getLogger("noctis.http")
 

@@ -1,6 +1,6 @@
 """QIDO-RS (PS3.18 10.6): search studies, series and instances.
 
-Query parameters compile to the one query form (``noctis_pacs.model.Query``)
+Query parameters compile to the one query form (``noctis_pacs.core.model.Query``)
 that C-FIND uses too.  Choices, documented in ``docs/dicomweb.md``:
 
 - an empty match is ``200`` with ``[]`` (PS3.18 10.6.3.1 allows 200 or 204);
@@ -24,7 +24,7 @@ from dicomweb.dicomjson import JsonDataset, single
 from dicomweb.errors import BadRequest, NotAcceptable, warning_value
 from dicomweb.negotiation import parse_accept
 from dicomweb.resources import Context, path_uids, public_base
-from noctis_pacs.model import (
+from noctis_pacs.core.model import (
     BY_KEYWORD,
     Level,
     Match,

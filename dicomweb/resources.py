@@ -13,8 +13,8 @@ from starlette.requests import Request
 
 from dicomweb.errors import BadRequest, NotFound
 from dicomweb.media import DICOMWEB_ROOT
-from noctis_pacs.metrics import Metrics
-from noctis_pacs.settings import Settings
+from noctis_pacs.core.metrics import Metrics
+from noctis_pacs.core.settings import Settings
 from storage.archive import Archive, InstanceLocation
 
 

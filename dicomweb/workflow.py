@@ -19,10 +19,10 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
 from dicomweb.errors import error_response
-from noctis_pacs.settings import Settings
-from noctis_pacs.workflow.events import KINDS
-from noctis_pacs.workflow.items import WorklistValidationError
-from noctis_pacs.workflow.mwl import list_query
+from noctis_pacs.core.settings import Settings
+from noctis_pacs.core.workflow.events import KINDS
+from noctis_pacs.core.workflow.items import WorklistValidationError
+from noctis_pacs.core.workflow.mwl import list_query
 from storage.archive import MAX_INTEGER, Archive
 from storage.mpps import MppsStore
 from storage.query import QueryError

@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from noctis_pacs.settings import DimseSettings
+from noctis_pacs.core.settings import DimseSettings
 
 log = logging.getLogger("noctis.dimse.access")
 

@@ -23,9 +23,9 @@ from dimse.identifier import (
 )
 from dimse.observe import Operation, bind_context, paced
 from dimse.store import status_dataset
-from noctis_pacs.metrics import Metrics
-from noctis_pacs.model import Query
-from noctis_pacs.settings import Settings
+from noctis_pacs.core.metrics import Metrics
+from noctis_pacs.core.model import Query
+from noctis_pacs.core.settings import Settings
 from storage.archive import Archive, QueryError
 
 log = logging.getLogger("noctis.dimse.find")

@@ -1,6 +1,6 @@
 """C-FIND/C-MOVE/C-GET identifiers <-> the archive's one query form.
 
-Pure translation: a request Identifier becomes a ``noctis_pacs.model.Query``
+Pure translation: a request Identifier becomes a ``noctis_pacs.core.model.Query``
 (the same form QIDO-RS compiles to), an index row becomes a response
 Identifier holding exactly the requested keys (PS3.4 C.4.1.1.3.2).
 """
@@ -21,7 +21,7 @@ from pydicom.tag import BaseTag
 from pydicom.uid import UID
 
 from dimse.encoded import EncodedIdentifier, encode_elements
-from noctis_pacs.model import BY_KEYWORD, Level, Match, MatchKind, Query, build_match
+from noctis_pacs.core.model import BY_KEYWORD, Level, Match, MatchKind, Query, build_match
 
 PATIENT_ROOT = "patient"
 STUDY_ROOT = "study"

@@ -1,6 +1,6 @@
 """Modality Performed Procedure Step SCP: N-CREATE and N-SET (PS3.4 F.7).
 
-The rules and their statuses are ``noctis_pacs.workflow.mpps``; the store
+The rules and their statuses are ``noctis_pacs.core.workflow.mpps``; the store
 applies them with the worklist change in one transaction.  Handlers only map
 ``MppsError`` to the PS3.7 status with an Error Comment.
 """
@@ -16,8 +16,8 @@ from pydicom.uid import generate_uid
 from dimse import status as st
 from dimse.access import STORE, AccessPolicy, calling_ae_of
 from dimse.observe import Operation, bind_context
-from noctis_pacs.metrics import Metrics
-from noctis_pacs.workflow.mpps import PROCESSING_FAILURE, SUCCESS, MppsError
+from noctis_pacs.core.metrics import Metrics
+from noctis_pacs.core.workflow.mpps import PROCESSING_FAILURE, SUCCESS, MppsError
 from storage.mpps import MppsStore
 
 log = logging.getLogger("noctis.dimse.mpps")

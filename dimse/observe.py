@@ -6,8 +6,8 @@ import time
 from typing import Any
 
 from dimse.status import operation_status_label
-from noctis_pacs.logs import context_id
-from noctis_pacs.metrics import Metrics
+from noctis_pacs.core.logs import context_id
+from noctis_pacs.core.metrics import Metrics
 
 
 def bind_context(event: Any) -> None:

@@ -27,8 +27,8 @@ from dimse.observe import Operation, bind_context
 from dimse.sender import StoredInstance, fast_send_c_store
 from dimse.store import status_dataset
 from dimse.transport import set_nodelay
-from noctis_pacs.metrics import Metrics
-from noctis_pacs.settings import RemoteAE, Settings
+from noctis_pacs.core.metrics import Metrics
+from noctis_pacs.core.settings import RemoteAE, Settings
 from storage.archive import Archive, InstanceLocation, QueryError
 
 log = logging.getLogger("noctis.dimse.retrieve")

@@ -6,7 +6,7 @@ import logging
 import socket
 import threading
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 from pynetdicom import AE, _config
 from pynetdicom.presentation import PresentationContext
@@ -16,9 +16,8 @@ from dimse.access import AccessPolicy
 from dimse.services import Services, build_services
 from dimse.tls import server_context
 from dimse.transport import DimseListener, DimseRequestHandler
-from dimse.workers import WorkerPool
-from noctis_pacs.metrics import Metrics
-from noctis_pacs.settings import Settings
+from noctis_pacs.core.metrics import Metrics
+from noctis_pacs.core.settings import Settings
 from storage.archive import Archive
 
 log = logging.getLogger("noctis.dimse")
@@ -85,6 +84,23 @@ def build_ae(settings: Settings, services: Services) -> AE:
     return ae
 
 
+class WorkerPool(Protocol):
+    """What the serving process needs of the DIMSE worker processes the wiring spawns."""
+
+    def hand_off(self, connection: socket.socket, address: Any) -> bool: ...
+
+    def local_closed(self) -> None: ...
+
+    @property
+    def pids(self) -> list[int]: ...
+
+    def stop(self) -> None: ...
+
+
+#: Starts ``count`` worker processes serving connections the primary hands them.
+SpawnWorkers = Callable[[Settings, int], WorkerPool]
+
+
 class DimseServer:
     """Owns the DIMSE listener. With ``dimse.workers`` > 1 the primary server also
     starts ``workers - 1`` worker processes and hands them connections
@@ -99,12 +115,14 @@ class DimseServer:
         metrics: Metrics,
         primary: bool = True,
         on_closed: Callable[[], None] | None = None,
+        spawn_workers: SpawnWorkers | None = None,
     ) -> None:
         self.settings = settings
         self.archive = archive
         self.metrics = metrics
         self.primary = primary
         self._on_closed = on_closed
+        self._spawn_workers = spawn_workers
         self._server: Any = None
         self._thread: threading.Thread | None = None
         self._workers: WorkerPool | None = None
@@ -117,8 +135,8 @@ class DimseServer:
         )
         ae = build_ae(self.settings, services)
         extra = self.settings.dimse.workers - 1
-        if self.primary and extra > 0:
-            self._workers = WorkerPool.spawn(self.settings, count=extra)
+        if self.primary and extra > 0 and self._spawn_workers is not None:
+            self._workers = self._spawn_workers(self.settings, extra)
         hand_off = self._workers.hand_off if self._workers is not None else None
         on_closed = self._workers.local_closed if self._workers is not None else self._on_closed
         listener = type(

@@ -30,8 +30,8 @@ from dimse.observe import Operation, bind_context
 from dimse.retrieve import handle_get, handle_move
 from dimse.store import discard_partial_receive, handle_store, status_dataset
 from dimse.worklist import register_workflow
-from noctis_pacs.metrics import Metrics
-from noctis_pacs.settings import Settings
+from noctis_pacs.core.metrics import Metrics
+from noctis_pacs.core.settings import Settings
 from storage.archive import Archive
 
 VERIFICATION = "1.2.840.10008.1.1"

@@ -37,7 +37,7 @@ from dimse.access import STORE, AccessPolicy, calling_ae_of
 from dimse.observe import Operation, bind_context
 from dimse.part10 import data_set_offset
 from dimse.spool import ReceiveSpool
-from noctis_pacs.metrics import Metrics
+from noctis_pacs.core.metrics import Metrics
 from storage.archive import Archive, StorageFullError
 from storage.ingest import Origin, RejectKind, Status, StoreOutcome
 from storage.rawheader import LONG_VRS

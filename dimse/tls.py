@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import ssl
 
-from noctis_pacs.settings import DimseSettings
+from noctis_pacs.core.settings import DimseSettings
 
 #: BCP 195 (RFC 9325) recommended TLS 1.2 suites; TLS 1.3 suites are all acceptable.
 BCP195_CIPHERS = "ECDHE+AESGCM:ECDHE+CHACHA20:DHE+AESGCM"

@@ -23,10 +23,10 @@ from dimse import status as st
 from dimse.access import QUERY, STORE, AccessPolicy, calling_ae_of
 from dimse.observe import Operation, bind_context, paced
 from dimse.store import status_dataset
-from noctis_pacs.metrics import Metrics
-from noctis_pacs.settings import Settings
-from noctis_pacs.workflow.items import mwl_dataset
-from noctis_pacs.workflow.mwl import query_from_identifier, response
+from noctis_pacs.core.metrics import Metrics
+from noctis_pacs.core.settings import Settings
+from noctis_pacs.core.workflow.items import mwl_dataset
+from noctis_pacs.core.workflow.mwl import query_from_identifier, response
 from storage.archive import Archive
 from storage.query import QueryError
 from storage.worklist import WorklistStore

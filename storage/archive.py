@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from noctis_pacs.model import Level, Match, MatchKind, Query, QueryResult
-from noctis_pacs.settings import Settings
+from noctis_pacs.core.model import Level, Match, MatchKind, Query, QueryResult
+from noctis_pacs.core.settings import Settings
 from storage.blobstore import (
     SMALL_BLOB,
     BlobWriter,

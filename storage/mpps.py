@@ -1,6 +1,6 @@
 """MPPS instances in the index; the worklist item follows each one (PS3.4 F.7).
 
-The rules are ``noctis_pacs.workflow.mpps``; this module applies them inside
+The rules are ``noctis_pacs.core.workflow.mpps``; this module applies them inside
 one transaction with the worklist change and the events they cause.
 """
 
@@ -12,9 +12,9 @@ from typing import Any
 
 from pydicom.dataset import Dataset
 
-from noctis_pacs.workflow import events as ev
-from noctis_pacs.workflow.items import COMPLETED, DISCONTINUED, FINAL_STATUSES, IN_PROGRESS
-from noctis_pacs.workflow.mpps import (
+from noctis_pacs.core.workflow import events as ev
+from noctis_pacs.core.workflow.items import COMPLETED, DISCONTINUED, FINAL_STATUSES, IN_PROGRESS
+from noctis_pacs.core.workflow.mpps import (
     DUPLICATE_SOP_INSTANCE,
     NO_SUCH_SOP_INSTANCE,
     MppsError,

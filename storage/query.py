@@ -1,4 +1,4 @@
-"""The one query engine: a ``noctis_pacs.model.Query`` compiled to parameterised SQL.
+"""The one query engine: a ``noctis_pacs.core.model.Query`` compiled to parameterised SQL.
 
 Implements PS3.4 C.2.2.2 matching (single value, list of UID, universal,
 wildcard, range, sequence) over the index for both dialects; only the
@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from noctis_pacs.model import (
+from noctis_pacs.core.model import (
     BY_KEYWORD,
     SEQUENCE_ATTRIBUTES,
     Attribute,

@@ -12,8 +12,8 @@ from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import Any
 
-from noctis_pacs.settings import Settings
-from noctis_pacs.workflow import events as ev
+from noctis_pacs.core.settings import Settings
+from noctis_pacs.core.workflow import events as ev
 from storage.db import Connection, Database
 from storage.workflow_events import EventLog, now_iso
 from storage.workflow_sql import W

@@ -1,11 +1,11 @@
 """Worklist items in the index and the Modality Worklist query engine.
 
-Items are validated by ``noctis_pacs.workflow.items`` and stored as their JSON
+Items are validated by ``noctis_pacs.core.workflow.items`` and stored as their JSON
 document plus indexed columns (``worklist_items``, one ``worklist_steps`` row
 per Scheduled Procedure Step).  Queries are ``WorklistQuery`` objects compiled
 here to parameterised SQL with the PS3.4 C.2.2.2 matching of the Q/R engine
 (``storage.query``'s wildcard and range helpers); column names come only
-from the fixed maps in ``noctis_pacs.workflow.mwl``.
+from the fixed maps in ``noctis_pacs.core.workflow.mwl``.
 """
 
 from __future__ import annotations
@@ -18,9 +18,9 @@ from typing import Any, TypeVar
 
 from pydicom.uid import generate_uid
 
-from noctis_pacs.model import Match
-from noctis_pacs.workflow import events as ev
-from noctis_pacs.workflow.items import (
+from noctis_pacs.core.model import Match
+from noctis_pacs.core.workflow import events as ev
+from noctis_pacs.core.workflow.items import (
     DISCONTINUED,
     FINAL_STATUSES,
     Item,
@@ -28,7 +28,7 @@ from noctis_pacs.workflow.items import (
     aggregate_status,
     validate_item,
 )
-from noctis_pacs.workflow.mwl import (
+from noctis_pacs.core.workflow.mwl import (
     ITEM_COLUMNS,
     MULTI_VALUED,
     STEP_COLUMNS,

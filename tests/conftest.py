@@ -21,7 +21,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from noctis_pacs.settings import Settings, load_settings
+from noctis_pacs.core.settings import Settings, load_settings
 
 PG_URL = os.environ.get("NOCTIS_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 REQUIRE_PG = os.environ.get("NOCTIS_REQUIRE_PG") == "1"

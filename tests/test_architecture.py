@@ -1,4 +1,15 @@
-"""The dependency arrows of DESIGN.md, checked by walking imports with ast."""
+"""The dependency arrows of DESIGN.md, checked by walking imports with ast.
+
+Four rules, no file lists:
+
+1. ``noctis_pacs.core`` and ``noctis_pacs.rendering`` are pure: they import no
+   package of the project but ``noctis_pacs.core``.
+2. ``storage`` imports only ``noctis_pacs.core`` of the application, and no protocol.
+3. ``dimse`` and ``dicomweb`` never import each other, and of the application
+   only ``noctis_pacs.core`` and ``noctis_pacs.rendering``.
+4. Only ``noctis_pacs.app`` (the composition root) imports the protocols and storage
+   together; nothing imports ``noctis_pacs.app``.
+"""
 
 from __future__ import annotations
 
@@ -7,47 +18,11 @@ import re
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-#: The wiring: the only modules allowed to import everything.
-WIRING = {"noctis_pacs/server.py", "noctis_pacs/cli.py"}
-#: Wiring too: CLI plug-ins, and the workflow worker that ``serve`` starts beside the protocols.
-WIRING_PREFIXES = ("noctis_pacs/worklist_cli", "noctis_pacs/render_cli", "noctis_pacs/events")
+PROJECT = {"noctis_pacs", "storage", "dimse", "dicomweb"}
 
 
 def _imports(path: Path) -> set[str]:
-    tree = ast.parse(path.read_text(), filename=str(path))
-    names: set[str] = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            names.update(alias.name.split(".")[0] for alias in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            names.add(node.module.split(".")[0])
-    return names
-
-
-def _files(package: str) -> list[Path]:
-    return sorted((ROOT / package).rglob("*.py"))
-
-
-def test_protocols_never_import_each_other() -> None:
-    for path in _files("dimse"):
-        assert "dicomweb" not in _imports(path), path
-    for path in _files("dicomweb"):
-        assert "dimse" not in _imports(path), path
-
-
-#: The pure modules of noctis_pacs (no I/O of their own) that storage and the protocols use.
-PURE = (
-    "noctis_pacs.model",
-    "noctis_pacs.settings",
-    "noctis_pacs.metrics",
-    "noctis_pacs.logs",
-    "noctis_pacs.runtime",
-    "noctis_pacs.workflow",
-    "noctis_pacs.rendering",
-)
-
-
-def _full_imports(path: Path) -> set[str]:
+    """Every project module ``path`` imports, as dotted names."""
     tree = ast.parse(path.read_text(), filename=str(path))
     names: set[str] = set()
     for node in ast.walk(tree):
@@ -55,32 +30,52 @@ def _full_imports(path: Path) -> set[str]:
             names.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom) and node.module:
             assert node.level == 0, f"{path}: relative import"
-            names.add(node.module)
-    return names
+            names.update(f"{node.module}.{alias.name}" for alias in node.names)
+    return {name for name in names if name.split(".")[0] in PROJECT}
 
 
-def test_storage_imports_no_protocol() -> None:
-    for path in _files("storage"):
-        imports = _imports(path)
-        assert not imports & {"dimse", "dicomweb"}, path
+def _files(package: str) -> list[Path]:
+    return sorted((ROOT / package).rglob("*.py"))
 
 
-def test_storage_and_protocols_use_only_pure_application_modules() -> None:
-    """storage, dimse and dicomweb may import noctis_pacs' pure modules, never the wiring."""
-    for package in ("storage", "dimse", "dicomweb"):
+def _within(name: str, *prefixes: str) -> bool:
+    return any(name == prefix or name.startswith(prefix + ".") for prefix in prefixes)
+
+
+def test_rule_1_core_and_rendering_are_pure() -> None:
+    for package in ("noctis_pacs/core", "noctis_pacs/rendering"):
         for path in _files(package):
-            for name in _full_imports(path):
-                if name.split(".")[0] == "noctis_pacs":
-                    assert name.startswith(PURE), (path, name)
+            for name in _imports(path):
+                assert _within(name, "noctis_pacs.core", "noctis_pacs.rendering"), (path, name)
+    for path in _files("noctis_pacs/core"):
+        for name in _imports(path):
+            assert _within(name, "noctis_pacs.core"), (path, name)
 
 
-def test_only_the_wiring_imports_protocols_and_storage() -> None:
-    for path in _files("noctis_pacs"):
-        rel = str(path.relative_to(ROOT))
-        if rel in WIRING or rel.startswith(WIRING_PREFIXES):
-            continue
-        imports = _imports(path)
-        assert not imports & {"dimse", "dicomweb", "storage"}, rel
+def test_rule_2_storage_imports_only_the_core() -> None:
+    for path in _files("storage"):
+        for name in _imports(path):
+            assert _within(name, "storage", "noctis_pacs.core"), (path, name)
+
+
+def test_rule_3_protocols_import_storage_core_and_rendering_only() -> None:
+    allowed = {
+        "dimse": ("dimse", "storage", "noctis_pacs.core", "noctis_pacs.rendering"),
+        "dicomweb": ("dicomweb", "storage", "noctis_pacs.core", "noctis_pacs.rendering"),
+    }
+    for package, prefixes in allowed.items():
+        for path in _files(package):
+            for name in _imports(path):
+                assert _within(name, *prefixes), (path, name)
+
+
+def test_rule_4_only_the_app_sees_everything() -> None:
+    for package in ("storage", "dimse", "dicomweb", "noctis_pacs/core", "noctis_pacs/rendering"):
+        for path in _files(package):
+            for name in _imports(path):
+                assert not _within(name, "noctis_pacs.app"), (path, name)
+    top = [p for p in (ROOT / "noctis_pacs").glob("*.py") if p.name != "__init__.py"]
+    assert not top, f"noctis_pacs/ holds only core/, rendering/ and app/: {top}"
 
 
 def test_no_sql_in_protocol_packages() -> None:

@@ -16,7 +16,7 @@ from pydicom.dataset import Dataset
 from pynetdicom import AE, build_context
 from pynetdicom.sop_class import Verification
 
-from noctis_pacs.settings import Settings
+from noctis_pacs.core.settings import Settings
 from tests.conftest import RunningServer, make_settings
 from tests.factory import to_bytes
 
@@ -152,7 +152,7 @@ def in_process_dimse(tmp_path: Path) -> Iterator[tuple[Any, Any]]:
     """A DimseServer on a free port in this process (SQLite under ``tmp_path``), so a
     test can look at the associations it accepts: ``(server, archive)``."""
     from dimse.server import DimseServer
-    from noctis_pacs.metrics import build_metrics
+    from noctis_pacs.core.metrics import build_metrics
     from storage.archive import Archive
     from tests.conftest import db_url_for
 

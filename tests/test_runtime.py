@@ -1,11 +1,11 @@
-"""Process tuning applied once a server has started (noctis_pacs/runtime.py)."""
+"""Process tuning applied once a server has started (noctis_pacs/app/runtime.py)."""
 
 from __future__ import annotations
 
 import gc
 import platform
 
-from noctis_pacs import runtime
+from noctis_pacs.app import runtime
 
 
 def test_settle_freezes_start_up_objects() -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from noctis_pacs.settings import SECTIONS, Settings, SettingsError, load_settings
+from noctis_pacs.core.settings import SECTIONS, Settings, SettingsError, load_settings
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "config" / "noctis.example.toml"
 

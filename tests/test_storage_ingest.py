@@ -267,7 +267,7 @@ def test_origin_is_recorded(archive: Archive) -> None:
 
 
 def _q(level: str, **keys: str):  # type: ignore[no-untyped-def]
-    from noctis_pacs.model import Level, Query, build_match
+    from noctis_pacs.core.model import Level, Query, build_match
 
     return Query(
         level=Level.parse(level), matches=tuple(build_match(k, v) for k, v in keys.items())

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from noctis_pacs.model import Level, Match, MatchKind, OrderDirection, Query, build_match
+from noctis_pacs.core.model import Level, Match, MatchKind, OrderDirection, Query, build_match
 from storage.archive import Archive, Origin, QueryError
 from tests.conftest import db_url_for, make_settings
 from tests.factory import make_instance, uid

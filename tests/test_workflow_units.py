@@ -6,7 +6,7 @@ import pytest
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 
-from noctis_pacs.workflow.items import (
+from noctis_pacs.core.workflow.items import (
     WorklistValidationError,
     aggregate_status,
     item_from_dataset,
@@ -15,13 +15,13 @@ from noctis_pacs.workflow.items import (
     valid_time,
     validate_item,
 )
-from noctis_pacs.workflow.mpps import (
+from noctis_pacs.core.workflow.mpps import (
     INVALID_ATTRIBUTE_VALUE,
     PROCESSING_FAILURE,
     MppsError,
     check_set,
 )
-from noctis_pacs.workflow.mwl import response
+from noctis_pacs.core.workflow.mwl import response
 
 
 def test_dates_and_times() -> None:

@@ -16,11 +16,11 @@ import threading
 import time
 from typing import Any
 
-from noctis_pacs import runtime
-from noctis_pacs.events import WorkflowWorker
-from noctis_pacs.logs import configure_logging
-from noctis_pacs.metrics import Metrics, build_metrics
-from noctis_pacs.settings import Settings, load_settings
+from noctis_pacs.app import runtime
+from noctis_pacs.app.workflow_worker import WorkflowWorker
+from noctis_pacs.core.logs import configure_logging
+from noctis_pacs.core.metrics import Metrics, build_metrics
+from noctis_pacs.core.settings import Settings, load_settings
 from storage.archive import Archive
 from storage.tracking import workflow_backends
 
@@ -29,8 +29,11 @@ log = logging.getLogger("noctis.server")
 
 def build_dimse(settings: Settings, archive: Archive, metrics: Metrics) -> Any:
     from dimse.server import DimseServer
+    from noctis_pacs.app.dimse_workers import spawn_workers
 
-    return DimseServer(settings=settings, archive=archive, metrics=metrics)
+    return DimseServer(
+        settings=settings, archive=archive, metrics=metrics, spawn_workers=spawn_workers
+    )
 
 
 def build_http_app(settings: Settings, archive: Archive, metrics: Metrics) -> Any:
@@ -77,7 +80,7 @@ def run_http(settings: Settings, archive: Archive, metrics: Metrics) -> None:
     if settings.http.workers > 1:
         os.environ[SETTINGS_ENV] = settings_json(settings)
         uvicorn.run(
-            "noctis_pacs.server:http_worker_app",
+            "noctis_pacs.app.server:http_worker_app",
             factory=True,
             workers=settings.http.workers,
             **common,
@@ -110,7 +113,7 @@ def serve(settings: Settings, *, http: bool = True, dimse: bool = True) -> None:
         target=_prepare_layout, args=(archive,), name="blob-layout", daemon=True
     ).start()
     dimse_server = None
-    # Study tracking, stability and webhook delivery (noctis_pacs/events.py).
+    # Study tracking, stability and webhook delivery (noctis_pacs/app/workflow_worker.py).
     workflow_worker = WorkflowWorker(settings, **workflow_backends(settings, archive.db))
     workflow_worker.start()
     try:

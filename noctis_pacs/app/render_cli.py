@@ -11,8 +11,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from noctis_pacs.cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE, EXTRA_COMMANDS, _common
-from noctis_pacs.settings import Settings
+from noctis_pacs.app.cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE, EXTRA_COMMANDS, _common
+from noctis_pacs.core.settings import Settings
 
 
 def _floats(text: str | None, name: str) -> tuple[float, ...] | None:

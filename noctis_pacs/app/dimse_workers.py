@@ -46,8 +46,8 @@ from multiprocessing.process import BaseProcess
 from types import FrameType
 from typing import Any
 
-from noctis_pacs.runtime import settle
-from noctis_pacs.settings import Settings
+from noctis_pacs.app.runtime import settle
+from noctis_pacs.core.settings import Settings
 
 log = logging.getLogger("noctis.dimse.workers")
 
@@ -82,8 +82,8 @@ def _raise_exit(signum: int, frame: FrameType | None) -> None:
 def run_worker(settings: Settings, pipe: Connection) -> None:
     """Entry point of one worker process (runs in the child)."""
     from dimse.server import DimseServer
-    from noctis_pacs.logs import configure_logging
-    from noctis_pacs.metrics import build_metrics
+    from noctis_pacs.core.logs import configure_logging
+    from noctis_pacs.core.metrics import build_metrics
     from storage.archive import Archive
 
     # Ctrl-C reaches the whole process group; the serving process decides when we stop.
@@ -279,3 +279,8 @@ class WorkerPool:
                 worker.reader.join(5)
             worker.pipe.close()
         self._workers.clear()
+
+
+def spawn_workers(settings: Settings, count: int) -> WorkerPool:
+    """The ``SpawnWorkers`` the wiring hands ``dimse.server.DimseServer``."""
+    return WorkerPool.spawn(settings, count=count)

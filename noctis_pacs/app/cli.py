@@ -19,8 +19,8 @@ from functools import partial
 from pathlib import Path
 from typing import Any, TextIO
 
-from noctis_pacs.logs import configure_logging
-from noctis_pacs.settings import Settings, SettingsError, load_settings
+from noctis_pacs.core.logs import configure_logging
+from noctis_pacs.core.settings import Settings, SettingsError, load_settings
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -295,7 +295,7 @@ def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
-    from noctis_pacs.server import serve
+    from noctis_pacs.app.server import serve
 
     serve(settings, http=not args.dimse_only, dimse=not args.http_only)
     return EXIT_OK
@@ -316,7 +316,7 @@ def _load_plugins() -> None:
     """Import the modules that add verbs (they append to ``EXTRA_COMMANDS``)."""
     import importlib
 
-    for name in ("noctis_pacs.worklist_cli", "noctis_pacs.render_cli"):
+    for name in ("noctis_pacs.app.worklist_cli", "noctis_pacs.app.render_cli"):
         try:
             importlib.import_module(name)
         except ModuleNotFoundError as exc:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pydicom.dataset import Dataset
 
-from noctis_pacs.workflow.items import (
+from noctis_pacs.core.workflow.items import (
     COMPLETED,
     DISCONTINUED,
     FINAL_STATUSES,

@@ -1,7 +1,7 @@
 """Modality Worklist keys (PS3.4 K.6.1.2) and the query form they compile to.
 
 A C-FIND identifier (or a REST filter) becomes a ``WorklistQuery``: PS3.4
-C.2.2.2 matches (built by ``noctis_pacs.model.classify``, the same matching
+C.2.2.2 matches (built by ``noctis_pacs.core.model.classify``, the same matching
 types as Q/R) on item keys and on Scheduled Procedure Step Sequence item keys.
 ``response`` answers one matching step with exactly the keys requested,
 type 1 and 2 keys present even when the archive has no value (K.6.1.2.2).
@@ -17,8 +17,8 @@ from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 
-from noctis_pacs.model import Match, MatchKind, classify
-from noctis_pacs.workflow.items import IN_PROGRESS, SCHEDULED, STEP_STATUSES
+from noctis_pacs.core.model import Match, MatchKind, classify
+from noctis_pacs.core.workflow.items import IN_PROGRESS, SCHEDULED, STEP_STATUSES
 
 #: Matching keys on the item (PS3.4 Table K.6-1) -> worklist_items column.
 ITEM_COLUMNS: Mapping[str, str] = {

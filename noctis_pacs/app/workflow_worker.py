@@ -19,8 +19,8 @@ import urllib.error
 import urllib.request
 from typing import Any, Protocol
 
-from noctis_pacs.settings import Settings, WorkflowSettings
-from noctis_pacs.workflow.events import DELIVERY_HEADER, EVENT_HEADER
+from noctis_pacs.core.settings import Settings, WorkflowSettings
+from noctis_pacs.core.workflow.events import DELIVERY_HEADER, EVENT_HEADER
 
 log = logging.getLogger("noctis.workflow")
 

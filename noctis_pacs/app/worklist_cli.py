@@ -14,8 +14,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from noctis_pacs.cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE, EXTRA_COMMANDS, _common
-from noctis_pacs.settings import Settings
+from noctis_pacs.app.cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE, EXTRA_COMMANDS, _common
+from noctis_pacs.core.settings import Settings
 
 
 def _stores(settings: Settings) -> tuple[Any, Any, Any]:
@@ -78,7 +78,7 @@ def _print_problems(label: str, exc: Exception) -> None:
 
 
 def cmd_add(args: argparse.Namespace, settings: Settings) -> int:
-    from noctis_pacs.workflow.items import WorklistValidationError
+    from noctis_pacs.core.workflow.items import WorklistValidationError
 
     if args.json_file:
         try:
@@ -116,7 +116,7 @@ def _worklist_files(paths: list[Path]) -> list[Path]:
 def cmd_import(args: argparse.Namespace, settings: Settings) -> int:
     from pydicom import dcmread
 
-    from noctis_pacs.workflow.items import WorklistValidationError, item_from_dataset
+    from noctis_pacs.core.workflow.items import WorklistValidationError, item_from_dataset
 
     files = _worklist_files(args.paths)
     archive, store, _ = _stores(settings)
@@ -145,7 +145,7 @@ def cmd_import(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_list(args: argparse.Namespace, settings: Settings) -> int:
-    from noctis_pacs.workflow.mwl import list_query
+    from noctis_pacs.core.workflow.mwl import list_query
 
     params = {
         name: value

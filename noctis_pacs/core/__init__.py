@@ -1,0 +1,1 @@
+"""The pure core: DICOM model, settings, outcomes, workflow rules, wire helpers. No I/O."""

@@ -20,8 +20,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from dicomweb import media
-from dicomweb.dicomjson import JsonDataset, single
 from dicomweb.errors import BadRequest, NotAcceptable, warning_value
+from dicomweb.json_builders import JsonDataset, single
 from dicomweb.negotiation import parse_accept
 from dicomweb.resources import Context, path_uids, public_base
 from noctis_pacs.core.model import (

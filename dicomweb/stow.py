@@ -18,7 +18,6 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 
 from dicomweb import media
-from dicomweb.dicomjson import JsonDataset, single
 from dicomweb.errors import (
     BadRequest,
     NotAcceptable,
@@ -26,6 +25,7 @@ from dicomweb.errors import (
     UnsupportedMediaType,
     warning_value,
 )
+from dicomweb.json_builders import JsonDataset, single
 from dicomweb.multipart import (
     MultipartError,
     MultipartParser,

@@ -24,7 +24,7 @@ from noctis_pacs.core.workflow.events import KINDS
 from noctis_pacs.core.workflow.items import WorklistValidationError
 from noctis_pacs.core.workflow.mwl import list_query
 from storage.archive import MAX_INTEGER, Archive
-from storage.mpps import MppsStore
+from storage.mpps_store import MppsStore
 from storage.query import QueryError
 from storage.tracking import StudyTracker
 from storage.workflow_events import EventLog

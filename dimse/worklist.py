@@ -121,9 +121,9 @@ def register_workflow(
     policy: AccessPolicy,
 ) -> None:
     """Add MWL (C-FIND route) and MPPS (N-CREATE / N-SET) to the AE's services."""
-    from dimse.mpps import handle_n_create, handle_n_set
+    from dimse.mpps_scp import handle_n_create, handle_n_set
     from dimse.services import QR_SYNTAXES, Context
-    from storage.mpps import MppsStore
+    from storage.mpps_store import MppsStore
 
     store = worklist_store(settings, archive)
     mpps = MppsStore(store)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dicomweb.dicomjson import element, single
+from dicomweb.json_builders import element, single
 
 
 def test_person_name_groups_are_split() -> None:

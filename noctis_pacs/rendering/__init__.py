@@ -16,7 +16,7 @@ from noctis_pacs.rendering.errors import (
     RenderingError,
     VolumeError,
 )
-from noctis_pacs.rendering.frames import iter_frames, transfer_syntax_of
+from noctis_pacs.rendering.frame_split import iter_frames, transfer_syntax_of
 from noctis_pacs.rendering.lut import (
     Window,
     apply_modality_lut,

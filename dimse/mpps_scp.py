@@ -18,9 +18,9 @@ from dimse.access import STORE, AccessPolicy, calling_ae_of
 from dimse.observe import Operation, bind_context
 from noctis_pacs.core.metrics import Metrics
 from noctis_pacs.core.workflow.mpps import PROCESSING_FAILURE, SUCCESS, MppsError
-from storage.mpps import MppsStore
+from storage.mpps_store import MppsStore
 
-log = logging.getLogger("noctis.dimse.mpps")
+log = logging.getLogger("noctis.dimse.mpps_scp")
 
 NResponse = tuple[int | Dataset, Dataset | None]
 

@@ -19,10 +19,10 @@ from functools import partial
 from pathlib import Path
 from typing import Any, TextIO
 
+from noctis_pacs.app import render_cli, worklist_cli
+from noctis_pacs.app.cli_common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, common_options
 from noctis_pacs.core.logs import configure_logging
 from noctis_pacs.core.settings import Settings, SettingsError, load_settings
-
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 
 class Progress:
@@ -58,18 +58,12 @@ class Progress:
         self.stream.flush()
 
 
-def _common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", help="TOML configuration file")
-    parser.add_argument("--data-dir", help="data directory (default ./data)")
-    parser.add_argument("--db", help="index URL: sqlite:///PATH or postgresql://...")
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="noctis-pacs", description="Noctis PACS DICOM archive")
     sub = parser.add_subparsers(dest="command", required=True)
 
     serve = sub.add_parser("serve", help="run the HTTP (DICOMweb) and DIMSE servers")
-    _common(serve)
+    common_options(serve)
     serve.add_argument("--http-host")
     serve.add_argument("--http-port", type=int)
     serve.add_argument("--dimse-port", type=int)
@@ -79,23 +73,23 @@ def build_parser() -> argparse.ArgumentParser:
     only.add_argument("--http-only", action="store_true", help="run HTTP without DIMSE")
 
     imp = sub.add_parser("import", help="store files, folders (recursively) and zip archives")
-    _common(imp)
+    common_options(imp)
     imp.add_argument("paths", nargs="+", type=Path)
     imp.add_argument("--jobs", type=int, default=4, help="parallel stores (default 4)")
 
     stats = sub.add_parser("stats", help="counts and bytes per level")
-    _common(stats)
+    common_options(stats)
     stats.add_argument("--json", action="store_true", help="print a JSON object")
 
     verify = sub.add_parser("verify", help="check every blob exists and matches its hash")
-    _common(verify)
+    common_options(verify)
     verify.add_argument("--json", action="store_true")
 
     reindex = sub.add_parser("reindex", help="rebuild the index from the blobs")
-    _common(reindex)
+    common_options(reindex)
 
     delete = sub.add_parser("delete", help="delete a study, series or instance")
-    _common(delete)
+    common_options(delete)
     delete.add_argument("--study", help="Study Instance UID")
     delete.add_argument("--series", help="Series Instance UID")
     delete.add_argument("--instance", help="SOP Instance UID")
@@ -103,16 +97,18 @@ def build_parser() -> argparse.ArgumentParser:
     db = sub.add_parser("db", help="index maintenance")
     db_sub = db.add_subparsers(dest="db_command", required=True)
     migrate = db_sub.add_parser("migrate", help="bring the index to this version's schema")
-    _common(migrate)
+    common_options(migrate)
 
-    for register in EXTRA_COMMANDS:
+    for register in VERB_MODULES:
         register(sub)
     return parser
 
 
 #: Later verbs (worklist, render, ...) register here: ``register(subparsers)`` adds a
 #: parser whose ``handler`` default is ``handler(args, settings) -> int``.
-EXTRA_COMMANDS: list[Callable[[Any], None]] = []
+#: Verbs defined in their own modules: each ``register(subparsers)`` adds its parsers
+#: and sets ``handler`` on them. Add a verb module here.
+VERB_MODULES: tuple[Callable[[Any], None], ...] = (worklist_cli.register, render_cli.register)
 
 
 def settings_from(args: argparse.Namespace) -> Settings:
@@ -312,20 +308,7 @@ HANDLERS: dict[str, Callable[[argparse.Namespace, Settings], int]] = {
 }
 
 
-def _load_plugins() -> None:
-    """Import the modules that add verbs (they append to ``EXTRA_COMMANDS``)."""
-    import importlib
-
-    for name in ("noctis_pacs.app.worklist_cli", "noctis_pacs.app.render_cli"):
-        try:
-            importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name != name:
-                raise
-
-
 def main(argv: Sequence[str] | None = None) -> int:
-    _load_plugins()
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

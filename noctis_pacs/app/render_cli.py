@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from noctis_pacs.app.cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE, EXTRA_COMMANDS, _common
+from noctis_pacs.app.cli_common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, common_options
 from noctis_pacs.core.settings import Settings
 
 
@@ -31,7 +31,7 @@ def register(sub: Any) -> None:
     parser = sub.add_parser(
         "render", help="write a PNG/JPEG of an instance frame, an MPR plane or a MIP"
     )
-    _common(parser)
+    common_options(parser)
     parser.add_argument("--study", required=True, help="Study Instance UID")
     parser.add_argument("--series", help="Series Instance UID (needed for --mpr / --mip)")
     parser.add_argument("--instance", help="SOP Instance UID (default: the middle instance)")
@@ -114,6 +114,3 @@ def cmd_render(args: argparse.Namespace, settings: Settings) -> int:
     )
     args.output.write_bytes(data)
     return EXIT_OK
-
-
-EXTRA_COMMANDS.append(register)

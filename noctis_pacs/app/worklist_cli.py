@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from noctis_pacs.app.cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE, EXTRA_COMMANDS, _common
+from noctis_pacs.app.cli_common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, common_options
 from noctis_pacs.core.settings import Settings
 
 
@@ -240,7 +240,7 @@ def register(subparsers: Any) -> None:
     verbs = worklist.add_subparsers(dest="worklist_command", required=True)
 
     add = verbs.add_parser("add", help="schedule a procedure (flags, or --json-file)")
-    _common(add)
+    common_options(add)
     add.add_argument("--json-file", help="the item as JSON (docs/workflow.md); - for stdin")
     for flag in (
         "--patient-name",
@@ -266,12 +266,12 @@ def register(subparsers: Any) -> None:
     add.set_defaults(handler=cmd_add)
 
     imp = verbs.add_parser("import", help="import DICOM worklist files (.wl) or folders of them")
-    _common(imp)
+    common_options(imp)
     imp.add_argument("paths", nargs="+", type=Path)
     imp.set_defaults(handler=cmd_import)
 
     lst = verbs.add_parser("list", help="list items (filters as in GET /workflow/worklist)")
-    _common(lst)
+    common_options(lst)
     lst.add_argument("--patient-name")
     lst.add_argument("--patient-id")
     lst.add_argument("--accession-number")
@@ -284,21 +284,18 @@ def register(subparsers: Any) -> None:
     lst.set_defaults(handler=cmd_list)
 
     show = verbs.add_parser("show", help="one item as JSON, with its studies")
-    _common(show)
+    common_options(show)
     show.add_argument("item", help="item id")
     show.set_defaults(handler=cmd_show)
 
     cancel = verbs.add_parser("cancel", help="discontinue every step not yet final")
-    _common(cancel)
+    common_options(cancel)
     cancel.add_argument("item", help="item id")
     cancel.set_defaults(handler=cmd_cancel)
 
     status = verbs.add_parser("status", help="study status: scheduled ... stable / completed")
-    _common(status)
+    common_options(status)
     status.add_argument("--study", help="one Study Instance UID")
     status.add_argument("--limit", type=int, default=50)
     status.add_argument("--json", action="store_true")
     status.set_defaults(handler=cmd_status)
-
-
-EXTRA_COMMANDS.append(register)

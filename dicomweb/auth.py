@@ -1,16 +1,20 @@
-"""The one place where a request's principal and permissions are decided.
+"""The one place where a request's principal and the permission it needs are decided.
 
 Every HTTP route passes through ``AuthMiddleware``: it asks the configured
 ``Authenticator`` who is calling, works out the permission the request needs
-from its method and path (``required_permission``) and refuses it before any
-handler runs.  Authentication (tokens, OIDC, mTLS) will be a new
-``Authenticator``; nothing else changes.  The default grants anonymous full
-access.
+from its method and path (``required_permission``, the one table for every
+route) and refuses the request before any handler runs: 401 with
+``WWW-Authenticate: Bearer`` when the credentials are missing or invalid, 403
+when a known principal lacks the permission.
+
+Principals and permissions are ``noctis_pacs.core.auth`` types, shared with
+DIMSE and the query engine.  Paths that no rule names need ``ADMIN`` (deny by
+default): a new route is refused to everybody but admins until its rule is
+written here.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Protocol
 
 from starlette.requests import HTTPConnection
@@ -18,29 +22,15 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from dicomweb.errors import error_response
 from dicomweb.media import DICOMWEB_ROOT
+from noctis_pacs.core.auth import ANONYMOUS, Permission, Principal
 
-STORE = "store"
-QUERY = "query"
-RETRIEVE = "retrieve"
-DELETE = "delete"
-#: The worklist / study-tracking REST API and its event stream (``/workflow``).
-WORKFLOW = "workflow"
 WORKFLOW_ROOT = "/workflow"
-ALL_PERMISSIONS = frozenset({STORE, QUERY, RETRIEVE, DELETE, WORKFLOW})
+#: The admin API (tokens, remote AEs, jobs, ...) and the audit trail.
+ADMIN_ROOTS = ("/api", "/audit")
+#: Routes anyone may call: liveness, readiness, Prometheus scrapes.  No patient data.
+PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 
 SCOPE_KEY = "noctis.principal"
-
-
-@dataclass(frozen=True)
-class Principal:
-    name: str
-    permissions: frozenset[str]
-
-    def may(self, permission: str) -> bool:
-        return permission in self.permissions
-
-
-ANONYMOUS = Principal("anonymous", ALL_PERMISSIONS)
 
 
 class Authenticator(Protocol):
@@ -49,7 +39,7 @@ class Authenticator(Protocol):
 
 
 class AnonymousAccess:
-    """Everybody is ``anonymous`` with every permission (the default until auth lands)."""
+    """Everybody is ``anonymous`` with every permission (``auth.mode = "none"``)."""
 
     def authenticate(self, conn: HTTPConnection) -> Principal | None:
         return ANONYMOUS
@@ -58,22 +48,27 @@ class AnonymousAccess:
 _QUERY_RESOURCES = ("studies", "series", "instances")
 
 
-def required_permission(method: str, path: str) -> str | None:
-    """The permission a request needs; ``None`` for open routes (health, metrics, CORS)."""
-    if method == "OPTIONS":
+def _under(path: str, root: str) -> bool:
+    return path == root or path.startswith(root + "/")
+
+
+def required_permission(method: str, path: str) -> Permission | None:
+    """The permission a request needs; ``None`` only for public routes and CORS preflights."""
+    if method == "OPTIONS" or path in PUBLIC_PATHS:
         return None
     if path == "/wado":
-        return RETRIEVE
-    if path == WORKFLOW_ROOT or path.startswith(WORKFLOW_ROOT + "/"):
-        return WORKFLOW
-    if not path.startswith(DICOMWEB_ROOT):
-        return None
-    if method == "POST":
-        return STORE
-    if method == "DELETE":
-        return DELETE
-    last = path.rstrip("/").rsplit("/", 1)[-1]
-    return QUERY if last in _QUERY_RESOURCES else RETRIEVE
+        return Permission.RETRIEVE
+    if _under(path, WORKFLOW_ROOT):
+        return Permission.WORKFLOW
+    if _under(path, DICOMWEB_ROOT):
+        if method == "POST":
+            return Permission.STORE
+        if method == "DELETE":
+            return Permission.DELETE
+        last = path.rstrip("/").rsplit("/", 1)[-1]
+        return Permission.QUERY if last in _QUERY_RESOURCES else Permission.RETRIEVE
+    # /api, /audit and any path without a rule of its own.
+    return Permission.ADMIN
 
 
 def principal_of(conn: HTTPConnection) -> Principal:

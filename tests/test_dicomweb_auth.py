@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from dicomweb.auth import ANONYMOUS, DELETE, QUERY, RETRIEVE, STORE, WORKFLOW, required_permission
+from dicomweb.auth import required_permission
+from noctis_pacs.core.auth import ANONYMOUS, Permission
+
+STORE, QUERY, RETRIEVE = Permission.STORE, Permission.QUERY, Permission.RETRIEVE
+DELETE, WORKFLOW, ADMIN = Permission.DELETE, Permission.WORKFLOW, Permission.ADMIN
 
 
 @pytest.mark.parametrize(
@@ -19,13 +23,21 @@ from dicomweb.auth import ANONYMOUS, DELETE, QUERY, RETRIEVE, STORE, WORKFLOW, r
         ("GET", "/wado", RETRIEVE),
         ("GET", "/workflow/worklist", WORKFLOW),
         ("POST", "/workflow/worklist", WORKFLOW),
-        ("GET", "/workflowx", None),
+        ("GET", "/workflowx", ADMIN),
+        ("GET", "/api/tokens", ADMIN),
+        ("POST", "/api/remotes", ADMIN),
+        ("GET", "/audit", ADMIN),
+        ("GET", "/audit/verify", ADMIN),
+        ("GET", "/no-such-route", ADMIN),
+        ("GET", "/readyz", None),
         ("GET", "/healthz", None),
         ("GET", "/metrics", None),
         ("OPTIONS", "/dicom-web/studies", None),
     ],
 )
-def test_every_route_has_its_permission(method: str, path: str, permission: str | None) -> None:
+def test_every_route_has_its_permission(
+    method: str, path: str, permission: Permission | None
+) -> None:
     assert required_permission(method, path) == permission
     if permission:
         assert ANONYMOUS.may(permission)

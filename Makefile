@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export NOCTIS_TEST_PG_URL ?= postgresql://postgres@127.0.0.1:5432/noctis_test
 
-.PHONY: serve test venv deps lint typecheck bench clean
+.PHONY: serve test test-fast check venv deps lint typecheck bench clean
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -23,17 +23,27 @@ serve: $(STAMP)
 deps:
 	bash scripts/setup-test-deps.sh
 
-# Integration tests share two cores with real servers; a test that fails on a timing
-# hiccup is re-run once and reported as rerun (R) in the summary, never hidden.
-test: $(STAMP) deps
+# The whole check, as CI runs it (.ci/run): lint and types first (seconds, fail fast),
+# then every test. Integration tests share two cores with real servers; a test that
+# fails on a timing hiccup is re-run once and reported as rerun (R), never hidden.
+test: $(STAMP)
+	$(MAKE) --no-print-directory check
+	$(MAKE) --no-print-directory deps
 	$(BIN)/pytest -n 2 -q --reruns 1 --reruns-delay 1
+
+## The edit-test loop: no PostgreSQL, no dcmtk (tests marked `postgres` or `dcmtk` are
+## deselected; one that reaches either without its marker fails). No lint, no mypy.
+test-fast: $(STAMP)
+	NOCTIS_TEST_FAST=1 $(BIN)/pytest -n 2 -q --reruns 1 --reruns-delay 1 -m "not postgres and not dcmtk"
+
+check: lint typecheck
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
 typecheck: $(STAMP)
-	$(BIN)/mypy
+	$(BIN)/mypy --strict
 
 bench: $(STAMP)
 	bash bench/run-all.sh

@@ -25,7 +25,12 @@ from noctis_pacs.core.settings import Settings, load_settings
 
 PG_URL = os.environ.get("NOCTIS_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 REQUIRE_PG = os.environ.get("NOCTIS_REQUIRE_PG") == "1"
-BACKENDS = ["sqlite", "postgresql"]
+#: Set by ``make test-fast``: a test reaching PostgreSQL or dcmtk without its marker
+#: fails instead of quietly making the fast subset slow or dependent on them.
+FAST = os.environ.get("NOCTIS_TEST_FAST") == "1"
+#: Backend parameters; the PostgreSQL one carries the ``postgres`` marker, so
+#: ``-m "not postgres"`` (``make test-fast``) deselects every test that needs it.
+BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 
@@ -49,6 +54,8 @@ _SCHEMAS: list[str] = []
 
 def pg_schema_url() -> str:
     """A fresh schema in the test database; dropped at the end of the session."""
+    if FAST:
+        pytest.fail("this test reaches PostgreSQL: mark it @pytest.mark.postgres")
     if "error" not in _PG_STATE:
         _PG_STATE["error"] = _pg_reachable()
     error = _PG_STATE["error"]

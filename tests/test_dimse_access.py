@@ -45,6 +45,7 @@ def guarded(server_factory: Callable[..., RunningServer]) -> RunningServer:
     return server_factory(REMOTES, dimse_extra=ALLOW)
 
 
+@pytest.mark.dcmtk
 def test_unknown_calling_ae_rejected(guarded: RunningServer) -> None:
     """PS3.8 9.3.4 Table 9-21: A-ASSOCIATE-RJ, rejected-permanent, service-user,
     reason 3 "calling-AE-title-not-recognized"; known AEs associate."""
@@ -112,6 +113,7 @@ def _make_pki(folder: Path) -> None:
                  "-extfile", "san.cnf", cwd=folder)  # fmt: skip
 
 
+@pytest.mark.dcmtk
 @pytest.mark.parametrize("workers", [1, 2])
 def test_tls_association_with_client_certificate(
     server_factory: Callable[..., RunningServer], tmp_path: Path, workers: int

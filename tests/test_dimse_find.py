@@ -100,6 +100,7 @@ CASES = [
 ]  # fmt: skip
 
 
+@pytest.mark.dcmtk
 @pytest.mark.parametrize(("root", "level", "keys", "key", "expected"), CASES)
 def test_findscu_levels_roots_and_matching_types(
     corpus: tuple[RunningServer, dict[str, str]],

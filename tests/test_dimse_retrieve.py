@@ -52,6 +52,7 @@ class Corpus:
     sops: list[str]
     compressed_study: str
     dest_folder: Path
+    dest_port: int
     py: Destination
 
 
@@ -104,14 +105,19 @@ def corpus(
                 outcome = archive.store_bytes(path.read_bytes(), Origin("test"))
                 assert outcome.ok, outcome.reason
                 compressed_study = outcome.study_uid
-    # storescp runs for the whole module: its port was reserved above, before the server.
-    with storescp(dest_port, base / "dest"):
-        yield Corpus(
-            server, study, series, [str(d.SOPInstanceUID) for d in datasets],
-            compressed_study, base / "dest", py,
-        )  # fmt: skip
+    yield Corpus(
+        server, study, series, [str(d.SOPInstanceUID) for d in datasets],
+        compressed_study, base / "dest", dest_port, py,
+    )  # fmt: skip
     scp.shutdown()
     server.stop()
+
+
+@pytest.fixture
+def dest_folder(corpus: Corpus) -> Iterator[Path]:
+    """dcmtk storescp as the configured destination ``DEST``, writing into the folder."""
+    with storescp(corpus.dest_port, corpus.dest_folder):
+        yield corpus.dest_folder
 
 
 def _move(
@@ -133,7 +139,8 @@ def _series_identifier(corpus: Corpus) -> Dataset:
     return identifier
 
 
-def test_movescu_to_storescp(corpus: Corpus, tmp_path: Path) -> None:
+@pytest.mark.dcmtk
+def test_movescu_to_storescp(corpus: Corpus, dest_folder: Path, tmp_path: Path) -> None:
     """PS3.4 C.4.2: movescu moves a series to a configured destination (storescp); the
     data sets arrive as stored (sent from the stored files, dimse/sender.py)."""
     for old in corpus.dest_folder.iterdir():
@@ -261,6 +268,7 @@ def test_patient_root_move(corpus: Corpus) -> None:
     assert {str(d.SOPInstanceUID) for d in corpus.py.received} == set(corpus.sops[:2])
 
 
+@pytest.mark.dcmtk
 def test_getscu(corpus: Corpus, tmp_path: Path) -> None:
     """PS3.4 C.4.3: getscu retrieves a series over its own association."""
     out = tmp_path / "get"

@@ -58,6 +58,7 @@ def _files_by_syntax() -> dict[str, list[Path]]:
     return {ts: sorted(paths, key=lambda p: counts[uids[p]] > 1) for ts, paths in by_syntax.items()}
 
 
+@pytest.mark.dcmtk
 def test_echoscu_and_pynetdicom_echo(server: RunningServer) -> None:
     """PS3.4 Annex A: C-ECHO answers Success (0000H)."""
     result = dcmtk("echoscu", "-aec", server.ae_title, "127.0.0.1", str(server.dimse_port))
@@ -68,6 +69,7 @@ def test_echoscu_and_pynetdicom_echo(server: RunningServer) -> None:
     assoc.release()
 
 
+@pytest.mark.dcmtk
 def test_storescu_every_bundled_transfer_syntax_stored_as_received(
     server: RunningServer, tmp_path: Path
 ) -> None:
@@ -138,6 +140,7 @@ def test_serve_lays_out_the_blob_store_in_the_background(server: RunningServer) 
     assert len(list(blobs.iterdir())) == 4096
 
 
+@pytest.mark.dcmtk
 def test_storescu_folder_of_ct_series(server: RunningServer, tmp_path: Path) -> None:
     """PS3.4 B.2.3: a whole generated CT series stored over one association."""
     study, series = uid(), uid()
@@ -151,6 +154,7 @@ def test_storescu_folder_of_ct_series(server: RunningServer, tmp_path: Path) -> 
         assert len(archive.locate_uids(study_uid=study, series_uid=series)) == 24
 
 
+@pytest.mark.dcmtk
 def test_four_concurrent_storing_associations(server: RunningServer, tmp_path: Path) -> None:
     """PS3.8: several associations store at once; every instance lands exactly once."""
     study = uid()

@@ -12,19 +12,27 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import pytest
 from pydicom.dataset import Dataset
 from pynetdicom import AE, build_context
 from pynetdicom.sop_class import Verification
 
 from noctis_pacs.core.settings import Settings
-from tests.conftest import RunningServer, make_settings
+from tests.conftest import FAST, RunningServer, make_settings
 from tests.factory import to_bytes
 
 #: dcmtk honours TCP_NODELAY from the environment (no 40 ms Nagle stalls on loopback).
 DCMTK_ENV = {**os.environ, "TCP_NODELAY": "1"}
 
 
+def _require_dcmtk_marker() -> None:
+    if FAST:
+        pytest.fail("this test runs a dcmtk tool: mark it @pytest.mark.dcmtk")
+
+
 def dcmtk(tool: str, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """Run one of dcmtk's command-line tools (tests calling it carry the ``dcmtk`` marker)."""
+    _require_dcmtk_marker()
     return subprocess.run(
         [tool, *args], capture_output=True, text=True, timeout=timeout, env=DCMTK_ENV
     )
@@ -85,6 +93,7 @@ def wait_port(port: int, timeout: float = 10) -> None:
 @contextmanager
 def storescp(port: int, folder: Path, *args: str) -> Iterator[subprocess.Popen[bytes]]:
     """dcmtk storescp accepting every transfer syntax, writing into ``folder``."""
+    _require_dcmtk_marker()
     folder.mkdir(parents=True, exist_ok=True)
     process = subprocess.Popen(
         ["storescp", "-aet", "DEST", "+xa", "-od", str(folder), *args, str(port)],

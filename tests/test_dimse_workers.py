@@ -11,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
 from pydicom.dataset import Dataset
 from pynetdicom import build_context
 from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelFind as StudyRootFind
@@ -53,6 +54,7 @@ def _find_study_level(port: int, study: str) -> int:
         assoc.release()
 
 
+@pytest.mark.dcmtk
 def test_workers_share_the_port_and_stop_with_the_server(
     server_factory: Callable[..., RunningServer], tmp_path: Path
 ) -> None:

@@ -230,6 +230,7 @@ def test_bad_values_raise_query_error(archive: Archive) -> None:
         )
 
 
+@pytest.mark.postgres
 def test_both_backends_return_identical_results(tmp_path: Path) -> None:
     """Same data, same queries: SQLite and PostgreSQL answer the same rows in the same order."""
     archives = []

@@ -63,6 +63,7 @@ def _logical_schema(db: Database) -> dict[str, object]:
     return {"columns": columns, "indexes": indexes}
 
 
+@pytest.mark.postgres
 def test_both_dialects_end_with_the_same_logical_schema(tmp_path: Path) -> None:
     schemas = []
     for backend in ("sqlite", "postgresql"):

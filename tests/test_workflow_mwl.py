@@ -6,11 +6,13 @@ import subprocess
 from pathlib import Path
 
 import httpx
+import pytest
 from pydicom import dcmread
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 
 from tests.conftest import BIN, RunningServer
+from tests.test_dimse_support import dcmtk
 from tests.workflow_support import (
     MWL_FIND,
     association,
@@ -215,10 +217,9 @@ def test_cancel_stops_the_answers(server: RunningServer) -> None:
 def _findscu_worklist(port: int, query: Path, out_dir: Path) -> list[Dataset]:
     """dcmtk ``findscu -W`` with ``query``; the answers it wrote, in order."""
     out_dir.mkdir()
-    result = subprocess.run(
-        ["/usr/bin/findscu", "-W", "-aec", "NOCTIS", "-X", "--output-directory", str(out_dir),
-         "127.0.0.1", str(port), str(query)],
-        capture_output=True, text=True, timeout=60,
+    result = dcmtk(
+        "findscu", "-W", "-aec", "NOCTIS", "-X", "--output-directory", str(out_dir),
+        "127.0.0.1", str(port), str(query),
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     return [dcmread(p, force=True) for p in sorted(out_dir.glob("rsp*.dcm"))]
@@ -231,6 +232,7 @@ def _dump_to_dicom(dump: str, path: Path) -> Path:
     return path
 
 
+@pytest.mark.dcmtk
 def test_dcmtk_findscu_with_imported_wl_files(server_factory: object, tmp_path: Path) -> None:
     """dcmtk's example ``.wl`` worklist imported by the CLI, queried with ``findscu -W``."""
     srv = server_factory()  # type: ignore[operator]

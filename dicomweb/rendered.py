@@ -36,6 +36,7 @@ from dicomweb.negotiation import parse_accept
 from dicomweb.resources import check_uid, locate_or_404
 from noctis_pacs.rendering import (
     BadRenderParameter,
+    NotRenderable,
     Plane,
     Viewport,
     Volume,
@@ -50,7 +51,7 @@ from noctis_pacs.rendering import (
     render_frame,
     volume_from_frames,
 )
-from storage.archive import Archive, InstanceLocation
+from storage.archive import Archive, InstanceLocation, NoPixelDataError
 
 V = TypeVar("V")
 JPEG, PNG, OCTETS = "image/jpeg", "image/png", media.OCTET_STREAM
@@ -170,6 +171,8 @@ class Renderer:
             frame = self.archive.frame_bytes(location, number)
         except IndexError as exc:
             raise BadRequest(str(exc)) from None
+        except NoPixelDataError as exc:
+            raise NotRenderable(str(exc)) from None
         except LookupError as exc:
             raise BadRenderParameter(str(exc)) from None
         return render_frame(

@@ -28,12 +28,13 @@ from storage.index import Q, remove_instance
 from storage.ingest import Ingestor, Origin, Status, StoreOutcome
 from storage.parse import BASE_URL_PLACEHOLDER, ParseError
 from storage.query import LOCATOR_COLUMNS, MAX_INTEGER, Compiler, QueryError, row_to_dict
-from storage.schema import ensure_schema
+from storage.schema import current_version, ensure_schema
 from storage.writer import IndexWriter
 
 log = logging.getLogger("noctis.storage")
 
 __all__ = [
+    "archive_missing",
     "IndexBusyError",
     "MAX_INTEGER",
     "SMALL_BLOB",
@@ -42,6 +43,7 @@ __all__ = [
     "StorageFullError",
     "BASE_URL_PLACEHOLDER",
     "InstanceLocation",
+    "NoPixelDataError",
     "Origin",
     "QueryError",
     "Status",
@@ -73,8 +75,40 @@ class InstanceLocation:
         return [[(int(o), int(n)) for o, n in frame] for frame in json.loads(self.frames_json)]
 
 
+#: Pixel Data, Float Pixel Data, Double Float Pixel Data (PS3.3 C.7.6.3).
+_PIXEL_TAGS = ("7FE00010", "7FE00008", "7FE00009")
+
+
+class NoPixelDataError(LookupError):
+    """The instance has no pixel data (an SR, a KOS, a PDF): no frame exists."""
+
+
 def _uid_match(keyword: str, uid: str | None) -> list[Match]:
     return [Match(keyword, MatchKind.SINGLE, (uid,))] if uid else []
+
+
+def archive_missing(settings: Settings) -> str | None:
+    """Why ``settings`` point at no archive (``None`` when they do), creating nothing.
+
+    An archive is its data directory's blob store plus an index that has a schema:
+    admin verbs other than ``serve`` and ``db migrate`` refuse to run without one, so
+    that a command run from the wrong folder never fills a new, empty archive."""
+    blobs = Path(settings.storage.data_dir) / "blobs"
+    url = settings.db_url
+    if url.startswith("sqlite:///"):
+        index = Path(url[len("sqlite:///") :])
+        if not index.is_file():
+            return f"no index at {index.resolve()}"
+    else:
+        db = open_database(url)
+        try:
+            if current_version(db) is None:
+                return f"the index at {db.url_for_logs()} has no Noctis PACS schema"
+        finally:
+            db.close()
+    if not blobs.is_dir():
+        return f"no blob store at {blobs.resolve()}"
+    return None
 
 
 class Archive:
@@ -264,10 +298,21 @@ class Archive:
             while data := fh.read(chunk):
                 yield data
 
+    def has_pixel_data(self, location: InstanceLocation) -> bool:
+        """Whether the instance holds Pixel Data, Float or Double Float Pixel Data (as
+        its stored metadata records them, bulk data URIs included)."""
+        stored = self.metadata(location.study_uid, location.series_uid, location.sop_uid)
+        return any(f'"{tag}"' in text for text in stored for tag in _PIXEL_TAGS)
+
     def frame_bytes(self, location: InstanceLocation, number: int) -> bytes:
         """Bytes of frame ``number`` (1-based) as stored: native, or concatenated fragments."""
         frames = location.frames
         if frames is None:
+            if not self.has_pixel_data(location):
+                raise NoPixelDataError(
+                    "the instance has no pixel data (SOP Class "
+                    f"{location.sop_class_uid}): it has no frames to retrieve or render"
+                )
             raise LookupError("frame offsets were not recorded for this instance")
         if not 1 <= number <= len(frames):
             raise IndexError(f"frame {number} does not exist (the instance has {len(frames)})")
@@ -325,8 +370,42 @@ class Archive:
             )
         return [(r[0], r[1], int(r[2]), r[3]) for r in rows]
 
+    def _examine_orphan(self, key: str) -> tuple[Any, str | None]:
+        """Read a blob the index does not know: ``(record, None)`` when ``reindex`` adopts
+        it, ``(None, reason)`` when it skips it. ``verify`` and ``reindex`` both ask
+        here, so what one announces the other does."""
+        from storage.index import build_record
+        from storage.parse import header_metadata, read_header
+
+        path = self.blobs.local_path(key)
+        try:
+            size = path.stat().st_size
+            digest = hashlib.sha256()
+            with open(path, "rb") as fh:
+                while chunk := fh.read(1 << 20):
+                    digest.update(chunk)
+                fh.seek(0)
+                parsed = read_header(fh, size)
+        except ParseError as exc:
+            return None, f"not a readable DICOM file: {exc.reason}"
+        except OSError as exc:
+            return None, f"cannot be read: {exc.strerror or exc}"
+        with self.db.reader() as conn:
+            if conn.one(Q("instance_by_sop"), {"sop_uid": parsed.sop_instance_uid}) is not None:
+                return None, "another blob holds its SOP Instance UID (a duplicate)"
+        record = build_record(
+            parsed,
+            metadata=header_metadata(parsed),
+            blob_key=key,
+            blob_size=size,
+            sha256=digest.hexdigest(),
+            origin={"protocol": "reindex"},
+        )
+        return record, None
+
     def verify(self, progress: Progress | None = None) -> dict[str, Any]:
-        """Check every indexed blob exists and matches its hash; find orphan blobs."""
+        """Check every indexed blob exists and matches its hash; find the blobs the index
+        does not know and say what ``reindex`` will do with each."""
         indexed = self.indexed_blobs()
         missing, corrupt = [], []
         for n, (sop_uid, key, _size, sha) in enumerate(indexed, 1):
@@ -342,21 +421,33 @@ class Archive:
             if progress:
                 progress(n, len(indexed))
         known = {key for _, key, _, _ in indexed}
-        orphans = [key for key in self.blobs.iter_keys() if key not in known]
+        orphans, unadoptable = [], []
+        for key in self.blobs.iter_keys():
+            if key in known:
+                continue
+            record, reason = self._examine_orphan(key)
+            if record is not None:
+                orphans.append(key)
+            else:
+                unadoptable.append({"blob": key, "reason": reason})
+        strays = list(self.blobs.iter_strays())
         return {
             "checked": len(indexed),
             "missing": missing,
             "corrupt": corrupt,
             "orphans": orphans,
-            "ok": not (missing or corrupt or orphans),
+            "unadoptable": unadoptable,
+            "strays": strays,
+            "ok": not (missing or corrupt or orphans or unadoptable or strays),
         }
 
     def reindex(self, progress: Progress | None = None) -> dict[str, Any]:
         """Reconcile the index with the blobs, in place (the archive keeps answering):
         every blob not indexed is parsed and indexed, every index row whose blob is gone
-        is removed; rows already right are kept with their origin and receive time."""
-        from storage.index import build_record, insert_instance
-        from storage.parse import header_metadata, read_header
+        is removed; rows already right are kept with their origin and receive time.
+        Files in the blob folder that are not blobs (``strays``) are reported, never
+        read or removed."""
+        from storage.index import insert_instance
 
         indexed_keys = {key: sop for sop, key, _, _ in self.indexed_blobs()}
         keys = list(self.blobs.iter_keys())
@@ -368,30 +459,13 @@ class Archive:
                 progress(n, len(keys))
             if key in indexed_keys:
                 continue
-            path = self.blobs.local_path(key)
-            size = path.stat().st_size
-            digest = hashlib.sha256()
-            with open(path, "rb") as fh:
-                while chunk := fh.read(1 << 20):
-                    digest.update(chunk)
-                fh.seek(0)
-                try:
-                    parsed = read_header(fh, size)
-                except ParseError as exc:
-                    skipped.append({"blob": key, "reason": exc.reason})
-                    continue
-            record = build_record(
-                parsed,
-                metadata=header_metadata(parsed),
-                blob_key=key,
-                blob_size=size,
-                sha256=digest.hexdigest(),
-                origin={"protocol": "reindex"},
-            )
+            record, reason = self._examine_orphan(key)
+            if record is None:
+                skipped.append({"blob": key, "reason": reason})
+                continue
 
-            def job(
-                conn: Connection, record: Any = record, uid: str = parsed.sop_instance_uid
-            ) -> bool:
+            def job(conn: Connection, record: Any = record) -> bool:
+                uid = record.instance["sop_uid"]
                 if conn.one(Q("instance_by_sop"), {"sop_uid": uid}) is not None:
                     return False  # another blob holds this SOP Instance UID: keep that one
                 insert_instance(conn, record)
@@ -413,9 +487,14 @@ class Archive:
 
         if gone:
             self.writer.run(remove)
+        indexed = len(keys) - len(skipped) - len(duplicates)
+        for stray in self.blobs.iter_strays():
+            skipped.append(
+                {"blob": stray, "reason": "not a blob of this store (expected abc/<32 hex>.dcm)"}
+            )
         return {
             "blobs": len(keys),
-            "indexed": len(keys) - len(skipped) - len(duplicates),
+            "indexed": indexed,
             "added": added,
             "removed": len(gone),
             "skipped": skipped,

@@ -62,6 +62,7 @@ class BlobStore(Protocol):
     def exists(self, key: str) -> bool: ...
     def delete(self, key: str) -> None: ...
     def iter_keys(self) -> Iterator[str]: ...
+    def iter_strays(self) -> Iterator[str]: ...
     def free_bytes(self) -> int: ...
 
 
@@ -286,8 +287,23 @@ class FileSystemBlobStore:
             os.unlink(self._path(key))
 
     def iter_keys(self) -> Iterator[str]:
+        """Keys of the blobs laid out as this store writes them (``abc/<key>.dcm``)."""
         for path in sorted(self.blobs.glob("???/*.dcm")):
-            yield path.stem
+            if self._is_blob_path(path):
+                yield path.stem
+
+    def _is_blob_path(self, path: Path) -> bool:
+        try:
+            return self._path(path.stem) == path
+        except KeyError:
+            return False
+
+    def iter_strays(self) -> Iterator[str]:
+        """Files under the blob folder that this store did not lay out (copied in by
+        hand, renamed, in an unexpected folder), relative to it; never blobs."""
+        for path in sorted(self.blobs.rglob("*")):
+            if path.is_file() and not self._is_blob_path(path):
+                yield str(path.relative_to(self.blobs))
 
     def free_bytes(self) -> int:
         return shutil.disk_usage(self.root).free

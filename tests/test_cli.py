@@ -31,8 +31,12 @@ def run(
 
 @pytest.fixture
 def opts(tmp_path: Path, backend: str) -> list[str]:
+    """Options naming a new archive, created as a user would (``db migrate``)."""
     data = tmp_path / "data"
-    return ["--data-dir", str(data), "--db", db_url_for(backend, data)]
+    options = ["--data-dir", str(data), "--db", db_url_for(backend, data)]
+    created = run("db", "migrate", *options, cwd=tmp_path)
+    assert created.returncode == 0 and "created a new archive" in created.stdout, created.stderr
+    return options
 
 
 def _corpus(folder: Path, count: int = 6) -> list[str]:
@@ -103,6 +107,53 @@ def test_verify_finds_orphans(tmp_path: Path, opts: list[str]) -> None:
     assert json.loads(result.stdout)["orphans"] == ["0011" + "a" * 28]
 
 
+def test_verify_and_reindex_agree_on_every_unknown_file(tmp_path: Path, opts: list[str]) -> None:
+    """Issue 14 defect 10: what ``verify`` says ``reindex`` will do with a file the index
+    does not know is what ``reindex`` does; a file in an unexpected folder is reported by
+    both and crashes neither."""
+    uids = _corpus(tmp_path / "in", 2)
+    assert run("import", str(tmp_path / "in"), *opts, cwd=tmp_path).returncode == 0
+    blobs = tmp_path / "data" / "blobs"
+    adoptable, junk, duplicate = ("00a" + c * 29 for c in "bcd")
+    (blobs / "00a").mkdir(exist_ok=True)
+    (blobs / "00a" / f"{adoptable}.dcm").write_bytes(make_instance())
+    (blobs / "00a" / f"{junk}.dcm").write_bytes(b"not dicom at all" * 20)
+    (blobs / "00a" / f"{duplicate}.dcm").write_bytes(make_instance(sop_uid=uids[0]))
+    (blobs / "zzz").mkdir()
+    (blobs / "zzz" / "notes.txt").write_text("hello")
+    (blobs / "00a" / ("fff" + "e" * 29 + ".dcm")).write_bytes(make_instance())  # wrong folder
+    (blobs / "loose.dcm").write_bytes(make_instance())
+
+    verified = run("verify", "--json", *opts, cwd=tmp_path)
+    assert verified.returncode == 1
+    report = json.loads(verified.stdout)
+    assert report["orphans"] == [adoptable]
+    skipped_by_verify = {item["blob"]: item["reason"] for item in report["unadoptable"]}
+    assert set(skipped_by_verify) == {junk, duplicate}
+    assert sorted(report["strays"]) == sorted(
+        ["zzz/notes.txt", "loose.dcm", f"00a/fff{'e' * 29}.dcm"]
+    )
+    text = run("verify", *opts, cwd=tmp_path).stdout
+    assert f"orphan blob {adoptable} (not in the index; `reindex` adopts it)" in text
+    assert f"orphan blob {junk}: not a readable DICOM file" in text
+    assert "stray file blobs/zzz/notes.txt" in text
+
+    reindexed = run("reindex", *opts, cwd=tmp_path)
+    assert "Traceback" not in reindexed.stderr, reindexed.stderr
+    assert reindexed.returncode == 1
+    assert "1 added" in reindexed.stdout
+    for key, reason in skipped_by_verify.items():
+        assert f"skipped blob {key}: {reason}" in reindexed.stdout
+    assert "skipped blob zzz/notes.txt" in reindexed.stdout
+    stats = json.loads(run("stats", "--json", *opts, cwd=tmp_path).stdout)
+    assert stats["instances"] == 3
+    after = json.loads(run("verify", "--json", *opts, cwd=tmp_path).stdout)
+    assert after["orphans"] == [] and set(i["blob"] for i in after["unadoptable"]) == {
+        junk,
+        duplicate,
+    }
+
+
 def test_config_errors_are_clear(tmp_path: Path) -> None:
     (tmp_path / "bad.toml").write_text('[storage]\nfsync = "sometimes"\n')
     result = run("stats", "--config", str(tmp_path / "bad.toml"), cwd=tmp_path)
@@ -124,9 +175,60 @@ def test_old_index_is_refused_naming_db_migrate(tmp_path: Path, opts: list[str])
 
 
 def test_default_data_dir_is_under_the_working_tree(tmp_path: Path) -> None:
-    result = run("stats", "--json", cwd=tmp_path)
-    assert result.returncode == 0
+    assert run("db", "migrate", cwd=tmp_path).returncode == 0
     assert (tmp_path / "data" / "index.sqlite3").exists()
+    result = run("stats", "--json", cwd=tmp_path)
+    assert result.returncode == 0 and json.loads(result.stdout)["instances"] == 0
+
+
+@pytest.mark.parametrize(
+    "verb",
+    [
+        ["stats"],
+        ["import", "x.dcm"],
+        ["verify"],
+        ["reindex"],
+        ["delete", "--study", "1.2.3"],
+        ["worklist", "list"],
+        ["render", "--study", "1.2.3", "-o", "x.png"],
+    ],
+)
+def test_verbs_refuse_to_create_an_archive(tmp_path: Path, verb: list[str]) -> None:
+    """Issue 14 defect 9: run from another folder, a verb says where it looked and how
+    to point it at the archive, exits non-zero and creates nothing."""
+    (tmp_path / "x.dcm").write_bytes(make_instance())
+    result = run(*verb, cwd=tmp_path)
+    assert result.returncode == 1, result.stdout
+    message = result.stderr
+    assert "no archive found" in message and str(tmp_path / "data") in message
+    assert "--data-dir" in message and "NOCTIS_CONFIG" in message and "--config" in message
+    assert "db migrate" in message and "Traceback" not in message
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["x.dcm"]
+
+
+def test_create_flag_and_config_env_point_a_verb(tmp_path: Path, backend: str) -> None:
+    """``--create`` makes a new archive on purpose; NOCTIS_CONFIG points a verb at one."""
+    data = tmp_path / "site"
+    url = db_url_for(backend, data)
+    created = run("import", "--create", "--data-dir", str(data), "--db", url, "/nonexistent",
+                  cwd=tmp_path)  # fmt: skip
+    assert "rejected 1 of 1" in created.stdout, created.stderr
+    config = tmp_path / "noctis.toml"
+    config.write_text(f'[storage]\ndata_dir = "{data}"\ndb = "{url}"\n')
+    other = tmp_path / "elsewhere"
+    other.mkdir()
+    stats = run("stats", "--json", cwd=other, env={"NOCTIS_CONFIG": str(config)})
+    assert stats.returncode == 0 and json.loads(stats.stdout)["instances"] == 0, stats.stderr
+    if backend == "postgresql":
+        empty = db_url_for(backend, data)
+        refused = run("stats", "--data-dir", str(data), "--db", empty, cwd=other)
+        assert refused.returncode == 1 and "has no Noctis PACS schema" in refused.stderr
+    assert list(other.iterdir()) == []
+
+
+def test_version_flag() -> None:
+    result = run("--version", cwd=Path.cwd())
+    assert result.returncode == 0 and result.stdout.startswith("noctis-pacs ")
 
 
 def test_stored_instances_survive_kill_9(tmp_path: Path, backend: str) -> None:

@@ -60,12 +60,14 @@ class Progress:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="noctis-pacs", description="Noctis PACS DICOM archive")
+    parser.add_argument("--version", action="version", version=f"noctis-pacs {version()}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     serve = sub.add_parser("serve", help="run the HTTP (DICOMweb) and DIMSE servers")
-    common_options(serve)
+    common_options(serve, creates_archive=True)
     serve.add_argument("--http-host")
     serve.add_argument("--http-port", type=int)
+    serve.add_argument("--dimse-host")
     serve.add_argument("--dimse-port", type=int)
     serve.add_argument("--ae-title")
     only = serve.add_mutually_exclusive_group()
@@ -96,8 +98,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     db = sub.add_parser("db", help="index maintenance")
     db_sub = db.add_subparsers(dest="db_command", required=True)
-    migrate = db_sub.add_parser("migrate", help="bring the index to this version's schema")
-    common_options(migrate)
+    migrate = db_sub.add_parser(
+        "migrate", help="create the archive, or bring its index to this version's schema"
+    )
+    common_options(migrate, creates_archive=True)
 
     for register in VERB_MODULES:
         register(sub)
@@ -119,11 +123,55 @@ def settings_from(args: argparse.Namespace) -> Settings:
             "port": getattr(args, "http_port", None),
         },
         "dimse": {
+            "host": getattr(args, "dimse_host", None),
             "port": getattr(args, "dimse_port", None),
             "ae_title": getattr(args, "ae_title", None),
         },
     }
     return load_settings(getattr(args, "config", None), overrides=overrides)
+
+
+def version() -> str:
+    """The installed distribution's version."""
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as dist_version
+
+    try:
+        return dist_version("noctis-pacs")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def _data_dir_source(args: argparse.Namespace) -> str:
+    """Where the data directory setting came from, for messages."""
+    import os
+
+    if getattr(args, "data_dir", None):
+        return "--data-dir"
+    if getattr(args, "config", None):
+        return f"--config {args.config}"
+    if os.environ.get("NOCTIS_STORAGE_DATA_DIR"):
+        return "NOCTIS_STORAGE_DATA_DIR"
+    if os.environ.get("NOCTIS_CONFIG"):
+        return f"NOCTIS_CONFIG={os.environ['NOCTIS_CONFIG']}"
+    return f"the default, relative to the current folder {Path.cwd()}"
+
+
+def missing_archive_message(args: argparse.Namespace, settings: Settings) -> str | None:
+    """What to tell a user whose verb needs an archive that is not there, or ``None``."""
+    from storage.archive import archive_missing
+
+    reason = archive_missing(settings)
+    if reason is None:
+        return None
+    data_dir = Path(settings.storage.data_dir).resolve()
+    return (
+        f"noctis-pacs {args.command}: no archive found: {reason} "
+        f"(data directory {data_dir}, from {_data_dir_source(args)}). "
+        "Point to an archive with --data-dir DIR (and --db URL when its index is elsewhere), "
+        "--config FILE or the NOCTIS_CONFIG environment variable; "
+        "create a new one with `noctis-pacs db migrate` or this verb's --create."
+    )
 
 
 def _open_archive(settings: Settings) -> Any:
@@ -229,14 +277,20 @@ def cmd_verify(args: argparse.Namespace, settings: Settings) -> int:
     else:
         print(
             f"checked {report['checked']}: {len(report['missing'])} missing, "
-            f"{len(report['corrupt'])} corrupt, {len(report['orphans'])} orphan blob(s)"
+            f"{len(report['corrupt'])} corrupt, {len(report['orphans'])} orphan blob(s) "
+            f"`reindex` adopts, {len(report['unadoptable'])} it skips, "
+            f"{len(report['strays'])} stray file(s)"
         )
         for uid in report["missing"][:20]:
             print(f"  missing blob for instance {uid}")
         for uid in report["corrupt"][:20]:
             print(f"  hash mismatch for instance {uid}")
         for key in report["orphans"][:20]:
-            print(f"  orphan blob {key} (not in the index; `reindex` would adopt it)")
+            print(f"  orphan blob {key} (not in the index; `reindex` adopts it)")
+        for item in report["unadoptable"][:20]:
+            print(f"  orphan blob {item['blob']}: {item['reason']}; `reindex` skips it")
+        for stray in report["strays"][:20]:
+            print(f"  stray file blobs/{stray}: not a blob of this store; `reindex` skips it")
     return EXIT_OK if report["ok"] else EXIT_FAILED
 
 
@@ -273,17 +327,24 @@ def cmd_delete(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
+    from storage.blobstore import FileSystemBlobStore
     from storage.db import open_database
     from storage.schema import current_version, latest_version, migrate
 
     db = open_database(settings.db_url)
+    FileSystemBlobStore(Path(settings.storage.data_dir))  # makes the blob store's folders
     try:
         before = current_version(db)
         applied = migrate(db)
         after = current_version(db)
     finally:
         db.close()
-    if applied:
+    if before is None:
+        print(
+            f"created a new archive: index {db.url_for_logs()} at version {after}, "
+            f"blobs under {Path(settings.storage.data_dir).resolve()}"
+        )
+    elif applied:
         print(f"migrated the index from version {before} to {after} ({latest_version(db.dialect)})")
     else:
         print(f"the index is at version {after}, nothing to do")
@@ -291,9 +352,21 @@ def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
-    from noctis_pacs.app.server import serve
+    import os
 
-    serve(settings, http=not args.dimse_only, dimse=not args.http_only)
+    from noctis_pacs.app.server import PortInUseError, serve
+
+    config_file = args.config or os.environ.get("NOCTIS_CONFIG")
+    try:
+        serve(
+            settings,
+            http=not args.dimse_only,
+            dimse=not args.http_only,
+            config_file=str(Path(config_file).resolve()) if config_file else None,
+        )
+    except PortInUseError as exc:
+        print(f"noctis-pacs serve: {exc.strerror}", file=sys.stderr)
+        return EXIT_FAILED
     return EXIT_OK
 
 
@@ -319,6 +392,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging(settings.logging.level, settings.logging.format)
     handler = getattr(args, "handler", None) or HANDLERS[args.command]
     try:
+        if not getattr(args, "creates_archive", False) and not getattr(args, "create", False):
+            message = missing_archive_message(args, settings)
+            if message is not None:
+                print(message, file=sys.stderr)
+                return EXIT_FAILED
         return handler(args, settings)
     except KeyboardInterrupt:
         return 130

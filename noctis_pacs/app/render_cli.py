@@ -14,6 +14,9 @@ from typing import Any
 from noctis_pacs.app.cli_common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, common_options
 from noctis_pacs.core.settings import Settings
 
+#: The output file's suffix chooses its format; any other suffix is refused.
+OUTPUT_FORMATS = {".png": "png", ".jpg": "jpeg", ".jpeg": "jpeg"}
+
 
 def _floats(text: str | None, name: str) -> tuple[float, ...] | None:
     if text is None:
@@ -58,6 +61,14 @@ def cmd_render(args: argparse.Namespace, settings: Settings) -> int:
 
     if (args.mpr or args.mip) and not args.series:
         print("render: --mpr and --mip need --series", file=sys.stderr)
+        return EXIT_USAGE
+    suffix = args.output.suffix.lower()
+    if suffix not in OUTPUT_FORMATS:
+        print(
+            f"render: cannot write {args.output}: the suffix {suffix or '(none)'} names no "
+            f"format this verb writes; use {', '.join(OUTPUT_FORMATS)}",
+            file=sys.stderr,
+        )
         return EXIT_USAGE
     archive = Archive(settings)
     try:
@@ -106,10 +117,9 @@ def cmd_render(args: argparse.Namespace, settings: Settings) -> int:
         return EXIT_FAILED
     finally:
         archive.close()
-    suffix = args.output.suffix.lower()
     data = (
         rendering.encode_jpeg(image, quality=args.quality)
-        if suffix in (".jpg", ".jpeg")
+        if OUTPUT_FORMATS[suffix] == "jpeg"
         else rendering.encode_png(image)
     )
     args.output.write_bytes(data)

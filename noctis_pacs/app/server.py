@@ -12,8 +12,10 @@ import json
 import logging
 import os
 import signal
+import socket
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 from noctis_pacs.app import runtime
@@ -90,6 +92,13 @@ def run_http(settings: Settings, archive: Archive, metrics: Metrics) -> None:
     uvicorn.Server(uvicorn.Config(app, lifespan="on", **common)).run()
 
 
+def _index_for_logs(url: str) -> str:
+    """The index URL without a password."""
+    import re
+
+    return re.sub(r"//([^:@/]+):[^@/]*@", r"//\1:***@", url)
+
+
 def _prepare_layout(archive: Archive) -> None:
     """Create the blob store's missing fan-out folders (a fresh store's first start)."""
     started = time.monotonic()
@@ -102,8 +111,69 @@ def _prepare_layout(archive: Archive) -> None:
         log.info("prepared %d blob store folders in %.1f s", made, time.monotonic() - started)
 
 
-def serve(settings: Settings, *, http: bool = True, dimse: bool = True) -> None:
+class PortInUseError(OSError):
+    """A port ``serve`` needs is taken; the message names it and the flag that moves it."""
+
+
+def check_port(host: str, port: int, *, what: str, flag: str, setting: str) -> None:
+    """Bind ``host:port`` as the listener will (SO_REUSEADDR), and let go: a port in use
+    (or a host that is not this machine's) becomes one message naming the flag."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            env = "NOCTIS_" + setting.replace(".", "_").upper()
+            raise PortInUseError(
+                exc.errno,
+                f"cannot listen for {what} on {host}:{port}: {exc.strerror}. Another server "
+                f"(perhaps another noctis-pacs) holds the port: stop it, or choose another "
+                f"port with {flag} PORT ({setting} in the config, {env}).",
+            ) from None
+
+
+def _browser_url(settings: Settings) -> str:
+    host = settings.http.host
+    if host in ("0.0.0.0", "::", ""):
+        host = "localhost"
+    elif ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{settings.http.port}"
+
+
+def serve(
+    settings: Settings,
+    *,
+    http: bool = True,
+    dimse: bool = True,
+    config_file: str | None = None,
+) -> None:
     """Run HTTP and/or DIMSE until SIGINT / SIGTERM."""
+    run_dimse = dimse and settings.dimse.enabled
+    run_web = http and settings.http.enabled
+    if run_dimse:
+        check_port(
+            settings.dimse.host,
+            settings.dimse.port,
+            what="DIMSE",
+            flag="--dimse-port",
+            setting="dimse.port",
+        )
+    if run_web:
+        check_port(
+            settings.http.host,
+            settings.http.port,
+            what="HTTP",
+            flag="--http-port",
+            setting="http.port",
+        )
+    log.info(
+        "noctis-pacs starting: configuration %s; data directory %s; index %s",
+        config_file or "none (defaults and NOCTIS_* environment)",
+        Path(settings.storage.data_dir).resolve(),
+        _index_for_logs(settings.db_url),
+    )
     metrics = build_metrics()
     archive = Archive(settings)
     removed = archive.blobs.clean_temporary()
@@ -117,7 +187,7 @@ def serve(settings: Settings, *, http: bool = True, dimse: bool = True) -> None:
     workflow_worker = WorkflowWorker(settings, **workflow_backends(settings, archive.db))
     workflow_worker.start()
     try:
-        if dimse and settings.dimse.enabled:
+        if run_dimse:
             dimse_server = build_dimse(settings, archive, metrics)
             dimse_server.start()
             log.info(
@@ -127,7 +197,12 @@ def serve(settings: Settings, *, http: bool = True, dimse: bool = True) -> None:
                 settings.dimse.port,
             )
         runtime.settle()
-        if http and settings.http.enabled:
+        if run_web:
+            log.info(
+                "DICOMweb at %s/dicom-web (point a viewer there; health at %s/healthz)",
+                _browser_url(settings),
+                _browser_url(settings),
+            )
             run_http(settings, archive, metrics)
         else:
             stop = threading.Event()

@@ -148,12 +148,13 @@ WHERE id = :id AND stable_at IS NULL AND last_change_at = :last_change_at
 
 -- name: tracking_by_study
 SELECT t.study_uid, t.item_fk, t.num_instances, t.last_change_at, t.stable_at, t.created_at
-FROM study_tracking t WHERE t.study_uid = :study_uid
+FROM study_tracking t WHERE t.study_uid = :study_uid AND EXISTS (SELECT 1 FROM studies st WHERE st.study_uid = t.study_uid)
 
 -- name: tracking_recent
 SELECT t.study_uid, t.item_fk, t.num_instances, t.last_change_at, t.stable_at, t.created_at
-FROM study_tracking t ORDER BY t.last_change_at DESC, t.id DESC LIMIT :limit OFFSET :offset
+FROM study_tracking t WHERE EXISTS (SELECT 1 FROM studies st WHERE st.study_uid = t.study_uid)
+ORDER BY t.last_change_at DESC, t.id DESC LIMIT :limit OFFSET :offset
 
 -- name: tracking_of_item
 SELECT t.study_uid, t.item_fk, t.num_instances, t.last_change_at, t.stable_at, t.created_at
-FROM study_tracking t WHERE t.item_fk = :item_fk ORDER BY t.id
+FROM study_tracking t WHERE t.item_fk = :item_fk AND EXISTS (SELECT 1 FROM studies st WHERE st.study_uid = t.study_uid) ORDER BY t.id

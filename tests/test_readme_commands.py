@@ -34,6 +34,7 @@ def _storescu_lines() -> list[str]:
     ]
 
 
+@pytest.mark.dcmtk
 @pytest.mark.parametrize("line", _storescu_lines())
 def test_readme_storescu_line_stores_compressed_files(
     line: str, server: RunningServer, tmp_path: Path

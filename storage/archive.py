@@ -14,8 +14,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from noctis_pacs.core.audit import AuditEvent
 from noctis_pacs.core.model import Level, Match, MatchKind, Query, QueryResult
 from noctis_pacs.core.settings import Settings
+from storage import audit_log
+from storage.audit_log import AuditQueue, AuditRecord, AuditVerification
 from storage.blobstore import (
     SMALL_BLOB,
     BlobWriter,
@@ -39,6 +42,9 @@ __all__ = [
     "MAX_INTEGER",
     "SMALL_BLOB",
     "Archive",
+    "AuditEvent",
+    "AuditRecord",
+    "AuditVerification",
     "BlobWriter",
     "StorageFullError",
     "BASE_URL_PLACEHOLDER",
@@ -130,8 +136,11 @@ class Archive:
         )
         self.compiler = Compiler(self.db.placeholder)
         self.max_results = settings.query.max_results
+        self.audit_enabled = settings.audit.enabled
+        self.audit_queue = AuditQueue(self.db, interval=settings.audit.flush_interval)
 
     def close(self) -> None:
+        self.audit_queue.close()
         self.writer.close()
         self.db.close()
 
@@ -322,6 +331,59 @@ class Archive:
                 fh.seek(offset)
                 parts.append(fh.read(length))
         return b"".join(parts)
+
+    # -- audit trail --------------------------------------------------------------------
+
+    def audit(self, event: AuditEvent) -> int | None:
+        """Append ``event`` to the audit trail now (committed on return); its sequence
+        number, ``None`` when the audit trail is off. For security events and the CLI."""
+        if not self.audit_enabled:
+            return None
+        self.audit_queue.flush()  # keep this process's records in the order they happened
+        seqs = self.db.transaction(lambda conn: audit_log.append(conn, [event]))
+        return seqs[0]
+
+    def audit_later(self, event: AuditEvent) -> None:
+        """Queue ``event``: appended within ``audit.flush_interval`` by a background thread,
+        batched (stores, queries and retrieves never wait for it)."""
+        if self.audit_enabled:
+            self.audit_queue.put(event)
+
+    def flush_audit(self) -> None:
+        """Append every queued audit event now."""
+        self.audit_queue.flush()
+
+    def audit_records(
+        self,
+        *,
+        since: str | None = None,
+        until: str | None = None,
+        study_uid: str | None = None,
+        principal: str | None = None,
+        action: str | None = None,
+        after_seq: int = 0,
+        limit: int | None = None,
+    ) -> list[AuditRecord]:
+        """Audit records matching every filter given, in chain order."""
+        with self.db.reader() as conn:
+            return audit_log.read(
+                conn,
+                since=since,
+                until=until,
+                study_uid=study_uid,
+                principal=principal,
+                action=action,
+                after_seq=after_seq,
+                limit=limit,
+            )
+
+    def verify_audit(self) -> AuditVerification:
+        """Check the audit chain: the first broken record, if any."""
+        return audit_log.verify(self.db)
+
+    def prune_audit(self, cutoff: str) -> int:
+        """Remove audit records older than ``cutoff`` (ISO UTC); the chain stays verifiable."""
+        return int(self.db.transaction(lambda conn: audit_log.prune(conn, cutoff)))
 
     # -- admin --------------------------------------------------------------------------
 

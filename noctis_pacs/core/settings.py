@@ -131,6 +131,25 @@ class WorkflowSettings:
 
 
 @dataclass(frozen=True)
+class AuditSettings:
+    #: Keep an audit trail of every access to patient data and every security event.
+    enabled: bool = True
+    #: Days an audit record is kept; 0 = for ever.
+    retention_days: int = 0
+    #: Seconds between appends of queued audit records (one transaction each).
+    flush_interval: float = 0.5
+
+
+@dataclass(frozen=True)
+class AccessSettings:
+    #: The attribute whose value is a study's facility at ingest (empty value: ``default``).
+    facility_attribute: str = "InstitutionName"
+    #: ``attribute``: from ``facility_attribute``; ``principal``: the storing principal's
+    #: single facility (the attribute when it has none or several).
+    facility_from: str = "attribute"
+
+
+@dataclass(frozen=True)
 class Settings:
     storage: StorageSettings = field(default_factory=StorageSettings)
     query: QuerySettings = field(default_factory=QuerySettings)
@@ -139,6 +158,8 @@ class Settings:
     logging: LoggingSettings = field(default_factory=LoggingSettings)
     rendering: RenderingSettings = field(default_factory=RenderingSettings)
     workflow: WorkflowSettings = field(default_factory=WorkflowSettings)
+    audit: AuditSettings = field(default_factory=AuditSettings)
+    access: AccessSettings = field(default_factory=AccessSettings)
 
     @property
     def db_url(self) -> str:
@@ -153,6 +174,7 @@ _CHOICES: Mapping[tuple[str, str], tuple[str, ...]] = {
     ("storage", "duplicates"): ("overwrite", "keep_first"),
     ("dimse", "access_control"): ("open", "allow_list"),
     ("logging", "format"): ("json", "text"),
+    ("access", "facility_from"): ("attribute", "principal"),
     ("logging", "level"): ("DEBUG", "INFO", "WARNING", "ERROR"),
 }
 
@@ -311,5 +333,9 @@ def _validate(settings: Settings) -> None:
     for url in settings.workflow.webhooks:
         if not url.startswith(("http://", "https://")):
             raise SettingsError(f"workflow.webhooks: {url!r} is not an http:// or https:// URL")
+    if settings.audit.retention_days < 0:
+        raise SettingsError("audit.retention_days: 0 (keep for ever) or more")
+    if settings.audit.flush_interval <= 0:
+        raise SettingsError("audit.flush_interval: must be positive")
     if settings.workflow.poll_interval_seconds <= 0:
         raise SettingsError("workflow.poll_interval_seconds: must be positive")

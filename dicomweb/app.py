@@ -32,6 +32,7 @@ from dicomweb.qido import make_qido_endpoint
 from dicomweb.rendered import Renderer, rendered_routes, wado_uri_renderers
 from dicomweb.resources import Context
 from dicomweb.stow import make_stow_endpoint
+from dicomweb.ui import ui_routes
 from dicomweb.wado import make_retrieve_endpoint
 from dicomweb.wado_uri import make_wado_uri_endpoint
 from dicomweb.workflow import workflow_routes
@@ -97,6 +98,8 @@ def create_app(*, settings: Settings, archive: Archive, metrics: Metrics) -> Sta
         *rendered_routes(renderer=renderer, prefix=ROOT),
         *workflow_routes(settings=settings, archive=archive),
     ]
+    if settings.ui.enabled:
+        routes.extend(ui_routes(settings=settings))
     return Starlette(
         routes=routes,
         middleware=[

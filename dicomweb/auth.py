@@ -46,6 +46,11 @@ class AnonymousAccess:
 
 
 _QUERY_RESOURCES = ("studies", "series", "instances")
+UI_ROOT = "/ui"
+
+
+def _is_ui(path: str) -> bool:
+    return path == "/" or path == UI_ROOT or path.startswith(UI_ROOT + "/")
 
 
 def _under(path: str, root: str) -> bool:
@@ -55,6 +60,10 @@ def _under(path: str, root: str) -> bool:
 def required_permission(method: str, path: str) -> Permission | None:
     """The permission a request needs; ``None`` only for public routes and CORS preflights."""
     if method == "OPTIONS" or path in PUBLIC_PATHS:
+        return None
+    if _is_ui(path):
+        # The web application's page, configuration and assets (dicomweb/ui.py) are
+        # public; every request the page makes goes to an API that needs its permission.
         return None
     if path == "/wado":
         return Permission.RETRIEVE

@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # Installs what the test suite needs beyond the virtualenv: dcmtk's command-line
-# tools (Debian package) and a reachable PostgreSQL server.
+# tools and Chromium for the web application's browser tests (Debian packages;
+# Playwright drives /usr/bin/chromium, it never downloads a browser) and a
+# reachable PostgreSQL server.
 set -euo pipefail
 
 need_apt=()
 command -v storescu >/dev/null 2>&1 || need_apt+=(dcmtk)
+[ -x /usr/bin/chromium ] || need_apt+=(chromium)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "setup: installing ${need_apt[*]} from Debian's packages"
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"

@@ -150,6 +150,18 @@ class AccessSettings:
 
 
 @dataclass(frozen=True)
+class UiSettings:
+    """The web application at ``/ui/`` (``dicomweb/ui.py``)."""
+
+    enabled: bool = True
+    #: An OHIF viewer's base URL; when set, studies get "Open in OHIF"
+    #: (``{ohif_url}/viewer?StudyInstanceUIDs=...``). Empty = no such link.
+    ohif_url: str = ""
+    #: Offer "Open in Weasis" (a ``weasis://`` launch URL pointing at this archive).
+    weasis: bool = True
+
+
+@dataclass(frozen=True)
 class Settings:
     storage: StorageSettings = field(default_factory=StorageSettings)
     query: QuerySettings = field(default_factory=QuerySettings)
@@ -160,6 +172,7 @@ class Settings:
     workflow: WorkflowSettings = field(default_factory=WorkflowSettings)
     audit: AuditSettings = field(default_factory=AuditSettings)
     access: AccessSettings = field(default_factory=AccessSettings)
+    ui: UiSettings = field(default_factory=UiSettings)
 
     @property
     def db_url(self) -> str:

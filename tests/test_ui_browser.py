@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import numpy as np
 import pytest
 
 from tests.conftest import RunningServer, db_url_for, start_server
@@ -48,15 +49,40 @@ def seeded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]
         for n in range(2)
     ]
     study_uid, series_uid = uid(), uid()
-    ct = list(ct_series(CT_SLICES, 64, study_uid=study_uid, series_uid=series_uid))
-    for ds in ct:
-        ds.StudyDate = TODAY
-        ds.StudyDescription = "CT head phantom"
-        ds.SeriesDescription = "Axial"
-    instances += [to_bytes(ds) for ds in ct]
+    instances += [to_bytes(ds) for ds in phantom(study_uid, series_uid)]
+    instances.append(
+        make_instance(
+            study_uid=study_uid,
+            patient_name="Phantom^CT",
+            patient_id="CT001",
+            study_date=TODAY,
+            series_number=2,
+            rows=80,
+            columns=120,
+        )
+    )
     stow_all(srv.http_url, instances)
     yield {"server": srv, "ct_study": study_uid, "ct_series": series_uid}
     srv.stop()
+
+
+def phantom(study_uid: str, series_uid: str, size: int = 64) -> list[Any]:
+    """An axial CT series: a 300 HU sphere in water (0 HU) in air, 0.7 mm pixels, 1.5 mm slices."""
+    zz, yy, xx = np.mgrid[0:CT_SLICES, 0:size, 0:size].astype(np.float32)
+    centre = np.array([CT_SLICES / 2, size / 2, size / 2])
+    radius = (
+        ((zz - centre[0]) * 1.5) ** 2
+        + ((yy - centre[1]) * 0.7) ** 2
+        + ((xx - centre[2]) * 0.7) ** 2
+    ) ** 0.5
+    hu = np.where(radius < 12, 300, np.where(radius < 20, 0, -1000)) + (xx // 8) * 10
+    out = list(ct_series(CT_SLICES, size, study_uid=study_uid, series_uid=series_uid))
+    for index, ds in enumerate(out):
+        ds.StudyDate = TODAY
+        ds.StudyDescription = "CT head phantom"
+        ds.SeriesDescription = "Axial"
+        ds.PixelData = (hu[index] + 1024).astype(np.int16).tobytes()
+    return out
 
 
 def server_of(seeded: dict[str, Any]) -> RunningServer:
@@ -144,3 +170,149 @@ def test_new_studies_appear_live(seeded: dict[str, Any], watched: PageWatch) -> 
     )
     assert page.locator("tr.study.fresh").count() >= 1
     watched.screenshot("studies-live", width=1280, height=800)
+
+
+def shown(page: Any, selector: str = ".viewport.active") -> int:
+    return int(page.locator(selector).get_attribute("data-shown") or -1)
+
+
+def test_viewer_scroll_window_measure_layout_cine_attributes(
+    seeded: dict[str, Any], watched: PageWatch
+) -> None:
+    srv = server_of(seeded)
+    page = watched.page
+    page.goto(f"{srv.http_url}/ui/#/study/{seeded['ct_study']}")
+    viewport = page.locator(".viewport.active")
+    wait_until(page, "() => document.querySelector('.viewport.active')?.dataset.shown === '0'")
+    assert float(page.locator("main").get_attribute("data-first-image-ms")) > 0
+    assert page.locator(".sidebar .series-card").count() == 2
+    assert "Image 1 / 24" in page.locator(".viewport.active .overlay.bl").inner_text()
+    assert "W 400 L 40" in page.locator(".viewport.active .overlay.br").inner_text()
+
+    viewport.focus()
+    for _ in range(3):
+        page.keyboard.press("ArrowDown")
+    wait_until(page, "() => document.querySelector('.viewport.active')?.dataset.shown === '3'")
+    box = viewport.bounding_box()
+    page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    page.mouse.wheel(0, 120)
+    wait_until(page, "() => Number(document.querySelector('.viewport.active')?.dataset.shown) > 3")
+    page.keyboard.press("End")
+    wait_until(page, "() => document.querySelector('.viewport.active')?.dataset.shown === '23'")
+    assert page.locator(".viewport.active input[type=range]").input_value() == "24"
+    page.locator(".viewport.active input[type=range]").fill("12")
+    wait_until(page, "() => document.querySelector('.viewport.active')?.dataset.shown === '11'")
+    assert "Slice 16.5 mm" in page.locator(".viewport.active .overlay.bl").inner_text()
+
+    drawn = int(viewport.get_attribute("data-drawn"))
+    page.select_option("select.preset", "bone")
+    wait_until(
+        page, f"() => Number(document.querySelector('.viewport.active')?.dataset.drawn) > {drawn}"
+    )
+    assert viewport.get_attribute("data-window") == "400,1800"
+    assert "W 1800 L 400" in page.locator(".viewport.active .overlay.br").inner_text()
+
+    cx, cy = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+    page.mouse.move(cx, cy)
+    page.mouse.down()
+    page.mouse.move(cx + 60, cy - 40, steps=5)
+    page.mouse.up()
+    wait_until(
+        page, "() => document.querySelector('.viewport.active')?.dataset.window !== '400,1800'"
+    )
+    center, width = (int(v) for v in viewport.get_attribute("data-window").split(","))
+    assert width > 1800 and center < 400
+
+    page.click("button[data-tool=measure]")
+    size = page.evaluate(
+        "() => { const c = document.querySelector('.viewport.active canvas');"
+        " return [c.width, c.height, c.getBoundingClientRect().width]; }"
+    )
+    scale = min(size[0], size[1]) / 64 / (size[0] / size[2])  # CSS px per image pixel
+    page.mouse.move(cx - 20 * scale, cy)
+    page.mouse.down()
+    page.mouse.move(cx + 20 * scale, cy, steps=4)
+    page.mouse.up()
+    label = viewport.get_attribute("data-measurement")
+    assert label.endswith(" mm") and abs(float(label.split()[0]) - 40 * 0.7) < 0.5
+
+    page.click("button.attributes-button")
+    dialog = page.locator(".dialog.attributes")
+    assert dialog.locator("tr[data-tag='00100010']").inner_text().count("Phantom") == 1
+    dialog.locator("input[type=search]").fill("PixelSpacing")
+    assert dialog.locator("tbody tr:not(.hidden)").count() == 1
+    page.keyboard.press("Escape")
+    assert page.locator(".dialog.attributes").count() == 0
+    watched.screenshot("viewer", width=1280, height=800)
+
+    page.click("button.cine")
+    before = shown(page)
+    wait_until(
+        page, f"() => document.querySelector('.viewport.active')?.dataset.shown !== '{before}'"
+    )
+    page.click("button.cine")
+    assert viewport.get_attribute("data-cine") == "off"
+
+    page.click("button[data-layout='2x2']")
+    assert page.locator(".viewport").count() == 4
+    wait_until(page, "() => document.querySelectorAll('.viewport')[1].dataset.shown === '0'")
+    page.click("button[data-layout='1x2']")
+    assert page.locator(".viewport").count() == 2
+    watched.screenshot("viewer-1x2", width=1280, height=800)
+
+
+def plane_state(page: Any, plane: str) -> dict[str, Any]:
+    return page.evaluate(
+        """(plane) => {
+            const el = document.querySelector(`.plane-${plane}`);
+            const c = el.querySelector('canvas');
+            const data = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+            let sum = 0;
+            for (let i = 0; i < data.length; i += 4) sum += data[i + 1];
+            return {...el.dataset, sum};
+        }""",
+        plane,
+    )
+
+
+def test_mpr_crosshair_moves_the_other_planes_oblique_and_mip_slab(
+    seeded: dict[str, Any], watched: PageWatch
+) -> None:
+    srv = server_of(seeded)
+    page = watched.page
+    page.goto(f"{srv.http_url}/ui/#/mpr/{seeded['ct_study']}/{seeded['ct_series']}")
+    for plane in ("axial", "coronal", "sagittal"):
+        wait_until(page, f"() => document.querySelector('.plane-{plane}')?.dataset.updated === '1'")
+    axial, coronal, sagittal = (plane_state(page, p) for p in ("axial", "coronal", "sagittal"))
+    assert (
+        "/mpr?" in coronal["url"]
+        and coronal["orientation"] == "1.000,0.000,0.000,0.000,0.000,-1.000"
+    )
+    assert float(axial["ms"]) > 0
+
+    box = page.locator(".plane-axial").bounding_box()
+    page.mouse.click(box["x"] + box["width"] * 0.5 + 40, box["y"] + box["height"] * 0.5 + 30)
+    wait_until(page, "() => document.querySelector('.plane-coronal')?.dataset.updated === '2'")
+    wait_until(page, "() => document.querySelector('.plane-sagittal')?.dataset.updated === '2'")
+    moved_coronal, moved_sagittal = plane_state(page, "coronal"), plane_state(page, "sagittal")
+    assert page.locator(".plane-axial").get_attribute("data-updated") == "1"  # same plane
+    assert moved_coronal["url"] != coronal["url"] and moved_sagittal["url"] != sagittal["url"]
+    assert moved_coronal["sum"] != coronal["sum"] and moved_sagittal["sum"] != sagittal["sum"]
+    assert plane_state(page, "axial")["crosshair"] != axial["crosshair"]
+    watched.screenshot("mpr", width=1280, height=800)
+
+    page.locator("input.angle").fill("30")
+    wait_until(page, "() => document.querySelector('.plane-coronal')?.dataset.updated === '3'")
+    oblique = plane_state(page, "coronal")
+    assert oblique["orientation"].split(",")[:2] == ["0.866", "0.500"]
+
+    page.select_option("select.mode", "max")
+    page.locator("input.thickness").fill("30")
+    wait_until(
+        page,
+        "() => (document.querySelector('.plane-axial')?.dataset.url || '').includes('thickness=30')",
+    )
+    slab = plane_state(page, "axial")
+    assert "/mip?" in slab["url"] and "mode=max" in slab["url"]
+    assert slab["sum"] != axial["sum"]
+    watched.screenshot("mip", width=1280, height=800)

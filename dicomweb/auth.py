@@ -46,11 +46,8 @@ class AnonymousAccess:
 
 
 _QUERY_RESOURCES = ("studies", "series", "instances")
+#: The web application (dicomweb/ui.py); "/" redirects there.
 UI_ROOT = "/ui"
-
-
-def _is_ui(path: str) -> bool:
-    return path == "/" or path == UI_ROOT or path.startswith(UI_ROOT + "/")
 
 
 def _under(path: str, root: str) -> bool:
@@ -61,7 +58,7 @@ def required_permission(method: str, path: str) -> Permission | None:
     """The permission a request needs; ``None`` only for public routes and CORS preflights."""
     if method == "OPTIONS" or path in PUBLIC_PATHS:
         return None
-    if _is_ui(path):
+    if path == "/" or _under(path, UI_ROOT):
         # The web application's page, configuration and assets (dicomweb/ui.py) are
         # public; every request the page makes goes to an API that needs its permission.
         return None

@@ -24,10 +24,10 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from dicomweb.auth import UI_ROOT
 from dicomweb.media import DICOMWEB_ROOT
 from noctis_pacs.core.settings import Settings
 
-UI_ROOT = "/ui"
 STATIC_DIR = Path(str(resources.files("dicomweb") / "ui" / "static"))
 
 #: PS3.15 has no word on browsers; these are the usual hardening headers of a web app.

@@ -68,4 +68,4 @@ def test_ui_routes_are_public_and_apis_are_not() -> None:
     for path in ("/", "/ui", "/ui/", "/ui/static/app.js", "/ui/config.json"):
         assert required_permission("GET", path) is None
     assert required_permission("GET", "/dicom-web/studies") == "query"
-    assert required_permission("GET", "/uix") is None  # not a /ui route, not an API either
+    assert required_permission("GET", "/uix") == "admin"  # not a /ui route: denied by default

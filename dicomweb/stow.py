@@ -223,7 +223,12 @@ async def _receive_multipart(
 
 
 def _response(outcomes: list[StoreOutcome], *, base: str, study_uid: str | None) -> Response:
-    """The Store Instances response dataset (PS3.18 10.5.3, Table 10.5.3-2)."""
+    """The Store Instances response dataset (PS3.18 10.5.3, Table 10.5.3-2).
+
+    ``Warning`` headers name each part by its position: ``part N failed: reason``,
+    ``part N already stored: reason`` (the standard's response cannot tell an
+    instance already held from a new one) and ``part N: warning`` (the web
+    application's upload summary reads them)."""
     referenced: list[JsonDataset] = []
     failed: list[JsonDataset] = []
     warnings: list[str] = []
@@ -247,11 +252,13 @@ def _response(outcomes: list[StoreOutcome], *, base: str, study_uid: str | None)
                 item[media.TAG_WARNING_REASON] = single("US", reason)
                 with_warning = True
             referenced.append(item)
+            if outcome.status is Status.ALREADY_STORED:
+                warnings.append(f"part {index} already stored: {outcome.reason}")
             warnings.extend(f"part {index}: {text}" for text in outcome.warnings)
         else:
             item[media.TAG_FAILURE_REASON] = single("US", _failure_reason(outcome))
             failed.append(item)
-            warnings.append(f"part {index}: {outcome.reason}")
+            warnings.append(f"part {index} failed: {outcome.reason}")
     dataset: JsonDataset = {}
     retrieve_study = study_uid or (next(iter(stored_studies)) if len(stored_studies) == 1 else None)
     if retrieve_study and referenced:

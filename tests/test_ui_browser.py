@@ -316,3 +316,113 @@ def test_mpr_crosshair_moves_the_other_planes_oblique_and_mip_slab(
     assert "/mip?" in slab["url"] and "mode=max" in slab["url"]
     assert slab["sum"] != axial["sum"]
     watched.screenshot("mip", width=1280, height=800)
+
+
+def test_upload_in_batches_with_progress_and_summary(
+    seeded: dict[str, Any], watched: PageWatch, tmp_path: Path
+) -> None:
+    """Files picked and dropped go by STOW-RS in batches; the summary counts stored,
+    already stored and rejected files, each refusal with its reason."""
+    srv = server_of(seeded)
+    page = watched.page
+    study = uid()
+    paths = []
+    for n in range(12):
+        path = tmp_path / f"im{n:02d}.dcm"
+        path.write_bytes(
+            make_instance(study_uid=study, patient_name="Upload^Test", instance_number=n)
+        )
+        paths.append(path)
+    duplicate = make_instance(patient_name="Upload^Again")
+    stow_all(srv.http_url, [duplicate])
+    (tmp_path / "again.dcm").write_bytes(duplicate)
+    (tmp_path / "notes.txt").write_text("this is not DICOM\n" * 20)
+    paths += [tmp_path / "again.dcm", tmp_path / "notes.txt"]
+
+    page.goto(f"{srv.http_url}/ui/#/upload")
+    page.set_input_files("input[type=file]:not([webkitdirectory])", [str(p) for p in paths])
+    wait_until(page, "() => document.querySelector('main').dataset.upload === 'done'", timeout=60)
+    assert page.locator(".batch").count() == 2
+    assert page.locator(".batch[data-done=true]").count() == 2
+    assert page.evaluate("() => document.querySelector('progress.overall').value") == 1
+    assert page.locator(".summary .stored").get_attribute("data-count") == "12"
+    assert page.locator(".summary .already").get_attribute("data-count") == "1"
+    assert page.locator(".summary .rejected").get_attribute("data-count") == "1"
+    rejected = page.locator("table.problems tr.rejected")
+    assert rejected.locator("td").first.inner_text() == "notes.txt"
+    assert len(rejected.locator("td").nth(2).inner_text()) > 5
+    assert "already" in page.locator("table.problems tr.already td").nth(1).inner_text()
+    watched.screenshot("upload", width=1280, height=800)
+
+    count = httpx.get(f"{srv.dicomweb_url}/studies/{study}/instances").json()
+    assert len(count) == 12
+
+    # Drag and drop: a drop event carrying files (as a browser builds it).
+    import base64
+
+    dropped = [make_instance(patient_name="Upload^Dropped", instance_number=n) for n in range(2)]
+    page.evaluate(
+        """(blobs) => {
+            const transfer = new DataTransfer();
+            blobs.forEach((b64, i) => {
+                const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+                transfer.items.add(new File([bytes], `drop${i}.dcm`));
+            });
+            const zone = document.querySelector('.dropzone');
+            zone.dispatchEvent(new DragEvent('dragover', {dataTransfer: transfer, bubbles: true, cancelable: true}));
+            zone.dispatchEvent(new DragEvent('drop', {dataTransfer: transfer, bubbles: true, cancelable: true}));
+        }""",
+        [base64.b64encode(d).decode() for d in dropped],
+    )
+    wait_until(
+        page,
+        "() => document.querySelector('main').dataset.upload === 'done'"
+        " && document.querySelector('.summary .stored')?.dataset.count === '2'",
+        timeout=30,
+    )
+
+
+def test_worklist_create_live_edit_cancel(seeded: dict[str, Any], watched: PageWatch) -> None:
+    srv = server_of(seeded)
+    page = watched.page
+    page.goto(f"{srv.http_url}/ui/#/worklist")
+    page.wait_for_selector("table.worklist tbody tr")
+    page.fill("input[name=patient_name]", "Sched^Alice")
+    page.fill("input[name=patient_id]", "WL001")
+    page.fill("input[name=accession_number]", "ACCWL1")
+    page.select_option("select[name=modality]", "MR")
+    page.fill("input[name=start_time]", "09:30")
+    page.fill("input[name=description]", "MR knee")
+    page.click("form.worklist-form button[type=submit]")
+    row = page.locator("table.worklist tr:has-text('ACCWL1')")
+    row.wait_for()
+    assert "SCHEDULED" in row.inner_text() and "MR knee" in row.inner_text()
+
+    response = httpx.post(
+        f"{srv.http_url}/workflow/worklist",
+        json={
+            "patient_name": "Remote^Bob",
+            "patient_id": "WL002",
+            "accession_number": "ACCWL2",
+            "steps": [{"modality": "CT", "start_date": TODAY}],
+        },
+    )
+    assert response.status_code == 201
+    live = page.locator("table.worklist tr.fresh:has-text('ACCWL2')")
+    live.wait_for(timeout=20_000)
+
+    row.locator("button.edit").click()
+    assert page.input_value("input[name=patient_id]") == "WL001"
+    page.fill("input[name=description]", "MR knee left")
+    page.click("form.worklist-form button[type=submit]")
+    page.locator("table.worklist tr:has-text('MR knee left')").wait_for()
+    item_id = page.locator("table.worklist tr:has-text('ACCWL1')").get_attribute("data-id")
+    assert httpx.get(f"{srv.http_url}/workflow/worklist/{item_id}").json()["steps"][0][
+        "description"
+    ] == ("MR knee left")
+
+    cancel = page.locator("table.worklist tr:has-text('ACCWL1') button.cancel")
+    cancel.click()
+    cancel.click()  # confirm
+    page.locator("table.worklist tr:has-text('ACCWL1') .status-pill.DISCONTINUED").wait_for()
+    watched.screenshot("worklist", width=1280, height=800)

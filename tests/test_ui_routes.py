@@ -69,3 +69,23 @@ def test_ui_routes_are_public_and_apis_are_not() -> None:
         assert required_permission("GET", path) is None
     assert required_permission("GET", "/dicom-web/studies") == "query"
     assert required_permission("GET", "/uix") == "admin"  # not a /ui route: denied by default
+
+
+def test_stow_warnings_name_each_part_and_its_outcome(server: RunningServer) -> None:
+    """PS3.18 10.5.3: the response cannot tell an instance already held from a new one;
+    the Warning headers say it per part (the upload page's summary reads them)."""
+    from tests.factory import make_instance
+    from tests.ui_support import multipart
+
+    data = make_instance()
+    body, content_type = multipart([data, data, b"not dicom at all" * 20])
+    response = httpx.post(
+        f"{server.dicomweb_url}/studies",
+        content=body,
+        headers={"Content-Type": content_type, "Accept": "application/dicom+json"},
+    )
+    assert response.status_code == 202
+    warnings = response.headers.get_list("warning")
+    assert any(w.startswith('299 noctis "part 2 already stored: ') for w in warnings), warnings
+    assert any(w.startswith('299 noctis "part 3 failed: ') for w in warnings), warnings
+    assert not any("part 1" in w for w in warnings)

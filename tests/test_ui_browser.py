@@ -426,3 +426,27 @@ def test_worklist_create_live_edit_cancel(seeded: dict[str, Any], watched: PageW
     cancel.click()  # confirm
     page.locator("table.worklist tr:has-text('ACCWL1') .status-pill.DISCONTINUED").wait_for()
     watched.screenshot("worklist", width=1280, height=800)
+
+
+def test_tablet_width_viewer_and_study_list(seeded: dict[str, Any], browser: Any) -> None:
+    """At tablet width (768x1024) the study list and the viewer stay usable."""
+    from tests.ui_support import open_page
+
+    srv = server_of(seeded)
+    context, watch = open_page(browser, width=768, height=1024)
+    try:
+        page = watch.page
+        page.goto(f"{srv.http_url}/ui/#/studies")
+        page.wait_for_selector("tr.study")
+        assert page.evaluate("() => document.body.scrollWidth") <= 768
+        page.goto(f"{srv.http_url}/ui/#/study/{seeded['ct_study']}")
+        wait_until(page, "() => document.querySelector('.viewport.active')?.dataset.shown === '0'")
+        box = page.locator(".viewport.active").bounding_box()
+        assert box["width"] > 500 and box["height"] > 500
+        page.locator(".viewport.active").focus()
+        page.keyboard.press("ArrowDown")
+        wait_until(page, "() => document.querySelector('.viewport.active')?.dataset.shown === '1'")
+        watch.screenshot("viewer-tablet", width=768, height=1024)
+    finally:
+        context.close()
+    assert watch.errors == [], watch.errors

@@ -89,3 +89,11 @@ def test_stow_warnings_name_each_part_and_its_outcome(server: RunningServer) -> 
     assert any(w.startswith('299 noctis "part 2 already stored: ') for w in warnings), warnings
     assert any(w.startswith('299 noctis "part 3 failed: ') for w in warnings), warnings
     assert not any("part 1" in w for w in warnings)
+
+
+def test_config_carries_the_ohif_url_and_the_ui_can_be_off(server_factory) -> None:  # type: ignore[no-untyped-def]
+    srv = server_factory('[ui]\nohif_url = "https://ohif.example.org/"\nweasis = false\n')
+    body = httpx.get(f"{srv.http_url}/ui/config.json").json()
+    assert body["ohif_url"] == "https://ohif.example.org" and body["weasis"] is False
+    off = server_factory("[ui]\nenabled = false\n")
+    assert httpx.get(f"{off.http_url}/ui/").status_code == 404

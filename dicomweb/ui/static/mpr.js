@@ -199,7 +199,7 @@ export async function mount(main, { args }) {
     let drag = null;
     el.addEventListener('contextmenu', (e) => e.preventDefault());
     el.addEventListener('pointerdown', (e) => {
-      el.setPointerCapture(e.pointerId);
+      try { el.setPointerCapture(e.pointerId); } catch { /* synthetic or finished pointer */ }
       el.focus();
       if (e.button === 2) {
         drag = { wl: true, x: e.clientX, y: e.clientY, window: state.window || windowOfPreset() || { center: 40, width: 400 } };

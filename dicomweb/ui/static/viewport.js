@@ -228,7 +228,7 @@ export class Viewport {
     let drag = null;
     el.addEventListener('pointerdown', (e) => {
       if (e.target === this.slider || !this.image) return;
-      el.setPointerCapture(e.pointerId);
+      try { el.setPointerCapture(e.pointerId); } catch { /* synthetic or finished pointer */ }
       const tool = e.button === 1 ? 'pan' : e.button === 2 ? 'zoom' : this.tool;
       drag = { tool, x: e.clientX, y: e.clientY, window: this.shownWindow ? { ...this.shownWindow } : { center: 128, width: 256 } };
       if (tool === 'measure') {

@@ -5,7 +5,7 @@
 Middleware, outermost first: request context + metrics (every request is
 counted under its route template), CORS (browser viewers), authentication
 and authorisation (``dicomweb.auth``: the one place that decides who may do
-what).  Handlers raise ``dicomweb.errors`` types; ``EXCEPTION_HANDLERS`` is
+what), with the audit trail (``dicomweb.audit``) just outside it.  Handlers raise ``dicomweb.errors`` types; ``EXCEPTION_HANDLERS`` is
 the one adapter turning them into responses.
 
 Rendered resources, thumbnails and MPR/MIP come from ``dicomweb.rendered``
@@ -22,6 +22,7 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.routing import BaseRoute, Route
 
 from dicomweb import media
+from dicomweb.audit import AuditMiddleware, audit_routes
 from dicomweb.auth import AuthMiddleware
 from dicomweb.errors import EXCEPTION_HANDLERS
 from dicomweb.frames import make_frames_endpoint
@@ -97,6 +98,7 @@ def create_app(*, settings: Settings, archive: Archive, metrics: Metrics) -> Sta
         *dicomweb_routes(ctx),
         *rendered_routes(renderer=renderer, prefix=ROOT),
         *workflow_routes(settings=settings, archive=archive),
+        *audit_routes(archive),
     ]
     if settings.ui.enabled:
         routes.extend(ui_routes(settings=settings))
@@ -112,6 +114,8 @@ def create_app(*, settings: Settings, archive: Archive, metrics: Metrics) -> Sta
                 expose_headers=EXPOSED_HEADERS,
                 max_age=600,
             ),
+            # Outside authentication, so refused requests are on record too.
+            Middleware(AuditMiddleware, archive=archive),
             Middleware(AuthMiddleware),
         ],
         exception_handlers=EXCEPTION_HANDLERS,

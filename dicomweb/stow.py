@@ -17,7 +17,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 
-from dicomweb import media
+from dicomweb import audit, media
 from dicomweb.errors import (
     BadRequest,
     NotAcceptable,
@@ -172,6 +172,12 @@ def make_stow_endpoint(ctx: Context) -> Any:
         outcomes = await upload.outcomes()
         for outcome in outcomes:
             ctx.metrics.stored_instances.labels("stow", outcome.status.value).inc()
+        stored = sum(1 for o in outcomes if o.ok)
+        audit.note(
+            request,
+            study_uids=[o.study_uid for o in outcomes if o.ok],
+            detail=f"{stored} stored, {len(outcomes) - stored} failed",
+        )
         if not outcomes:
             raise BadRequest("the request body holds no DICOM part")
         return _response(outcomes, base=public_base(request, ctx.settings), study_uid=study_uid)

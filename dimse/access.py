@@ -18,7 +18,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from noctis_pacs.core.audit import AuditAction, AuditEvent, AuditOutcome
 from noctis_pacs.core.settings import DimseSettings
+from storage.archive import Archive
 
 log = logging.getLogger("noctis.dimse.access")
 
@@ -89,7 +91,10 @@ def calling_ae_of(assoc: Any) -> str:
 
 
 def handle_requested(
-    event: Any, policy: AccessPolicy, permissions: Mapping[str, str | None]
+    event: Any,
+    policy: AccessPolicy,
+    permissions: Mapping[str, str | None],
+    archive: Archive | None = None,
 ) -> None:
     """EVT_REQUESTED: reject callers the policy does not admit, before negotiation.
 
@@ -103,6 +108,17 @@ def handle_requested(
     address = str(assoc.requestor.address or "")
     if not policy.admits(calling, address):
         log.warning("association rejected: calling AE title %r not recognized", calling)
+        if archive is not None:
+            archive.audit_later(
+                AuditEvent(
+                    action=AuditAction.ASSOCIATION_REJECTED,
+                    outcome=AuditOutcome.DENIED,
+                    principal=calling,
+                    principal_kind="ae",
+                    client=address,
+                    detail="calling AE title not recognized",
+                )
+            )
         assoc.acse.send_reject(RJ_PERMANENT, RJ_SOURCE_SERVICE_USER, RJ_CALLING_AE_NOT_RECOGNIZED)
         # As pynetdicom's own rejections do: wait for the DUL to send the A-ASSOCIATE-RJ
         # before the connection is closed.

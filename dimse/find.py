@@ -13,6 +13,7 @@ from typing import Any
 
 from pydicom.dataset import Dataset
 
+from dimse import audit
 from dimse import status as st
 from dimse.access import QUERY, AccessPolicy, calling_ae_of
 from dimse.identifier import (
@@ -23,6 +24,7 @@ from dimse.identifier import (
 )
 from dimse.observe import Operation, bind_context, paced
 from dimse.store import status_dataset
+from noctis_pacs.core.audit import AuditAction
 from noctis_pacs.core.metrics import Metrics
 from noctis_pacs.core.model import Query
 from noctis_pacs.core.settings import Settings
@@ -60,6 +62,7 @@ def handle_find(
     bind_context(event)
     operation = Operation(metrics, "C-FIND")
     final: int = st.SUCCESS
+    count = 0
     try:
         if not policy.allows(calling_ae_of(event.assoc), QUERY):
             final = st.REFUSED_NOT_AUTHORIZED
@@ -77,7 +80,6 @@ def handle_find(
             return
         pending = PENDING_UNSUPPORTED_KEYS if parsed.unsupported else st.PENDING
         syntax = str(event.context.transfer_syntax)
-        count = 0
         try:
             for row in _pages(archive, parsed.query, settings.query.max_results):
                 paced(event)
@@ -109,3 +111,13 @@ def handle_find(
         yield status_dataset(final, "query failed"), None
     finally:
         operation.done(final)
+        identifier = audit.identifier_of(event)
+        audit.record(
+            archive,
+            event.assoc,
+            AuditAction.C_FIND,
+            final,
+            study_uids=audit.identifier_studies(identifier),
+            query=audit.query_keys(identifier),
+            detail=f"{count} match(es)",
+        )

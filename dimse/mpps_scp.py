@@ -13,11 +13,14 @@ from typing import Any
 from pydicom.dataset import Dataset
 from pydicom.uid import generate_uid
 
+from dimse import audit
 from dimse import status as st
 from dimse.access import STORE, AccessPolicy, calling_ae_of
 from dimse.observe import Operation, bind_context
+from noctis_pacs.core.audit import AuditAction
 from noctis_pacs.core.metrics import Metrics
 from noctis_pacs.core.workflow.mpps import PROCESSING_FAILURE, SUCCESS, MppsError
+from storage.archive import Archive
 from storage.mpps_store import MppsStore
 
 log = logging.getLogger("noctis.dimse.mpps_scp")
@@ -33,12 +36,13 @@ def _failure(status: int, comment: str) -> NResponse:
 
 
 def handle_n_create(
-    event: Any, store: MppsStore, policy: AccessPolicy, metrics: Metrics
+    event: Any, store: MppsStore, policy: AccessPolicy, metrics: Metrics, archive: Archive
 ) -> NResponse:
     """EVT_N_CREATE: a new MPPS, IN PROGRESS (PS3.4 F.7.2.1)."""
     bind_context(event)
     operation = Operation(metrics, "N-CREATE")
     status = SUCCESS
+    sop_uid = ""
     try:
         if not policy.allows(calling_ae_of(event.assoc), STORE):
             status = st.REFUSED_NOT_AUTHORIZED
@@ -65,13 +69,17 @@ def handle_n_create(
         return _failure(status, "MPPS could not be stored")
     finally:
         operation.done(status)
+        _audit(archive, event, status, sop_uid, "attribute_list", "N-CREATE")
 
 
-def handle_n_set(event: Any, store: MppsStore, policy: AccessPolicy, metrics: Metrics) -> NResponse:
+def handle_n_set(
+    event: Any, store: MppsStore, policy: AccessPolicy, metrics: Metrics, archive: Archive
+) -> NResponse:
     """EVT_N_SET: update an MPPS; COMPLETED and DISCONTINUED are final (PS3.4 F.7.2.2)."""
     bind_context(event)
     operation = Operation(metrics, "N-SET")
     status = SUCCESS
+    sop_uid = ""
     try:
         if not policy.allows(calling_ae_of(event.assoc), STORE):
             status = st.REFUSED_NOT_AUTHORIZED
@@ -91,3 +99,28 @@ def handle_n_set(event: Any, store: MppsStore, policy: AccessPolicy, metrics: Me
         return _failure(status, "MPPS could not be updated")
     finally:
         operation.done(status)
+        _audit(archive, event, status, sop_uid, "modification_list", "N-SET")
+
+
+def _audit(
+    archive: Archive, event: Any, status: int, sop_uid: str, data_set: str, verb: str
+) -> None:
+    """One MPPS record: the instance, the studies its attributes reference, the new status."""
+    studies: list[str] = []
+    state = ""
+    try:
+        attributes = getattr(event, data_set)
+        for item in attributes.get("ScheduledStepAttributesSequence", []) or []:
+            studies += audit.identifier_studies(item)
+        state = str(attributes.get("PerformedProcedureStepStatus", "") or "")
+    except Exception:  # noqa: BLE001 - a malformed data set was refused already
+        pass
+    audit.record(
+        archive,
+        event.assoc,
+        AuditAction.MPPS,
+        status,
+        study_uids=studies,
+        sop_uids=[sop_uid],
+        detail=f"{verb} {state}".strip(),
+    )

@@ -18,8 +18,8 @@ from pydicom.dataset import Dataset
 from pydicom.uid import UID
 from pynetdicom import build_context, evt
 
+from dimse import audit, wakeup
 from dimse import status as st
-from dimse import wakeup
 from dimse.access import RETRIEVE, AccessPolicy, calling_ae_of
 from dimse.convert import FALLBACKS, ConversionError, choose_syntax, load_for
 from dimse.identifier import MODELS, IdentifierError, parse_identifier
@@ -27,6 +27,7 @@ from dimse.observe import Operation, bind_context
 from dimse.sender import StoredInstance, fast_send_c_store
 from dimse.store import status_dataset
 from dimse.transport import set_nodelay
+from noctis_pacs.core.audit import AuditAction
 from noctis_pacs.core.metrics import Metrics
 from noctis_pacs.core.settings import RemoteAE, Settings
 from storage.archive import Archive, InstanceLocation, QueryError
@@ -181,6 +182,8 @@ def handle_move(
     bind_context(event)
     operation = Operation(metrics, "C-MOVE")
     final = st.SUCCESS
+    locations: list[InstanceLocation] = []
+    target = str(event.move_destination or "").strip()
     try:
         destination = _destination(settings, str(event.move_destination or ""))
         if destination is None:
@@ -217,6 +220,27 @@ def handle_move(
         raise
     finally:
         operation.done(final)
+        _audit(archive, event, AuditAction.C_MOVE, final, locations, f"to {target}")
+
+
+def _audit(
+    archive: Archive,
+    event: Any,
+    action: str,
+    final: int,
+    locations: list[InstanceLocation],
+    detail: str,
+) -> None:
+    identifier = audit.identifier_of(event)
+    audit.record(
+        archive,
+        event.assoc,
+        action,
+        final,
+        study_uids=[loc.study_uid for loc in locations] or audit.identifier_studies(identifier),
+        query=audit.query_keys(identifier),
+        detail=f"{len(locations)} instance(s) {detail}".strip(),
+    )
 
 
 def handle_get(
@@ -230,6 +254,7 @@ def handle_get(
     bind_context(event)
     operation = Operation(metrics, "C-GET")
     final = st.SUCCESS
+    locations: list[InstanceLocation] = []
     try:
         locations, refused = _locate_or_refuse(event, archive, policy, settings)
         if refused is not None:
@@ -248,3 +273,4 @@ def handle_get(
         raise
     finally:
         operation.done(final)
+        _audit(archive, event, AuditAction.C_GET, final, locations, "")

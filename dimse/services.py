@@ -25,6 +25,7 @@ from pynetdicom.presentation import AllStoragePresentationContexts
 
 from dimse import status as st
 from dimse.access import QUERY, RETRIEVE, STORE, AccessPolicy, handle_requested
+from dimse.audit import flush_store_tally
 from dimse.find import handle_find
 from dimse.observe import Operation, bind_context
 from dimse.retrieve import handle_get, handle_move
@@ -109,7 +110,7 @@ def build_services(
     # Modality Worklist (C-FIND route) and MPPS (N-CREATE / N-SET): dimse/worklist.py.
     register_workflow(services, settings=settings, archive=archive, metrics=metrics, policy=policy)
     services.bindings += [
-        (evt.EVT_REQUESTED, handle_requested, [policy, services.permissions()]),
+        (evt.EVT_REQUESTED, handle_requested, [policy, services.permissions(), archive]),
         (evt.EVT_C_ECHO, handle_echo, [metrics]),
         (evt.EVT_C_STORE, handle_store, [archive, policy, metrics]),
         (evt.EVT_C_FIND, dispatch_find, [services.find_routes]),
@@ -117,5 +118,9 @@ def build_services(
         (evt.EVT_C_GET, handle_get, qr_args),
         (evt.EVT_ABORTED, discard_partial_receive, []),
         (evt.EVT_CONN_CLOSE, discard_partial_receive, []),
+        # One C-STORE audit record per study, when the association ends.
+        (evt.EVT_RELEASED, flush_store_tally, [archive]),
+        (evt.EVT_ABORTED, flush_store_tally, [archive]),
+        (evt.EVT_CONN_CLOSE, flush_store_tally, [archive]),
     ]
     return services

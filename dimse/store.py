@@ -31,7 +31,7 @@ from pydicom.dataset import Dataset
 from pydicom.filereader import read_partial
 from pydicom.uid import UID
 
-from dimse import receive
+from dimse import audit, receive
 from dimse import status as st
 from dimse.access import STORE, AccessPolicy, calling_ae_of
 from dimse.observe import Operation, bind_context
@@ -298,7 +298,9 @@ def handle_store(
             stored = StoreOutcome(Status.FAILED, reason="spool failed")
         if isinstance(stored, Dataset):
             result = stored
+            audit.tally_store(event.assoc, "", False)
         else:
+            audit.tally_store(event.assoc, stored.study_uid, stored.ok)
             metrics.stored_instances.labels(protocol="dimse", outcome=stored.status.value).inc()
             result = st.SUCCESS if stored.ok else outcome_status(stored)
             log.debug("C-STORE %s -> %s", sop_instance, stored.status.value)

@@ -19,10 +19,12 @@ from typing import TYPE_CHECKING, Any
 
 from pydicom.dataset import Dataset
 
+from dimse import audit
 from dimse import status as st
 from dimse.access import QUERY, STORE, AccessPolicy, calling_ae_of
 from dimse.observe import Operation, bind_context, paced
 from dimse.store import status_dataset
+from noctis_pacs.core.audit import AuditAction
 from noctis_pacs.core.metrics import Metrics
 from noctis_pacs.core.settings import Settings
 from noctis_pacs.core.workflow.items import mwl_dataset
@@ -67,11 +69,13 @@ def handle_worklist_find(
     policy: AccessPolicy,
     metrics: Metrics,
     settings: Settings,
+    archive: Archive,
 ) -> Iterator[FindResponse]:
     """EVT_C_FIND on the Modality Worklist model: one pending response per matching step."""
     bind_context(event)
     operation = Operation(metrics, "MWL C-FIND")
     final = st.SUCCESS
+    count = 0
     try:
         if not policy.allows(calling_ae_of(event.assoc), QUERY):
             final = st.REFUSED_NOT_AUTHORIZED
@@ -88,7 +92,6 @@ def handle_worklist_find(
             final = MWL_IDENTIFIER_MISMATCH
             yield status_dataset(final, f"identifier not understood: {type(exc).__name__}"), None
             return
-        count = 0
         try:
             for stored, step in store.find_steps(query):
                 paced(event)
@@ -110,6 +113,16 @@ def handle_worklist_find(
         yield status_dataset(final, "worklist query failed"), None
     finally:
         operation.done(final)
+        identifier = audit.identifier_of(event)
+        audit.record(
+            archive,
+            event.assoc,
+            AuditAction.MWL,
+            final,
+            study_uids=audit.identifier_studies(identifier),
+            query=audit.query_keys(identifier),
+            detail=f"{count} step(s)",
+        )
 
 
 def register_workflow(
@@ -131,11 +144,11 @@ def register_workflow(
     services.contexts.append(Context(MODALITY_PERFORMED_PROCEDURE_STEP, QR_SYNTAXES, STORE))
     services.find_routes[MODALITY_WORKLIST_FIND] = (
         handle_worklist_find,
-        [store, policy, metrics, settings],
+        [store, policy, metrics, settings, archive],
     )
     from pynetdicom import evt
 
     services.bindings += [
-        (evt.EVT_N_CREATE, handle_n_create, [mpps, policy, metrics]),
-        (evt.EVT_N_SET, handle_n_set, [mpps, policy, metrics]),
+        (evt.EVT_N_CREATE, handle_n_create, [mpps, policy, metrics, archive]),
+        (evt.EVT_N_SET, handle_n_set, [mpps, policy, metrics, archive]),
     ]

@@ -137,7 +137,11 @@ class Archive:
         self.compiler = Compiler(self.db.placeholder)
         self.max_results = settings.query.max_results
         self.audit_enabled = settings.audit.enabled
-        self.audit_queue = AuditQueue(self.db, interval=settings.audit.flush_interval)
+        self.audit_queue = AuditQueue(
+            self.db,
+            interval=settings.audit.flush_interval,
+            retention_days=settings.audit.retention_days,
+        )
 
     def close(self) -> None:
         self.audit_queue.close()

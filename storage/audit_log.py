@@ -20,12 +20,13 @@ import hashlib
 import json
 import logging
 import threading
+import time
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from noctis_pacs.core.audit import AuditEvent
+from noctis_pacs.core.audit import AuditAction, AuditEvent
 from storage.db import Connection, Database
 
 log = logging.getLogger("noctis.storage.audit")
@@ -35,6 +36,8 @@ GENESIS = "0" * 64
 FLUSH_BATCH = 2000
 #: Events kept queued at most when the index refuses them; older ones are dropped, logged.
 MAX_QUEUED = 200_000
+#: Seconds between retention prunes of a process that records (``audit.retention_days``).
+PRUNE_EVERY = 3600.0
 
 _COLUMNS = (
     "seq, event_time, principal, principal_kind, client, action, study_uids, series_uids,"
@@ -318,9 +321,11 @@ class AuditQueue:
     """Events from hot paths, appended by a background thread every ``interval`` seconds
     (sooner when ``FLUSH_BATCH`` are waiting), each flush one transaction."""
 
-    def __init__(self, db: Database, *, interval: float = 0.5) -> None:
+    def __init__(self, db: Database, *, interval: float = 0.5, retention_days: int = 0) -> None:
         self.db = db
         self.interval = interval
+        self.retention_days = retention_days
+        self._next_prune = 0.0
         self._events: deque[AuditEvent] = deque()
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -347,6 +352,31 @@ class AuditQueue:
             self._wake.wait(self.interval)
             self._wake.clear()
             self.flush()
+            if self.retention_days > 0 and time.monotonic() >= self._next_prune:
+                self._next_prune = time.monotonic() + PRUNE_EVERY
+                self.prune_expired()
+
+    def prune_expired(self) -> int:
+        """Remove the records older than ``retention_days``; the removal is on record."""
+        cutoff = time.strftime(
+            "%Y-%m-%dT%H:%M:%S", time.gmtime(time.time() - self.retention_days * 86400)
+        )
+        try:
+            removed = int(self.db.transaction(lambda conn: prune(conn, cutoff)))
+        except Exception as exc:  # noqa: BLE001 - tried again at the next turn
+            log.error("audit: retention pruning failed: %s", type(exc).__name__)
+            return 0
+        if removed:
+            log.info("audit: %d record(s) older than %s removed (retention)", removed, cutoff)
+            self.put(
+                AuditEvent(
+                    action=AuditAction.AUDIT_PRUNE,
+                    principal="noctis",
+                    principal_kind="system",
+                    detail=f"{removed} record(s) before {cutoff} removed (retention)",
+                )
+            )
+        return removed
 
     def flush(self) -> None:
         """Append every queued event now (in this thread)."""

@@ -19,8 +19,9 @@ from functools import partial
 from pathlib import Path
 from typing import Any, TextIO
 
-from noctis_pacs.app import render_cli, worklist_cli
+from noctis_pacs.app import audit_cli, render_cli, worklist_cli
 from noctis_pacs.app.cli_common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, common_options
+from noctis_pacs.core.audit import AuditAction, AuditEvent, AuditOutcome
 from noctis_pacs.core.logs import configure_logging
 from noctis_pacs.core.settings import Settings, SettingsError, load_settings
 
@@ -112,7 +113,11 @@ def build_parser() -> argparse.ArgumentParser:
 #: parser whose ``handler`` default is ``handler(args, settings) -> int``.
 #: Verbs defined in their own modules: each ``register(subparsers)`` adds its parsers
 #: and sets ``handler`` on them. Add a verb module here.
-VERB_MODULES: tuple[Callable[[Any], None], ...] = (worklist_cli.register, render_cli.register)
+VERB_MODULES: tuple[Callable[[Any], None], ...] = (
+    worklist_cli.register,
+    render_cli.register,
+    audit_cli.register,
+)
 
 
 def settings_from(args: argparse.Namespace) -> Settings:
@@ -214,6 +219,7 @@ def cmd_import(args: argparse.Namespace, settings: Settings) -> int:
     counts: Counter[str] = Counter()
     rejected: list[tuple[str, str]] = []
     origin = Origin("import", host="cli")
+    studies: dict[str, None] = {}
 
     def one(item: tuple[str, Callable[[], Any]]) -> tuple[str, Any]:
         label, opener = item
@@ -233,9 +239,21 @@ def cmd_import(args: argparse.Namespace, settings: Settings) -> int:
                     rejected.append((label, str(outcome)))
                 else:
                     counts[outcome.status.value] += 1
+                    if outcome.status is Status.STORED:
+                        studies.setdefault(outcome.study_uid, None)
                     if outcome.status not in (Status.STORED, Status.ALREADY_STORED):
                         rejected.append((label, outcome.reason))
                 progress(n, len(inputs), f"stored={counts['stored']} rejected={len(rejected)}")
+        archive.audit(
+            AuditEvent(
+                action=AuditAction.IMPORT,
+                outcome=AuditOutcome.PARTIAL if rejected else AuditOutcome.SUCCESS,
+                principal=audit_cli.operator(),
+                principal_kind="cli",
+                study_uids=tuple(studies),
+                detail=f"{counts['stored']} stored, {len(rejected)} rejected",
+            )
+        )
     finally:
         archive.close()
     print(
@@ -317,6 +335,18 @@ def cmd_delete(args: argparse.Namespace, settings: Settings) -> int:
     archive = _open_archive(settings)
     try:
         count = archive.delete(study_uid=args.study, series_uid=args.series, sop_uid=args.instance)
+        archive.audit(
+            AuditEvent(
+                action=AuditAction.DELETE,
+                outcome=AuditOutcome.SUCCESS if count else AuditOutcome.FAILURE,
+                principal=audit_cli.operator(),
+                principal_kind="cli",
+                study_uids=(args.study,) if args.study else (),
+                series_uids=(args.series,) if args.series else (),
+                sop_uids=(args.instance,) if args.instance else (),
+                detail=f"{count} instance(s) deleted",
+            )
+        )
     finally:
         archive.close()
     if count == 0:

@@ -23,7 +23,7 @@ from starlette.routing import BaseRoute, Route
 
 from dicomweb import media
 from dicomweb.audit import AuditMiddleware, audit_routes
-from dicomweb.auth import AuthMiddleware
+from dicomweb.auth import Authenticator, AuthMiddleware
 from dicomweb.errors import EXCEPTION_HANDLERS
 from dicomweb.frames import make_frames_endpoint
 from dicomweb.health import make_health_endpoints
@@ -81,7 +81,13 @@ def dicomweb_routes(ctx: Context) -> list[BaseRoute]:
     ]
 
 
-def create_app(*, settings: Settings, archive: Archive, metrics: Metrics) -> Starlette:
+def create_app(
+    *,
+    settings: Settings,
+    archive: Archive,
+    metrics: Metrics,
+    authenticator: Authenticator | None = None,
+) -> Starlette:
     ctx = Context(settings=settings, archive=archive, metrics=metrics)
     renderer = Renderer(
         archive=archive,
@@ -116,7 +122,7 @@ def create_app(*, settings: Settings, archive: Archive, metrics: Metrics) -> Sta
             ),
             # Outside authentication, so refused requests are on record too.
             Middleware(AuditMiddleware, archive=archive),
-            Middleware(AuthMiddleware),
+            Middleware(AuthMiddleware, authenticator=authenticator),
         ],
         exception_handlers=EXCEPTION_HANDLERS,
     )

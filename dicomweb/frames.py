@@ -19,6 +19,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from dicomweb import media
+from dicomweb.auth import principal_of
 from dicomweb.errors import BadRequest, NotAcceptable, NotFound
 from dicomweb.multipart import new_boundary, related_content_type, write_parts
 from dicomweb.negotiation import MediaRange, parse_accept
@@ -157,7 +158,7 @@ def make_frames_endpoint(ctx: Context) -> Any:
         """PS3.18 10.4.1.1.4: Retrieve frames of one instance."""
         study, series, sop = path_uids(request)
         numbers = parse_frame_list(request.path_params["frames"])
-        location = locate_or_404(archive, study, series, sop)[0]
+        location = locate_or_404(archive, study, series, sop, principal=principal_of(request))[0]
         return frames_response(ctx, request, location, numbers)
 
     return frames

@@ -17,6 +17,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from dicomweb import media
+from dicomweb.auth import principal_of
 from dicomweb.errors import BadRequest, NotAcceptable, NotFound
 from dicomweb.frames import frames_response
 from dicomweb.multipart import new_boundary, related_content_type, write_parts
@@ -51,7 +52,7 @@ def make_metadata_endpoint(ctx: Context) -> Any:
                 f"metadata is available as {media.DICOM_JSON}; Accept {accept!r} excludes it"
             )
         assert study is not None
-        items = archive.metadata(study, series, sop)
+        items = archive.metadata(study, series, sop, principal=principal_of(request))
         if not items:
             raise NotFound(f"{describe(study, series, sop)} is not in the archive")
         body = ("[" + ",".join(items) + "]").replace(
@@ -77,7 +78,7 @@ def make_bulkdata_endpoint(ctx: Context) -> Any:
         if len(text) != 8 or any(c not in "0123456789abcdefABCDEF" for c in text):
             raise BadRequest(f"bulk data tag {text[:20]!r} is not 8 hexadecimal digits")
         tag = int(text, 16)
-        location = locate_or_404(archive, study, series, sop)[0]
+        location = locate_or_404(archive, study, series, sop, principal=principal_of(request))[0]
         if tag in _PIXEL_TAGS:
             count = len(location.frames or []) or 1
             return frames_response(ctx, request, location, list(range(1, count + 1)), bulk=True)

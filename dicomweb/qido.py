@@ -20,6 +20,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from dicomweb import media
+from dicomweb.auth import principal_of
 from dicomweb.errors import BadRequest, NotAcceptable, warning_value
 from dicomweb.json_builders import JsonDataset, single
 from dicomweb.negotiation import parse_accept
@@ -199,7 +200,7 @@ def make_qido_endpoint(ctx: Context, level: Level) -> Any:
         )
         warnings: list[str] = []
         try:
-            result = archive.query(query)
+            result = archive.query(query, principal=principal_of(request))
             ignored = archive.ignored_keys(query) if matches else []
             page = min(parsed.limit or max_results, max_results)
             if parsed.offset == 0 and len(result.rows) < page:
@@ -213,7 +214,8 @@ def make_qido_endpoint(ctx: Context, level: Level) -> Any:
                         matches=query.matches,
                         fuzzy=query.fuzzy,
                         case_insensitive_pn=case_insensitive,
-                    )
+                    ),
+                    principal=principal_of(request),
                 )
         except QueryError as exc:
             raise BadRequest(str(exc)) from None

@@ -30,10 +30,12 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
 from dicomweb import media
+from dicomweb.auth import principal_of
 from dicomweb.errors import BadRequest, NotAcceptable
 from dicomweb.multipart import closing, new_boundary, part_head, related_content_type
 from dicomweb.negotiation import parse_accept
 from dicomweb.resources import check_uid, locate_or_404
+from noctis_pacs.core.auth import Principal
 from noctis_pacs.rendering import (
     BadRenderParameter,
     NotRenderable,
@@ -179,11 +181,13 @@ class Renderer:
             self.header(location), frame, location.transfer_syntax_uid, window=window
         )
 
-    def volume(self, study: str, series: str) -> tuple[Volume, BackgroundTask | None]:
+    def volume(
+        self, study: str, series: str, *, principal: Principal
+    ) -> tuple[Volume, BackgroundTask | None]:
         """The series volume (built once, cached), and the task that completes it after
         the response, until done: the copy that makes constant-column planes contiguous
         (counted in the cache bound from the start)."""
-        found = locate_or_404(self.archive, study, series, None)
+        found = locate_or_404(self.archive, study, series, None, principal=principal)
 
         def build() -> Volume:
             return volume_from_frames(
@@ -239,7 +243,7 @@ def rendered_routes(*, renderer: Renderer, prefix: str = "") -> list[Route]:
         """PS3.18 10.4.1.1.3: rendered instance, frames, series and study."""
         media_type, multipart = negotiate(request, IMAGE_TYPES, "rendered resources")
         study, series, instance = _uids(request)
-        found = locate_or_404(archive, study, series, instance)
+        found = locate_or_404(archive, study, series, instance, principal=principal_of(request))
         window = _window(request.query_params.get("window"))
         quality = _quality(request.query_params.get("quality"), renderer.jpeg_quality)
         numbers = _frame_numbers(request)
@@ -268,7 +272,7 @@ def rendered_routes(*, renderer: Renderer, prefix: str = "") -> list[Route]:
         """Thumbnails (PS3.18 10.4.1.1.4 / 8.3.5): a representative frame, small and cached."""
         media_type, _ = negotiate(request, IMAGE_TYPES, "thumbnails")
         study, series, instance = _uids(request)
-        found = locate_or_404(archive, study, series, instance)
+        found = locate_or_404(archive, study, series, instance, principal=principal_of(request))
         location = found[0] if instance else found[len(found) // 2]
         number = _frame_numbers(request)[0]
         viewport = request.query_params.get("viewport", "")
@@ -308,7 +312,7 @@ def rendered_routes(*, renderer: Renderer, prefix: str = "") -> list[Route]:
     def mpr_route(request: Request) -> Response:
         """Beyond the standard: a plane through the series volume (README: MPR and MIP)."""
         study, series, _ = _uids(request)
-        volume, complete = renderer.volume(study, series or "")
+        volume, complete = renderer.volume(study, series or "", principal=principal_of(request))
         plane = mpr(
             volume,
             normal=plane_normal(request),
@@ -323,7 +327,7 @@ def rendered_routes(*, renderer: Renderer, prefix: str = "") -> list[Route]:
         mode = request.query_params.get("mode", "max")
         if mode not in ("max", "min", "avg"):
             raise BadRequest("mode must be max, min or avg")
-        volume, complete = renderer.volume(study, series or "")
+        volume, complete = renderer.volume(study, series or "", principal=principal_of(request))
         plane = mip(
             volume,
             normal=plane_normal(request),

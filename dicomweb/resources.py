@@ -13,6 +13,7 @@ from starlette.requests import Request
 
 from dicomweb.errors import BadRequest, NotFound
 from dicomweb.media import DICOMWEB_ROOT
+from noctis_pacs.core.auth import Principal
 from noctis_pacs.core.metrics import Metrics
 from noctis_pacs.core.settings import Settings
 from storage.archive import Archive, InstanceLocation
@@ -95,9 +96,16 @@ def describe(study: str | None, series: str | None, sop: str | None) -> str:
 
 
 def locate_or_404(
-    archive: Archive, study: str | None, series: str | None, sop: str | None
+    archive: Archive,
+    study: str | None,
+    series: str | None,
+    sop: str | None,
+    *,
+    principal: Principal,
 ) -> list[InstanceLocation]:
-    locations = archive.locate_uids(study, series, sop)
+    """The instances named, or 404: also when they lie outside ``principal``'s facilities
+    (their existence is not disclosed, issue 13 point 4)."""
+    locations = archive.locate_uids(study, series, sop, principal=principal)
     if not locations:
         raise NotFound(f"{describe(study, series, sop)} is not in the archive")
     return locations

@@ -18,6 +18,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 
 from dicomweb import audit, media
+from dicomweb.auth import principal_of
 from dicomweb.errors import (
     BadRequest,
     NotAcceptable,
@@ -150,7 +151,11 @@ def make_stow_endpoint(ctx: Context) -> Any:
             raise PayloadTooLarge(_too_large(limit))
         media_type, params = parse_media_type(request.headers.get("content-type", ""))
         client = request.client
-        origin = Origin("stow", host=client.host if client else "")
+        origin = Origin(
+            "stow",
+            host=client.host if client else "",
+            facilities=principal_of(request).facilities,
+        )
         upload = _Upload(ctx, origin, study_uid)
         try:
             if media_type == media.DICOM:

@@ -18,6 +18,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from dicomweb import media
+from dicomweb.auth import principal_of
 from dicomweb.errors import InternalError, NotAcceptable
 from dicomweb.multipart import framing_size, new_boundary, related_content_type, write_parts
 from dicomweb.negotiation import choose
@@ -91,7 +92,7 @@ def make_retrieve_endpoint(ctx: Context) -> Any:
             single_allowed=sop is not None,
             resource=what,
         )
-        locations = locate_or_404(archive, study, series, sop)
+        locations = locate_or_404(archive, study, series, sop, principal=principal_of(request))
         missing = archive.missing_blobs(locations)
         if missing:
             raise InternalError(

@@ -18,6 +18,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from dicomweb import media
+from dicomweb.auth import principal_of
 from dicomweb.errors import BadRequest, NotAcceptable
 from dicomweb.resources import Context, check_uid, locate_or_404
 from dicomweb.wado import instance_chunks, plan_instance
@@ -51,7 +52,9 @@ def make_wado_uri_endpoint(ctx: Context, renderers: Mapping[str, Renderer] | Non
                 raise BadRequest(f"{name} is required (PS3.18 9.1.2.1)")
             uids.append(check_uid(value, what))
         wanted = [c.strip() for c in params.get("contentType", DEFAULT_CONTENT_TYPE).split(",")]
-        location = locate_or_404(archive, uids[0], uids[1], uids[2])[0]
+        location = locate_or_404(
+            archive, uids[0], uids[1], uids[2], principal=principal_of(request)
+        )[0]
         for content_type in wanted:
             base_type = content_type.split(";")[0].strip().lower()
             if base_type == media.DICOM:

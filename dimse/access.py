@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from noctis_pacs.core.audit import AuditAction, AuditEvent, AuditOutcome
+from noctis_pacs.core.auth import Permission, Principal
 from noctis_pacs.core.settings import DimseSettings
 from storage.archive import Archive
 
@@ -38,6 +39,15 @@ class Caller:
     permissions: frozenset[str]
     host: str
     check_host: bool
+    facilities: frozenset[str] = frozenset()
+
+
+#: DIMSE permission names as the core permissions a principal holds.
+_CORE_PERMISSIONS = {
+    STORE: Permission.STORE,
+    QUERY: Permission.QUERY,
+    RETRIEVE: Permission.RETRIEVE,
+}
 
 
 @dataclass(frozen=True)
@@ -54,6 +64,7 @@ class AccessPolicy:
                 permissions=frozenset(remote.permissions),
                 host=remote.host,
                 check_host=remote.check_host,
+                facilities=frozenset(remote.facilities),
             )
             for remote in dimse.remotes.values()
         }
@@ -74,6 +85,23 @@ class AccessPolicy:
             return True
         caller = self.callers.get(calling_ae.strip())
         return caller is not None and permission in caller.permissions
+
+    def principal(self, calling_ae: str) -> Principal:
+        """The calling AE as a core principal: its permissions, and the facilities of its
+        ``[dimse.remotes.NAME]`` entry (the query engine shows it only their studies; an AE
+        without one, in ``open`` mode, sees every study)."""
+        title = calling_ae.strip()
+        caller = self.callers.get(title)
+        if caller is None:
+            granted = ALL_PERMISSIONS if not self.allow_list else frozenset()
+            return Principal(title, frozenset(_CORE_PERMISSIONS[p] for p in granted), kind="ae")
+        granted = ALL_PERMISSIONS if not self.allow_list else caller.permissions
+        return Principal(
+            title,
+            frozenset(_CORE_PERMISSIONS[p] for p in granted if p in _CORE_PERMISSIONS),
+            caller.facilities,
+            kind="ae",
+        )
 
 
 def _same_host(configured: str, address: str) -> bool:

@@ -25,6 +25,7 @@ from dimse.identifier import (
 from dimse.observe import Operation, bind_context, paced
 from dimse.store import status_dataset
 from noctis_pacs.core.audit import AuditAction
+from noctis_pacs.core.auth import Principal
 from noctis_pacs.core.metrics import Metrics
 from noctis_pacs.core.model import Query
 from noctis_pacs.core.settings import Settings
@@ -38,7 +39,9 @@ PENDING_UNSUPPORTED_KEYS = 0xFF01
 FindResponse = tuple[int | Dataset, Dataset | None]
 
 
-def _pages(archive: Archive, query: Query, page: int) -> Iterator[dict[str, object]]:
+def _pages(
+    archive: Archive, query: Query, page: int, principal: Principal
+) -> Iterator[dict[str, object]]:
     offset = 0
     while True:
         paged = Query(
@@ -48,7 +51,7 @@ def _pages(archive: Archive, query: Query, page: int) -> Iterator[dict[str, obje
             limit=page,
             offset=offset,
         )
-        rows = archive.query(paged).rows
+        rows = archive.query(paged, principal=principal).rows
         yield from rows
         if len(rows) < page:
             return
@@ -81,7 +84,8 @@ def handle_find(
         pending = PENDING_UNSUPPORTED_KEYS if parsed.unsupported else st.PENDING
         syntax = str(event.context.transfer_syntax)
         try:
-            for row in _pages(archive, parsed.query, settings.query.max_results):
+            principal = policy.principal(calling_ae_of(event.assoc))
+            for row in _pages(archive, parsed.query, settings.query.max_results, principal):
                 paced(event)
                 if event.is_cancelled:
                     final = st.CANCEL

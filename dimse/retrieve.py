@@ -54,13 +54,17 @@ def _on_sub_accepted(event: Any, holder: SubAssociation) -> None:
     event.assoc.send_c_store = fast_send_c_store(event.assoc, event.assoc.send_c_store)
 
 
-def locate(event: Any, archive: Archive, settings: Settings) -> list[InstanceLocation]:
-    """The instances the identifier names; raises ``IdentifierError`` on a bad one."""
+def locate(
+    event: Any, archive: Archive, settings: Settings, policy: AccessPolicy
+) -> list[InstanceLocation]:
+    """The instances the identifier names, in the studies the calling AE sees; raises
+    ``IdentifierError`` on a bad identifier."""
     model = MODELS.get(str(event.request.AffectedSOPClassUID), "study")
     parsed = parse_identifier(
         event.identifier, model, case_insensitive_pn=settings.query.case_insensitive_pn
     )
-    return archive.locate(parsed.query)
+    principal = policy.principal(calling_ae_of(event.assoc))
+    return archive.locate(parsed.query, principal=principal)
 
 
 def move_contexts(locations: list[InstanceLocation]) -> list[Any]:
@@ -129,7 +133,7 @@ def _locate_or_refuse(
     if not policy.allows(calling_ae_of(event.assoc), RETRIEVE):
         return [], (st.REFUSED_NOT_AUTHORIZED, "retrieve not permitted for this AE")
     try:
-        return locate(event, archive, settings), None
+        return locate(event, archive, settings, policy), None
     except (IdentifierError, QueryError) as exc:
         return [], (st.QR_IDENTIFIER_MISMATCH, str(exc))
 

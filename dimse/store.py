@@ -290,7 +290,12 @@ def handle_store(
         result = status_dataset(st.REFUSED_NOT_AUTHORIZED, "store not permitted for this AE")
     else:
         sop_instance = str(request.AffectedSOPInstanceUID)
-        origin = Origin("dimse", calling, str(event.assoc.requestor.address or ""))
+        origin = Origin(
+            "dimse",
+            calling,
+            str(event.assoc.requestor.address or ""),
+            policy.principal(calling).facilities,
+        )
         try:
             stored = _store_event(event, archive, origin)
         except OSError as exc:

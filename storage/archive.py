@@ -10,11 +10,12 @@ import hashlib
 import json
 import logging
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, BinaryIO
 
 from noctis_pacs.core.audit import AuditEvent
+from noctis_pacs.core.auth import Principal
 from noctis_pacs.core.model import Level, Match, MatchKind, Query, QueryResult
 from noctis_pacs.core.settings import Settings
 from storage import audit_log
@@ -93,6 +94,14 @@ def _uid_match(keyword: str, uid: str | None) -> list[Match]:
     return [Match(keyword, MatchKind.SINGLE, (uid,))] if uid else []
 
 
+def scoped(query: Query, principal: Principal | None) -> Query:
+    """``query`` narrowed to the studies ``principal`` sees (its facilities; issue 13
+    point 4). ``None`` is an internal caller (CLI, workers): every study."""
+    if principal is None or not principal.scoped:
+        return query
+    return replace(query, facilities=principal.facilities)
+
+
 def archive_missing(settings: Settings) -> str | None:
     """Why ``settings`` point at no archive (``None`` when they do), creating nothing.
 
@@ -132,7 +141,11 @@ class Archive:
         )
         self.writer = IndexWriter(self.db, max_batch=storage.max_batch)
         self.ingestor = Ingestor(
-            self.blobs, self.writer, overwrite=storage.duplicates == "overwrite"
+            self.blobs,
+            self.writer,
+            overwrite=storage.duplicates == "overwrite",
+            facility_attribute=settings.access.facility_attribute,
+            facility_from=settings.access.facility_from,
         )
         self.compiler = Compiler(self.db.placeholder)
         self.max_results = settings.query.max_results
@@ -209,9 +222,11 @@ class Archive:
 
     # -- query --------------------------------------------------------------------------
 
-    def query(self, query: Query) -> QueryResult:
+    def query(self, query: Query, *, principal: Principal | None = None) -> QueryResult:
         """Run ``query``; ``total`` when ``count_total``; ``truncated`` when the server
-        maximum cut the results short (callers add a warning)."""
+        maximum cut the results short (callers add a warning). With ``principal``, only
+        the studies of its facilities match."""
+        query = scoped(query, principal)
         compiled = self.compiler.compile(query, max_results=self.max_results)
         limit = self.max_results if query.limit is None else min(query.limit, self.max_results)
         with self.db.reader() as conn:
@@ -231,9 +246,10 @@ class Archive:
         )
         return result
 
-    def count(self, query: Query) -> int:
+    def count(self, query: Query, *, principal: Principal | None = None) -> int:
         """Number of entities ``query`` matches, ``limit``/``offset`` aside, without fetching
         any row (the planner may sort every match to fetch even one)."""
+        query = scoped(query, principal)
         compiled = self.compiler.compile(query, max_results=self.max_results)
         with self.db.reader() as conn:
             return int(conn.positional(compiled.count_sql, compiled.count_params).fetchone()[0])
@@ -242,9 +258,16 @@ class Archive:
         """Keys of ``query`` the engine cannot match on (protocols warn about them)."""
         return self.compiler.compile(query, max_results=1).ignored
 
-    def locate(self, query: Query) -> list[InstanceLocation]:
-        """Every instance under the entities ``query`` matches (any level), in order."""
-        image_query = Query(level=Level.IMAGE, matches=query.matches, fuzzy=query.fuzzy)
+    def locate(self, query: Query, *, principal: Principal | None = None) -> list[InstanceLocation]:
+        """Every instance under the entities ``query`` matches (any level), in order; with
+        ``principal``, only in the studies it sees (others are as if absent)."""
+        query = scoped(query, principal)
+        image_query = Query(
+            level=Level.IMAGE,
+            matches=query.matches,
+            fuzzy=query.fuzzy,
+            facilities=query.facilities,
+        )
         compiled = self.compiler.compile(image_query, max_results=10**9, select=LOCATOR_COLUMNS)
         with self.db.reader() as conn:
             rows = conn.positional(compiled.sql, compiled.params).fetchall()
@@ -268,16 +291,23 @@ class Archive:
         study_uid: str | None = None,
         series_uid: str | None = None,
         sop_uid: str | None = None,
+        *,
+        principal: Principal | None = None,
     ) -> list[InstanceLocation]:
         matches = (
             _uid_match("StudyInstanceUID", study_uid)
             + _uid_match("SeriesInstanceUID", series_uid)
             + _uid_match("SOPInstanceUID", sop_uid)
         )
-        return self.locate(Query(level=Level.IMAGE, matches=tuple(matches)))
+        return self.locate(Query(level=Level.IMAGE, matches=tuple(matches)), principal=principal)
 
     def metadata(
-        self, study_uid: str, series_uid: str | None = None, sop_uid: str | None = None
+        self,
+        study_uid: str,
+        series_uid: str | None = None,
+        sop_uid: str | None = None,
+        *,
+        principal: Principal | None = None,
     ) -> list[str]:
         """Stored DICOM JSON objects (with ``BASE_URL_PLACEHOLDER`` in bulk data URIs)."""
         matches = (
@@ -286,7 +316,7 @@ class Archive:
             + _uid_match("SOPInstanceUID", sop_uid)
         )
         compiled = self.compiler.compile(
-            Query(level=Level.IMAGE, matches=tuple(matches)),
+            scoped(Query(level=Level.IMAGE, matches=tuple(matches)), principal),
             max_results=10**9,
             select=("i.metadata",),
         )
@@ -459,13 +489,15 @@ class Archive:
         with self.db.reader() as conn:
             if conn.one(Q("instance_by_sop"), {"sop_uid": parsed.sop_instance_uid}) is not None:
                 return None, "another blob holds its SOP Instance UID (a duplicate)"
+        metadata = header_metadata(parsed)
         record = build_record(
             parsed,
-            metadata=header_metadata(parsed),
+            metadata=metadata,
             blob_key=key,
             blob_size=size,
             sha256=digest.hexdigest(),
             origin={"protocol": "reindex"},
+            facility=self.ingestor.facility_of(metadata, Origin("reindex")),
         )
         return record, None
 

@@ -14,6 +14,7 @@ from typing import Any
 
 from pydicom.datadict import tag_for_keyword
 
+from noctis_pacs.core.auth import DEFAULT_FACILITY
 from storage.db import Connection
 from storage.parse import ParsedInstance, normalise_pn, pn_words, to_json_text
 from storage.sqlfiles import named_queries
@@ -64,6 +65,11 @@ def _as_text(value: Any) -> str:
     return "" if value is None else str(value)
 
 
+def text_of(meta: JsonDict, keyword: str) -> str:
+    """The value of ``keyword`` in DICOM JSON ``meta`` as index text (multi-values joined)."""
+    return _text(meta, keyword)
+
+
 def _text(meta: JsonDict, keyword: str) -> str:
     return "\\".join(_as_text(v) for v in _values(meta, keyword)).strip()
 
@@ -110,7 +116,10 @@ def build_record(
     blob_size: int,
     sha256: str,
     origin: dict[str, str],
+    facility: str = DEFAULT_FACILITY,
 ) -> InstanceRecord:
+    """The index rows of one instance; ``facility`` is its study's when this instance
+    creates the study (a study keeps the facility it was created with)."""
     ds = metadata
     name = _text(ds, "PatientName")
     referring = _text(ds, "ReferringPhysicianName")
@@ -135,6 +144,7 @@ def build_record(
             "referring_physician_name_norm": normalise_pn(referring),
             "study_description": _text(ds, "StudyDescription"),
             "timezone_offset": _text(ds, "TimezoneOffsetFromUTC"),
+            "facility": facility,
             "now": received,
         },
         series={

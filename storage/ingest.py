@@ -14,16 +14,17 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from io import BytesIO
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from pydicom.dataset import FileMetaDataset
 from pydicom.filebase import DicomBytesIO
 from pydicom.filewriter import write_file_meta_info
 from pydicom.uid import UID
 
+from noctis_pacs.core.facility import FROM_ATTRIBUTE, storing_facility
 from storage.blobstore import BlobWriter, FileSystemBlobStore, StorageFullError, WrittenFile
 from storage.db import Connection
-from storage.index import Q, build_record, insert_instance, remove_instance
+from storage.index import Q, build_record, insert_instance, remove_instance, text_of
 from storage.parse import ParsedInstance, ParseError, header_metadata, read_header
 from storage.writer import IndexWriter
 
@@ -57,6 +58,8 @@ class Origin:
     protocol: str
     ae: str = ""
     host: str = ""
+    #: The storing principal's facilities (``access.facility_from = "principal"``).
+    facilities: frozenset[str] = frozenset()
 
     def as_dict(self) -> dict[str, str]:
         return {"protocol": self.protocol, "ae": self.ae, "host": self.host}
@@ -83,12 +86,27 @@ class Ingestor:
     """Holds the blob store and the index writer; ``store_*`` are thread-safe."""
 
     def __init__(
-        self, blobs: FileSystemBlobStore, writer: IndexWriter, *, overwrite: bool = True
+        self,
+        blobs: FileSystemBlobStore,
+        writer: IndexWriter,
+        *,
+        overwrite: bool = True,
+        facility_attribute: str = "InstitutionName",
+        facility_from: str = FROM_ATTRIBUTE,
     ) -> None:
         self.blobs = blobs
         self.writer = writer
         self.overwrite = overwrite
+        self.facility_attribute = facility_attribute
+        self.facility_from = facility_from
         self.fault_after_blob_commit: Exception | None = None  # test hook: failure injection
+
+    def facility_of(self, metadata: dict[str, Any], origin: Origin) -> str:
+        """The facility a study created by this instance belongs to (``[access]``)."""
+        value = text_of(metadata, self.facility_attribute) if self.facility_attribute else ""
+        return storing_facility(
+            value, principal_facilities=origin.facilities, facility_from=self.facility_from
+        )
 
     # -- entry points -----------------------------------------------------------------
 
@@ -234,6 +252,7 @@ class Ingestor:
             blob_size=size,
             sha256=sha256,
             origin=origin.as_dict(),
+            facility=self.facility_of(metadata, origin),
         )
         fault = self.fault_after_blob_commit
         overwrite = self.overwrite

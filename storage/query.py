@@ -335,6 +335,17 @@ class Compiler:
                 source, link = _BELOW[(level, cond_level)]
                 inner = " AND ".join([link, *clauses])
                 where.append(f"EXISTS (SELECT 1 FROM {source} WHERE {inner})")
+        if query.facilities:
+            # A scoped principal sees only its facilities' studies (issue 13 point 4): the
+            # one place every query, locate and metadata read is narrowed.
+            marks = ", ".join(self.ph for _ in query.facilities)
+            condition = f"st.facility IN ({marks})"
+            if level is Level.PATIENT:
+                condition = (
+                    f"EXISTS (SELECT 1 FROM studies st WHERE st.patient_fk = p.id AND {condition})"
+                )
+            where.append(condition)
+            params = [*params, *sorted(query.facilities)]
         where_sql = (" WHERE " + " AND ".join(where)) if where else ""
         keywords: list[str] = []
         if select is not None:

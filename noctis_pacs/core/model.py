@@ -225,6 +225,8 @@ class Query:
     offset: int = 0
     order_by: tuple[tuple[str, OrderDirection], ...] = ()
     count_total: bool = False
+    #: Only studies of these facilities match (a scoped principal); empty = every study.
+    facilities: frozenset[str] = frozenset()
 
 
 @dataclass

@@ -54,6 +54,8 @@ class RemoteAE:
     permissions: tuple[str, ...] = ("store", "query", "retrieve")
     #: When true, an association from this AE title must come from ``host``.
     check_host: bool = False
+    #: The facilities whose studies this AE sees (C-FIND, C-MOVE, C-GET, MWL); empty = all.
+    facilities: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -244,6 +246,7 @@ def _remotes(raw: Any) -> dict[str, RemoteAE]:
             port=_convert(spec["port"], int, f"{where}.port"),
             permissions=perms,
             check_host=_convert(spec.get("check_host", False), bool, where),
+            facilities=_convert(spec.get("facilities", []), tuple[str, ...], f"{where}.facilities"),
         )
     return out
 
@@ -346,6 +349,15 @@ def _validate(settings: Settings) -> None:
     for url in settings.workflow.webhooks:
         if not url.startswith(("http://", "https://")):
             raise SettingsError(f"workflow.webhooks: {url!r} is not an http:// or https:// URL")
+    attribute = settings.access.facility_attribute
+    if attribute:
+        from pydicom.datadict import tag_for_keyword
+
+        if tag_for_keyword(attribute) is None:
+            raise SettingsError(
+                f"access.facility_attribute: {attribute!r} is not a DICOM keyword"
+                " (e.g. InstitutionName)"
+            )
     if settings.audit.retention_days < 0:
         raise SettingsError("audit.retention_days: 0 (keep for ever) or more")
     if settings.audit.flush_interval <= 0:

@@ -14,10 +14,10 @@ RETURNING id
 -- name: study_insert
 INSERT INTO studies (patient_fk, study_uid, study_date, study_time, accession_number, study_id,
     referring_physician_name, referring_physician_name_norm, study_description, timezone_offset,
-    created_at, updated_at)
+    facility, created_at, updated_at)
 VALUES (:patient_fk, :study_uid, :study_date, :study_time, :accession_number, :study_id,
     :referring_physician_name, :referring_physician_name_norm, :study_description,
-    :timezone_offset, :now, :now)
+    :timezone_offset, :facility, :now, :now)
 ON CONFLICT (study_uid) DO UPDATE SET
     study_date = excluded.study_date, study_time = excluded.study_time,
     accession_number = excluded.accession_number, study_id = excluded.study_id,

@@ -7,6 +7,13 @@ Corpus: ``--small`` 64x64 instances over ``--small/10`` studies, and one ``--ct`
 same path as ``noctis-pacs import`` (``Archive.store_path`` from a thread pool) into a
 fresh index, and reports instances/s, MB/s and the median of ``--repeat`` runs.
 ``--profile`` adds a cProfile summary of one small-corpus run.
+
+``--audit both`` measures the audit trail's cost (issue 13: ingest with audit on keeps
+>= 0.9x of off): runs with the trail off and on are interleaved (off, on, on, off, ...)
+so that a change in the machine's load touches both alike, and their medians compared.
+``--audit-records per-study`` (the default) queues one record per study, as the protocols
+do (C-STORE: per study and association; STOW-RS: per request); ``per-instance`` one per
+stored instance, the worst case.
 """
 
 from __future__ import annotations
@@ -32,8 +39,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 warnings.simplefilter("ignore")
 
+from noctis_pacs.core.audit import AuditAction, AuditEvent  # noqa: E402
 from noctis_pacs.core.settings import load_settings  # noqa: E402
-from storage.archive import Archive, Origin  # noqa: E402
+from storage.archive import Archive, Origin, StoreOutcome  # noqa: E402
 from tests.factory import ct_series, make_dataset, uid  # noqa: E402
 
 PG_URL = os.environ.get("NOCTIS_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -92,30 +100,66 @@ def drop_pg_schema(url: str) -> None:
 
 
 def run_import(
-    files: list[Path], backend: str, fsync: str, jobs: int, profile: cProfile.Profile | None = None
+    files: list[Path],
+    backend: str,
+    fsync: str,
+    jobs: int,
+    profile: cProfile.Profile | None = None,
+    *,
+    audit: bool = False,
+    per_instance: bool = False,
 ) -> dict[str, float]:
     work = Path(tempfile.mkdtemp(prefix="noctis-bench-", dir=ROOT / "bench"))
     url = f"sqlite:///{work / 'index.sqlite3'}" if backend == "sqlite" else pg_schema_url()
     settings = load_settings(
-        environ={}, overrides={"storage": {"data_dir": str(work), "db": url, "fsync": fsync}}
+        environ={},
+        overrides={
+            "storage": {"data_dir": str(work), "db": url, "fsync": fsync},
+            "audit": {"enabled": audit},
+        },
     )
     archive = Archive(settings)
     origin = Origin("import", host="bench")
+
+    recorded: set[str] = set()
+
+    def store(path: Path) -> StoreOutcome:
+        outcome = archive.store_path(path, origin)
+        if audit and (per_instance or outcome.study_uid not in recorded):
+            recorded.add(outcome.study_uid)
+            archive.audit_later(
+                AuditEvent(
+                    action=AuditAction.C_STORE,
+                    principal="BENCH",
+                    principal_kind="ae",
+                    client="127.0.0.1",
+                    study_uids=(outcome.study_uid,),
+                    sop_uids=(outcome.sop_instance_uid,),
+                    detail="1 stored, 0 failed",
+                )
+            )
+        return outcome
+
     size = sum(p.stat().st_size for p in files)
     try:
         if profile:
             profile.enable()
         started = time.perf_counter()
         if jobs == 1:  # in this thread, so that a profile sees the work
-            outcomes = [archive.store_path(p, origin) for p in files]
+            outcomes = [store(p) for p in files]
         else:
             with ThreadPoolExecutor(max_workers=jobs) as pool:
-                outcomes = list(pool.map(lambda p: archive.store_path(p, origin), files))
+                outcomes = list(pool.map(store, files))
+        if audit:
+            archive.flush_audit()  # the trail's writes count: every record is in
         elapsed = time.perf_counter() - started
         if profile:
             profile.disable()
         assert all(o.ok for o in outcomes), [o.reason for o in outcomes if not o.ok][:3]
         assert archive.stats()["instances"] == len(files)
+        if audit:
+            assert len(archive.audit_records()) == (len(files) if per_instance else len(recorded))
+            assert archive.verify_audit().ok
     finally:
         archive.close()
         shutil.rmtree(work, ignore_errors=True)
@@ -128,6 +172,52 @@ def run_import(
     }
 
 
+def compare_audit(args: argparse.Namespace) -> None:
+    """Ingest with the audit trail off and on, interleaved; medians and their ratio."""
+    small, ct = build_corpus(args.small, args.ct)
+    corpora = {"small": small, "ct": ct}
+    results: dict[str, object] = {"fsync": args.fsync, "jobs": args.jobs, "runs": {}}
+    print(
+        f"audit off vs on ({args.audit_records} records), interleaved;"
+        f" fsync={args.fsync} jobs={args.jobs}"
+    )
+    results["records"] = args.audit_records
+    print(f"{'backend':<11} {'corpus':<6} {'off inst/s':>11} {'on inst/s':>10} {'on/off':>7}")
+    for backend in args.backends.split(","):
+        for label in args.corpora.split(","):
+            files = corpora[label]
+            off: list[float] = []
+            on: list[float] = []
+            for n in range(args.repeat):
+                order = (False, True) if n % 2 == 0 else (True, False)
+                for audit in order:
+                    rate = run_import(
+                        files,
+                        backend,
+                        args.fsync,
+                        args.jobs,
+                        audit=audit,
+                        per_instance=args.audit_records == "per-instance",
+                    )
+                    (on if audit else off).append(rate["instances_per_s"])
+            ratio = statistics.median(on) / statistics.median(off)
+            results["runs"][f"{backend}/{label}"] = {  # type: ignore[index]
+                "off": off,
+                "on": on,
+                "median_off": statistics.median(off),
+                "median_on": statistics.median(on),
+                "ratio": ratio,
+            }
+            print(
+                f"{backend:<11} {label:<6} {statistics.median(off):>11.0f}"
+                f" {statistics.median(on):>10.0f} {ratio:>7.2f}"
+                f"   off {[round(r) for r in off]} on {[round(r) for r in on]}"
+            )
+    target = ROOT / "bench" / "results"
+    target.mkdir(exist_ok=True)
+    (target / "ingest-audit.json").write_text(json.dumps(results, indent=2))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--small", type=int, default=5000)
@@ -137,7 +227,24 @@ def main() -> None:
     parser.add_argument("--fsync", default="always", choices=["always", "never"])
     parser.add_argument("--backends", default="sqlite,postgresql")
     parser.add_argument("--profile", action="store_true")
+    parser.add_argument("--corpora", default="small,ct", help="small, ct or both")
+    parser.add_argument(
+        "--audit",
+        default="off",
+        choices=["off", "on", "both"],
+        help="audit trail off, on (one record per instance), or both interleaved",
+    )
+    parser.add_argument(
+        "--audit-records",
+        default="per-study",
+        choices=["per-study", "per-instance"],
+        help="per-study: one record per study, as C-STORE associations and STOW-RS requests"
+        " give; per-instance: one per stored instance (the worst case)",
+    )
     args = parser.parse_args()
+    if args.audit == "both":
+        compare_audit(args)
+        return
 
     small, ct = build_corpus(args.small, args.ct)
     results: dict[str, object] = {
@@ -160,7 +267,10 @@ def main() -> None:
     print(f"{'backend':<11} {'corpus':<6} {'inst/s (median)':>16} {'MB/s':>8}  runs")
     for backend in args.backends.split(","):
         for label, files in (("small", small), ("ct", ct)):
-            runs = [run_import(files, backend, args.fsync, args.jobs) for _ in range(args.repeat)]
+            runs = [
+                run_import(files, backend, args.fsync, args.jobs, audit=args.audit == "on")
+                for _ in range(args.repeat)
+            ]
             rate = statistics.median(r["instances_per_s"] for r in runs)
             mbps = statistics.median(r["mb_per_s"] for r in runs)
             results["runs"][f"{backend}/{label}"] = {  # type: ignore[index]

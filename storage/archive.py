@@ -154,6 +154,7 @@ class Archive:
             self.db,
             interval=settings.audit.flush_interval,
             retention_days=settings.audit.retention_days,
+            writer=self.writer,
         )
 
     def close(self) -> None:
@@ -374,8 +375,8 @@ class Archive:
         if not self.audit_enabled:
             return None
         self.audit_queue.flush()  # keep this process's records in the order they happened
-        seqs = self.db.transaction(lambda conn: audit_log.append(conn, [event]))
-        return seqs[0]
+        seqs = self.writer.run(lambda conn: audit_log.append(conn, [event]), last=True)
+        return int(seqs[0])
 
     def audit_later(self, event: AuditEvent) -> None:
         """Queue ``event``: appended within ``audit.flush_interval`` by a background thread,

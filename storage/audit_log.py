@@ -9,8 +9,10 @@ number of writers.  Retention pruning moves the chain's base forward: the hash
 of the last pruned record stays in the head so verification starts there.
 
 Hot paths queue their events (``AuditQueue``); a background thread appends
-them in one transaction per flush interval, so a store or a query never waits
-for the audit write (an event still queued when the process is killed is lost;
+them every flush interval through the index writer, so they ride in the ingest
+group commit when stores are in progress (last in the batch: the chain head is
+locked only while it commits) and a store or a query never waits for the audit
+write (an event still queued when the process is killed is lost;
 ``close`` flushes).
 """
 
@@ -28,6 +30,7 @@ from typing import Any
 
 from noctis_pacs.core.audit import AuditAction, AuditEvent
 from storage.db import Connection, Database
+from storage.writer import IndexWriter
 
 log = logging.getLogger("noctis.storage.audit")
 
@@ -321,8 +324,16 @@ class AuditQueue:
     """Events from hot paths, appended by a background thread every ``interval`` seconds
     (sooner when ``FLUSH_BATCH`` are waiting), each flush one transaction."""
 
-    def __init__(self, db: Database, *, interval: float = 0.5, retention_days: int = 0) -> None:
+    def __init__(
+        self,
+        db: Database,
+        *,
+        interval: float = 0.5,
+        retention_days: int = 0,
+        writer: IndexWriter | None = None,
+    ) -> None:
         self.db = db
+        self.writer = writer
         self.interval = interval
         self.retention_days = retention_days
         self._next_prune = 0.0
@@ -401,7 +412,12 @@ class AuditQueue:
                     return
 
     def _append(self, batch: list[AuditEvent]) -> None:
-        self.db.transaction(lambda conn: append(conn, batch))
+        """One append: inside the ingest group commit when there is a writer (a batch of
+        stores in progress takes the records along, last, without a commit of their own)."""
+        if self.writer is not None:
+            self.writer.run(lambda conn: append(conn, batch), last=True)
+        else:
+            self.db.transaction(lambda conn: append(conn, batch))
 
     def pending(self) -> int:
         return len(self._events)

@@ -62,23 +62,29 @@ class IndexWriter:
         self.db = db
         self.max_batch = max_batch
         self._pending: deque[tuple[Job, Pending[Any]]] = deque()
+        #: Jobs applied after every other job of their batch (``submit(last=True)``).
+        self._last: set[int] = set()
         self._leader = threading.Lock()
         self._closed = False
 
-    def submit(self, job: Job) -> Pending[Any]:
+    def submit(self, job: Job, *, last: bool = False) -> Pending[Any]:
         """Queue ``job``; it is applied by this thread if no other is writing, else by the
-        thread that is (before that thread lets go)."""
+        thread that is (before that thread lets go). A ``last`` job runs after the other
+        jobs of its batch: the audit trail's appends, whose chain-head lock is then held
+        only while the batch commits."""
         future: Pending[Any] = Pending()
         if self._closed:
             future.set_exception(RuntimeError("index writer is closed"))
             return future
+        if last:
+            self._last.add(id(future))
         self._pending.append((job, future))
         self._lead(blocking=False)
         return future
 
-    def run(self, job: Job) -> Any:
+    def run(self, job: Job, *, last: bool = False) -> Any:
         """Apply ``job`` in a committed transaction and return its result (or raise)."""
-        return self.submit(job).result()
+        return self.submit(job, last=last).result()
 
     def close(self) -> None:
         self._closed = True
@@ -93,6 +99,9 @@ class IndexWriter:
                     batch: list[tuple[Job, Pending[Any]]] = []
                     while self._pending and len(batch) < self.max_batch:
                         batch.append(self._pending.popleft())
+                    if self._last:
+                        batch.sort(key=lambda item: id(item[1]) in self._last)
+                        self._last.difference_update(id(item[1]) for item in batch)
                     self._apply(batch)
             finally:
                 self._leader.release()

@@ -67,11 +67,18 @@ class AuditOutcome(StrEnum):
 
 
 def utc_now() -> str:
-    """``YYYY-MM-DDTHH:MM:SS.ffffffZ``: sorts as text in both index dialects."""
+    """``YYYY-MM-DDTHH:MM:SS.ffffffZ``: sorts as text in both index dialects (the part up
+    to the second formatted once per second: events are made on hot paths)."""
+    global _second_text
     now = time.time()
     second = int(now)
-    head = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
-    return f"{head}.{int((now - second) * 1_000_000):06d}Z"
+    cached = _second_text
+    if cached[0] != second:
+        cached = _second_text = (second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second)))
+    return f"{cached[1]}.{int((now - second) * 1_000_000):06d}Z"
+
+
+_second_text: tuple[int, str] = (-1, "")
 
 
 def _uids(values: Iterable[str]) -> tuple[str, ...]:

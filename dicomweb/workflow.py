@@ -9,8 +9,10 @@ Server-Sent Events stream of workflow events (``Last-Event-ID`` resumes).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
+from functools import partial
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool
@@ -18,7 +20,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
+from dicomweb.auth import principal_of
 from dicomweb.errors import error_response
+from noctis_pacs.core.auth import DEFAULT_FACILITY
 from noctis_pacs.core.settings import Settings
 from noctis_pacs.core.workflow.events import KINDS
 from noctis_pacs.core.workflow.items import WorklistValidationError
@@ -96,8 +100,19 @@ def workflow_routes(*, settings: Settings, archive: Archive) -> list[BaseRoute]:
         except json.JSONDecodeError as exc:
             raise ValueError(f"the body is not JSON: {exc}") from None
 
+    def facilities(request: Request) -> frozenset[str]:
+        """The facilities whose worklist items the caller sees (empty: all)."""
+        return principal_of(request).facilities
+
+    def new_item_facility(request: Request) -> str:
+        """A scoped principal's new item is its facility's (the first, when it has several)."""
+        scope = sorted(facilities(request))
+        return scope[0] if scope else DEFAULT_FACILITY
+
     async def created(request: Request) -> Response:
-        stored = await run_in_threadpool(store.create, await body(request))
+        stored = await run_in_threadpool(
+            partial(store.create, facility=new_item_facility(request)), await body(request)
+        )
         return JSONResponse(
             stored.as_json(),
             status_code=201,
@@ -106,34 +121,43 @@ def workflow_routes(*, settings: Settings, archive: Archive) -> list[BaseRoute]:
 
     async def listing(request: Request) -> Response:
         query, statuses = list_query(dict(request.query_params), max_results=max_results)
+        query = dataclasses.replace(query, facilities=facilities(request))
         items = await run_in_threadpool(store.list, query, item_statuses=statuses)
         return JSONResponse([s.as_json() for s in items])
 
-    def read_sync(item_uid: str) -> dict[str, Any]:
-        stored = store.get(item_uid)
+    def read_sync(item_uid: str, scope: frozenset[str]) -> dict[str, Any]:
+        stored = store.get(item_uid, facilities=scope)
         out = stored.as_json()
         out["studies"] = tracker.for_item(stored.pk)
         return out
 
     async def read(request: Request) -> Response:
-        return JSONResponse(await run_in_threadpool(read_sync, request.path_params["item"]))
+        return JSONResponse(
+            await run_in_threadpool(read_sync, request.path_params["item"], facilities(request))
+        )
 
     async def replace(request: Request) -> Response:
         data = await body(request)
         stored = await run_in_threadpool(
-            store.update, request.path_params["item"], data, merge=False
+            partial(store.update, merge=False, facilities=facilities(request)),
+            request.path_params["item"],
+            data,
         )
         return JSONResponse(stored.as_json())
 
     async def patch(request: Request) -> Response:
         data = await body(request)
         stored = await run_in_threadpool(
-            store.update, request.path_params["item"], data, merge=True
+            partial(store.update, merge=True, facilities=facilities(request)),
+            request.path_params["item"],
+            data,
         )
         return JSONResponse(stored.as_json())
 
     async def cancel(request: Request) -> Response:
-        stored = await run_in_threadpool(store.cancel, request.path_params["item"])
+        stored = await run_in_threadpool(
+            partial(store.cancel, facilities=facilities(request)), request.path_params["item"]
+        )
         return JSONResponse(stored.as_json())
 
     async def study_status(request: Request) -> Response:

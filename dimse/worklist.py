@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from pydicom.dataset import Dataset
@@ -93,7 +94,8 @@ def handle_worklist_find(
             yield status_dataset(final, f"identifier not understood: {type(exc).__name__}"), None
             return
         try:
-            for stored, step in store.find_steps(query):
+            scope = policy.principal(calling_ae_of(event.assoc)).facilities
+            for stored, step in store.find_steps(replace(query, facilities=scope)):
                 paced(event)
                 if event.is_cancelled:
                     final = MWL_CANCEL

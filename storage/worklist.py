@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 
 from pydicom.uid import generate_uid
 
+from noctis_pacs.core.auth import DEFAULT_FACILITY
 from noctis_pacs.core.model import Match
 from noctis_pacs.core.workflow import events as ev
 from noctis_pacs.core.workflow.items import (
@@ -114,6 +115,9 @@ def _where(query: WorklistQuery) -> tuple[list[str], list[str], dict[str, Any]]:
     step_sql = [cond.match("s", STEP_COLUMNS[m.keyword], m) for m in query.step_matches]
     if query.statuses:
         step_sql.append(cond.statuses("s.status", query.statuses))
+    if query.facilities:
+        marks = ", ".join(cond.param(f) for f in sorted(query.facilities))
+        item_sql.append(f"w.facility IN ({marks})")
     return item_sql, step_sql, cond.params
 
 
@@ -191,8 +195,9 @@ class WorklistStore:
             "steps": [{"step_id": s.step_id, "status": s.status} for s in stored.item.steps],
         }
 
-    def create(self, data: Mapping[str, Any]) -> StoredItem:
-        """Validate and store a new item (``WorklistValidationError`` lists the problems)."""
+    def create(self, data: Mapping[str, Any], *, facility: str = DEFAULT_FACILITY) -> StoredItem:
+        """Validate and store a new item (``WorklistValidationError`` lists the problems);
+        ``facility`` scopes it (MWL and the REST API show it to that facility's principals)."""
         item = validate_item(data, new_study_uid=generate_uid())
         item_uid = str(uuid.uuid4())
 
@@ -204,14 +209,25 @@ class WorklistStore:
                 )[0]
             )
             self._insert_steps(conn, pk, item, now)
+            conn.execute(
+                "UPDATE worklist_items SET facility = :f WHERE id = :id", {"f": facility, "id": pk}
+            )
             subject, payload = self._payload(conn, pk)
             self.emit(conn, ev.WORKLIST_CREATED, subject, payload)
             return self._load(conn, pk)
 
         return self.db.transaction(work)
 
-    def _row(self, conn: Connection, item_uid: str) -> Any:
+    def _row(
+        self, conn: Connection, item_uid: str, facilities: frozenset[str] = frozenset()
+    ) -> Any:
+        """The item's row; ``ItemNotFound`` also when it lies outside ``facilities``."""
         row = conn.one(W("item_by_uid"), {"item_uid": item_uid})
+        if row is not None and facilities:
+            facility = conn.one(
+                "SELECT facility FROM worklist_items WHERE id = :id", {"id": row[0]}
+            )[0]
+            row = row if facility in facilities else None
         if row is None:
             raise ItemNotFound(f"no worklist item {item_uid}")
         return row
@@ -228,19 +244,26 @@ class WorklistStore:
         item = replace(item, steps=steps)
         return StoredItem(int(row[0]), row[1], item, row[3], row[4], row[5])
 
-    def get(self, item_uid: str) -> StoredItem:
+    def get(self, item_uid: str, *, facilities: frozenset[str] = frozenset()) -> StoredItem:
         with self.db.reader() as conn:
-            return self._stored(conn, self._row(conn, item_uid))
+            return self._stored(conn, self._row(conn, item_uid, facilities))
 
     def get_by_pk(self, item_pk: int) -> StoredItem:
         with self.db.reader() as conn:
             return self._load(conn, item_pk)
 
-    def update(self, item_uid: str, data: Mapping[str, Any], *, merge: bool) -> StoredItem:
+    def update(
+        self,
+        item_uid: str,
+        data: Mapping[str, Any],
+        *,
+        merge: bool,
+        facilities: frozenset[str] = frozenset(),
+    ) -> StoredItem:
         """Replace (``merge`` false) or patch the item; step statuses are kept unless given."""
 
         def work(conn: Connection) -> StoredItem:
-            current = self._stored(conn, self._row(conn, item_uid))
+            current = self._stored(conn, self._row(conn, item_uid, facilities))
             base = current.item.as_json() if merge else {}
             document = {**base, **dict(data)}
             if "steps" in data:
@@ -265,11 +288,11 @@ class WorklistStore:
 
         return self.db.transaction(work)
 
-    def cancel(self, item_uid: str) -> StoredItem:
+    def cancel(self, item_uid: str, *, facilities: frozenset[str] = frozenset()) -> StoredItem:
         """Discontinue every step not yet final; refused when all steps are final."""
 
         def work(conn: Connection) -> StoredItem:
-            row = self._row(conn, item_uid)
+            row = self._row(conn, item_uid, facilities)
             steps = conn.all(W("steps_of_item"), {"item_fk": row[0]})
             open_steps = [r for r in steps if r[2] not in FINAL_STATUSES]
             if not open_steps:

@@ -41,8 +41,8 @@ from tests.conftest import BACKENDS, RunningServer, db_url_for, free_port, start
 from tests.factory import ct_series, make_dataset, to_bytes, uid
 from tests.test_dimse_support import associate, server_archive
 
-NORTH = Principal.with_role("north-viewer", Role.VIEWER, facilities=["North"], kind="token")
-SOUTH = Principal.with_role("south-viewer", Role.VIEWER, facilities=["South"], kind="token")
+NORTH = Principal.with_role("north-tech", Role.TECHNOLOGIST, facilities=["North"], kind="token")
+SOUTH = Principal.with_role("south-tech", Role.TECHNOLOGIST, facilities=["South"], kind="token")
 ADMIN = Principal.with_role("admin", Role.ADMIN, facilities=["North"], kind="token")
 
 
@@ -369,3 +369,64 @@ def test_c_store_from_a_scoped_ae_with_facility_from_principal(
             assert study not in _study_uids(archive, NORTH, Level.STUDY)
     finally:
         server.stop()
+
+
+# -- the worklist: REST API and Modality Worklist ----------------------------------------
+
+
+def test_worklist_rest_api_shows_a_principal_only_its_facilities(
+    http: tuple[TestClient, Studies],
+) -> None:
+    client, _ = http
+    from tests.workflow_support import item_json, token
+
+    north_patient, south_patient = f"N{token()}", f"S{token()}"
+    as_north = {"x-test-principal": NORTH.name}
+    as_south = {"x-test-principal": SOUTH.name}
+    made = client.post("/workflow/worklist", json=item_json(north_patient), headers=as_north)
+    assert made.status_code == 201, made.text
+    north_item = made.json()["id"]
+    made = client.post("/workflow/worklist", json=item_json(south_patient), headers=as_south)
+    south_item = made.json()["id"]
+    listed = client.get("/workflow/worklist", headers=as_north).json()
+    assert {i["id"] for i in listed} >= {north_item}
+    assert south_item not in {i["id"] for i in listed}
+    assert client.get(f"/workflow/worklist/{north_item}", headers=as_north).status_code == 200
+    for method in ("GET", "DELETE"):
+        response = client.request(method, f"/workflow/worklist/{south_item}", headers=as_north)
+        assert response.status_code == 404, (method, response.status_code)
+    patched = client.patch(
+        f"/workflow/worklist/{south_item}", json={"patient_sex": "M"}, headers=as_north
+    )
+    assert patched.status_code == 404
+    as_admin = {"x-test-principal": ADMIN.name}
+    everything = {i["id"] for i in client.get("/workflow/worklist", headers=as_admin).json()}
+    assert {north_item, south_item} <= everything
+
+
+def test_modality_worklist_shows_an_ae_only_its_facilities(scoped: Scoped) -> None:
+    """PS3.4 K.6.1: MWL C-FIND from an AE scoped to one facility."""
+    import httpx
+
+    from tests.workflow_support import MWL_FIND, item_json, mwl_identifier, token
+
+    patient = f"W{token()}"
+    made = httpx.post(
+        f"{scoped.server.http_url}/workflow/worklist", json=item_json(patient), timeout=30
+    )
+    assert made.status_code == 201  # anonymous: facility "default"
+    identifier = mwl_identifier(PatientID=patient)
+
+    def mwl(ae_title: str) -> int:
+        assoc = associate(scoped.server.dimse_port, [build_context(MWL_FIND)], ae_title=ae_title)
+        assert assoc.is_established
+        found = [
+            ds
+            for status, ds in assoc.send_c_find(identifier, MWL_FIND)
+            if int(status.Status) in (0xFF00, 0xFF01)
+        ]
+        assoc.release()
+        return len(found)
+
+    assert mwl("OTHERAE") == 1  # unscoped
+    assert mwl("NORTHAE") == 0  # the item is not North's

@@ -58,6 +58,8 @@ class WorklistQuery:
     case_insensitive_pn: bool = True
     limit: int | None = None
     offset: int = 0
+    #: Only items of these facilities (a scoped principal or AE); empty = every item.
+    facilities: frozenset[str] = frozenset()
 
 
 def offered_statuses(include_in_progress: bool) -> tuple[str, ...]:

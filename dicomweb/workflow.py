@@ -194,6 +194,7 @@ def workflow_routes(*, settings: Settings, archive: Archive) -> list[BaseRoute]:
         if not 0 <= last <= MAX_INTEGER:
             return error_response(400, "Last-Event-ID is out of range")
         poll = settings.workflow.poll_interval_seconds
+        scope = facilities(request)
 
         async def frames() -> AsyncIterator[str]:
             sent: set[int] = set()
@@ -201,7 +202,9 @@ def workflow_routes(*, settings: Settings, archive: Archive) -> list[BaseRoute]:
             yield f"retry: {int(poll * 2000)}\n: noctis workflow events\n\n"
             idle = 0.0
             while not await request.is_disconnected():
-                batch = await run_in_threadpool(events.after, max(cursor - SSE_LOOKBACK, last))
+                batch = await run_in_threadpool(
+                    partial(events.after, facilities=scope), max(cursor - SSE_LOOKBACK, last)
+                )
                 fresh = [e for e in batch if e.id not in sent]
                 for event in fresh:
                     sent.add(event.id)

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from noctis_pacs.core.auth import DEFAULT_FACILITY
 from storage.db import Connection, Database
 from storage.workflow_sql import W
 
@@ -76,12 +77,34 @@ def emit(
         {"kind": kind, "subject": subject, "payload": json.dumps(dict(payload)), "now": now},
     )
     event_id = int(row[0])
+    facility = _facility_of(conn, payload)
+    if facility != DEFAULT_FACILITY:
+        conn.execute(
+            "UPDATE workflow_events SET facility = :f WHERE id = :id",
+            {"f": facility, "id": event_id},
+        )
     for url in webhooks:
         conn.execute(
             W("delivery_insert"),
             {"delivery_id": str(uuid.uuid4()), "event_fk": event_id, "url": url, "now": now},
         )
     return event_id
+
+
+def _facility_of(conn: Connection, payload: Mapping[str, Any]) -> str:
+    """An event's facility (the event stream shows it to that facility's principals): its
+    study's when the study is indexed, else its worklist item's, else ``default``."""
+    study_uid = payload.get("study_instance_uid")
+    if study_uid:
+        row = conn.one("SELECT facility FROM studies WHERE study_uid = :u", {"u": study_uid})
+        if row is not None:
+            return str(row[0])
+    item_uid = payload.get("item_id")
+    if item_uid:
+        row = conn.one("SELECT facility FROM worklist_items WHERE item_uid = :u", {"u": item_uid})
+        if row is not None:
+            return str(row[0])
+    return DEFAULT_FACILITY
 
 
 def _event(row: Sequence[Any]) -> Event:
@@ -98,9 +121,25 @@ class EventLog:
         with self.db.reader() as conn:
             return int(conn.one(W("events_last_id"))[0])
 
-    def after(self, event_id: int, limit: int = 100) -> list[Event]:
+    def after(
+        self, event_id: int, limit: int = 100, *, facilities: frozenset[str] = frozenset()
+    ) -> list[Event]:
+        """Events after ``event_id``; with ``facilities``, only theirs (a scoped principal)."""
         with self.db.reader() as conn:
-            rows = conn.all(W("events_after"), {"after": event_id, "limit": limit})
+            if not facilities:
+                rows = conn.all(W("events_after"), {"after": event_id, "limit": limit})
+            else:
+                names = sorted(facilities)
+                marks = ", ".join(f":f{n}" for n in range(len(names)))
+                rows = conn.all(
+                    "SELECT id, kind, subject, payload, created_at FROM workflow_events"
+                    f" WHERE id > :after AND facility IN ({marks}) ORDER BY id LIMIT :limit",
+                    {
+                        "after": event_id,
+                        "limit": limit,
+                        **{f"f{n}": name for n, name in enumerate(names)},
+                    },
+                )
         return [_event(r) for r in rows]
 
     def due(self, limit: int = 20) -> list[Delivery]:

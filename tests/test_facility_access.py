@@ -430,3 +430,30 @@ def test_modality_worklist_shows_an_ae_only_its_facilities(scoped: Scoped) -> No
 
     assert mwl("OTHERAE") == 1  # unscoped
     assert mwl("NORTHAE") == 0  # the item is not North's
+
+
+def test_the_event_stream_shows_a_principal_only_its_facilities(archive: Archive) -> None:
+    """Workflow events carry their study's (else their item's) facility; the stream of a
+    scoped principal (``GET /workflow/events``) reads only those."""
+    from storage.workflow_events import EventLog
+    from storage.worklist import WorklistStore
+    from tests.workflow_support import item_json, token
+
+    store = WorklistStore(archive.db)
+    north = store.create(item_json(f"N{token()}"), facility="North")
+    south = store.create(item_json(f"S{token()}"), facility="South")
+    studies = _corpus(archive)
+    archive.db.transaction(
+        lambda conn: store.emit(
+            conn, "study.received", studies.south, {"study_instance_uid": studies.south}
+        )
+    )
+    log = EventLog(archive.db)
+    seen_by_north = log.after(0, 1000, facilities=frozenset({"North"}))
+    subjects = {e.subject for e in seen_by_north}
+    assert north.item_uid in subjects
+    assert south.item_uid not in subjects and studies.south not in subjects
+    everything = {e.subject for e in log.after(0, 1000)}
+    assert {north.item_uid, south.item_uid, studies.south} <= everything
+    seen_by_south = {e.subject for e in log.after(0, 1000, facilities=frozenset({"South"}))}
+    assert {south.item_uid, studies.south} <= seen_by_south

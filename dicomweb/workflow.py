@@ -161,7 +161,9 @@ def workflow_routes(*, settings: Settings, archive: Archive) -> list[BaseRoute]:
         return JSONResponse(stored.as_json())
 
     async def study_status(request: Request) -> Response:
-        status = await run_in_threadpool(tracker.status, request.path_params["study"])
+        status = await run_in_threadpool(
+            partial(tracker.status, facilities=facilities(request)), request.path_params["study"]
+        )
         if status is None:
             return error_response(404, "study neither received nor scheduled")
         return JSONResponse(status)
@@ -169,7 +171,11 @@ def workflow_routes(*, settings: Settings, archive: Archive) -> list[BaseRoute]:
     async def studies(request: Request) -> Response:
         limit = _int(request, "limit", 100, max_results)
         offset = _int(request, "offset", 0, 10**9)
-        return JSONResponse(await run_in_threadpool(tracker.recent, limit, offset))
+        return JSONResponse(
+            await run_in_threadpool(
+                partial(tracker.recent, facilities=facilities(request)), limit, offset
+            )
+        )
 
     async def mpps_read(request: Request) -> Response:
         found = await run_in_threadpool(mpps.get, request.path_params["uid"])

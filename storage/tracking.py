@@ -176,9 +176,14 @@ class StudyTracker:
             "accession_number": item.item.accession_number if item is not None else None,
         }
 
-    def status(self, study_uid: str) -> dict[str, Any] | None:
-        """The status of one study (tracked, or only scheduled by a worklist item)."""
+    def status(
+        self, study_uid: str, *, facilities: frozenset[str] = frozenset()
+    ) -> dict[str, Any] | None:
+        """The status of one study (tracked, or only scheduled by a worklist item); ``None``
+        also when it lies outside ``facilities`` (a scoped principal)."""
         with self.db.reader() as conn:
+            if facilities and not self._visible(conn, study_uid, facilities):
+                return None
             row = conn.one(W("tracking_by_study"), {"study_uid": study_uid})
             if row is not None:
                 return self._view(conn, row, None)
@@ -188,9 +193,37 @@ class StudyTracker:
             item = self.worklist._load(conn, int(item_row[0]))
             return self._phase(study_uid, item, 0, None, None, None)
 
-    def recent(self, limit: int = 100, offset: int = 0) -> list[dict[str, Any]]:
+    @staticmethod
+    def _visible(conn: Connection, study_uid: str, facilities: frozenset[str]) -> bool:
+        """The study's facility (else its worklist item's) is one of ``facilities``."""
+        row = conn.one("SELECT facility FROM studies WHERE study_uid = :u", {"u": study_uid})
+        if row is None:
+            row = conn.one(
+                "SELECT facility FROM worklist_items WHERE study_uid = :u", {"u": study_uid}
+            )
+        return row is not None and str(row[0]) in facilities
+
+    def recent(
+        self, limit: int = 100, offset: int = 0, *, facilities: frozenset[str] = frozenset()
+    ) -> list[dict[str, Any]]:
         with self.db.reader() as conn:
-            rows = conn.all(W("tracking_recent"), {"limit": limit, "offset": offset})
+            if not facilities:
+                rows = conn.all(W("tracking_recent"), {"limit": limit, "offset": offset})
+            else:
+                names = sorted(facilities)
+                marks = ", ".join(f":f{n}" for n in range(len(names)))
+                rows = conn.all(
+                    "SELECT t.study_uid, t.item_fk, t.num_instances, t.last_change_at,"
+                    " t.stable_at, t.created_at FROM study_tracking t WHERE EXISTS (SELECT 1"
+                    " FROM studies st WHERE st.study_uid = t.study_uid"
+                    f" AND st.facility IN ({marks}))"
+                    " ORDER BY t.last_change_at DESC, t.id DESC LIMIT :limit OFFSET :offset",
+                    {
+                        "limit": limit,
+                        "offset": offset,
+                        **{f"f{n}": name for n, name in enumerate(names)},
+                    },
+                )
             return [self._view(conn, row, None) for row in rows]
 
     def for_item(self, item_pk: int) -> list[dict[str, Any]]:

@@ -457,3 +457,21 @@ def test_the_event_stream_shows_a_principal_only_its_facilities(archive: Archive
     assert {north.item_uid, south.item_uid, studies.south} <= everything
     seen_by_south = {e.subject for e in log.after(0, 1000, facilities=frozenset({"South"}))}
     assert {south.item_uid, studies.south} <= seen_by_south
+
+
+def test_study_status_views_show_a_principal_only_its_facilities(
+    http: tuple[TestClient, Studies], archive: Archive
+) -> None:
+    from storage.tracking import StudyTracker
+    from storage.worklist import WorklistStore
+
+    client, s = http
+    StudyTracker(WorklistStore(archive.db)).scan()
+    as_north = {"x-test-principal": NORTH.name}
+    as_admin = {"x-test-principal": ADMIN.name}
+    listed = client.get("/workflow/studies?limit=1000", headers=as_north).json()
+    uids = {v["study_instance_uid"] for v in listed}
+    assert s.north in uids and s.south not in uids and s.unnamed not in uids
+    assert client.get(f"/workflow/studies/{s.north}", headers=as_north).status_code == 200
+    assert client.get(f"/workflow/studies/{s.south}", headers=as_north).status_code == 404
+    assert client.get(f"/workflow/studies/{s.south}", headers=as_admin).status_code == 200

@@ -220,10 +220,15 @@ export function mount(main) {
   return () => { stop(); controller?.abort(); };
 }
 
+/** Modalities without pixels: no thumbnail is asked for (it could only fail). */
+export const NOT_IMAGES = new Set(['SR', 'KO', 'PR', 'DOC', 'RTPLAN', 'RTSTRUCT', 'REG', 'SEG', 'FID']);
+
 export function seriesCard(study, series, onPick) {
   const uid = text(series, 'SeriesInstanceUID');
   const label = `${text(series, 'Modality')} #${text(series, 'SeriesNumber')} ${text(series, 'SeriesDescription')}`.trim();
-  const img = h('img', { src: thumbnailUrl(study, uid), alt: label, loading: 'lazy', width: 96, height: 96 });
+  const img = NOT_IMAGES.has(text(series, 'Modality'))
+    ? h('span', { class: 'no-thumb', text: text(series, 'Modality') })
+    : h('img', { src: thumbnailUrl(study, uid), alt: label, loading: 'lazy', width: 96, height: 96 });
   img.addEventListener('error', () => img.classList.add('broken'), { once: true });
   const count = text(series, 'NumberOfSeriesRelatedInstances');
   const attrs = { class: 'series-card', dataset: { series: uid }, title: label };

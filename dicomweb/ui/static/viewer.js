@@ -2,14 +2,13 @@
 // cine, the attribute browser, and the way to MPR / MIP.
 import { button, clear, h, toast } from './dom.js';
 import { qido, text } from './api.js';
-import { seriesCard, studyLinks } from './studies.js';
+import { NOT_IMAGES, seriesCard, studyLinks } from './studies.js';
 import { ImageCache, loadSeries, PRESETS } from './series.js';
 import { Viewport } from './viewport.js';
 import { showAttributes } from './attributes.js';
 
 const LAYOUTS = { '1x1': 1, '1x2': 2, '2x2': 4 };
 const TOOLS = [['wl', 'W/L'], ['pan', 'Pan'], ['zoom', 'Zoom'], ['measure', 'Measure']];
-const NOT_IMAGES = new Set(['SR', 'KO', 'PR', 'DOC', 'RTPLAN', 'RTSTRUCT', 'REG', 'SEG']);
 
 export async function mount(main, { args, params }) {
   const study = args[0];

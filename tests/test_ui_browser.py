@@ -59,6 +59,7 @@ def seeded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]
             series_number=2,
             rows=80,
             columns=120,
+            StudyDescription="CT head phantom",  # study attributes agree across the study
         )
     )
     stow_all(srv.http_url, instances)
@@ -450,3 +451,20 @@ def test_tablet_width_viewer_and_study_list(seeded: dict[str, Any], browser: Any
     finally:
         context.close()
     assert watch.errors == [], watch.errors
+
+
+def test_audit_page_lists_and_filters_the_trail(seeded: dict[str, Any], watched: PageWatch) -> None:
+    """The audit page reads GET /audit: what the other tests did is there, and the
+    filters narrow it (here: the worklist creations)."""
+    srv = server_of(seeded)
+    page = watched.page
+    page.goto(f"{srv.http_url}/ui/#/audit")
+    wait_until(page, "() => Number(document.querySelector('.count')?.dataset.count) > 0")
+    first = page.locator("table.audit-table tbody tr").first.locator("td").nth(4).inner_text()
+    assert first
+    page.fill("input[name=action]", first)
+    page.press("input[name=action]", "Enter")
+    wait_until(page, "() => document.querySelector('.count')?.textContent.includes('record')")
+    actions = page.locator("table.audit-table tbody tr td:nth-child(5)").all_inner_texts()
+    assert actions and set(actions) == {first}
+    watched.screenshot("audit", width=1280, height=800)

@@ -10,6 +10,7 @@ const SECTIONS = {
   upload: () => import('./upload.js'),
   worklist: () => import('./worklist.js'),
   admin: () => import('./admin.js'),
+  audit: () => import('./audit.js'),
   signin: () => import('./signin.js'),
 };
 

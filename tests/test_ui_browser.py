@@ -464,7 +464,10 @@ def test_audit_page_lists_and_filters_the_trail(seeded: dict[str, Any], watched:
     assert first
     page.fill("input[name=action]", first)
     page.press("input[name=action]", "Enter")
-    wait_until(page, "() => document.querySelector('.count')?.textContent.includes('record')")
+    wait_until(
+        page,
+        "() => (document.querySelector('.count')?.dataset.query || '').includes('action=')",
+    )
     actions = page.locator("table.audit-table tbody tr td:nth-child(5)").all_inner_texts()
     assert actions and set(actions) == {first}
     watched.screenshot("audit", width=1280, height=800)

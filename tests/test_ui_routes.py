@@ -86,9 +86,13 @@ def test_stow_warnings_name_each_part_and_its_outcome(server: RunningServer) -> 
     )
     assert response.status_code == 202
     warnings = response.headers.get_list("warning")
-    assert any(w.startswith('299 noctis "part 2 already stored: ') for w in warnings), warnings
+    # Parts are stored concurrently: either copy may be the one found already stored.
+    already = [w for w in warnings if " already stored: " in w]
+    assert len(already) == 1 and already[0].startswith(
+        ('299 noctis "part 1 ', '299 noctis "part 2 ')
+    )
     assert any(w.startswith('299 noctis "part 3 failed: ') for w in warnings), warnings
-    assert not any("part 1" in w for w in warnings)
+    assert len(warnings) == 2, warnings
 
 
 def test_config_carries_the_ohif_url_and_the_ui_can_be_off(server_factory) -> None:  # type: ignore[no-untyped-def]

@@ -36,7 +36,8 @@ export function mount(main) {
       principal: inputs.principal.value.trim(), action: inputs.action.value.trim(), after: after || '', limit: PAGE,
     };
     let records;
-    try { records = await json(`/audit${query(params)}`); } catch (error) {
+    const search = query(params);
+    try { records = await json(`/audit${search}`); } catch (error) {
       status.textContent = `Audit trail: ${error.message}`;
       return;
     }
@@ -50,6 +51,7 @@ export function mount(main) {
     if (records.length) after = records[records.length - 1].seq;
     status.textContent = `${records.length} record${records.length === 1 ? '' : 's'}${next ? ' (next page)' : ''}`;
     status.dataset.count = String(records.length);
+    status.dataset.query = search;
     more.disabled = records.length < PAGE;
   }
 

@@ -166,10 +166,8 @@ class FileSystemBlobStore:
     per folder at ten million instances, which ext4 and XFS index well.
 
     Temporary files are spread over 16 folders because one flat temporary folder that
-    every blob passes through is a hot spot: on ext4 here, create + write 70 KB +
-    rename into ``blobs/abc`` took a median 373 us from one flat folder, 214 us from
-    16 folders, 221 us from 4,096, and 190 us writing the blob in place without a
-    rename (docs/performance-dicomweb.md).
+    every blob passes through is a hot spot on ext4 (create, write and rename timed
+    in docs/performance-dicomweb.md).
     """
 
     def __init__(self, root: Path, *, fsync: bool = True, min_free_bytes: int = 0) -> None:
@@ -221,8 +219,9 @@ class FileSystemBlobStore:
         the 16 temporary ones); returns how many were made.
 
         A fresh store otherwise creates a folder in the path of most of its first few
-        thousand stores (~0.25 ms each on the benchmark disk, a fifth of a small
-        instance's C-STORE); ``serve`` runs this once in the background at start."""
+        thousand stores, a sizeable share of a small instance's C-STORE on a disk
+        where metadata operations are slow; ``serve`` runs this once in the
+        background at start."""
         made = 0
         for root, names in ((self.blobs, _BLOB_FOLDERS), (self.tmp, _TEMP_FOLDERS)):
             existing = set(os.listdir(root))

@@ -146,8 +146,8 @@ class SqliteDatabase(Database):
     the threads alive at a time.
 
     WAL checkpoints run in a background thread (``_checkpoint_loop``) rather than in
-    the committing store: a checkpoint's fsyncs cost ~110 us per stored instance on
-    average when SQLite runs them on commit (docs/performance-dicomweb.md).  SQLite's
+    the committing store, whose client would otherwise wait for the checkpoint's
+    fsyncs (their cost: docs/performance-dicomweb.md).  SQLite's
     own checkpoint on commit stays as the bound (``AUTOCHECKPOINT_PAGES``) for writers
     that never pause long enough for the background one to finish the WAL.
     """

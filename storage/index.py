@@ -35,7 +35,7 @@ def Q(name: str) -> str:  # noqa: N802 - reads like a SQL lookup
 
 def now_iso() -> str:
     """The time now as ``YYYY-MM-DDTHH:MM:SS.ffffffZ`` (UTC); the part up to the second is
-    formatted once per second (``strftime`` per instance showed in ingest profiles)."""
+    formatted once per second (a ``strftime`` per instance shows in ingest profiles)."""
     global _second_text
     now = time.time()
     second = int(now)
@@ -218,9 +218,9 @@ def insert_instance(conn: Connection, record: InstanceRecord) -> None:
         # The study belongs to the patient it arrived with first; a patient row upserted
         # for another Patient ID in this instance stays only if something else uses it.
         conn.execute(Q("patient_delete_if_empty"), {"id": patient_fk})
-    # A new instance can only add to the study's lists: merge its values in, instead
-    # of listing every series and instance of the study again (a study of 1,000 series
-    # made each insert scan them all).
+    # A new instance can only add to the study's lists: merge its values in rather
+    # than list every series and instance of the study again, which would make each
+    # insert into a large study scan all of it.
     modalities = _split_list(_modalities)
     classes = _split_list(sop_classes)
     modality = record.series.get("modality") or ""

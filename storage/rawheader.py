@@ -2,8 +2,8 @@
 
 At ingest ``storage.parse.read_header`` needs three things from a header: the
 DICOM JSON of the data set, a handful of index attributes (all found in that
-JSON) and where Pixel Data starts.  Building a pydicom ``Dataset`` for that was
-the largest share of the CPU an instance costs at ingest.  This module walks the
+JSON) and where Pixel Data starts.  Building a pydicom ``Dataset`` for that is
+the largest share of the CPU an instance costs at ingest, so this module walks the
 raw elements of the file once (PS3.5 7.1: tag, VR, length, value; PS3.5 7.5:
 sequences and items of defined or undefined length) and writes each element's
 JSON as it passes, with the element writer of ``storage.dicomjson``.

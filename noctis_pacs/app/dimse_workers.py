@@ -11,9 +11,9 @@ as a passed file descriptor (``SCM_RIGHTS``), before any TLS handshake, so the
 worker runs the handshake and the whole association.
 
 Why not ``SO_REUSEPORT``: the kernel spreads connections by a hash of their
-addresses, and with four associations on two processes it put three on one
-process in about half the runs (docs/performance-dimse.md); a hand-off by open
-association count is even by construction.
+addresses, which often puts three of four associations on one of two processes
+(docs/performance-dimse.md); a hand-off by open association count is even by
+construction.
 
 The index is shared (SQLite in WAL mode with a busy timeout, or PostgreSQL) and
 the blob store is the same directory, so nothing a worker needs lives only in
@@ -23,7 +23,7 @@ The pipe also carries the bookkeeping: a worker reports ``ready`` once it can
 serve, ``taken`` when it holds a connection handed to it (until then the serving
 process keeps its own copy, and serves the connection itself if the worker's pipe
 ends first) and ``closed`` after each association; it stops on ``stop`` or when the
-pipe closes (the serving process died). A worker that dies is no longer handed
+pipe closes (the serving process died). A worker that has died is not handed
 connections: the serving process takes them itself.
 
 Metrics of a worker stay in that worker's registry: the HTTP ``/metrics``

@@ -2,15 +2,18 @@
 
 - ``gc.freeze()``: the objects made at start-up (pydicom's and pynetdicom's tables,
   the supported presentation contexts, compiled SQL, the application) move to the
-  collector's permanent generation. Every full collection otherwise walks them all
-  again; under C-STORE load about 15% of the interpreter's time went to the cyclic
-  collector (perf, 512 KiB CT slices), most of it on objects that never die.
+  collector's permanent generation, so a full collection does not walk them again:
+  under C-STORE load the cyclic collector otherwise spends most of its time on
+  objects that never die.
 - glibc's allocator keeps blocks of up to ``MMAP_THRESHOLD`` in its heap and trims
-  the heap only past ``TRIM_THRESHOLD``: with its adaptive defaults a received data
-  set's half-megabyte buffers were mapped fresh and returned to the kernel again per
-  instance, and the first touch of fresh pages is dear on a virtual machine (two
-  copies of 512 KiB: 0.46 ms with the defaults, 0.02 ms with these). Elsewhere than
-  glibc nothing is changed.
+  the heap only past ``TRIM_THRESHOLD``. With its adaptive defaults a received data
+  set's half-megabyte buffers are mapped fresh and returned to the kernel per
+  instance, and the first touch of fresh pages is dear on a virtual machine; the
+  thresholds set here keep such buffers in the heap. Elsewhere than glibc nothing is
+  changed.
+
+What each costs without the tuning: docs/performance.md, "Measurements behind the
+code".
 """
 
 from __future__ import annotations

@@ -17,8 +17,8 @@ from noctis_pacs.rendering.errors import BadRenderParameter
 
 #: Largest viewport side accepted; bounds memory per request.
 MAX_VIEWPORT = 8192
-#: zlib level for PNG: 1 encodes a noisy 512x512 CT image about 25% faster
-#: than Pillow's default 6 (bench/bench_rendering.py); smooth images gain more.
+#: zlib level for PNG: 1 encodes CT images faster than Pillow's default 6, smooth
+#: images most (figures: docs/performance.md, "Measurements behind the code").
 PNG_COMPRESS_LEVEL = 1
 
 Region = tuple[float, float, float, float]

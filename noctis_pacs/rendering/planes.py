@@ -327,10 +327,10 @@ def _cut(volume: Volume, axis: int, index: float) -> np.ndarray:
 def _float_copy(view: np.ndarray) -> np.ndarray:
     """A float32 copy of voxel values, to interpolate in one type.
 
-    Measured: numpy interpolating int16 into float32 (mixed types, buffered casts)
-    takes 1.5x as long as converting once and working in float32; converting while
-    gathering voxels strided through the volume takes twice as long as gathering
-    them in their own type first.
+    numpy interpolating int16 into float32 (mixed types, buffered casts) is slower
+    than converting once and working in float32, and converting while gathering
+    voxels strided through the volume is slower than gathering them in their own
+    type first (figures: docs/performance.md, "Measurements behind the code").
     """
     return (view if view.flags.c_contiguous else view.copy()).astype(np.float32)
 

@@ -308,11 +308,12 @@ def _plan(
 def _allocate(shape: tuple[int, ...], dtype: np.dtype[Any]) -> np.ndarray:
     """Zeroed memory for voxels, in 4 KiB pages (an anonymous mapping of its own).
 
-    Measured on the reference VM (``bench/bench_rendering.py``): numpy asks for
-    transparent huge pages on arrays this large, and the first touch of fresh huge
-    pages cost 250-350 ms per 128 MiB there (the hypervisor backs them anew), while
-    4 KiB pages, recycled from memory the process has just freed, cost 50-70 ms, the
-    first build of a process as much as the next ones.
+    numpy asks for transparent huge pages on arrays this large, and on a virtual
+    machine the first touch of fresh huge pages is several times dearer (the
+    hypervisor backs them anew) than that of 4 KiB pages recycled from memory the
+    process has just freed; with 4 KiB pages the first build of a process costs as
+    much as the next ones (figures: docs/performance.md, "Measurements behind the
+    code").
     """
     size = int(np.prod(shape)) * dtype.itemsize
     anonymous = getattr(mmap, "MAP_ANONYMOUS", None)

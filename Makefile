@@ -3,7 +3,10 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-export NOCTIS_TEST_PG_URL ?= postgresql://postgres@127.0.0.1:5432/noctis_test
+# One throw-away database per checkout (noctis_test_<folder>): `make test` drops and
+# re-creates it, so two checkouts testing on one server never drop each other's.
+TEST_DB := noctis_test_$(subst -,_,$(subst .,_,$(notdir $(CURDIR))))
+export NOCTIS_TEST_PG_URL ?= postgresql://postgres@127.0.0.1:5432/$(TEST_DB)
 # Whole-suite runs of several checkouts on one machine take turns: the suite's timing
 # tolerances assume its two workers have the two cores (uncontended in CI).
 TEST_LOCK ?= /tmp/noctis-make-test.lock

@@ -11,7 +11,7 @@ export NOCTIS_TEST_PG_URL ?= postgresql://postgres@127.0.0.1:5432/$(TEST_DB)
 # tolerances assume its two workers have the two cores (uncontended in CI).
 TEST_LOCK ?= /tmp/noctis-make-test.lock
 
-.PHONY: serve test test-fast check venv deps lint typecheck bench clean
+.PHONY: serve test test-fast test-stock-dimse check venv deps lint typecheck bench clean
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -36,6 +36,17 @@ test: $(STAMP)
 	$(MAKE) --no-print-directory check
 	$(MAKE) --no-print-directory deps
 	flock $(TEST_LOCK) $(BIN)/pytest -n 2 -q --reruns 1 --reruns-delay 1
+	flock $(TEST_LOCK) $(MAKE) --no-print-directory test-stock-dimse
+
+## The DIMSE wire tests again on stock pynetdicom (dimse.fast_path off: every patch of
+## dimse/fastpath/ out), so the stock path stays correct; SQLite only (the fast path
+## does not reach the index).
+STOCK_DIMSE_TESTS := tests/test_dimse_store.py tests/test_dimse_find.py \
+	tests/test_dimse_retrieve.py tests/test_dimse_access.py tests/test_dimse_workers.py \
+	tests/test_dimse_fastpath.py tests/test_workflow_mwl.py tests/test_workflow_mpps.py
+test-stock-dimse: $(STAMP)
+	NOCTIS_DIMSE_FAST_PATH=0 $(BIN)/pytest -n 2 -q --reruns 1 --reruns-delay 1 \
+		-m "not postgres" $(STOCK_DIMSE_TESTS)
 
 ## The edit-test loop: no PostgreSQL, no dcmtk (tests marked `postgres` or `dcmtk` are
 ## deselected; one that reaches either without its marker fails). No lint, no mypy.

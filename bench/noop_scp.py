@@ -26,14 +26,16 @@ def nodelay(event: Any) -> None:
 
 def main() -> None:
     extra: dict[str, Any] = {}
+    fast = None
     if sys.argv[2:] == ["wakeup"]:
         sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-        from pynetdicom import _config
+        from dimse import fastpath
+        from dimse.fastpath.listener import FastRequestHandler
+        from noctis_pacs.core.metrics import build_metrics
 
-        from dimse.transport import DimseRequestHandler
-
-        _config.STORE_RECV_CHUNKED_DATASET = True
-        extra["request_handler"] = DimseRequestHandler
+        fastpath.configure_pynetdicom()
+        fast = fastpath.enable(enabled=True, metrics=build_metrics())
+        extra["request_handler"] = FastRequestHandler
     ae = AE(ae_title="NOOP")
     ae.maximum_associations = 32
     ae.maximum_pdu_size = 0
@@ -45,6 +47,7 @@ def main() -> None:
         evt_handlers=[(evt.EVT_C_STORE, lambda event: 0x0000), (evt.EVT_CONN_OPEN, nodelay)],
         **extra,
     )
+    server.fast_path = fast  # type: ignore[attr-defined]  # read by FastRequestHandler
     server.serve_forever()
 
 

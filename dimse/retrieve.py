@@ -18,15 +18,14 @@ from pydicom.dataset import Dataset
 from pydicom.uid import UID
 from pynetdicom import build_context, evt
 
-from dimse import audit, wakeup
+from dimse import audit, fastpath
 from dimse import status as st
 from dimse.access import RETRIEVE, AccessPolicy, calling_ae_of
 from dimse.convert import FALLBACKS, ConversionError, choose_syntax, load_for
+from dimse.fastpath.sender import StoredInstance
 from dimse.identifier import MODELS, IdentifierError, parse_identifier
 from dimse.observe import Operation, bind_context
-from dimse.sender import StoredInstance, fast_send_c_store
 from dimse.store import status_dataset
-from dimse.transport import set_nodelay
 from noctis_pacs.core.audit import AuditAction
 from noctis_pacs.core.metrics import Metrics
 from noctis_pacs.core.settings import RemoteAE, Settings
@@ -43,15 +42,15 @@ class SubAssociation:
     """The C-MOVE sub-association, captured when the destination accepts it."""
 
     assoc: Any = None
+    #: The association of the C-MOVE request (its fast path, if any, tunes this one).
+    parent: Any = None
     failed: list[str] = field(default_factory=list)
 
 
 def _on_sub_accepted(event: Any, holder: SubAssociation) -> None:
     holder.assoc = event.assoc
-    set_nodelay(event.assoc)
-    wakeup.attach(event.assoc)
-    # Instances sent as stored go out from their files (dimse/sender.py).
-    event.assoc.send_c_store = fast_send_c_store(event.assoc, event.assoc.send_c_store)
+    # With the fast path, instances sent as stored go out from their files.
+    fastpath.tune_sub_association(event.assoc, holder.parent)
 
 
 def locate(
@@ -100,7 +99,7 @@ def _prepare(
     """The dataset to send; on failure a stub whose send fails (counted as failed).
 
     With ``direct`` (a C-MOVE sub-association, whose ``send_c_store`` is
-    ``dimse.sender``'s) an instance sent as stored is only named, with its file."""
+    ``dimse.fastpath.sender``'s) an instance sent as stored is only named, with its file."""
     target = choose_syntax(location.transfer_syntax_uid, accepted)
     path = archive.blob_path(location) if direct else None
     if target is not None and target == location.transfer_syntax_uid and path is not None:
@@ -168,7 +167,8 @@ def _sub_operations(
             accepted = _accepted_syntaxes(assoc, location.sop_class_uid, as_scu=as_scu)
             if assoc is not None:
                 accepted_by_class[key] = accepted
-        yield st.PENDING, _prepare(archive, location, accepted, direct=not as_scu)
+        direct = not as_scu and fastpath.sends_from_files(assoc)
+        yield st.PENDING, _prepare(archive, location, accepted, direct=direct)
     return st.SUCCESS
 
 
@@ -203,7 +203,7 @@ def handle_move(
             final = refused[0]
             log.warning("C-MOVE refused: %s", refused[1])
             raise RefusedError(refused[1])
-        holder = SubAssociation()
+        holder = SubAssociation(parent=event.assoc)
         yield (
             destination.host,
             destination.port,

@@ -10,7 +10,7 @@ from pydicom.uid import AllTransferSyntaxes
 from pynetdicom import AE
 from pynetdicom.presentation import AllStoragePresentationContexts
 
-from dimse.server import supported_contexts
+from dimse.fastpath.contexts import supported_contexts
 
 
 def test_copy_equals_a_generic_deep_copy_and_shares_no_list() -> None:

@@ -12,8 +12,9 @@ from pydicom.dataset import Dataset
 from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 from pynetdicom.dsutils import decode, encode
 
-from dimse import encoded
-from dimse.encoded import EncodedIdentifier
+from dimse.fastpath import encoded
+from dimse.fastpath.encoded import EncodedIdentifier
+from dimse.fastpath.encoded import install as install_encoded
 from dimse.identifier import parse_identifier, response_identifier
 
 SYNTAXES = [ImplicitVRLittleEndian, ExplicitVRLittleEndian, ExplicitVRBigEndian]
@@ -65,6 +66,7 @@ def test_pynetdicom_encodes_find_identifiers_through_the_module_name() -> None:
     ],
 )
 def test_direct_encoding_equals_pydicom(syntax: str, charset: str | None, name: str) -> None:
+    install_encoded()  # the fast path's: identifiers built as bytes only once it is in
     request = _request(charset)
     level = parse_identifier(request, "study", case_insensitive_pn=False).level
     row = {**ROW, "PatientName": name}

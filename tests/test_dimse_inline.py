@@ -124,7 +124,7 @@ def test_an_exception_in_the_store_handler_answers_c211(tmp_path: Path) -> None:
 def test_a_store_is_answered_without_pynetdicoms_service_class(
     tmp_path: Path, monkeypatch: Any
 ) -> None:
-    from dimse import inline
+    from dimse.fastpath import inline
 
     served: list[bool] = []
 

@@ -17,11 +17,11 @@ from pydicom.uid import ExplicitVRLittleEndian
 from pynetdicom import AE
 from pynetdicom.sop_class import SecondaryCaptureImageStorage, Verification
 
-from dimse import receive
-from dimse.command import command_set, uid, us
-from dimse.part10 import data_set_offset
-from dimse.pdu import pdv_items
-from dimse.sender import command_set_c_store
+from dimse.fastpath import receive
+from dimse.fastpath.command import command_set, uid, us
+from dimse.fastpath.part10 import data_set_offset
+from dimse.fastpath.pdu import pdv_items
+from dimse.fastpath.sender import command_set_c_store
 from tests.factory import make_dataset, to_bytes
 from tests.test_dimse_support import in_process_dimse
 

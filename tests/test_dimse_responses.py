@@ -13,7 +13,7 @@ import pytest
 from pynetdicom.dimse_messages import C_FIND_RSP
 from pynetdicom.dimse_primitives import C_FIND
 
-from dimse.responses import fast_send_msg
+from dimse.fastpath.responses import fast_send_msg
 
 STUDY_ROOT_FIND = "1.2.840.10008.5.1.4.1.2.2.1"
 
@@ -184,7 +184,7 @@ def test_c_store_response_with_an_error_comment_equals_pynetdicom(comment: str) 
     from pynetdicom.dimse_messages import C_STORE_RSP
     from pynetdicom.dimse_primitives import C_STORE
 
-    from dimse.responses import send_store_response
+    from dimse.fastpath.responses import send_store_response
 
     sent: list[Any] = []
     dimse = SimpleNamespace(maximum_pdu_size=16384, dul=SimpleNamespace(send_pdu=sent.append))

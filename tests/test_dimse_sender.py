@@ -10,8 +10,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from dimse.command import command_set, text, uid, us
-from dimse.sender import _ProtocolError, read_store_response
+from dimse.fastpath.command import command_set, text, uid, us
+from dimse.fastpath.sender import _ProtocolError, read_store_response
 
 CT_IMAGE = "1.2.840.10008.5.1.4.1.1.2"
 

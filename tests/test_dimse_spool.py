@@ -10,7 +10,7 @@ from pathlib import Path
 import pynetdicom.dimse_messages
 import pytest
 
-from dimse import spool
+from dimse.fastpath import spool
 
 
 def test_pynetdicom_creates_its_receive_file_through_the_module_name() -> None:

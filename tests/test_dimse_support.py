@@ -21,6 +21,12 @@ from noctis_pacs.core.settings import Settings
 from tests.conftest import FAST, RunningServer, make_settings
 from tests.factory import to_bytes
 
+#: Whether the servers the tests start run the DIMSE fast path (``make test-stock-dimse``
+#: runs the DIMSE tests again with ``NOCTIS_DIMSE_FAST_PATH=0``: stock pynetdicom).
+FAST_PATH = os.environ.get("NOCTIS_DIMSE_FAST_PATH", "1").strip().lower() not in (
+    "0", "false", "no", "off",
+)  # fmt: skip
+
 #: dcmtk honours TCP_NODELAY from the environment (no 40 ms Nagle stalls on loopback).
 DCMTK_ENV = {**os.environ, "TCP_NODELAY": "1"}
 

@@ -7,7 +7,7 @@ import socket
 import threading
 import time
 
-from dimse.transport import read_exactly
+from dimse.fastpath.pdu import read_exactly
 
 
 def test_reads_everything_asked_for_across_several_sends() -> None:

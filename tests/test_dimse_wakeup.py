@@ -22,7 +22,7 @@ import pynetdicom.dul
 from pynetdicom import AE
 from pynetdicom.sop_class import Verification
 
-from dimse import wakeup
+from dimse.fastpath import wakeup
 from tests.test_dimse_support import in_process_dimse
 
 
@@ -55,7 +55,7 @@ class _Thread(threading.Thread):
 def test_queued_message_ends_the_reactor_sleep_early() -> None:
     wakeup.install()
     wake = wakeup.Wakeup()
-    messages = wakeup._RingingQueue(wake.reactor.set)
+    messages = wakeup.RingingQueue(wake.reactor.set)
     sleeper = _Thread(pynetdicom.association.time.sleep, 10.0, _noctis_wakeup=wake)
     sleeper.start()
     time.sleep(0.05)
@@ -84,7 +84,7 @@ def test_dul_sleep_ends_on_data_or_on_a_queued_primitive() -> None:
     ours, peer = socket.socketpair()
     try:
         wake = wakeup.Wakeup()
-        outgoing = wakeup._RingingQueue(wake.dul.ring)
+        outgoing = wakeup.RingingQueue(wake.dul.ring)
         triggers = (lambda: peer.send(b"\x04"), lambda: outgoing.put("P-DATA"))
         for trigger in triggers:
             sleeper = _Thread(
@@ -142,8 +142,8 @@ def test_accepted_association_carries_its_wakeups_and_answers(tmp_path: Path) ->
             assert accepted
             assert all(isinstance(a._noctis_wakeup, wakeup.Wakeup) for a in accepted)
             assert all(
-                isinstance(a.dimse.msg_queue, wakeup._RingingQueue)
-                and isinstance(a.dul.to_provider_queue, wakeup._RingingQueue)
+                isinstance(a.dimse.msg_queue, wakeup.RingingQueue)
+                and isinstance(a.dul.to_provider_queue, wakeup.RingingQueue)
                 for a in accepted
             )
             for _ in range(20):
@@ -185,7 +185,7 @@ def test_an_idle_acceptor_reactor_sleeps_long_yet_release_and_abort_end_it_at_on
             assoc = ae.associate("127.0.0.1", server.port, ae_title="NOCTIS")
             assert assoc.is_established
             (accepted,) = server._server.active_associations
-            assert isinstance(accepted.dul.to_user_queue, wakeup._RingingQueue)
+            assert isinstance(accepted.dul.to_user_queue, wakeup.RingingQueue)
             assert _idle_ticks(accepted, 0.5) <= 0.5 / wakeup.REACTOR_IDLE + 2  # not 500
             started = time.monotonic()
             assoc.release() if ending == "release" else assoc.abort()
@@ -198,7 +198,7 @@ def test_a_queue_that_still_holds_items_after_a_get_rings_again() -> None:
     """The reactor takes one message per turn and then waits up to REACTOR_IDLE: a
     second message queued before its turn must ring it again, not wait out the tick."""
     rings: list[int] = []
-    messages = wakeup._RingingQueue(lambda: rings.append(1))
+    messages = wakeup.RingingQueue(lambda: rings.append(1))
     messages.put("first")
     messages.put("second")
     assert len(rings) == 2

@@ -17,6 +17,7 @@ class Metrics:
     http_requests: Counter
     http_duration: Histogram
     stored_instances: Counter
+    dimse_fast_path: Counter
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
@@ -56,6 +57,12 @@ def build_metrics() -> Metrics:
             "noctis_stored_instances",
             "Store outcomes by origin protocol and outcome",
             ["protocol", "outcome"],
+            registry=registry,
+        ),
+        dimse_fast_path=Counter(
+            "noctis_dimse_fast_path",
+            "Cases a DIMSE fast path served (hit) or handed back to pynetdicom (fallback)",
+            ["path", "outcome"],
             registry=registry,
         ),
     )

@@ -82,6 +82,9 @@ class DimseSettings:
     #: association to the least busy one); 1 = in-process.
     #: The extra processes keep their own metrics: /metrics shows only the serving process.
     workers: int = 1
+    #: pynetdicom's transport tuned by ``dimse/fastpath/`` (only with the pynetdicom
+    #: version it was validated against); false: stock pynetdicom throughout.
+    fast_path: bool = True
     remotes: Mapping[str, RemoteAE] = field(default_factory=dict)
 
 

@@ -1,6 +1,6 @@
 """DIMSE command sets written and read directly (PS3.7 E.1: group 0000, Implicit VR
 Little Endian, Command Group Length first), for the messages Noctis encodes or decodes
-itself (``dimse.sender``, ``dimse.responses``, ``dimse.receive``)."""
+itself (``dimse.fastpath.sender``, ``dimse.fastpath.responses``, ``dimse.fastpath.receive``)."""
 
 from __future__ import annotations
 

@@ -4,8 +4,8 @@ pynetdicom turns every response primitive into a DIMSE message by building its
 command set as a pydicom ``Dataset`` (each value validated on assignment), encoding
 it once to learn the group length and again to send it, then splitting it into
 P-DATA primitives. A C-FIND answers each match with its own pending response, so
-that work is paid per match: about a third of the per-match cost after our own
-identifier encoding (docs/performance.md).
+that work is paid per match, a large share of what a match costs once the identifier
+itself is encoded directly (docs/performance.md).
 
 An association Noctis accepts sends its C-FIND pending and success responses through
 :func:`fast_send_msg` instead: the C-FIND-RSP command set (PS3.7 Table 9.3-3:
@@ -17,12 +17,11 @@ PDU, PS3.8 9.3.5.1), so that a C-FIND answer costs the peer one PDU per match.
 Pending C-MOVE and C-GET responses (pynetdicom sends one after every sub-operation, with
 the four sub-operation counts and no identifier) go the same way, and at most one per
 ``pending_interval`` seconds (``dimse.pending_interval``): PS3.4 C.4.2.3.1 makes them
-optional, and one per instance cost a C-MOVE of a CT series an eighth of its speed (a
-message and a wake-up of the association's network thread each). The first
+optional, and one per instance costs a message and a wake-up of the association's
+network thread each. The first
 sub-operation is always reported, and the final response carries the counts. C-STORE
 responses (PS3.7 Table 9.3-2), one per received instance, are written the same way
-(``send_store_response``, used by ``dimse.inline``; pynetdicom's encoding of that
-command set was about a tenth of the CPU a small C-STORE costs).
+(``send_store_response``, used by ``inline``).
 Every other message (and any response carrying an Error Comment or Offending Element)
 keeps pynetdicom's encoding.
 """
@@ -32,19 +31,28 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING
 
-from pynetdicom.dimse_primitives import C_FIND, C_GET, C_MOVE, C_STORE
+from pynetdicom.association import Association
+from pynetdicom.dimse import DIMSEServiceProvider
+from pynetdicom.dimse_primitives import C_FIND, C_GET, C_MOVE, C_STORE, DimsePrimitiveType
+from pynetdicom.dul import DULServiceProvider
 from pynetdicom.pdu_primitives import P_DATA
 
-from dimse.command import C_STORE_RSP, command_set, text, uid, us
+from dimse.fastpath.command import C_STORE_RSP, command_set, text, uid, us
+
+if TYPE_CHECKING:
+    from dimse.fastpath import Counters
+
+#: ``DIMSEServiceProvider.send_msg``.
+SendMsg = Callable[[DimsePrimitiveType, int], None]
 
 #: PS3.7 E.2: C-FIND-RSP command field.
 _C_FIND_RSP = 0x8020
 #: Statuses sent directly: pending (FF00H, FF01H) and success.
 _DIRECT_STATUSES = frozenset({0xFF00, 0xFF01, 0x0000})
 #: PS3.7 E.2: C-GET-RSP and C-MOVE-RSP command fields.
-_RETRIEVE_RSP = {C_GET: 0x8010, C_MOVE: 0x8021}
+_RETRIEVE_RSP: dict[type[C_GET | C_MOVE], int] = {C_GET: 0x8010, C_MOVE: 0x8021}
 #: (0000,1020)-(0000,1023): remaining, completed, failed, warning sub-operations.
 _SUB_OPERATION_COUNTS = (
     (0x1020, "NumberOfRemainingSuboperations"),
@@ -89,7 +97,7 @@ def store_response_command(
 
 
 def send_store_response(
-    dimse: Any,
+    dimse: DIMSEServiceProvider,
     context_id: int,
     *,
     sop_class: str,
@@ -103,7 +111,7 @@ def send_store_response(
     _queue(dimse.dul, context_id, command, command=True, max_pdu=int(dimse.maximum_pdu_size or 0))
 
 
-def _store_response(primitive: Any) -> bytes | None:
+def _store_response(primitive: DimsePrimitiveType) -> bytes | None:
     """The command set of a C-STORE response, or None when it carries more than the
     required fields (an Error Comment or Offending Element: pynetdicom encodes those)."""
     if (
@@ -141,13 +149,14 @@ def pending_retrieve_command(
     )
 
 
-def _pending_retrieve(primitive: Any) -> bytes | None:
+def _pending_retrieve(primitive: DimsePrimitiveType) -> bytes | None:
     """The command set of a pending C-MOVE / C-GET response, or None when it is not
     one we encode directly (final statuses, identifiers, comments)."""
-    field = _RETRIEVE_RSP.get(type(primitive))
+    if not isinstance(primitive, C_GET | C_MOVE):
+        return None
+    field = _RETRIEVE_RSP[type(primitive)]
     if (
-        field is None
-        or primitive.MessageIDBeingRespondedTo is None
+        primitive.MessageIDBeingRespondedTo is None
         or primitive.Status != 0xFF00
         or primitive.Identifier is not None
         or primitive.ErrorComment is not None
@@ -174,7 +183,9 @@ def _fragments(data: bytes, max_pdu: int) -> list[bytes]:
     return [data[i : i + size] for i in range(0, len(data), size)] or [b""]
 
 
-def _queue(dul: Any, context_id: int, data: bytes, *, command: bool, max_pdu: int) -> None:
+def _queue(
+    dul: DULServiceProvider, context_id: int, data: bytes, *, command: bool, max_pdu: int
+) -> None:
     parts = _fragments(data, max_pdu)
     kind = 0x01 if command else 0x00
     for index, part in enumerate(parts):
@@ -185,18 +196,26 @@ def _queue(dul: Any, context_id: int, data: bytes, *, command: bool, max_pdu: in
 
 
 def fast_send_msg(
-    dimse: Any, fallback: Callable[[Any, int], None], pending_interval: float = 0.0
-) -> Callable[[Any, int], None]:
+    dimse: DIMSEServiceProvider,
+    fallback: SendMsg,
+    pending_interval: float = 0.0,
+    counters: Counters | None = None,
+) -> SendMsg:
     """A ``send_msg`` for an association's DIMSE provider that encodes C-STORE responses,
     C-FIND pending and success responses and pending C-MOVE / C-GET responses directly
     (these at most one per ``pending_interval`` seconds), and hands everything else to
     ``fallback``."""
     last_pending = -math.inf
 
-    def send_msg(primitive: Any, context_id: int) -> None:
+    def send_msg(primitive: DimsePrimitiveType, context_id: int) -> None:
         nonlocal last_pending
         command = _store_response(primitive)
-        if command is None and type(primitive) in _RETRIEVE_RSP and primitive.Status == 0xFF00:
+        if (
+            command is None
+            and isinstance(primitive, C_GET | C_MOVE)
+            and type(primitive) in _RETRIEVE_RSP
+            and primitive.Status == 0xFF00
+        ):
             now = time.monotonic()
             if pending_interval > 0 and now - last_pending < pending_interval:
                 return  # reported with the next one, or with the final response
@@ -206,6 +225,8 @@ def fast_send_msg(
         if command is not None:
             max_pdu = int(dimse.maximum_pdu_size or 0)
             _queue(dimse.dul, context_id, command, command=True, max_pdu=max_pdu)
+            if counters is not None:
+                counters.hit("response")
             return
         if (
             not isinstance(primitive, C_FIND)
@@ -217,6 +238,8 @@ def fast_send_msg(
         ):
             fallback(primitive, context_id)
             return
+        if counters is not None:
+            counters.hit("response")
         identifier = primitive.Identifier
         data = identifier.getvalue() if identifier is not None else b""
         command = find_response_command(
@@ -241,7 +264,9 @@ def fast_send_msg(
     return send_msg
 
 
-def attach(assoc: Any, pending_interval: float = 0.0) -> None:
+def attach(assoc: Association, counters: Counters, pending_interval: float = 0.0) -> None:
     """Send this association's C-STORE, C-FIND and pending retrieve responses through
     ``fast_send_msg``."""
-    assoc.dimse.send_msg = fast_send_msg(assoc.dimse, assoc.dimse.send_msg, pending_interval)
+    assoc.dimse.send_msg = fast_send_msg(  # type: ignore[method-assign, assignment]
+        assoc.dimse, assoc.dimse.send_msg, pending_interval, counters
+    )

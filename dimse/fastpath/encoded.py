@@ -2,7 +2,7 @@
 
 pynetdicom encodes each pending C-FIND response's identifier with pydicom's data set
 writer (``pynetdicom.dsutils.encode``), element by element, even when every value is
-already bytes: about a quarter of the server's time per match. An identifier whose
+already bytes, for every match. An identifier whose
 every element could be written directly (``dimse.identifier``) is an
 :class:`EncodedIdentifier`, which carries its encoding for the presentation context's
 transfer syntax; pynetdicom's service classes take those bytes as they are
@@ -63,6 +63,12 @@ def _encoder(encode: Callable[..., Any]) -> Callable[..., Any]:
 
     encode_identifier.noctis_original = encode  # type: ignore[attr-defined]
     return encode_identifier
+
+
+def installed() -> bool:
+    """Whether pynetdicom's service classes take an ``EncodedIdentifier``'s bytes (with
+    the fast path off they would encode it as the empty data set it is)."""
+    return hasattr(getattr(pynetdicom.service_class, _ENCODE), "noctis_original")
 
 
 _install_lock = threading.Lock()

@@ -10,9 +10,7 @@ pynetdicom runs two polling loops for every association:
 A C-STORE request therefore waits for the DUL's tick to be read and for the
 reactor's tick to be handled, and its response for the DUL's tick to be sent. On
 loopback the work of one small C-STORE is well under a millisecond, so the ticks
-dominate: a pynetdicom SCP that discards what it receives goes from 380 to 1,025
-small instances/s (dcmtk ``storescu``, one association) once both loops wake on
-work (``docs/performance-dimse.md``).
+dominate the time per instance (measured with a no-op SCP: docs/performance.md).
 
 Here the loops' sleeps become waits that end early:
 
@@ -25,11 +23,10 @@ The DUL's waits never last longer than the sleeps they replace, so its own logic
 (timers, release, abort) is unchanged. The reactor of an association Noctis accepted
 waits up to ``REACTOR_IDLE`` instead of 1 ms: everything its loop reacts to rings it
 (a queued message, a pause, and the DUL's queue of received A-RELEASE, A-ABORT and
-A-P-ABORT primitives, :class:`_RingingQueue` too on acceptors), so the longer wait only
+A-P-ABORT primitives, :class:`RingingQueue` too on acceptors), so the longer wait only
 spaces its checks of the network idle timer and of a DUL thread that died without a
-word. Ticking every millisecond, each open association's reactor took the GIL a
-thousand times a second: a tenth of the interpreter's time with four modalities
-storing. Only threads that carry a wake-up (:func:`attach`) are affected; every other
+word. Ticking every millisecond, each open association's reactor would take the GIL
+a thousand times a second. Only threads that carry a wake-up (:func:`attach`) are affected; every other
 sleep in those modules is the plain ``time.sleep``.
 """
 
@@ -47,6 +44,8 @@ from typing import Any
 
 import pynetdicom.association
 import pynetdicom.dul
+from pynetdicom.association import Association
+from pynetdicom.dul import DULServiceProvider
 
 #: The attribute on an association (reactor thread) or DUL thread that holds its wake-up.
 _ATTRIBUTE = "_noctis_wakeup"
@@ -86,7 +85,7 @@ class _Doorbell:
             os.close(self._write_fd)
 
 
-class _RingingQueue(queue.Queue[Any]):
+class RingingQueue(queue.Queue[Any]):
     """A queue that calls ``ring`` after every put (``put_nowait`` goes through ``put``).
 
     As an association's DIMSE message queue it also keeps a response for the thread
@@ -101,13 +100,13 @@ class _RingingQueue(queue.Queue[Any]):
         super().__init__()
         self._ring = ring
         self._checkpoint: threading.Event | None = None
-        self._reactor: weakref.ref[Any] | None = None
+        self._reactor: weakref.ref[Association] | None = None
 
-    def guard(self, checkpoint: threading.Event, reactor: Any) -> None:
+    def guard(self, checkpoint: threading.Event, reactor: Association) -> None:
         self._checkpoint = checkpoint
         self._reactor = weakref.ref(reactor)
 
-    #: Serves an item in the putting thread instead of queueing it (``dimse.inline``).
+    #: Serves an item in the putting thread instead of queueing it (``dimse.fastpath.inline``).
     serve_inline: Callable[[Any], bool] | None = None
 
     def put(self, item: Any, block: bool = True, timeout: float | None = None) -> None:
@@ -169,7 +168,7 @@ class Wakeup:
             # after this point rings again: no wake-up is lost.
             self.reactor.clear()
 
-    def dul_sleep(self, dul: Any, seconds: float) -> None:
+    def dul_sleep(self, dul: DULServiceProvider, seconds: float) -> None:
         sock = getattr(getattr(dul, "socket", None), "socket", None)
         if sock is None:
             time.sleep(seconds)
@@ -247,13 +246,13 @@ def _unless_owned(wakeup: Wakeup, look: Callable[[], bool]) -> Callable[[], bool
     return is_transport_event
 
 
-def of(assoc: Any) -> Wakeup | None:
+def of(assoc: Association) -> Wakeup | None:
     """The wake-ups :func:`attach` gave this association, if any."""
     found = getattr(assoc, _ATTRIBUTE, None)
     return found if isinstance(found, Wakeup) else None
 
 
-def attach(assoc: Any) -> Wakeup:
+def attach(assoc: Association) -> Wakeup:
     """Give an association its wake-ups: its DIMSE message queue and its pause
     checkpoint set the reactor's event, its DUL's send queue rings the DUL's doorbell.
 
@@ -264,18 +263,20 @@ def attach(assoc: Any) -> Wakeup:
     """
     install()
     wakeup = Wakeup()
-    messages = _RingingQueue(wakeup.reactor.set)
+    messages = RingingQueue(wakeup.reactor.set)
     checkpoint = _RingingEvent(wakeup.reactor.set)
     messages.guard(checkpoint, assoc)
     assoc.dimse.msg_queue = messages
-    assoc.dul.to_provider_queue = _RingingQueue(wakeup.dul.ring)
+    assoc.dul.to_provider_queue = RingingQueue(wakeup.dul.ring)
     if assoc.is_acceptor and not assoc.is_alive():
         # Received A-RELEASE / A-ABORT primitives ring the reactor (PS3.8 7.2, 7.3):
         # with nothing left to poll for, its idle wait can be long.
-        assoc.dul.to_user_queue = _RingingQueue(wakeup.reactor.set)
+        assoc.dul.to_user_queue = RingingQueue(wakeup.reactor.set)
         wakeup.reactor_tick = REACTOR_IDLE
     assoc._reactor_checkpoint = checkpoint
-    assoc.dul._is_transport_event = _unless_owned(wakeup, assoc.dul._is_transport_event)
+    assoc.dul._is_transport_event = _unless_owned(  # type: ignore[method-assign]
+        wakeup, assoc.dul._is_transport_event
+    )
     setattr(assoc, _ATTRIBUTE, wakeup)
     setattr(assoc.dul, _ATTRIBUTE, wakeup)
     # The DUL thread holds the association, so the descriptor outlives both loops.

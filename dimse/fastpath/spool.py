@@ -36,10 +36,11 @@ from typing import Any, BinaryIO, NamedTuple
 import pynetdicom.dimse_messages
 from pydicom.filewriter import write_file_meta_info
 from pynetdicom import PYNETDICOM_IMPLEMENTATION_UID, PYNETDICOM_IMPLEMENTATION_VERSION
+from pynetdicom.dimse_primitives import C_STORE
 from pynetdicom.dsutils import create_file_meta
 
-from dimse.command import text, uid
-from dimse.encoded import encode_elements
+from dimse.fastpath.command import text, uid
+from dimse.fastpath.encoded import encode_elements
 from storage.archive import SMALL_BLOB
 from storage.blobstore import WrittenFile
 
@@ -227,3 +228,10 @@ def open_spool(dul: Any, meta: FileMeta) -> ReceiveSpool | None:
     received: ReceiveSpool = spool_for()
     received.write(b"\x00" * 128 + b"DICM" + file_meta_bytes(meta))
     return received
+
+
+def received(request: C_STORE) -> ReceiveSpool | None:
+    """The spool a C-STORE request's data set was received into (``None``: pynetdicom's
+    own receive file, at ``event.dataset_path``)."""
+    found = getattr(request, "_dataset_file", None)
+    return found if isinstance(found, ReceiveSpool) else None

@@ -4,12 +4,12 @@ pynetdicom decodes every DIMSE message on the association's DUL thread, queues i
 the association's reactor thread, which runs the service class and our handler and
 queues the response back to the DUL thread to be sent. For a C-STORE that is two
 thread hand-offs per instance, each a wake-up of another thread that must then win
-the GIL, while the peer waits for the response and sends nothing else: on two cores
-shared with the sending modality, the hand-offs and context switches were about a
-tenth of the server's CPU per CT slice.
+the GIL, while the peer waits for the response and sends nothing else; on a machine
+whose cores the sending modality shares, those hand-offs and context switches are a
+visible share of the server's CPU per instance (docs/performance.md).
 
 Here a C-STORE request is served where it was decoded: the DIMSE message queue's
-``put`` (``dimse.wakeup``) calls the association's own ``_serve_request``, which runs
+``put`` (``wakeup``) calls the association's own ``_serve_request``, which runs
 pynetdicom's Storage service class, our handler, and queues the response, which the
 same thread sends on its next turn. Every other message still goes to the reactor, and
 so does a C-STORE that arrives before the reactor has finished accepting the
@@ -23,8 +23,8 @@ A C-STORE for a storage SOP class is served without pynetdicom's Storage service
 (:func:`store_directly`): the bound EVT_C_STORE handler runs as pynetdicom runs it
 (``evt.trigger``, C211H on an exception, the received file closed and removed after),
 and a plain response (a status, at most an Error Comment) is written as its command
-set (``dimse.responses``) instead of being built as a validated response primitive and
-encoded again: about 40 us of a small instance's ~1.5 ms. Anything else (an
+set (``responses``) instead of being built as a validated response primitive and
+encoded again. Anything else (an
 unusual status data set, a SOP class pynetdicom maps to another service) keeps
 pynetdicom's path.
 """
@@ -36,24 +36,29 @@ import functools
 import logging
 import os
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydicom.dataset import Dataset
 from pynetdicom import evt
-from pynetdicom.dimse_primitives import C_STORE
+from pynetdicom.association import Association
+from pynetdicom.dimse_primitives import C_STORE, DIMSEPrimitive
 from pynetdicom.service_class import StorageServiceClass
 from pynetdicom.sop_class import uid_to_service_class
 
-from dimse import responses
-from dimse.spool import ReceiveSpool
+from dimse.fastpath import responses
+from dimse.fastpath.spool import ReceiveSpool
+from dimse.fastpath.wakeup import RingingQueue
 
-log = logging.getLogger("noctis.dimse.inline")
+if TYPE_CHECKING:
+    from dimse.fastpath import Counters
+
+log = logging.getLogger("noctis.dimse.fastpath.inline")
 
 
-def serve_stores_inline(assoc: Any) -> None:
+def serve_stores_inline(assoc: Association, counters: Counters) -> None:
     """Serve this accepted association's C-STORE requests on its DUL thread."""
 
-    def serve(item: Any) -> bool:
+    def serve(item: tuple[int, DIMSEPrimitive]) -> bool:
         context_id, message = item
         if (
             type(message) is not C_STORE
@@ -66,11 +71,16 @@ def serve_stores_inline(assoc: Any) -> None:
             # is_established after sending the A-ASSOCIATE-AC, which a fast peer answers
             # at once), the request waits for the reactor as pynetdicom intends.
             return False
-        if not store_directly(assoc, message, context_id):
+        if store_directly(assoc, message, context_id):
+            counters.hit("store")
+        else:
+            counters.fallback("store", "served by pynetdicom's Storage service class")
             assoc._serve_request(message, context_id)
         return True
 
-    assoc.dimse.msg_queue.serve_inline = serve
+    queue = assoc.dimse.msg_queue
+    assert isinstance(queue, RingingQueue), "wakeup.attach first"
+    queue.serve_inline = serve
 
 
 @functools.lru_cache(maxsize=256)  # bounded: the SOP class comes from the sender
@@ -78,7 +88,7 @@ def _storage_class(sop_class: str) -> bool:
     return uid_to_service_class(sop_class) is StorageServiceClass
 
 
-def store_directly(assoc: Any, request: C_STORE, context_id: int) -> bool:
+def store_directly(assoc: Association, request: C_STORE, context_id: int) -> bool:
     """Serve one C-STORE request as pynetdicom's Storage service class would, with the
     response written directly; False (nothing done) where pynetdicom must serve it."""
     sop_class = str(request.AffectedSOPClassUID)

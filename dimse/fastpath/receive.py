@@ -3,16 +3,16 @@
 pynetdicom turns each received message into a primitive in two steps: it decodes the
 command set into a pydicom ``Dataset`` (PS3.7 E.1) and copies every element of it, by
 keyword and through pydicom's value conversion and validation, onto the primitive.
-For a small C-STORE that was ~140 us of the ~1.8 ms of CPU the server spends per
-instance.
+For a small C-STORE that is a visible share of the CPU the server spends per
+instance (docs/performance.md).
 
 This receiver stands in for ``DIMSEServiceProvider.receive_primitive`` on the
 associations Noctis accepts. A message whose command set is a C-STORE-RQ with a
 data set, on an accepted presentation context, is decoded here: the command's few
-elements are read straight from their bytes (``dimse.command.parse_command``), the
+elements are read straight from their bytes (``dimse.fastpath.command.parse_command``), the
 primitive's fields are set through pynetdicom's own setters (so they are validated
 as before), and the data set fragments go into the association's spool
-(``dimse.spool``) with the Part 10 header pynetdicom would have written. The
+(``dimse.fastpath.spool``) with the Part 10 header pynetdicom would have written. The
 finished primitive is queued exactly where pynetdicom queues it.
 
 Every other message, and a C-STORE whose command set does not decode, is handed to
@@ -25,28 +25,35 @@ is established (state Sta6): the DUL thread's ``_read_pdu_data`` reads the PDU h
 and body, splits the body into its PDV items as views of the one buffer it was read
 into, and passes them on as a P-DATA primitive. pynetdicom copied each PDU twice,
 built an object per PDV item and ran its state machine once per PDU (event DT-2,
-which leaves the state as it is): for a 512x512 CT slice in 16 KiB PDUs, 32 times.
+which leaves the state as it is), for every PDU of a data set.
 Any other PDU, any other state, and any association whose received data or PDUs
 someone watches (``EVT_DATA_RECV``, ``EVT_PDU_RECV``) keep pynetdicom's reading.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
+from collections.abc import Callable
 from io import BytesIO
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pydicom.uid import UID
 from pynetdicom import evt
+from pynetdicom.association import Association
 from pynetdicom.dimse_primitives import C_STORE
 from pynetdicom.pdu_primitives import P_DATA
 
-from dimse.command import C_STORE_RQ, NO_DATA_SET, parse_command, read_text, read_us
-from dimse.pdu import P_DATA_TF, PDU_HEADER, pdv_items
-from dimse.spool import FileMeta, ReceiveSpool, open_spool
+from dimse.fastpath.command import C_STORE_RQ, NO_DATA_SET, parse_command, read_text, read_us
+from dimse.fastpath.pdu import P_DATA_TF, PDU_HEADER, PduReader, pdv_items
+from dimse.fastpath.spool import FileMeta, ReceiveSpool, open_spool
 
-log = logging.getLogger("noctis.dimse.receive")
+if TYPE_CHECKING:
+    from dimse.fastpath import Counters
+
+log = logging.getLogger("noctis.dimse.fastpath.receive")
 
 #: PS3.8 E.2: Message Control Header bits.
 _COMMAND = 0x01
@@ -56,16 +63,22 @@ _LAST = 0x02
 class StoreReceiver:
     """Receives the P-DATA primitives of one association (on its DUL thread)."""
 
-    def __init__(self, assoc: Any, pynetdicom_receive: Any) -> None:
+    def __init__(
+        self,
+        assoc: Association,
+        pynetdicom_receive: Callable[[P_DATA], None],
+        counters: Counters,
+    ) -> None:
         self.assoc = assoc
         self.pynetdicom_receive = pynetdicom_receive
-        self.held: list[Any] = []  # P-DATA primitives of a command set not yet complete
+        self.counters = counters
+        self.held: list[P_DATA] = []  # P-DATA primitives of a command set not yet complete
         self.command = bytearray()
         self.request: C_STORE | None = None  # the C-STORE whose data set is arriving
         self.context_id = 0
         self.spool: ReceiveSpool | None = None
 
-    def __call__(self, primitive: Any) -> None:
+    def __call__(self, primitive: P_DATA) -> None:
         if self.spool is not None:
             self._data(primitive.presentation_data_value_list)
         elif self.held or self.assoc.dimse.message is None:
@@ -73,7 +86,7 @@ class StoreReceiver:
         else:
             self.pynetdicom_receive(primitive)  # pynetdicom is inside a message of its own
 
-    def _command(self, primitive: Any) -> None:
+    def _command(self, primitive: P_DATA) -> None:
         self.held.append(primitive)
         values = primitive.presentation_data_value_list
         for index, (context_id, data) in enumerate(values):
@@ -98,18 +111,31 @@ class StoreReceiver:
             self.pynetdicom_receive(primitive)
 
     def _begin(self, context_id: int) -> bool:
-        """Start receiving the data set of a C-STORE-RQ; False for anything else."""
-        if self.assoc.get_handlers(evt.EVT_DIMSE_RECV):
-            return False  # someone watches decoded messages: pynetdicom decodes them
-        context = self.assoc._accepted_cx.get(context_id)
-        if context is None:
-            return False
+        """Start receiving the data set of a C-STORE-RQ; False for anything else (a
+        C-STORE-RQ with a data set left to pynetdicom counts as a fallback)."""
         try:
             elements = parse_command(bytes(self.command))
             if read_us(elements, 0x0100) != C_STORE_RQ:
                 return False
             if read_us(elements, 0x0800) == NO_DATA_SET:
                 return False
+        except (KeyError, ValueError):
+            return False  # pynetdicom decodes it and says what is wrong
+        request = self._request(elements, context_id)
+        if isinstance(request, str):
+            self.counters.fallback("receive", request)
+            return False
+        self.counters.hit("receive")
+        return True
+
+    def _request(self, elements: dict[int, bytes], context_id: int) -> C_STORE | str:
+        """The C-STORE request, its spool open; or why pynetdicom receives it instead."""
+        if self.assoc.get_handlers(evt.EVT_DIMSE_RECV):
+            return "EVT_DIMSE_RECV is bound"  # someone watches decoded messages
+        context = self.assoc._accepted_cx.get(context_id)
+        if context is None:
+            return "no accepted presentation context"
+        try:
             request = C_STORE()
             request.MessageID = read_us(elements, 0x0110)
             _set_uid(request, "AffectedSOPClassUID", read_text(elements, 0x0002))
@@ -120,9 +146,9 @@ class StoreReceiver:
             if 0x1031 in elements:
                 request.MoveOriginatorMessageID = read_us(elements, 0x1031)
         except (KeyError, ValueError, TypeError):
-            return False
+            return "a command element pynetdicom's setters refuse"
         if not (request.AffectedSOPClassUID and request.AffectedSOPInstanceUID):
-            return False
+            return "no affected SOP class or instance"
         meta = FileMeta(
             str(request.AffectedSOPClassUID),
             str(request.AffectedSOPInstanceUID),
@@ -130,14 +156,14 @@ class StoreReceiver:
         )
         spool = open_spool(self.assoc.dul, meta)
         if spool is None:
-            return False
+            return "the association has no spool"
         request.DataSet = BytesIO()
         request._context_id = context_id
         # No ``_dataset_path``: the Noctis handler reads the spool itself (``dimse.store``),
         # and naming a file for a data set that stays in memory costs a UUID and path work.
         request._dataset_file = spool  # type: ignore[assignment]
         self.request, self.context_id, self.spool = request, context_id, spool
-        return True
+        return request
 
     def _data(self, values: list[tuple[int, bytes]]) -> None:
         spool = self.spool
@@ -152,6 +178,7 @@ class StoreReceiver:
             spool.write(data[1:])
             if control & _LAST:
                 request, context_id = self.request, self.context_id
+                assert request is not None
                 self.request, self.spool = None, None
                 self.assoc.dimse.msg_queue.put((context_id, request))
                 rest = values[index + 1 :]
@@ -179,7 +206,7 @@ _UID_FIELDS = {
 
 def _set_uid(request: C_STORE, field: str, value: str) -> None:
     """Set a UID field of the request: a conformant UID directly (it passes every check
-    pynetdicom's setter makes, which cost ~10 us each), anything else through the setter
+    pynetdicom's setter makes, which are costly), anything else through the setter
     (which warns, or raises ``ValueError`` for an invalid one)."""
     if len(value) <= 64 and _CONFORMANT_UID.fullmatch(value):
         setattr(request, _UID_FIELDS[field], UID(value))
@@ -187,14 +214,15 @@ def _set_uid(request: C_STORE, field: str, value: str) -> None:
         setattr(request, field, value)
 
 
-def attach(assoc: Any) -> None:
+def attach(assoc: Association, counters: Counters) -> None:
     """Read this accepted association's P-DATA-TF PDUs and decode its C-STORE requests
     here (see the module text)."""
-    assoc.dimse.receive_primitive = StoreReceiver(assoc, assoc.dimse.receive_primitive)
+    receiver = StoreReceiver(assoc, assoc.dimse.receive_primitive, counters)
+    assoc.dimse.receive_primitive = receiver  # type: ignore[method-assign]
     read_data_pdus(assoc)
 
 
-def receiving(assoc: Any) -> StoreReceiver | None:
+def receiving(assoc: Association) -> StoreReceiver | None:
     """The association's receiver, if it has one."""
     receiver = getattr(assoc.dimse, "receive_primitive", None)
     return receiver if isinstance(receiver, StoreReceiver) else None
@@ -204,13 +232,13 @@ def receiving(assoc: Any) -> StoreReceiver | None:
 _ESTABLISHED = "Sta6"
 
 
-def read_data_pdus(assoc: Any) -> None:
+def read_data_pdus(assoc: Association) -> None:
     """Read this association's P-DATA-TF PDUs here (see the module text)."""
     dul = assoc.dul
-    reader = dul.socket.recv
+    reader = dul.socket.recv if dul.socket is not None else None
     pynetdicom_read = dul._read_pdu_data
-    if not hasattr(reader, "unread"):
-        return  # not read through dimse.transport.PduReader
+    if not isinstance(reader, PduReader):
+        return  # not read through PduReader (``pdu.attach_reader``)
 
     def read_pdu_data() -> None:
         if (
@@ -248,4 +276,23 @@ def read_data_pdus(assoc: Any) -> None:
         primitive.presentation_data_value_list.extend(items)  # type: ignore[arg-type]
         assoc.dimse.receive_primitive(primitive)
 
-    dul._read_pdu_data = read_pdu_data
+    dul._read_pdu_data = read_pdu_data  # type: ignore[method-assign]
+
+
+def discard_partial_receive(assoc: Association) -> None:
+    """Remove what an unfinished C-STORE left (the association ended mid-transfer):
+    the data set this receiver was spooling, or pynetdicom's receive file, which it
+    creates on the first data fragment and deletes only after the handler ran. Runs in
+    both modes (a stock association has no receiver; ``getattr`` keeps a renamed
+    pynetdicom attribute from failing, at worst leaving a temporary file)."""
+    receiver = receiving(assoc)
+    if receiver is not None:
+        receiver.discard()
+    message = getattr(assoc.dimse, "message", None)
+    handle = getattr(message, "_data_set_file", None)
+    path = getattr(message, "_data_set_path", None)
+    if handle is not None:
+        with contextlib.suppress(OSError):
+            handle.close()
+    if isinstance(path, str | Path):
+        Path(path).unlink(missing_ok=True)

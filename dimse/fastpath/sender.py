@@ -4,7 +4,7 @@ pynetdicom's Move SCP sends each sub-operation with ``Association.send_c_store``
 which takes a ``Dataset``: the stored file is read into pydicom, encoded again,
 split into P-DATA fragments of the destination's maximum PDU (dcmtk's default is
 16 KiB: 32 fragments for a 512x512 CT slice) and each fragment is passed through
-the DUL thread's state machine. That path measured ~300 CT instances/s here.
+the DUL thread's state machine.
 
 When an instance goes out in its stored transfer syntax over a plain TCP
 association, this module sends it instead: the C-STORE-RQ command set is written
@@ -12,7 +12,7 @@ directly (PS3.7 9.3.1.1, Implicit VR Little Endian), the stored data set bytes
 follow in P-DATA-TF PDUs (PS3.8 9.3.5) of the negotiated size, written straight
 to the socket, and the sending thread reads the C-STORE-RSP off the socket itself
 (its Status and Message ID Being Responded To, PS3.7 9.3.1.2) while it holds the
-association's socket (``dimse.wakeup``: the DUL thread neither reads the socket nor
+association's socket (``dimse.fastpath.wakeup``: the DUL thread neither reads the socket nor
 waits on it meanwhile). Handing the response through pynetdicom's DUL thread, state
 machine, command-set decoding with pydicom and message queue cost about as much
 again as the send. Anything but a P-DATA-TF answer (an A-ABORT, say) aborts the
@@ -27,19 +27,20 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 import ssl
 import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, BinaryIO, NamedTuple
+from typing import TYPE_CHECKING, BinaryIO, NamedTuple, Protocol
 
 from pydicom import dcmread
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.tag import BaseTag
+from pynetdicom.association import Association
 
-from dimse import wakeup
-from dimse.command import (
+from dimse.fastpath import wakeup
+from dimse.fastpath.command import (
     C_STORE_RQ,
     C_STORE_RSP,
     command_set,
@@ -49,11 +50,13 @@ from dimse.command import (
     uid,
     us,
 )
-from dimse.part10 import data_set_offset
-from dimse.pdu import P_DATA_TF, PDU_HEADER, pdu, pdu_header, pdv_items
-from dimse.transport import read_exactly
+from dimse.fastpath.part10 import data_set_offset
+from dimse.fastpath.pdu import P_DATA_TF, PDU_HEADER, pdu, pdu_header, pdv_items, read_exactly
 
-log = logging.getLogger("noctis.dimse.sender")
+if TYPE_CHECKING:
+    from dimse.fastpath import Counters
+
+log = logging.getLogger("noctis.dimse.fastpath.sender")
 
 #: Largest P-DATA fragment when the destination sets no maximum PDU length.
 UNLIMITED_FRAGMENT = 1 << 20
@@ -68,8 +71,7 @@ class StoredInstance(Dataset):
     that pynetdicom lists it in the Failed SOP Instance UID List if it fails).
 
     The two UIDs are put in as raw elements, read by pydicom only if pynetdicom asks
-    (building them through pydicom's attribute setters was a tenth of the time between
-    two sub-operations); the sender takes them from ``noctis_source``."""
+    (pydicom's attribute setters validate and convert each value); the sender takes them from ``noctis_source``."""
 
     def __init__(self, path: Path, sop_class: str, sop_instance: str, syntax: str) -> None:
         super().__init__()
@@ -118,14 +120,16 @@ class _Unsendable(Exception):
     """The instance cannot go out directly: fall back to pynetdicom's send."""
 
 
-def _context_id(assoc: Any, sop_class: str, syntax: str) -> int:
+def _context_id(assoc: Association, sop_class: str, syntax: str) -> int:
     for cx in assoc.accepted_contexts:
         if cx.abstract_syntax == sop_class and cx.transfer_syntax[0] == syntax:
-            return int(cx.context_id)
+            return int(cx.context_id or 0)
     raise _Unsendable("no accepted context for the stored syntax")
 
 
-def _stream(sock: Any, context_id: int, command: bytes, fh: BinaryIO, fragment: int) -> None:
+def _stream(
+    sock: socket.socket, context_id: int, command: bytes, fh: BinaryIO, fragment: int
+) -> None:
     """Send the command and the stored data set as P-DATA-TF PDUs of ``fragment`` bytes.
 
     The file is read in batches of whole fragments into one buffer, and each batch goes
@@ -158,7 +162,7 @@ def _stream(sock: Any, context_id: int, command: bytes, fh: BinaryIO, fragment: 
 _MAX_BUFFERS = 1024
 
 
-def _send_all(sock: Any, parts: list[bytes | memoryview]) -> None:
+def _send_all(sock: socket.socket, parts: list[bytes | memoryview]) -> None:
     """``sendall`` for a list of buffers, in as few ``sendmsg`` calls as it takes."""
     views = [memoryview(p) for p in parts]
     while views:
@@ -174,14 +178,14 @@ class _ProtocolError(Exception):
     """The destination answered with something other than the C-STORE response."""
 
 
-def _read_exactly(sock: Any, size: int, deadline: float) -> bytearray:
+def _read_exactly(sock: socket.socket, size: int, deadline: float) -> bytearray:
     data = read_exactly(sock, size, deadline=deadline)
     if len(data) < size:
         raise _ProtocolError("the move destination closed the connection")
     return data
 
 
-def read_store_response(sock: Any, message_id: int, timeout: float) -> Dataset:
+def read_store_response(sock: socket.socket, message_id: int, timeout: float) -> Dataset:
     """Read P-DATA-TF PDUs until the command set of a C-STORE-RSP is complete (PS3.8
     9.3.5, E.2); its Status (and Error Comment) as a ``Dataset``."""
     deadline = time.monotonic() + timeout
@@ -218,13 +222,24 @@ def read_store_response(sock: Any, message_id: int, timeout: float) -> Dataset:
     return status
 
 
-def fast_send_c_store(assoc: Any, fallback: Callable[..., Dataset]) -> Callable[..., Dataset]:
+class _SendCStore(Protocol):
+    def __call__(
+        self,
+        dataset: str | Path | Dataset,
+        msg_id: int = 1,
+        priority: int = 2,
+        originator_aet: str | None = None,
+        originator_id: int | None = None,
+    ) -> Dataset: ...
+
+
+def fast_send_c_store(assoc: Association, fallback: _SendCStore, counters: Counters) -> _SendCStore:
     """A ``send_c_store`` for the sub-association ``assoc``: instances given as
     ``StoredInstance`` go out from their file; anything else through ``fallback``."""
     contexts: dict[tuple[str, str], int] = {}  # (SOP class, syntax) -> context ID
 
     def send_c_store(
-        dataset: Any,
+        dataset: str | Path | Dataset,
         msg_id: int = 1,
         priority: int = 2,
         originator_aet: str | None = None,
@@ -234,20 +249,23 @@ def fast_send_c_store(assoc: Any, fallback: Callable[..., Dataset]) -> Callable[
         if source is None:
             return fallback(dataset, msg_id, priority, originator_aet, originator_id)
 
-        def through_pynetdicom() -> Dataset:
+        def through_pynetdicom(reason: str = "") -> Dataset:
+            if reason:
+                counters.fallback("move", reason)
             return fallback(dcmread(source.path), msg_id, priority, originator_aet, originator_id)
 
-        sock = getattr(getattr(assoc.dul, "socket", None), "socket", None)
+        transport = assoc.dul.socket
+        sock = transport.socket if transport is not None else None
         if sock is None or isinstance(sock, ssl.SSLSocket):
-            return through_pynetdicom()
+            return through_pynetdicom()  # TLS: pynetdicom's send, by design
         path, syntax = source.path, source.syntax
         key = (source.sop_class, syntax)
         context_id = contexts.get(key)
         if context_id is None:
             try:
                 context_id = contexts[key] = _context_id(assoc, source.sop_class, syntax)
-            except _Unsendable:
-                return through_pynetdicom()
+            except _Unsendable as exc:
+                return through_pynetdicom(str(exc))
         command = command_set_c_store(
             sop_class=source.sop_class,
             sop_instance=source.sop_instance,
@@ -260,7 +278,7 @@ def fast_send_c_store(assoc: Any, fallback: Callable[..., Dataset]) -> Callable[
         fragment = max_pdu - 6 if max_pdu > 6 else UNLIMITED_FRAGMENT
         wakeups = wakeup.of(assoc)
         if wakeups is None:
-            return through_pynetdicom()
+            return through_pynetdicom("the sub-association has no wake-ups")
         try:
             fh = open(path, "rb")  # noqa: SIM115 - closed below
         except OSError as exc:  # a failed sub-operation; the association goes on
@@ -274,13 +292,26 @@ def fast_send_c_store(assoc: Any, fallback: Callable[..., Dataset]) -> Callable[
                 _stream(sock, context_id, command, fh, fragment)
                 status = read_store_response(sock, msg_id, timeout)
         except _Unsendable as exc:
-            log.debug("sending through pynetdicom: %s", exc)
-            return through_pynetdicom()
+            return through_pynetdicom(str(exc))
         except (OSError, _ProtocolError) as exc:
             log.warning("C-STORE sub-operation failed, aborting the sub-association: %s", exc)
             assoc.abort()
             return Dataset()
         assoc.dul._idle_timer.restart()  # what the DUL does for every PDU it reads
+        counters.hit("move")
         return status
 
+    send_c_store.noctis_sender = True  # type: ignore[attr-defined]
     return send_c_store
+
+
+def attach(assoc: Association, counters: Counters) -> None:
+    """Send this sub-association's ``StoredInstance`` sub-operations from their files."""
+    assoc.send_c_store = fast_send_c_store(  # type: ignore[method-assign]
+        assoc, assoc.send_c_store, counters
+    )
+
+
+def attached(assoc: Association) -> bool:
+    """Whether :func:`attach` gave ``assoc`` the sender."""
+    return bool(getattr(assoc.send_c_store, "noctis_sender", False))

@@ -1,0 +1,109 @@
+"""P-DATA-TF PDUs written and read directly (PS3.8 9.3.5): the C-MOVE sender writes the
+PDUs of each sub-operation and reads its response (``sender``), an accepted association
+reads the PDUs it receives (``receive``), each PDU read with as few ``recv_into`` calls
+as the data allows (:class:`PduReader`)."""
+
+from __future__ import annotations
+
+import select
+import socket
+import struct
+import time
+
+from pynetdicom.association import Association
+from pynetdicom.transport import AssociationSocket
+
+#: PS3.8 9.3.1: the P-DATA-TF PDU type.
+P_DATA_TF = 0x04
+#: PDU type, reserved byte, PDU length (PS3.8 Table 9-22).
+PDU_HEADER = struct.Struct(">BBI")
+#: The PDU header and one PDV item header (item length, context ID, control header).
+_PDU_AND_ITEM_HEADER = struct.Struct(">BBIIBB")
+_ITEM_LENGTH = struct.Struct(">I")
+
+
+def pdu_header(context_id: int, control: int, length: int) -> bytes:
+    """The headers of a P-DATA-TF PDU holding one PDV item whose fragment is ``length``
+    bytes (PS3.8 9.3.5.1, E.2: ``control`` is the message control header)."""
+    return _PDU_AND_ITEM_HEADER.pack(P_DATA_TF, 0x00, 6 + length, 2 + length, context_id, control)
+
+
+def pdu(context_id: int, control: int, fragment: bytes | memoryview) -> bytes:
+    """One P-DATA-TF PDU holding one PDV item."""
+    return pdu_header(context_id, control, len(fragment)) + fragment
+
+
+def pdv_items(body: bytes | bytearray) -> list[tuple[int, memoryview]] | None:
+    """The PDV items of a P-DATA-TF PDU body (PS3.8 9.3.5.1): (presentation context ID,
+    message control header and fragment) each, as views of ``body``; None when the items
+    do not fill the body exactly or one is shorter than its two header bytes."""
+    view = memoryview(body)
+    items = []
+    pos = 0
+    size = len(body)
+    while pos < size:
+        if pos + 4 > size:
+            return None
+        (length,) = _ITEM_LENGTH.unpack_from(body, pos)
+        end = pos + 4 + length
+        if length < 2 or end > size:
+            return None
+        items.append((body[pos + 4], view[pos + 5 : end]))
+        pos = end
+    return items
+
+
+def read_exactly(sock: socket.socket, size: int, *, deadline: float | None = None) -> bytearray:
+    """``size`` bytes from ``sock`` (fewer only when the peer closed the connection), read
+    straight into one buffer: what pynetdicom's ``AssociationSocket.recv`` promises.
+    With a ``deadline`` (``time.monotonic()``) a peer that is silent past it raises
+    ``TimeoutError``."""
+    buffer = bytearray(size)
+    view = memoryview(buffer)
+    got = 0
+    while got < size:
+        if deadline is not None:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or not select.select([sock], [], [], remaining)[0]:
+                view.release()
+                raise TimeoutError("the peer sent nothing in time")
+        n = sock.recv_into(view[got:])
+        if n == 0:
+            break
+        got += n
+    view.release()
+    if got < size:
+        del buffer[got:]
+    return buffer
+
+
+class PduReader:
+    """An association's ``socket.recv``: bytes read straight into one buffer
+    (:func:`read_exactly`), after any given back with ``unread``."""
+
+    def __init__(self, transport: AssociationSocket) -> None:
+        self.transport = transport
+        self.pending = b""
+
+    def __call__(self, nr_bytes: int) -> bytearray:
+        sock = self.transport.socket
+        if self.pending:
+            head, self.pending = self.pending[:nr_bytes], self.pending[nr_bytes:]
+            data = bytearray(head)
+            if len(data) < nr_bytes and sock is not None:
+                data += read_exactly(sock, nr_bytes - len(data))
+            return data
+        if sock is None:
+            raise OSError("the association's socket is closed")
+        return read_exactly(sock, nr_bytes)
+
+    def unread(self, data: bytes | bytearray) -> None:
+        """Give back bytes read ahead: the next reads return them first."""
+        self.pending = bytes(data) + self.pending
+
+
+def attach_reader(assoc: Association) -> None:
+    """Read this association's PDUs through :class:`PduReader` (plain TCP or TLS)."""
+    transport = assoc.dul.socket
+    assert transport is not None
+    transport.recv = PduReader(transport)  # type: ignore[method-assign]

@@ -1,0 +1,163 @@
+"""The fast path's gate, switch and counters (issue 12).
+
+The server of this module runs as the environment says: with the fast path (the
+default) a plain C-STORE, C-FIND and C-MOVE are each served by their fast path, never
+handed back to pynetdicom (a silent fallback, after a pynetdicom upgrade say, fails
+here); with ``NOCTIS_DIMSE_FAST_PATH=0`` (``make test-stock-dimse``) no fast path
+serves anything and the same exchanges succeed on stock pynetdicom.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pynetdicom
+import pytest
+from pydicom.dataset import Dataset
+from pydicom.uid import ExplicitVRLittleEndian
+from pynetdicom import build_context
+from pynetdicom.sop_class import (
+    SecondaryCaptureImageStorage,
+    StudyRootQueryRetrieveInformationModelFind,
+    StudyRootQueryRetrieveInformationModelMove,
+    Verification,
+)
+
+from dimse import fastpath
+from dimse.fastpath.privates import VALIDATED_VERSION
+from noctis_pacs.core.settings import load_settings
+from tests.conftest import RunningServer, db_url_for, free_port, start_server
+from tests.factory import make_dataset, uid
+from tests.test_dimse_support import FAST_PATH, associate, dcmtk, storescp, write_files
+
+FAST = FAST_PATH
+_SAMPLE = re.compile(r"^noctis_dimse_fast_path_total\{([^}]*)\} ([0-9.e+]+)$")
+
+
+def _counts(server: RunningServer) -> dict[tuple[str, str], float]:
+    text = httpx.get(f"{server.http_url}/metrics", timeout=10).text
+    found: dict[tuple[str, str], float] = {}
+    for line in text.splitlines():
+        match = _SAMPLE.match(line)
+        if match:
+            labels = dict(re.findall(r'(\w+)="(\w*)"', match[1]))
+            found[(labels["path"], labels["outcome"])] = float(match[2])
+    return found
+
+
+def _delta(
+    before: dict[tuple[str, str], float], after: dict[tuple[str, str], float], path: str
+) -> tuple[float, float]:
+    return tuple(  # type: ignore[return-value]
+        after.get((path, outcome), 0.0) - before.get((path, outcome), 0.0)
+        for outcome in ("hit", "fallback")
+    )
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[RunningServer, int, Path]]:
+    base = tmp_path_factory.mktemp("fastpath")
+    dest_port = free_port()
+    config = f'[dimse.remotes.dest]\nae_title = "DEST"\nhost = "127.0.0.1"\nport = {dest_port}\n'
+    server = start_server(base / "data", db_url_for("sqlite", base / "data"), config=config)
+    with storescp(dest_port, base / "dest"):
+        yield server, dest_port, base / "dest"
+    server.stop()
+
+
+@pytest.mark.dcmtk
+def test_the_server_says_which_mode_it_runs(served: tuple[RunningServer, int, Path]) -> None:
+    server = served[0]
+    assert ("DIMSE fast paths off" in server.log()) is not FAST
+
+
+@pytest.mark.dcmtk
+def test_a_plain_c_store_is_served_by_the_fast_path(
+    served: tuple[RunningServer, int, Path], tmp_path: Path
+) -> None:
+    """PS3.4 B.2: storescu and a pynetdicom SCU store; with the fast path each C-STORE
+    is decoded (receive) and served (store) by it, none handed to pynetdicom."""
+    server = served[0]
+    before = _counts(server)
+    files = write_files(tmp_path / "in", [make_dataset(study_uid=uid()) for _ in range(3)])
+    done = dcmtk(
+        "storescu", "-aec", "NOCTIS", "127.0.0.1", str(server.dimse_port), *map(str, files)
+    )
+    assert done.returncode == 0, done.stderr
+    assoc = associate(server.dimse_port, [build_context(SecondaryCaptureImageStorage)])
+    assert assoc.send_c_store(make_dataset(study_uid=uid())).Status == 0x0000
+    assoc.release()
+    after = _counts(server)
+    for path in ("receive", "store"):
+        hits, fallbacks = _delta(before, after, path)
+        assert fallbacks == 0, path
+        assert hits == (4 if FAST else 0), path
+
+
+@pytest.mark.dcmtk
+def test_c_find_responses_and_c_move_sub_operations_use_the_fast_path(
+    served: tuple[RunningServer, int, Path],
+) -> None:
+    """PS3.4 C.4.1 / C.4.2: C-FIND pending responses are written directly, C-MOVE
+    sub-operations sent from the stored files (with the fast path)."""
+    server, _, dest = served
+    study = uid()
+    # Stored in a syntax storescp accepts, so that each instance goes out as stored.
+    storage = build_context(SecondaryCaptureImageStorage, [ExplicitVRLittleEndian])
+    assoc = associate(server.dimse_port, [storage])
+    for n in range(3):
+        assert assoc.send_c_store(make_dataset(study_uid=study, instance_number=n)).Status == 0
+    assoc.release()
+    before = _counts(server)
+    query = Dataset()
+    query.QueryRetrieveLevel = "STUDY"
+    query.StudyInstanceUID = study
+    contexts = [
+        build_context(StudyRootQueryRetrieveInformationModelFind),
+        build_context(StudyRootQueryRetrieveInformationModelMove),
+    ]
+    assoc = associate(server.dimse_port, contexts)
+    answers = list(assoc.send_c_find(query, StudyRootQueryRetrieveInformationModelFind))
+    assert [int(status.Status) for status, _ in answers] == [0xFF00, 0x0000]
+    found = _counts(server)
+    moved = list(assoc.send_c_move(query, "DEST", StudyRootQueryRetrieveInformationModelMove))
+    assoc.release()
+    final = moved[-1][0]
+    assert int(final.Status) == 0x0000 and int(final.NumberOfCompletedSuboperations) == 3
+    after = _counts(server)
+    assert _delta(before, found, "response") == ((2.0 if FAST else 0.0), 0.0)
+    assert _delta(before, after, "move") == ((3.0 if FAST else 0.0), 0.0)
+
+
+def test_the_gate_passes_only_the_validated_version_with_the_switch_on() -> None:
+    assert fastpath.gate(enabled=True, version=VALIDATED_VERSION) is None
+    assert fastpath.gate(enabled=False, version=VALIDATED_VERSION) == "dimse.fast_path is off"
+    reason = fastpath.gate(enabled=True, version="3.1.0")
+    assert reason is not None and "3.1.0" in reason and "stock pynetdicom" in reason
+    assert pynetdicom.__version__ == VALIDATED_VERSION  # the pin of pyproject.toml
+
+
+def test_the_switch_is_a_setting_and_an_environment_variable() -> None:
+    assert load_settings(environ={}).dimse.fast_path is True
+    assert load_settings(environ={"NOCTIS_DIMSE_FAST_PATH": "0"}).dimse.fast_path is False
+
+
+def test_another_pynetdicom_version_runs_stock_with_one_warning(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from tests.test_dimse_support import in_process_dimse
+
+    monkeypatch.setattr(pynetdicom, "__version__", "3.0.5")
+    caplog.set_level(logging.WARNING, logger="noctis.dimse.fastpath")
+    with in_process_dimse(tmp_path) as (server, _archive):
+        assoc = associate(server.port, [build_context(Verification)])
+        assert assoc.send_c_echo().Status == 0x0000
+        (accepted,) = server._server.active_associations
+        assert fastpath.of(accepted) is None
+        assoc.release()
+    warnings = [r for r in caplog.records if r.name == "noctis.dimse.fastpath"]
+    assert len(warnings) == 1 and "3.0.5" in warnings[0].getMessage()

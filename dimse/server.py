@@ -107,7 +107,7 @@ class DimseServer:
         listener = listener_class(
             fast=fast,
             handshake_timeout=dimse.acse_timeout,
-            spool_path=self.archive.spool_path,
+            blobs=self.archive,
             passive=not self.primary,
             hand_off=hand_off,
             on_closed=on_closed,

@@ -25,12 +25,20 @@ from storage.blobstore import (
     BlobWriter,
     FileSystemBlobStore,
     StorageFullError,
-    WrittenFile,
 )
 from storage.db import Connection, Database, IndexBusyError, open_database
 from storage.index import Q, remove_instance
-from storage.ingest import Ingestor, Origin, Status, StoreOutcome
+from storage.ingest import (
+    Expected,
+    Implementation,
+    Ingestor,
+    Origin,
+    RejectKind,
+    Status,
+    StoreOutcome,
+)
 from storage.parse import BASE_URL_PLACEHOLDER, ParseError
+from storage.part10 import data_set_offset, file_header
 from storage.query import LOCATOR_COLUMNS, MAX_INTEGER, Compiler, QueryError, row_to_dict
 from storage.schema import current_version, ensure_schema
 from storage.writer import IndexWriter
@@ -49,9 +57,14 @@ __all__ = [
     "BlobWriter",
     "StorageFullError",
     "BASE_URL_PLACEHOLDER",
+    "Expected",
+    "Implementation",
     "InstanceLocation",
     "NoPixelDataError",
     "Origin",
+    "RejectKind",
+    "data_set_offset",
+    "file_header",
     "QueryError",
     "Status",
     "StoreOutcome",
@@ -181,10 +194,9 @@ class Archive:
         *,
         move: bool = False,
         expected_study_uid: str | None = None,
-        written: WrittenFile | None = None,
     ) -> StoreOutcome:
         return self.ingestor.store_path(
-            path, origin, move=move, expected_study_uid=expected_study_uid, written=written
+            path, origin, move=move, expected_study_uid=expected_study_uid
         )
 
     def store_dataset_bytes(
@@ -209,10 +221,49 @@ class Archive:
         ``write`` them, then ``store_blob`` (or ``abort_blob``). Raises ``StorageFullError``."""
         return self.ingestor.begin()
 
+    def begin_received(
+        self, expected: Expected, *, transfer_syntax_uid: str, implementation: Implementation
+    ) -> BlobWriter:
+        """Start storing a data set that arrives without its Part 10 header (DIMSE): the
+        store writes the header, the caller ``write``s the data set bytes, then
+        ``store_blob(..., expected=expected)``. Raises ``StorageFullError``."""
+        return self.ingestor.begin_received(
+            expected, transfer_syntax_uid=transfer_syntax_uid, implementation=implementation
+        )
+
     def store_blob(
-        self, writer: BlobWriter, origin: Origin, *, expected_study_uid: str | None = None
+        self,
+        writer: BlobWriter,
+        origin: Origin,
+        *,
+        expected_study_uid: str | None = None,
+        expected: Expected | None = None,
     ) -> StoreOutcome:
-        return self.ingestor.finish(writer, origin, expected_study_uid=expected_study_uid)
+        """Store a blob begun with ``begin_blob`` or ``begin_received``; with ``expected``
+        the data set must be that SOP class and instance (else REJECTED, with
+        ``RejectKind.CLASS_MISMATCH`` or ``INSTANCE_MISMATCH``)."""
+        return self.ingestor.finish(
+            writer, origin, expected_study_uid=expected_study_uid, expected=expected
+        )
+
+    def store_received_file(
+        self,
+        path: Path,
+        expected: Expected,
+        *,
+        transfer_syntax_uid: str,
+        implementation: Implementation,
+        origin: Origin,
+    ) -> StoreOutcome:
+        """Store the data set of a Part 10 file another library received (pynetdicom's
+        receive file) behind this store's own header, checked against ``expected``."""
+        return self.ingestor.store_received_file(
+            path,
+            expected,
+            transfer_syntax_uid=transfer_syntax_uid,
+            implementation=implementation,
+            origin=origin,
+        )
 
     def abort_blob(self, writer: BlobWriter) -> None:
         self.ingestor.abort(writer)

@@ -17,7 +17,6 @@ import shutil
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
@@ -42,18 +41,9 @@ class BlobWriter(Protocol):
     def path(self) -> Path: ...
 
 
-@dataclass(frozen=True)
-class WrittenFile:
-    """What a writer that filled a temporary file already knows of it: its SHA-256 (as
-    a running hash) and its size."""
-
-    digest: hashlib._Hash
-    size: int
-
-
 class BlobStore(Protocol):
     def create(self) -> BlobWriter: ...
-    def adopt(self, path: Path, *, written: WrittenFile | None = None) -> BlobWriter: ...
+    def adopt(self, path: Path) -> BlobWriter: ...
     def commit(self, writer: BlobWriter) -> str: ...
     def discard(self, writer: BlobWriter) -> None: ...
     def open(self, key: str) -> BinaryIO: ...
@@ -72,8 +62,14 @@ SMALL_BLOB = 1 << 20
 
 
 class _FileWriter:
-    """Hashes bytes as they arrive; small blobs stay in memory until ``finish`` writes them
-    (so that creating the file happens off the caller's hot path, e.g. an event loop)."""
+    """The store's one memory-then-spill hashing writer: hashes bytes as they arrive;
+    a blob up to ``SMALL_BLOB`` stays in memory until ``finish`` writes its file (so that
+    creating the file happens off the caller's hot path, e.g. an event loop or a DIMSE
+    network thread), a larger one continues in its temporary file.
+
+    Copies of a small blob: each ``write`` appends to the writer's memory (one copy),
+    ``finish`` turns that memory into the ``bytes`` the file is written from and the
+    header parse reads (``in_memory``, a second copy, made once)."""
 
     def __init__(
         self,
@@ -87,6 +83,7 @@ class _FileWriter:
         self._handle: BinaryIO | None = None
         self._digest = digest or hashlib.sha256()
         self._memory: bytearray | None = None if on_disk else bytearray()
+        self._frozen: bytes | None = None  # the small blob, once finished
         self._on_disk = on_disk
         self._finished = False
         self.size = size
@@ -119,8 +116,9 @@ class _FileWriter:
 
     @property
     def in_memory(self) -> bytes | None:
-        """The whole blob when it is small (see ``SMALL_BLOB``), else ``None``."""
-        return bytes(self._memory) if self._memory is not None else None
+        """After ``finish``, the whole blob when it is small (see ``SMALL_BLOB``), the same
+        object each time; else ``None``."""
+        return self._frozen
 
     @property
     def sha256(self) -> str:
@@ -135,7 +133,9 @@ class _FileWriter:
         if self._finished:
             return
         if self._memory is not None and self._handle is None:
-            self._spill(self._memory)
+            self._frozen = bytes(self._memory)
+            self._memory = None
+            self._spill(self._frozen)
         if self._handle is not None:
             self._handle.flush()
             if fsync:
@@ -148,6 +148,7 @@ class _FileWriter:
         if self._handle is not None and not self._handle.closed:
             self._handle.close()
         self._memory = None
+        self._frozen = None
         self._finished = True
 
 
@@ -190,12 +191,9 @@ class FileSystemBlobStore:
         self._check_room()
         return _FileWriter(self.new_temp_path())
 
-    def adopt(self, path: Path, *, written: WrittenFile | None = None) -> _FileWriter:
-        """Take over a finished file already inside ``root/tmp`` (no copy): hash it, unless
-        its writer says what it wrote (``written``)."""
+    def adopt(self, path: Path) -> _FileWriter:
+        """Take over a finished file already inside ``root/tmp`` (no copy), hashing it."""
         self._check_room()
-        if written is not None:
-            return _FileWriter(path, digest=written.digest, size=written.size, on_disk=True)
         digest = hashlib.sha256()
         size = 0
         with open(path, "rb") as fh:

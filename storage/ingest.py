@@ -1,9 +1,14 @@
 """The one store pipeline, for every origin (DIMSE, STOW-RS, CLI import).
 
-write the blob (hashing as bytes arrive) -> parse the header once ->
+write the blob (hashing as bytes arrive) -> parse the header once -> check it is
+what the sender said it sends (DIMSE: the C-STORE's SOP Class and Instance UIDs) ->
 de-duplicate on SOP Instance UID -> commit the blob -> index it in one
 transaction (group-committed) -> remove the blob if indexing failed ->
 return a typed outcome that each protocol maps to its own status.
+
+A data set that arrives without its Part 10 header (DIMSE) gets it from
+``storage.part10`` (``begin_received``, ``store_received_file``), the store's one
+header writer; the bytes go through the blob store's one writer.
 """
 
 from __future__ import annotations
@@ -16,16 +21,15 @@ from io import BytesIO
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from pydicom.dataset import FileMetaDataset
-from pydicom.filebase import DicomBytesIO
-from pydicom.filewriter import write_file_meta_info
-from pydicom.uid import UID
+from pydicom import __version_info__ as pydicom_version
+from pydicom.uid import PYDICOM_IMPLEMENTATION_UID
 
 from noctis_pacs.core.facility import FROM_ATTRIBUTE, storing_facility
-from storage.blobstore import BlobWriter, FileSystemBlobStore, StorageFullError, WrittenFile
+from storage.blobstore import BlobWriter, FileSystemBlobStore, StorageFullError
 from storage.db import Connection
 from storage.index import Q, build_record, insert_instance, remove_instance, text_of
 from storage.parse import ParsedInstance, ParseError, header_metadata, read_header
+from storage.part10 import data_set_offset, file_header
 from storage.writer import IndexWriter
 
 log = logging.getLogger("noctis.storage.ingest")
@@ -49,6 +53,31 @@ class RejectKind(enum.Enum):
     MISSING_ATTRIBUTE = "missing"  # DIMSE 0xA900, STOW 0xA900 / 0xC000
     MISMATCH = "mismatch"  # header contradicts itself or the request (STOW 0xA900 / 0xC122)
     STUDY_MISMATCH = "study_mismatch"
+    CLASS_MISMATCH = "class_mismatch"  # not the SOP class the sender named (DIMSE 0xA900)
+    INSTANCE_MISMATCH = "instance_mismatch"  # not the instance it named (DIMSE 0xC000 range)
+
+
+@dataclass(frozen=True)
+class Expected:
+    """What the sender said it sends: a C-STORE's Affected SOP Class and Instance UIDs
+    (PS3.4 B.2.3, PS3.7 9.1.1), checked against the data set after its header parse."""
+
+    sop_class_uid: str
+    sop_instance_uid: str
+
+
+@dataclass(frozen=True)
+class Implementation:
+    """Who wrote a received file's header: (0002,0012) and (0002,0013)."""
+
+    class_uid: str
+    version_name: str = ""
+
+
+#: The values pydicom writes when none are given (``store_dataset_bytes``).
+PYDICOM = Implementation(
+    PYDICOM_IMPLEMENTATION_UID, "PYDICOM " + ".".join(str(p) for p in pydicom_version)
+)
 
 
 @dataclass(frozen=True)
@@ -114,10 +143,29 @@ class Ingestor:
         self, stream: BinaryIO, origin: Origin, *, expected_study_uid: str | None = None
     ) -> StoreOutcome:
         """Store a Part 10 byte stream (read in chunks, never whole in memory)."""
+        return self._stream_to_blob(stream, origin, expected_study_uid, None)
+
+    def _stream_to_blob(
+        self,
+        stream: BinaryIO,
+        origin: Origin,
+        expected_study_uid: str | None,
+        expected: Expected | None,
+    ) -> StoreOutcome:
         try:
             writer = self.blobs.create()
         except StorageFullError as exc:
             return StoreOutcome(Status.STORAGE_FULL, reason=str(exc))
+        return self._write_rest(writer, stream, origin, expected_study_uid, expected)
+
+    def _write_rest(
+        self,
+        writer: BlobWriter,
+        stream: BinaryIO,
+        origin: Origin,
+        expected_study_uid: str | None,
+        expected: Expected | None,
+    ) -> StoreOutcome:
         try:
             while chunk := stream.read(CHUNK):
                 writer.write(chunk)
@@ -127,7 +175,7 @@ class Ingestor:
         except Exception:
             self.blobs.discard(writer)
             raise
-        return self._finish(writer, origin, expected_study_uid)
+        return self._finish(writer, origin, expected_study_uid, expected)
 
     def begin(self) -> BlobWriter:
         """A blob to write as bytes arrive (hashed on the fly); then ``finish`` or ``abort``.
@@ -136,11 +184,64 @@ class Ingestor:
         """
         return self.blobs.create()
 
+    def begin_received(
+        self, expected: Expected, *, transfer_syntax_uid: str, implementation: Implementation
+    ) -> BlobWriter:
+        """A blob for a data set arriving without its Part 10 header (a DIMSE C-STORE):
+        the header is written first (``storage.part10``), the caller writes the data set
+        bytes as they arrive, then ``finish`` with ``expected``. Raises
+        ``StorageFullError``."""
+        writer = self.blobs.create()
+        try:
+            writer.write(
+                file_header(
+                    sop_class_uid=expected.sop_class_uid,
+                    sop_instance_uid=expected.sop_instance_uid,
+                    transfer_syntax_uid=transfer_syntax_uid,
+                    implementation_class_uid=implementation.class_uid,
+                    implementation_version_name=implementation.version_name,
+                )
+            )
+        except BaseException:
+            self.blobs.discard(writer)
+            raise
+        return writer
+
     def finish(
-        self, writer: BlobWriter, origin: Origin, *, expected_study_uid: str | None = None
+        self,
+        writer: BlobWriter,
+        origin: Origin,
+        *,
+        expected_study_uid: str | None = None,
+        expected: Expected | None = None,
     ) -> StoreOutcome:
-        """Run the pipeline on a blob written through ``begin``."""
-        return self._finish(writer, origin, expected_study_uid)
+        """Run the pipeline on a blob written through ``begin`` or ``begin_received``."""
+        return self._finish(writer, origin, expected_study_uid, expected)
+
+    def store_received_file(
+        self,
+        path: Path,
+        expected: Expected,
+        *,
+        transfer_syntax_uid: str,
+        implementation: Implementation,
+        origin: Origin,
+    ) -> StoreOutcome:
+        """Store the data set of a Part 10 file another library received (pynetdicom's
+        receive file): behind this store's own header, the data set bytes copied from
+        after the file's File Meta Information."""
+        with open(path, "rb") as fh:
+            offset = data_set_offset(fh.read(1 << 16))
+            fh.seek(offset if offset is not None else 0)
+            if offset is None:  # no header of its own: stored as it is, then checked
+                return self._stream_to_blob(fh, origin, None, expected)
+            try:
+                writer = self.begin_received(
+                    expected, transfer_syntax_uid=transfer_syntax_uid, implementation=implementation
+                )
+            except StorageFullError as exc:
+                return StoreOutcome(Status.STORAGE_FULL, reason=str(exc))
+            return self._write_rest(writer, fh, origin, None, expected)
 
     def abort(self, writer: BlobWriter) -> None:
         self.blobs.discard(writer)
@@ -157,13 +258,12 @@ class Ingestor:
         *,
         move: bool = False,
         expected_study_uid: str | None = None,
-        written: WrittenFile | None = None,
     ) -> StoreOutcome:
         """Store a file; with ``move`` a spooled file inside the store's tmp area is adopted
-        (not hashed again when its writer tells what it wrote: ``written``)."""
+        (hashed, not copied)."""
         if move and self.blobs.is_temporary(path):
             try:
-                writer = self.blobs.adopt(path, written=written)
+                writer = self.blobs.adopt(path)
             except StorageFullError as exc:
                 path.unlink(missing_ok=True)
                 return StoreOutcome(Status.STORAGE_FULL, reason=str(exc))
@@ -181,35 +281,38 @@ class Ingestor:
         origin: Origin,
         implementation_class_uid: str = "",
     ) -> StoreOutcome:
-        """Store an encoded dataset (as a DIMSE peer sent it) behind a new Part 10 header."""
-        meta = FileMetaDataset()
-        meta.MediaStorageSOPClassUID = UID(sop_class_uid)
-        meta.MediaStorageSOPInstanceUID = UID(sop_instance_uid)
-        meta.TransferSyntaxUID = UID(transfer_syntax_uid)
-        if implementation_class_uid:
-            meta.ImplementationClassUID = UID(implementation_class_uid)
-        head = DicomBytesIO()
-        head.write(b"\x00" * 128 + b"DICM")
-        write_file_meta_info(head, meta, enforce_standard=True)
+        """Store an encoded dataset (as a DIMSE peer sent it) behind a new Part 10 header
+        (``storage.part10``; pydicom's implementation values unless one is given)."""
+        implementation = (
+            Implementation(implementation_class_uid) if implementation_class_uid else PYDICOM
+        )
+        expected = Expected(sop_class_uid, sop_instance_uid)
         try:
-            writer = self.blobs.create()
-            writer.write(head.getvalue())
+            writer = self.begin_received(
+                expected, transfer_syntax_uid=transfer_syntax_uid, implementation=implementation
+            )
+        except StorageFullError as exc:
+            return StoreOutcome(Status.STORAGE_FULL, reason=str(exc))
+        try:
             chunks = [dataset] if isinstance(dataset, bytes | bytearray | memoryview) else dataset
             for chunk in chunks:
                 writer.write(chunk)
         except StorageFullError as exc:
-            if "writer" in locals():
-                self.blobs.discard(writer)
+            self.blobs.discard(writer)
             return StoreOutcome(Status.STORAGE_FULL, reason=str(exc))
-        return self._finish(writer, origin, None)
+        return self._finish(writer, origin, None, None)
 
     # -- the pipeline -----------------------------------------------------------------
 
     def _finish(
-        self, writer: BlobWriter, origin: Origin, expected_study_uid: str | None
+        self,
+        writer: BlobWriter,
+        origin: Origin,
+        expected_study_uid: str | None,
+        expected: Expected | None = None,
     ) -> StoreOutcome:
         try:
-            return self._finish_inner(writer, origin, expected_study_uid)
+            return self._finish_inner(writer, origin, expected_study_uid, expected)
         except StorageFullError as exc:
             self.blobs.discard(writer)
             return StoreOutcome(Status.STORAGE_FULL, reason=str(exc))
@@ -219,7 +322,11 @@ class Ingestor:
             return StoreOutcome(Status.FAILED, reason=f"internal error: {type(exc).__name__}")
 
     def _finish_inner(
-        self, writer: BlobWriter, origin: Origin, expected_study_uid: str | None
+        self,
+        writer: BlobWriter,
+        origin: Origin,
+        expected_study_uid: str | None,
+        expected: Expected | None,
     ) -> StoreOutcome:
         size = writer.size
         writer.finish(self.blobs.fsync)
@@ -233,6 +340,12 @@ class Ingestor:
                     Status.REJECTED, reason=exc.reason, reject_kind=RejectKind(exc.kind)
                 )
         outcome = _outcome_for(parsed)
+        mismatch = _identity_mismatch(parsed, expected)
+        if mismatch is not None:
+            self.blobs.discard(writer)
+            outcome.status = Status.REJECTED
+            outcome.reject_kind, outcome.reason = mismatch
+            return outcome
         if expected_study_uid is not None and parsed.study_uid != expected_study_uid:
             self.blobs.discard(writer)
             outcome.status = Status.REJECTED
@@ -304,3 +417,19 @@ def _outcome_for(parsed: ParsedInstance) -> StoreOutcome:
         transfer_syntax_uid=parsed.transfer_syntax_uid,
         warnings=list(parsed.warnings),
     )
+
+
+def _identity_mismatch(
+    parsed: ParsedInstance, expected: Expected | None
+) -> tuple[RejectKind, str] | None:
+    """PS3.4 B.2.3 / PS3.7 9.1.1: the data set must be the instance the request names."""
+    if expected is None:
+        return None
+    if parsed.sop_class_uid != expected.sop_class_uid:
+        return RejectKind.CLASS_MISMATCH, "SOP Class UID differs from Affected SOP Class UID"
+    if parsed.sop_instance_uid != expected.sop_instance_uid:
+        return (
+            RejectKind.INSTANCE_MISMATCH,
+            "SOP Instance UID differs from Affected SOP Inst UID",
+        )
+    return None

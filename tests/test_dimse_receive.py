@@ -19,9 +19,9 @@ from pynetdicom.sop_class import SecondaryCaptureImageStorage, Verification
 
 from dimse.fastpath import receive
 from dimse.fastpath.command import command_set, uid, us
-from dimse.fastpath.part10 import data_set_offset
 from dimse.fastpath.pdu import pdv_items
 from dimse.fastpath.sender import command_set_c_store
+from storage.archive import data_set_offset
 from tests.factory import make_dataset, to_bytes
 from tests.test_dimse_support import in_process_dimse
 

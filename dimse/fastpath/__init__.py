@@ -10,7 +10,8 @@ holds one of those changes and ``privates.py`` lists every private name they tou
   each accepted association the fast paths below; PDUs read with ``recv_into``;
 - ``wakeup``: pynetdicom's two 1 ms polling loops wake on work instead;
 - ``receive`` and ``spool``: a C-STORE-RQ decoded from its bytes on the network thread,
-  its data set written into a blob writer of the store as it arrives;
+  its data set written into a blob writer of the store as it arrives (the store writes
+  the Part 10 header and checks the SOP identity);
 - ``inline``: that C-STORE served on the network thread, its response written as bytes;
 - ``responses``: C-STORE, C-FIND and pending C-MOVE/C-GET responses written as bytes;
 - ``sender``: C-MOVE sub-operations send a stored file as it lies on disk;

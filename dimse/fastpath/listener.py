@@ -36,7 +36,6 @@ import socket
 import socketserver
 import ssl
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from pynetdicom import evt
@@ -101,9 +100,9 @@ class FastRequestHandler(RequestHandler):
         wakeup.attach(assoc)
         inline.serve_stores_inline(assoc, fast.counters)
         responses.attach(assoc, fast.counters, fast.pending_interval)
-        spool_path = getattr(self.server, "spool_path", None)
-        if spool_path is not None:
-            spool.attach(assoc, spool_path)
+        blobs = getattr(self.server, "blobs", None)
+        if blobs is not None:
+            spool.attach(assoc, blobs)
             receive.attach(assoc, fast.counters)
         return assoc
 
@@ -118,9 +117,8 @@ class DimseListener(ThreadedAssociationServer):
     request_queue_size = 128
     #: The fast path given to each accepted association (``None``: stock pynetdicom).
     fast_path: FastPath | None = None
-    #: Where received data sets that outgrow memory are spooled (``spool``): a path
-    #: inside the store, so that the store adopts the file without a copy.
-    spool_path: Callable[[], Path] | None = None
+    #: The store whose blob writers received data sets are written into (``spool``).
+    blobs: spool.Blobs | None = None
     #: A worker's listener: no socket of its own, connections come by ``serve_connection``.
     passive: bool = False
     #: ``hand_off(connection, address)``: True when another process took the connection.
@@ -198,7 +196,7 @@ def listener_class(
     *,
     fast: FastPath | None,
     handshake_timeout: float,
-    spool_path: Callable[[], Path] | None,
+    blobs: spool.Blobs | None,
     passive: bool,
     hand_off: Callable[[socket.socket, Address], bool] | None,
     on_closed: Callable[[], None] | None,
@@ -208,7 +206,7 @@ def listener_class(
     attributes: dict[str, Any] = {
         "handshake_timeout": handshake_timeout,
         "fast_path": fast,
-        "spool_path": staticmethod(spool_path) if spool_path is not None else None,
+        "blobs": blobs,
         "passive": passive,
         "hand_off": staticmethod(hand_off) if hand_off is not None else None,
         "on_closed": staticmethod(on_closed) if on_closed is not None else None,

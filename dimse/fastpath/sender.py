@@ -50,8 +50,8 @@ from dimse.fastpath.command import (
     uid,
     us,
 )
-from dimse.fastpath.part10 import data_set_offset
 from dimse.fastpath.pdu import P_DATA_TF, PDU_HEADER, pdu, pdu_header, pdv_items, read_exactly
+from storage.archive import data_set_offset
 
 if TYPE_CHECKING:
     from dimse.fastpath import Counters

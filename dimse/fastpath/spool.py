@@ -1,52 +1,50 @@
-"""Where pynetdicom writes a received C-STORE data set: memory up to a size, then disk.
+"""Where a received C-STORE data set goes: a blob of the store, written as it arrives.
 
 pynetdicom's chunked receive (``STORE_RECV_CHUNKED_DATASET``, on so that a large
 object never sits whole in memory) writes every data set to a ``NamedTemporaryFile``
-in the system's temporary folder, flushing after each P-DATA fragment, and hands the
-handler its path. For the small and medium objects that make up most traffic that
-costs a file creation, a write and flush per 16 KiB fragment (32 for a 512x512 CT
-slice) in the network thread, and a rename into the store.
+in the system's temporary folder, behind a Part 10 header it writes through pydicom,
+flushing after each P-DATA fragment, and hands the handler its path.
 
-An association accepted by Noctis instead gets a :class:`ReceiveSpool` in place of
-that temporary file (pynetdicom looks ``NamedTemporaryFile`` up in its module when
-a data set begins): fragments collect in memory up to ``limit`` bytes; beyond that the
-spool continues in a file inside the store's temporary area, whose path it had from
-the start, hashing what it writes. The C-STORE handler then stores the bytes
-(``Archive.begin_blob``) or adopts the file without a copy and without reading it
-again to hash it. Associations without a spool (pynetdicom used as a
-client in the same process) keep pynetdicom's own temporary file.
+An association accepted with the fast path gets a :class:`ReceiveSpool` instead: a
+thin front (``write``, ``file.flush``, ``close``, ``name``, as pynetdicom uses its
+temporary file) for a blob writer of the store (``Archive.begin_blob``), the store's
+one memory-then-spill hashing writer: the bytes stay in memory up to ``SMALL_BLOB``,
+then continue in the blob's temporary file inside the store, and the C-STORE handler
+hands the writer to the store (``Archive.store_blob``), which neither copies nor
+hashes the bytes again. The Part 10 header is the store's (``storage.part10``), with
+pynetdicom's implementation values as before.
 
-pynetdicom also writes each spool's Part 10 header through pydicom
-(``create_file_meta`` then ``write_file_meta_info``), about a twelfth of the CPU a
-small C-STORE costs; for a spool the same bytes are written directly
-(:func:`file_meta_bytes`, PS3.10 7.1, Explicit VR Little Endian).
+Copies of a small instance on this receive path: each PDU is read from the socket into
+one buffer (``pdu.PduReader``: the receive itself); each PDV fragment, a view of that
+buffer, is appended to the blob writer's memory (copy 1); the store's ``finish``
+turns that memory into the bytes its file is written from and its header parse reads
+(copy 2). Nothing else copies the data set (``tests/test_dimse_spool.py``).
+
+``receive`` opens a spool for each C-STORE it decodes itself (:func:`open_spool`);
+pynetdicom's own decoding (the messages ``receive`` leaves to it) finds the spool
+where it looks up ``NamedTemporaryFile``, and the header values where it looks up
+``create_file_meta`` and ``write_file_meta_info``. Associations without a spool
+(pynetdicom used as a client in the same process) keep pynetdicom's own temporary
+file and header.
 """
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
-import struct
 import tempfile
 import threading
 from collections.abc import Callable
-from pathlib import Path
-from typing import Any, BinaryIO, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 import pynetdicom.dimse_messages
 from pydicom.filewriter import write_file_meta_info
 from pynetdicom import PYNETDICOM_IMPLEMENTATION_UID, PYNETDICOM_IMPLEMENTATION_VERSION
+from pynetdicom.association import Association
 from pynetdicom.dimse_primitives import C_STORE
 from pynetdicom.dsutils import create_file_meta
+from pynetdicom.dul import DULServiceProvider
 
-from dimse.fastpath.command import text, uid
-from dimse.fastpath.encoded import encode_elements
-from storage.archive import SMALL_BLOB
-from storage.blobstore import WrittenFile
+from storage.archive import BlobWriter, StorageFullError, file_header
 
-#: Data sets up to this size are received in memory (one per association at a time),
-#: the bound under which the blob writer also keeps a blob in memory.
-MEMORY_LIMIT = SMALL_BLOB
 #: The attribute on a DUL thread that holds its association's spool factory.
 _ATTRIBUTE = "_noctis_spool"
 #: The name under which pynetdicom's DIMSE message module imports the factory.
@@ -54,89 +52,16 @@ _FACTORY = "NamedTemporaryFile"
 #: The names under which it imports the two functions that write a receive file's header.
 _CREATE_META = "create_file_meta"
 _WRITE_META = "write_file_meta_info"
+#: What pynetdicom writes before the File Meta Information: the preamble and "DICM".
+_PREAMBLE_SIZE = 132
 
 
-class ReceiveSpool:
-    """The file-like object pynetdicom writes one received data set into (it uses
-    ``write``, ``file.flush``, ``close`` and ``name``). Past ``limit`` bytes the data set
-    continues in its file, hashed as it is written, so that the store adopts the file
-    without reading it again (``written``)."""
+class Blobs(Protocol):
+    """What a spool needs of the archive."""
 
-    def __init__(self, path: Path | Callable[[], Path], limit: int = MEMORY_LIMIT) -> None:
-        # A callable names the file only when one is needed: most data sets stay in
-        # memory, and a fresh name in the store costs a UUID and path work.
-        self._path = path if isinstance(path, Path) else None
-        self._make_path = path if not isinstance(path, Path) else None
-        self.limit = limit
-        self._memory: bytearray | None = bytearray()
-        self._size = 0
-        self._handle: BinaryIO | None = None
-        self._digest: Any = None  # hashlib's SHA-256 once the file is being written
-        self._closed = False
+    def begin_blob(self) -> BlobWriter: ...
 
-    @property
-    def path(self) -> Path:
-        """Where the data set is spooled once it outgrows memory."""
-        if self._path is None:
-            assert self._make_path is not None
-            self._path = self._make_path()
-        return self._path
-
-    @property
-    def name(self) -> str:
-        return str(self.path)
-
-    @property
-    def file(self) -> ReceiveSpool:
-        return self  # pynetdicom flushes ``spool.file`` after each fragment
-
-    def write(self, data: bytes) -> int:
-        self._size += len(data)
-        if self._memory is not None:
-            self._memory += data
-            if self._size > self.limit:
-                held, self._memory = self._memory, None
-                self._digest = hashlib.sha256()
-                self._handle = open(self.path, "xb")  # noqa: SIM115 - closed by close()
-                self._write_out(held)
-        else:
-            self._write_out(data)
-        return len(data)
-
-    def _write_out(self, data: bytes | bytearray) -> None:
-        assert self._handle is not None
-        self._handle.write(data)
-        self._digest.update(data)
-
-    def flush(self) -> None:
-        """Nothing per fragment: the handler reads the data set after ``close``."""
-
-    def close(self) -> None:
-        if self._handle is not None and not self._handle.closed:
-            self._handle.close()
-        self._closed = True
-
-    @property
-    def in_memory(self) -> bytearray | None:
-        """The whole data set (Part 10, as pynetdicom wrote it) while it fits in memory."""
-        return self._memory
-
-    @property
-    def written(self) -> WrittenFile | None:
-        """After ``close``, for a data set that outgrew memory: the hash and size of the
-        file at ``path`` that holds it; ``None`` while it is in memory."""
-        if not self._closed or self._digest is None:
-            return None
-        return WrittenFile(digest=self._digest, size=self._size)
-
-    def discard(self) -> None:
-        """Drop what was received (an aborted or refused transfer), and the file if one
-        was written and is still there."""
-        self.close()
-        self._memory = None
-        if self._path is not None:
-            with contextlib.suppress(OSError):
-                self._path.unlink()
+    def abort_blob(self, writer: BlobWriter) -> None: ...
 
 
 class FileMeta(NamedTuple):
@@ -149,26 +74,80 @@ class FileMeta(NamedTuple):
     implementation_version: str = PYNETDICOM_IMPLEMENTATION_VERSION
 
 
-def file_meta_bytes(meta: FileMeta) -> bytes:
-    """The File Meta Information group (PS3.10 Table 7.1-1) that pydicom's
-    ``write_file_meta_info`` writes for pynetdicom's ``create_file_meta``: version
-    00 01, the SOP class and instance, the transfer syntax, the implementation class
-    UID and version name, behind the group length (Explicit VR Little Endian)."""
-    body = encode_elements(
-        [
-            (0x00020001, "OB", b"\x00\x01"),
-            (0x00020002, "UI", uid(meta.sop_class_uid)),
-            (0x00020003, "UI", uid(meta.sop_instance_uid)),
-            (0x00020010, "UI", uid(meta.transfer_syntax)),
-            (0x00020012, "UI", uid(meta.implementation_uid)),
-            (0x00020013, "SH", text(meta.implementation_version)),
-        ],
-        implicit_vr=False,
-    )
-    assert body is not None  # every value is far below the 2-byte length limit
-    length = encode_elements([(0x00020000, "UL", struct.pack("<I", len(body)))], implicit_vr=False)
-    assert length is not None
-    return length + body
+def _header_values(meta: FileMeta) -> dict[str, str]:
+    return {
+        "sop_class_uid": meta.sop_class_uid,
+        "sop_instance_uid": meta.sop_instance_uid,
+        "transfer_syntax_uid": meta.transfer_syntax,
+        "implementation_class_uid": meta.implementation_uid,
+        "implementation_version_name": meta.implementation_version,
+    }
+
+
+class ReceiveSpool:
+    """The file-like object one received data set is written into: a blob writer of the
+    store. A store without room (at the start or while spilling) leaves the spool
+    failed: later bytes are dropped and the handler answers out of resources."""
+
+    def __init__(self, blobs: Blobs) -> None:
+        self._blobs = blobs
+        self.writer: BlobWriter | None = None
+        self.error: StorageFullError | None = None
+        self._preamble = 0  # bytes of pynetdicom's preamble seen before its header
+        try:
+            self.writer = blobs.begin_blob()
+        except StorageFullError as exc:
+            self.error = exc
+
+    @property
+    def name(self) -> str:
+        """The blob's temporary path (pynetdicom records it; the handler never reads it)."""
+        if self.writer is not None:
+            return str(self.writer.path)
+        return str(tempfile.gettempdir()) + "/noctis-store-full"
+
+    @property
+    def file(self) -> ReceiveSpool:
+        return self  # pynetdicom flushes ``spool.file`` after each fragment
+
+    def begin(self, meta: FileMeta) -> None:
+        """Write the Part 10 header: preamble, prefix and File Meta Information."""
+        self._write(file_header(**_header_values(meta)))
+
+    def write(self, data: bytes | bytearray | memoryview) -> int:
+        if self._preamble < _PREAMBLE_SIZE and self.writer is not None and not self.writer.size:
+            # pynetdicom writes the preamble and "DICM" itself before the header: the
+            # store's header writer writes them (``begin``).
+            self._preamble += len(data)
+            return len(data)
+        self._write(data)
+        return len(data)
+
+    def _write(self, data: bytes | bytearray | memoryview) -> None:
+        if self.writer is None:
+            return
+        try:
+            self.writer.write(data)
+        except StorageFullError as exc:
+            self.error = exc
+            self.discard()
+
+    def flush(self) -> None:
+        """Nothing per fragment: the handler reads the data set after ``close``."""
+
+    def close(self) -> None:
+        """Nothing to close: the store finishes the blob (``take``)."""
+
+    def take(self) -> BlobWriter | None:
+        """The blob writer, handed to the store (which commits or discards it)."""
+        writer, self.writer = self.writer, None
+        return writer
+
+    def discard(self) -> None:
+        """Drop what was received (an aborted or refused transfer, a full store)."""
+        writer, self.writer = self.writer, None
+        if writer is not None:
+            self._blobs.abort_blob(writer)
 
 
 def _create_meta(**kwargs: Any) -> Any:
@@ -179,9 +158,9 @@ def _create_meta(**kwargs: Any) -> Any:
 
 
 def _write_meta(fp: Any, file_meta: Any, *args: Any, **kwargs: Any) -> None:
-    """Stands in for ``write_file_meta_info``: ``FileMeta`` values as bytes."""
-    if isinstance(file_meta, FileMeta):
-        fp.write(file_meta_bytes(file_meta))
+    """Stands in for ``write_file_meta_info``: the store's header for a spool."""
+    if isinstance(fp, ReceiveSpool) and isinstance(file_meta, FileMeta):
+        fp.begin(file_meta)
     else:
         write_file_meta_info(fp, file_meta, *args, **kwargs)
 
@@ -211,22 +190,21 @@ def install() -> None:
                 setattr(pynetdicom.dimse_messages, name, replacement)
 
 
-def attach(assoc: Any, spool_path: Callable[[], Path], limit: int = MEMORY_LIMIT) -> None:
-    """Receive this association's data sets into spools whose files (when they grow past
-    ``limit``) lie at ``spool_path()``, inside the store."""
+def attach(assoc: Association, blobs: Blobs) -> None:
+    """Receive this association's data sets into blobs of the store."""
     install()
-    setattr(assoc.dul, _ATTRIBUTE, lambda: ReceiveSpool(spool_path, limit))
+    factory: Callable[[], ReceiveSpool] = lambda: ReceiveSpool(blobs)  # noqa: E731
+    setattr(assoc.dul, _ATTRIBUTE, factory)
 
 
-def open_spool(dul: Any, meta: FileMeta) -> ReceiveSpool | None:
-    """A spool for a data set arriving on ``dul``'s association, its Part 10 preamble and
-    File Meta Information written as pynetdicom writes them; ``None`` when the association
-    has no spool."""
-    spool_for = getattr(dul, _ATTRIBUTE, None)
+def open_spool(dul: DULServiceProvider, meta: FileMeta) -> ReceiveSpool | None:
+    """A spool for a data set arriving on ``dul``'s association, its Part 10 header
+    written; ``None`` when the association has no spool."""
+    spool_for: Callable[[], ReceiveSpool] | None = getattr(dul, _ATTRIBUTE, None)
     if spool_for is None:
         return None
-    received: ReceiveSpool = spool_for()
-    received.write(b"\x00" * 128 + b"DICM" + file_meta_bytes(meta))
+    received = spool_for()
+    received.begin(meta)
     return received
 
 

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import time
-from typing import Any
+
+from pynetdicom.events import Event
 
 from dimse.status import operation_status_label
 from noctis_pacs.core.logs import context_id
 from noctis_pacs.core.metrics import Metrics
 
 
-def bind_context(event: Any) -> None:
+def bind_context(event: Event) -> None:
     """Tag log lines of this (association) thread with the association id."""
     context_id.set(f"dimse:{event.assoc.name}")
 
@@ -36,7 +37,7 @@ class Operation:
 SEND_QUEUE_LIMIT = 16
 
 
-def paced(event: Any, limit: int = SEND_QUEUE_LIMIT) -> None:
+def paced(event: Event, limit: int = SEND_QUEUE_LIMIT) -> None:
     """Back-pressure for C-FIND answers: wait while the association's send queue is full.
 
     pynetdicom queues each response for its network thread; without a pause a fast

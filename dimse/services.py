@@ -21,6 +21,7 @@ from pydicom.uid import (
     ImplicitVRLittleEndian,
 )
 from pynetdicom import evt
+from pynetdicom.events import Event
 from pynetdicom.presentation import AllStoragePresentationContexts
 
 from dimse import status as st
@@ -73,14 +74,14 @@ class Services:
         return {cx.abstract_syntax: cx.permission for cx in self.contexts}
 
 
-def handle_echo(event: Any, metrics: Metrics) -> int:
+def handle_echo(event: Event, metrics: Metrics) -> int:
     """EVT_C_ECHO: Verification SOP Class (PS3.4 Annex A), always success."""
     bind_context(event)
     Operation(metrics, "C-ECHO").done(st.SUCCESS)
     return st.SUCCESS
 
 
-def dispatch_find(event: Any, routes: Mapping[str, tuple[Handler, list[Any]]]) -> Iterator[Any]:
+def dispatch_find(event: Event, routes: Mapping[str, tuple[Handler, list[Any]]]) -> Iterator[Any]:
     """EVT_C_FIND: hand the request to the service of its SOP class."""
     route = routes.get(str(event.request.AffectedSOPClassUID))
     if route is None:

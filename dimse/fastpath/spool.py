@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import tempfile
 import threading
+import time
 from collections.abc import Callable
 from typing import Any, NamedTuple, Protocol
 
@@ -104,7 +105,8 @@ class ReceiveSpool:
         """The blob's temporary path (pynetdicom records it; the handler never reads it)."""
         if self.writer is not None:
             return str(self.writer.path)
-        return str(tempfile.gettempdir()) + "/noctis-store-full"
+        # A name no file has (pynetdicom removes the file of this name after the handler).
+        return f"{tempfile.gettempdir()}/noctis-store-full-{id(self):x}-{time.monotonic_ns()}"
 
     @property
     def file(self) -> ReceiveSpool:

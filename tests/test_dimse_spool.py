@@ -100,3 +100,29 @@ def test_threads_without_a_spool_get_pydicoms_file_meta() -> None:
         transfer_syntax=UID("1.2.840.10008.1.2"),
     )
     assert isinstance(meta, FileMetaDataset)
+
+
+def test_a_full_store_fails_the_spool_and_the_store_answers_out_of_resources(
+    tmp_path: Path,
+) -> None:
+    """PS3.4 B.2.3 (A7xx): a store below its free-space reserve takes no blob; the spool
+    drops what arrives and the handler's store step says storage full."""
+    from dimse.store import outcome_status, store_spooled
+    from storage.archive import Expected, Origin, Status
+    from tests.conftest import db_url_for, make_settings
+
+    settings = make_settings(
+        tmp_path / "data", db_url_for("sqlite", tmp_path / "data"), storage={"min_free_mb": 1 << 40}
+    )
+    archive = Archive(settings)
+    try:
+        received = spool.ReceiveSpool(archive)
+        assert received.error is not None and received.writer is None
+        assert not Path(received.name).exists()
+        received.begin(spool.FileMeta("1.2.3", "1.2.4", "1.2.840.10008.1.2"))
+        received.write(b"data")
+        outcome = store_spooled(archive, received, Expected("1.2.3", "1.2.4"), origin=Origin("t"))
+        assert outcome.status is Status.STORAGE_FULL
+        assert int(outcome_status(outcome).Status) == 0xA700
+    finally:
+        archive.close()

@@ -12,7 +12,7 @@ data set, on an accepted presentation context, is decoded here: the command's fe
 elements are read straight from their bytes (``dimse.fastpath.command.parse_command``), the
 primitive's fields are set through pynetdicom's own setters (so they are validated
 as before), and the data set fragments go into the association's spool
-(``dimse.fastpath.spool``) with the Part 10 header pynetdicom would have written. The
+(``spool``: a blob writer of the store, behind the store's Part 10 header). The
 finished primitive is queued exactly where pynetdicom queues it.
 
 Every other message, and a C-STORE whose command set does not decode, is handed to

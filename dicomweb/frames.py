@@ -24,7 +24,7 @@ from dicomweb.errors import BadRequest, NotAcceptable, NotFound
 from dicomweb.multipart import new_boundary, related_content_type, write_parts
 from dicomweb.negotiation import MediaRange, parse_accept
 from dicomweb.resources import Context, locate_or_404, path_uids
-from dicomweb.transcode import can_decode, decode_frame
+from noctis_pacs.core.transcode import can_decode, decode_frame
 from storage.archive import Archive, InstanceLocation
 
 _MAX_FRAMES_IN_LIST = 10000

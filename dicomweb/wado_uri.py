@@ -21,7 +21,7 @@ from dicomweb import media
 from dicomweb.auth import principal_of
 from dicomweb.errors import BadRequest, NotAcceptable
 from dicomweb.resources import Context, check_uid, locate_or_404
-from dicomweb.wado import instance_chunks, plan_instance
+from dicomweb.wado import plan_instance, produce
 from storage.archive import InstanceLocation
 
 #: contentType -> handler(request, location) producing the rendered response.
@@ -62,9 +62,11 @@ def make_wado_uri_endpoint(ctx: Context, renderers: Mapping[str, Renderer] | Non
                 plan = plan_instance(location, (syntax,))
                 if plan is None:
                     continue
-                headers = {} if plan.transcode else {"Content-Length": str(location.size)}
+                (part,) = produce(archive, [plan], "the object", spool=False)
                 return StreamingResponse(
-                    instance_chunks(archive, plan), media_type=media.DICOM, headers=headers
+                    part.chunks(archive),
+                    media_type=media.DICOM,
+                    headers={"Content-Length": str(part.size)},
                 )
             handler = rendered.get(base_type)
             if handler is not None:

@@ -4,7 +4,8 @@ The identifier compiles to the archive's query form; ``Archive.locate`` lists
 the instances; pynetdicom runs the C-STORE sub-operations and counts them
 (remaining, completed, warning, failed) and reports the Failed SOP Instance
 UID List on partial failure.  Each instance is sent in its stored transfer
-syntax when the peer accepted it, else converted (``dimse.convert``).
+syntax when the peer accepted it, else converted to a native syntax the peer
+accepted (``noctis_pacs.core.transcode``, the converter WADO-RS uses too).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from pydicom import dcmread
 from pydicom.dataset import Dataset
 from pydicom.uid import UID
 from pynetdicom import build_context, evt
@@ -21,7 +23,6 @@ from pynetdicom import build_context, evt
 from dimse import audit, fastpath
 from dimse import status as st
 from dimse.access import RETRIEVE, AccessPolicy, calling_ae_of
-from dimse.convert import FALLBACKS, ConversionError, choose_syntax, load_for
 from dimse.fastpath.sender import StoredInstance
 from dimse.identifier import MODELS, IdentifierError, parse_identifier
 from dimse.observe import Operation, bind_context
@@ -29,6 +30,12 @@ from dimse.store import status_dataset
 from noctis_pacs.core.audit import AuditAction
 from noctis_pacs.core.metrics import Metrics
 from noctis_pacs.core.settings import RemoteAE, Settings
+from noctis_pacs.core.transcode import (
+    NATIVE_SYNTAXES,
+    ConversionError,
+    choose_syntax,
+    load_converted,
+)
 from storage.archive import Archive, InstanceLocation, QueryError
 
 log = logging.getLogger("noctis.dimse.retrieve")
@@ -70,15 +77,16 @@ def move_contexts(locations: list[InstanceLocation]) -> list[Any]:
     """Presentation contexts for the sub-association (PS3.4 C.4.2.3.1).
 
     Each SOP class is offered in its stored syntax alone (so the destination can
-    take it as stored) and in the uncompressed fallbacks, within 128 contexts.
+    take it as stored) and in the native syntaxes, explicit little endian first
+    (any of them converts to any other), within 128 contexts.
     """
     pairs = sorted({(loc.sop_class_uid, loc.transfer_syntax_uid) for loc in locations})
     classes = sorted({sop for sop, _ in pairs})
-    contexts = [build_context(sop, list(FALLBACKS)) for sop in classes]
+    contexts = [build_context(sop, list(NATIVE_SYNTAXES)) for sop in classes]
     for sop, syntax in pairs:
         if len(contexts) >= MAX_CONTEXTS:
             break
-        if syntax not in FALLBACKS:
+        if syntax not in NATIVE_SYNTAXES:
             contexts.append(build_context(sop, [syntax]))
     return contexts[:MAX_CONTEXTS]
 
@@ -107,7 +115,9 @@ def _prepare(
     if target is not None:
         try:
             with archive.open_blob(location) as fh:
-                return load_for(fh, location.transfer_syntax_uid, target)
+                if target == location.transfer_syntax_uid:
+                    return dcmread(fh)
+                return load_converted(fh, target)
         except (ConversionError, OSError) as exc:
             log.warning("cannot send an instance in %s: %s", target, exc)
     # A dataset no accepted context fits: pynetdicom's send fails and lists the UID.

@@ -157,3 +157,31 @@ def ct_series(
         values = ((xx[0] + yy[0] + index) % 2048).astype(np.int16)
         ds.PixelData = values.tobytes()
         yield ds
+
+
+#: Bundled files in each kind of transfer syntax a retrieve may have to convert from.
+MIXED_SYNTAX_FILES = (
+    "MR_small_implicit.dcm",  # Implicit VR Little Endian
+    "MR_small.dcm",  # Explicit VR Little Endian
+    "MR_small_bigendian.dcm",  # Explicit VR Big Endian
+    "image_dfl.dcm",  # Deflated Explicit VR Little Endian
+    "SC_rgb_dcmtk_+eb+cr.dcm",  # JPEG Baseline
+)
+
+
+def mixed_syntax_study(study_uid: str) -> list[bytes]:
+    """The ``MIXED_SYNTAX_FILES`` as one study, each with its own series and instance
+    UIDs (several share their SOP Instance UID), each kept in its transfer syntax."""
+    from pydicom import dcmread
+
+    out = []
+    for name in MIXED_SYNTAX_FILES:
+        ds = dcmread(pydicom.data.get_testdata_file(name))
+        ds.StudyInstanceUID = study_uid
+        ds.SeriesInstanceUID = uid()
+        ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = uid()
+        ds.PatientID = "MIXED"
+        buffer = io.BytesIO()
+        ds.save_as(buffer)  # in its own transfer syntax (deflated written deflated)
+        out.append(buffer.getvalue())
+    return out

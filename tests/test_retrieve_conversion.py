@@ -108,14 +108,17 @@ def corpus(
             ds = dcmread(io.BytesIO(data))
             pixels[str(ds.SOPInstanceUID)] = ds.pixel_array
             sop_classes.add(str(ds.SOPClassUID))
-    # Default storescp: uncompressed syntaxes only, explicit VR little endian preferred.
-    with storescp(storescp_port, base / "dcmtk", "+xe") as _:
-        yield Corpus(
-            server, study, pixels, sop_classes, peers, storescp_port, base / "dcmtk"
-        )  # fmt: skip
+    yield Corpus(server, study, pixels, sop_classes, peers, storescp_port, base / "dcmtk")
     for scp in scps:
         scp.shutdown()
     server.stop()
+
+
+@pytest.fixture
+def dcmtk_destination(corpus: Corpus) -> Iterator[Path]:
+    """storescp as ``DEST``: uncompressed syntaxes only, explicit VR little endian first."""
+    with storescp(corpus.storescp_port, corpus.storescp_folder, "+xe"):
+        yield corpus.storescp_folder
 
 
 def _check_received(corpus: Corpus, received: list[Dataset], *syntaxes: str) -> None:
@@ -193,11 +196,14 @@ def test_get_converts_to_the_one_syntax_the_requestor_offered(corpus: Corpus, sy
     _check_received(corpus, received, syntax)
 
 
-def test_movescu_to_storescp_preferring_explicit_little_endian(corpus: Corpus) -> None:
+@pytest.mark.dcmtk
+def test_movescu_to_storescp_preferring_explicit_little_endian(
+    corpus: Corpus, dcmtk_destination: Path
+) -> None:
     """The issue's case with dcmtk: movescu moves the study to a storescp that takes
     uncompressed syntaxes, explicit little endian first; the implicit instance arrives
     explicit with its Image Type (0008,0008), every instance with its pixels."""
-    for old in corpus.storescp_folder.iterdir():
+    for old in dcmtk_destination.iterdir():
         old.unlink()
     result = dcmtk(
         "movescu", "-S", "-aec", corpus.server.ae_title, "-aem", "DEST",
@@ -206,12 +212,13 @@ def test_movescu_to_storescp_preferring_explicit_little_endian(corpus: Corpus) -
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert "0xa702" not in (result.stdout + result.stderr).lower()
-    received = [dcmread(p) for p in corpus.storescp_folder.iterdir()]
+    received = [dcmread(p) for p in dcmtk_destination.iterdir()]
     _check_received(corpus, received, ExplicitVRLittleEndian)
     implicit = [ds for ds in received if ds.Modality == "MR"]
     assert implicit and all(ds["ImageType"].VR == "CS" for ds in implicit)
 
 
+@pytest.mark.dcmtk
 def test_getscu_gets_every_syntax_converted(corpus: Corpus, tmp_path: Path) -> None:
     """getscu proposes the uncompressed storage syntaxes, explicit little endian first:
     every instance arrives in one of them with its pixels (the implicit one may go as

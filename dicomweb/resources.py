@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from starlette.requests import Request
 
-from dicomweb.errors import BadRequest, NotFound
+from dicomweb.errors import BadRequest, InternalError, NotFound
 from dicomweb.media import DICOMWEB_ROOT
 from noctis_pacs.core.auth import Principal
 from noctis_pacs.core.metrics import Metrics
@@ -109,3 +109,16 @@ def locate_or_404(
     if not locations:
         raise NotFound(f"{describe(study, series, sop)} is not in the archive")
     return locations
+
+
+def require_blobs(archive: Archive, locations: list[InstanceLocation], what: str) -> None:
+    """Refuse, before the first byte, a retrieve of an instance whose stored file is
+    missing or damaged: a clear error instead of a body cut short. The instance's
+    metadata and the other instances stay available."""
+    missing = archive.missing_blobs(locations)
+    if missing:
+        raise InternalError(
+            f"{len(missing)} indexed instance(s) of {what} have a missing or damaged "
+            "stored file; the other instances are served on their own; "
+            "`noctis-pacs verify` names them"
+        )

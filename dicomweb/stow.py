@@ -37,6 +37,7 @@ from dicomweb.multipart import (
 )
 from dicomweb.negotiation import parse_accept
 from dicomweb.resources import Context, check_uid, public_base
+from noctis_pacs.core.logs import mark_failure_logged, scrub_uids
 from storage.archive import SMALL_BLOB, BlobWriter, Origin, Status, StorageFullError, StoreOutcome
 from storage.ingest import RejectKind
 
@@ -267,9 +268,13 @@ def _response(outcomes: list[StoreOutcome], *, base: str, study_uid: str | None)
                 warnings.append(f"part {index} already stored: {outcome.reason}")
             warnings.extend(f"part {index}: {text}" for text in outcome.warnings)
         else:
-            item[media.TAG_FAILURE_REASON] = single("US", _failure_reason(outcome))
+            code = _failure_reason(outcome)
+            item[media.TAG_FAILURE_REASON] = single("US", code)
             failed.append(item)
             warnings.append(f"part {index} failed: {outcome.reason}")
+            log.info(
+                "STOW-RS part %d refused (0x%04X): %s", index, code, scrub_uids(outcome.reason)
+            )
     dataset: JsonDataset = {}
     retrieve_study = study_uid or (next(iter(stored_studies)) if len(stored_studies) == 1 else None)
     if retrieve_study and referenced:
@@ -288,6 +293,8 @@ def _response(outcomes: list[StoreOutcome], *, base: str, study_uid: str | None)
     response = JSONResponse(dataset, status_code=status, media_type=media.DICOM_JSON)
     for text in warnings[:_MAX_WARNING_HEADERS]:
         response.headers.append("Warning", warning_value(text))
+    if failed:
+        mark_failure_logged()
     log.info("STOW-RS: %d stored, %d failed", len(referenced), len(failed))
     return response
 

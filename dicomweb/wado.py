@@ -26,10 +26,10 @@ from starlette.responses import Response, StreamingResponse
 
 from dicomweb import media
 from dicomweb.auth import principal_of
-from dicomweb.errors import InternalError, NotAcceptable
+from dicomweb.errors import NotAcceptable
 from dicomweb.multipart import framing_size, new_boundary, related_content_type, write_parts
 from dicomweb.negotiation import choose
-from dicomweb.resources import Context, describe, locate_or_404, path_uids
+from dicomweb.resources import Context, describe, locate_or_404, path_uids, require_blobs
 from noctis_pacs.core.transcode import ConversionError, can_convert, convert_bytes
 from storage.archive import Archive, InstanceLocation
 
@@ -160,12 +160,7 @@ def make_retrieve_endpoint(ctx: Context) -> Any:
             resource=what,
         )
         locations = locate_or_404(archive, study, series, sop, principal=principal_of(request))
-        missing = archive.missing_blobs(locations)
-        if missing:
-            raise InternalError(
-                f"{len(missing)} indexed instance(s) of {what} have no stored file"
-                f" (first: {missing[0]}); run `noctis-pacs verify`"
-            )
+        require_blobs(archive, locations, what)
         plans = plan_all(locations, choice.transfer_syntaxes, what)
         if not choice.multipart:
             (part,) = produce(archive, plans[:1], what, spool=False)

@@ -20,7 +20,7 @@ from starlette.responses import Response, StreamingResponse
 from dicomweb import media
 from dicomweb.auth import principal_of
 from dicomweb.errors import BadRequest, NotAcceptable
-from dicomweb.resources import Context, check_uid, locate_or_404
+from dicomweb.resources import Context, check_uid, locate_or_404, require_blobs
 from dicomweb.wado import plan_instance, produce
 from storage.archive import InstanceLocation
 
@@ -55,6 +55,7 @@ def make_wado_uri_endpoint(ctx: Context, renderers: Mapping[str, Renderer] | Non
         location = locate_or_404(
             archive, uids[0], uids[1], uids[2], principal=principal_of(request)
         )[0]
+        require_blobs(archive, [location], "the instance")
         for content_type in wanted:
             base_type = content_type.split(";")[0].strip().lower()
             if base_type == media.DICOM:

@@ -22,7 +22,7 @@ from dimse.identifier import (
     parse_identifier,
     response_identifier,
 )
-from dimse.observe import Operation, bind_context, paced
+from dimse.observe import Operation, bind_context, log_failure, paced
 from dimse.store import status_dataset
 from noctis_pacs.core.audit import AuditAction
 from noctis_pacs.core.auth import Principal
@@ -69,6 +69,7 @@ def handle_find(
     try:
         if not policy.allows(calling_ae_of(event.assoc), QUERY):
             final = st.REFUSED_NOT_AUTHORIZED
+            log_failure("C-FIND", final, "query not permitted for this AE")
             yield status_dataset(final, "query not permitted for this AE"), None
             return
         identifier = event.identifier
@@ -79,6 +80,7 @@ def handle_find(
             )
         except IdentifierError as exc:
             final = st.QR_IDENTIFIER_MISMATCH
+            log_failure("C-FIND", final, str(exc))
             yield status_dataset(final, str(exc)), None
             return
         pending = PENDING_UNSUPPORTED_KEYS if parsed.unsupported else st.PENDING
@@ -104,6 +106,7 @@ def handle_find(
                 )
         except QueryError as exc:
             final = st.QR_UNABLE_TO_PROCESS
+            log_failure("C-FIND", final, str(exc))
             yield status_dataset(final, str(exc)), None
             return
         log.info("C-FIND %s level: %d match(es)", parsed.level.name, count)

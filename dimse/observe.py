@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+import logging
 import time
 
 from pynetdicom.events import Event
 
 from dimse.status import operation_status_label
-from noctis_pacs.core.logs import context_id
+from noctis_pacs.core.logs import context_id, scrub_uids
 from noctis_pacs.core.metrics import Metrics
+
+log = logging.getLogger("noctis.dimse")
+
+
+def log_failure(operation: str, code: int, reason: str) -> None:
+    """The one line a refused or failed DIMSE operation gets: its status and reason
+    (UIDs scrubbed), on the association's context id; no traceback, since bad input
+    and refused peers are expected."""
+    log.warning("%s failed: status 0x%04X: %s", operation, code, scrub_uids(reason) or "-")
 
 
 def bind_context(event: Event) -> None:

@@ -33,7 +33,7 @@ from dimse import status as st
 from dimse.access import STORE, AccessPolicy, calling_ae_of
 from dimse.fastpath import receive, spool
 from dimse.fastpath.spool import ReceiveSpool
-from dimse.observe import Operation, bind_context
+from dimse.observe import Operation, bind_context, log_failure
 from noctis_pacs.core.metrics import Metrics
 from storage.archive import (
     Archive,
@@ -142,6 +142,7 @@ def handle_store(
     request = event.request
     assert isinstance(request, C_STORE)
     result: Dataset | int
+    stored: StoreOutcome | Dataset | None = None
     if not policy.allows(calling, STORE):
         result = status_dataset(st.REFUSED_NOT_AUTHORIZED, "store not permitted for this AE")
     else:
@@ -164,7 +165,9 @@ def handle_store(
     code = result if isinstance(result, int) else int(result.Status)
     operation.done(code)
     if code != st.SUCCESS:
-        log.info("C-STORE failed: status 0x%04X", code)
+        comment = "" if isinstance(result, int) else str(result.get("ErrorComment", ""))
+        outcome_reason = stored.reason if isinstance(stored, StoreOutcome) else ""
+        log_failure("C-STORE", code, comment or outcome_reason)
     return result
 
 

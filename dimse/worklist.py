@@ -23,7 +23,7 @@ from pydicom.dataset import Dataset
 from dimse import audit
 from dimse import status as st
 from dimse.access import QUERY, STORE, AccessPolicy, calling_ae_of
-from dimse.observe import Operation, bind_context, paced
+from dimse.observe import Operation, bind_context, log_failure, paced
 from dimse.store import status_dataset
 from noctis_pacs.core.audit import AuditAction
 from noctis_pacs.core.metrics import Metrics
@@ -80,6 +80,7 @@ def handle_worklist_find(
     try:
         if not policy.allows(calling_ae_of(event.assoc), QUERY):
             final = st.REFUSED_NOT_AUTHORIZED
+            log_failure("MWL C-FIND", final, "worklist query not permitted for this AE")
             yield status_dataset(final, "worklist query not permitted for this AE"), None
             return
         try:
@@ -91,7 +92,9 @@ def handle_worklist_find(
             )
         except Exception as exc:  # noqa: BLE001 - an undecodable identifier
             final = MWL_IDENTIFIER_MISMATCH
-            yield status_dataset(final, f"identifier not understood: {type(exc).__name__}"), None
+            reason = f"identifier not understood: {type(exc).__name__}"
+            log_failure("MWL C-FIND", final, reason)
+            yield status_dataset(final, reason), None
             return
         try:
             scope = policy.principal(calling_ae_of(event.assoc)).facilities
@@ -105,6 +108,7 @@ def handle_worklist_find(
                 yield MWL_PENDING, response(identifier, mwl_dataset(stored.item, step))
         except QueryError as exc:
             final = MWL_UNABLE_TO_PROCESS
+            log_failure("MWL C-FIND", final, str(exc))
             yield status_dataset(final, str(exc)), None
             return
         log.info("MWL C-FIND: %d matching step(s)", count)

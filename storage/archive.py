@@ -381,9 +381,10 @@ class Archive:
         return self.blobs.open(location.blob_key)
 
     def missing_blobs(self, locations: Iterable[InstanceLocation]) -> list[str]:
-        """SOP Instance UIDs whose blob is gone (checked before a response starts, so a
-        retrieve fails with a status instead of a truncated body)."""
-        return [loc.sop_uid for loc in locations if not self.blobs.exists(loc.blob_key)]
+        """SOP Instance UIDs whose blob is gone or shorter or longer than indexed
+        (checked before a response starts, so a retrieve fails with a status instead
+        of a body cut short); one ``stat`` per instance."""
+        return [loc.sop_uid for loc in locations if self.blobs.size(loc.blob_key) != loc.size]
 
     def blob_path(self, location: InstanceLocation) -> Path | None:
         return self.blobs.local_path(location.blob_key)

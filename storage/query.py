@@ -205,6 +205,10 @@ def match_condition(
             return f"RTRIM({col}, '^') = {param(match.value.rstrip('^'))}"
         return f"{col} = {param(value_of(match.value))}"
     if kind is MatchKind.LIST_OF_UID:
+        if not match.values:
+            # A list of zero-length values ("\\"): each is a universal match (PS3.4
+            # C.2.2.2.3); "IN ()" is an SQL syntax error on PostgreSQL.
+            return "1 = 1"
         if column.multi_valued:
             parts = [f"{col} LIKE {param(_contains(v))} ESCAPE '!'" for v in match.values]
             return "(" + " OR ".join(parts) + ")"

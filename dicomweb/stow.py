@@ -284,13 +284,20 @@ def _response(outcomes: list[StoreOutcome], *, base: str, study_uid: str | None)
     if referenced:
         dataset[media.TAG_REFERENCED_SOP_SEQUENCE] = {"vr": "SQ", "Value": referenced}
     # PS3.18 10.5.3.1: 200 all stored; 202 stored with warnings or some failed; 409 none.
-    if not referenced:
+    unavailable = bool(outcomes) and all(o.status is Status.UNAVAILABLE for o in outcomes)
+    if unavailable:
+        # The index is down (restarting): nothing about the request was wrong, retry it
+        # (RFC 9110 15.6.4), with the FailedSOPSequence saying 0xA700 for each instance.
+        status = 503
+    elif not referenced:
         status = 409
     elif failed or with_warning:
         status = 202
     else:
         status = 200
     response = JSONResponse(dataset, status_code=status, media_type=media.DICOM_JSON)
+    if unavailable:
+        response.headers["Retry-After"] = "5"
     for text in warnings[:_MAX_WARNING_HEADERS]:
         response.headers.append("Warning", warning_value(text))
     if failed:
@@ -300,7 +307,7 @@ def _response(outcomes: list[StoreOutcome], *, base: str, study_uid: str | None)
 
 
 def _failure_reason(outcome: StoreOutcome) -> int:
-    if outcome.status is Status.STORAGE_FULL:
+    if outcome.status in (Status.STORAGE_FULL, Status.UNAVAILABLE):
         return media.FAILURE_OUT_OF_RESOURCES
     if outcome.status is Status.REJECTED and outcome.reject_kind is not None:
         return _FAILURE_REASONS.get(outcome.reject_kind, media.FAILURE_CANNOT_UNDERSTAND)

@@ -76,6 +76,8 @@ def outcome_status(outcome: StoreOutcome) -> Dataset:
         return status_dataset(st.SUCCESS)
     if outcome.status is Status.STORAGE_FULL:
         return status_dataset(st.STORE_OUT_OF_RESOURCES, "storage full")
+    if outcome.status is Status.UNAVAILABLE:
+        return status_dataset(st.STORE_OUT_OF_RESOURCES_INTERNAL, outcome.reason)
     if outcome.status is Status.REJECTED:
         code = _REJECT_STATUS.get(
             outcome.reject_kind or RejectKind.NOT_DICOM, st.STORE_CANNOT_UNDERSTAND

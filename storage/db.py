@@ -109,6 +109,12 @@ class Database:
     def _retryable(self, exc: BaseException) -> bool:
         raise NotImplementedError
 
+    def is_unavailable(self, exc: BaseException) -> bool:
+        """Whether ``exc`` says the index cannot be reached or written right now (server
+        down or restarting, disk full, pool exhausted), as opposed to a bug: callers
+        answer "out of resources, retry" instead of "processing failure"."""
+        return isinstance(exc, DatabaseError)
+
     def transaction(self, work: Callable[[Connection], T], *, attempts: int = 8) -> T:
         """Apply ``work`` in one transaction, retried on serialisation failure / lock."""
         delay = 0.01
@@ -224,6 +230,13 @@ class SqliteDatabase(Database):
 
     def _retryable(self, exc: BaseException) -> bool:
         return isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc)
+
+    def is_unavailable(self, exc: BaseException) -> bool:
+        text = str(exc)
+        return super().is_unavailable(exc) or (
+            isinstance(exc, sqlite3.OperationalError)
+            and any(w in text for w in ("locked", "disk is full", "disk I/O", "unable to open"))
+        )
 
     def close(self) -> None:
         self._stop.set()
@@ -348,6 +361,12 @@ class PostgresDatabase(Database):
     def _write_connection(self) -> Iterator[Connection]:
         with self._connection() as conn:
             yield conn
+
+    def is_unavailable(self, exc: BaseException) -> bool:
+        psycopg = self._psycopg
+        return super().is_unavailable(exc) or isinstance(
+            exc, psycopg.OperationalError | psycopg.InterfaceError
+        )
 
     def _retryable(self, exc: BaseException) -> bool:
         errors = self._psycopg.errors

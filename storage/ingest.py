@@ -42,6 +42,8 @@ class Status(enum.Enum):
     ALREADY_STORED = "already_stored"
     REJECTED = "rejected"
     STORAGE_FULL = "storage_full"
+    #: The index could not be reached or written (database down, restarting); retry.
+    UNAVAILABLE = "index_unavailable"
     FAILED = "failed"
 
 
@@ -318,6 +320,11 @@ class Ingestor:
             return StoreOutcome(Status.STORAGE_FULL, reason=str(exc))
         except Exception as exc:
             self.blobs.discard(writer)
+            if self.writer.db.is_unavailable(exc):
+                # Expected while the database restarts: one line, no traceback.
+                reason = f"the index is unavailable ({type(exc).__name__}); retry later"
+                log.warning("store refused: %s", reason)
+                return StoreOutcome(Status.UNAVAILABLE, reason=reason)
             log.exception("store failed")
             return StoreOutcome(Status.FAILED, reason=f"internal error: {type(exc).__name__}")
 

@@ -119,6 +119,8 @@ def stow_loop(server: RunningServer, ingest: Ingest, parts: int = 2) -> None:
                 )
             except httpx.HTTPError:
                 return
+            if response.status_code == 202:
+                ingest.refuse(f"STOW-RS 202{_failure_reasons(response)}")
             if response.status_code in (200, 202):
                 stored = {
                     item["00081155"]["Value"][0]
@@ -128,7 +130,17 @@ def stow_loop(server: RunningServer, ingest: Ingest, parts: int = 2) -> None:
                     if sop in stored:
                         ingest.ack(sop, "stow", data)
             else:
-                ingest.refuse(f"STOW-RS {response.status_code}")
+                ingest.refuse(f"STOW-RS {response.status_code}{_failure_reasons(response)}")
+
+
+def _failure_reasons(response: httpx.Response) -> str:
+    """`` 0xA700`` etc.: the FailureReason values of a STOW-RS response's failed items."""
+    try:
+        items = response.json().get("00081198", {}).get("Value", [])
+    except ValueError:
+        return ""
+    codes = sorted({item.get("00081197", {}).get("Value", [0])[0] for item in items})
+    return "".join(f" 0x{code:04X}" for code in codes)
 
 
 def start_ingest(server: RunningServer, ingest: Ingest, folder: Path) -> list[threading.Thread]:

@@ -102,6 +102,7 @@ HONEST_HTTP = {
 
 
 @pytest.mark.slow
+@pytest.mark.postgres
 def test_postgres_restart_under_ingest(private_cluster: Cluster, tmp_path: Path) -> None:
     server = start_server(tmp_path / "data", private_cluster.url)
     try:

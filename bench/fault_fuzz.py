@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import random
+import shutil
 import sys
 import tempfile
 import time
@@ -42,8 +43,8 @@ def main() -> int:
     args = parser.parse_args()
     rng = random.Random(args.seed)
     started = time.monotonic()
-    with tempfile.TemporaryDirectory(prefix="noctis-fuzz-") as tmp:
-        base = Path(tmp)
+    base = Path(tempfile.mkdtemp(prefix="noctis-fuzz-"))
+    if base:
         server = start_server(base / "data", db_url_for(args.backend, base / "data"))
         try:
             problems = stow_fuzz(server, rng, args.files * 2 // 3)
@@ -79,6 +80,10 @@ def main() -> int:
     )
     for problem in problems[:30]:
         print("  ", problem)
+    if problems:
+        print(f"server log and archive kept under {base}")
+    else:
+        shutil.rmtree(base, ignore_errors=True)
     return 1 if problems or not alive else 0
 
 

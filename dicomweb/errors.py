@@ -81,7 +81,9 @@ def error_response(status: int, detail: str, headers: Mapping[str, str] | None =
 def warning_value(text: str) -> str:
     """A ``Warning`` header value (RFC 7234 5.5) with ``text`` made header-safe."""
     safe = text.replace("\\", "\\\\").replace('"', "'").encode("latin-1", "replace")
-    clean = safe.decode("latin-1").replace("\r", " ").replace("\n", " ")
+    # Every control character (a fuzzed UID may carry one) would make the header
+    # invalid, and the server would drop the connection instead of answering.
+    clean = "".join(c if c >= " " and c != "\x7f" else " " for c in safe.decode("latin-1"))
     return f'{WARNING_CODE} noctis "{clean[:500]}"'
 
 

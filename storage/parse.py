@@ -205,7 +205,20 @@ def _parsed(
 
 @functools.lru_cache(maxsize=64)  # bounded: the syntax comes from the sender
 def _syntax(ts: str) -> UID:
-    return UID(ts)
+    """The file's Transfer Syntax UID, refused when pydicom does not know it as one (its
+    encoding, and so where Pixel Data lies, would be a guess)."""
+    uid = UID(ts)
+    if not uid.is_transfer_syntax:
+        raise ParseError(
+            "not_dicom",
+            f"the Transfer Syntax UID (0002,0010) {scrub_text(ts)!r} is not a known transfer syntax",
+        )
+    return uid
+
+
+def scrub_text(text: str) -> str:
+    """``text`` with control characters shown as ``?`` (it goes into messages)."""
+    return "".join(c if c.isprintable() else "?" for c in text)[:80]
 
 
 @dataclass(frozen=True)

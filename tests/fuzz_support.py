@@ -149,8 +149,9 @@ def seeds() -> list[bytes]:
 
 
 def mutated(rng: random.Random, count: int) -> Iterator[tuple[str, bytes]]:
-    """``count`` (mutation name, mutated file) pairs; the seed files' SOP Instance UIDs
-    are made unique first so every acknowledged instance is a new one."""
+    """``count`` (mutation name, mutated file) pairs. The seed files keep their UIDs, so
+    mutants of one seed arrive as duplicates of each other, sometimes with a flipped
+    study or series UID: the archive's overwrite path is fuzzed too."""
     bases = seeds()
     names = list(MUTATIONS)
     for _ in range(count):

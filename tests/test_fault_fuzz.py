@@ -86,6 +86,8 @@ def _read_back(item: dict[str, Any], what: str) -> list[str]:
         got = httpx.get(url, headers={"Accept": "application/dicom; transfer-syntax=*"})
     except httpx.InvalidURL:
         return [f"{what}: acknowledged with a Retrieve URL no client can request"]
+    except httpx.TransportError as exc:
+        return [f"{what}: acknowledged, WADO-RS dropped the connection ({exc})"]
     if got.status_code != 200:
         return [f"{what}: acknowledged, WADO-RS {got.status_code}"]
     return []
@@ -206,3 +208,30 @@ def test_value_list_of_empty_values_is_a_universal_match(server: RunningServer) 
             f"{server.dicomweb_url}/{level}", params={"SeriesNumber": "\\", "limit": "1"}
         )
         assert response.status_code in (200, 204), response.text
+
+
+def test_unknown_transfer_syntax_is_refused_as_not_understood(server: RunningServer) -> None:
+    """Found by bench/fault_fuzz.py: a flipped byte in (0002,0010) made the header parse
+    raise pydicom's ValueError, answered as a processing failure (0x0110) with a
+    traceback in the log. It is input the archive cannot understand: 0xC000 with the
+    reason (PS3.18 10.5.3, Table 10.5.3-3 "Cannot understand")."""
+    data = seeds()[0]
+    at = data.find(b"1.2.840.10008.1.2.1\x00")
+    assert at > 0
+    bad = data[:at] + b"1.2.840.10008.1.3\x00\x00\x00" + data[at + 20 :]
+    body = b"--t\r\nContent-Type: application/dicom\r\n\r\n" + bad + b"\r\n--t--\r\n"
+    response = _post(server, body, 'multipart/related; type="application/dicom"; boundary=t')
+    assert response.status_code == 409, response.text
+    failed = response.json()["00081198"]["Value"]
+    assert failed[0]["00081197"]["Value"] == [0xC000]
+    assert "not a known transfer syntax" in response.headers["Warning"]
+
+
+def test_warning_header_never_carries_a_control_character() -> None:
+    """Found by bench/fault_fuzz.py: a reason with a control character (from a fuzzed
+    UID) made the Warning header invalid, and uvicorn dropped the connection."""
+    from dicomweb.errors import warning_value
+
+    value = warning_value("".join(chr(c) for c in range(32)) + "\x7f reason")
+    assert all(" " <= c != "\x7f" for c in value), repr(value)
+    assert value.endswith('reason"')

@@ -23,7 +23,8 @@ from starlette.routing import BaseRoute, Route
 
 from dicomweb import media
 from dicomweb.audit import AuditMiddleware, audit_routes
-from dicomweb.auth import Authenticator, AuthMiddleware
+from dicomweb.auth import Authenticator, AuthMiddleware, Guard, SecurityEvents
+from dicomweb.authn import build_authenticator
 from dicomweb.errors import EXCEPTION_HANDLERS
 from dicomweb.frames import make_frames_endpoint
 from dicomweb.health import make_health_endpoints
@@ -81,12 +82,22 @@ def dicomweb_routes(ctx: Context) -> list[BaseRoute]:
     ]
 
 
+def cors_options(settings: Settings) -> dict[str, object]:
+    """CORS for browser viewers.  With auth on, ``*`` is never sent: only the configured
+    origins are allowed, with credentials (OHIF's Basic ``requestOptions.auth``)."""
+    origins = list(settings.http.cors_origins)
+    if settings.auth.mode == "none":
+        return {"allow_origins": origins, "allow_credentials": False}
+    return {"allow_origins": [o for o in origins if o != "*"], "allow_credentials": True}
+
+
 def create_app(
     *,
     settings: Settings,
     archive: Archive,
     metrics: Metrics,
     authenticator: Authenticator | None = None,
+    security_events: SecurityEvents | None = None,
 ) -> Starlette:
     ctx = Context(settings=settings, archive=archive, metrics=metrics)
     renderer = Renderer(
@@ -114,7 +125,7 @@ def create_app(
             Middleware(RequestContextMiddleware, metrics=metrics),
             Middleware(
                 CORSMiddleware,
-                allow_origins=list(settings.http.cors_origins),
+                **cors_options(settings),  # type: ignore[arg-type]
                 allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"],
                 allow_headers=ALLOWED_HEADERS,
                 expose_headers=EXPOSED_HEADERS,
@@ -122,7 +133,11 @@ def create_app(
             ),
             # Outside authentication, so refused requests are on record too.
             Middleware(AuditMiddleware, archive=archive),
-            Middleware(AuthMiddleware, authenticator=authenticator),
+            Middleware(
+                AuthMiddleware,
+                authenticator=authenticator or build_authenticator(settings, archive),
+                guard=Guard.from_settings(settings, security_events),
+            ),
         ],
         exception_handlers=EXCEPTION_HANDLERS,
     )

@@ -7,7 +7,11 @@ with every permission.  ``allow_list`` admits only the AE titles of
 not recognized" (PS3.8 9.3.4, Table 9-21).  A remote with ``check_host`` must
 also come from its configured host.  Permissions (store, query, retrieve) are
 checked per request; a refused request gets 0124H "Refused: Not Authorized"
-(PS3.7 Annex C).
+(PS3.7 Annex C).  Permissions are ``noctis_pacs.core.auth.Permission`` values.
+
+``[dimse] allow`` / ``deny`` (CIDR) are checked first, whatever ``access_control``
+says: a peer outside them gets A-ASSOCIATE-RJ, rejected-permanent, service-user,
+reason 1 "no-reason-given" (PS3.8 Table 9-21), and a security event.
 """
 
 from __future__ import annotations
@@ -15,28 +19,31 @@ from __future__ import annotations
 import logging
 import socket
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from noctis_pacs.core.audit import AuditAction, AuditEvent, AuditOutcome
 from noctis_pacs.core.auth import Permission, Principal
+from noctis_pacs.core.netfilter import AddressFilter
 from noctis_pacs.core.settings import DimseSettings
 from storage.archive import Archive
 
 log = logging.getLogger("noctis.dimse.access")
 
-STORE, QUERY, RETRIEVE = "store", "query", "retrieve"
-ALL_PERMISSIONS = frozenset({STORE, QUERY, RETRIEVE})
+STORE, QUERY, RETRIEVE = Permission.STORE, Permission.QUERY, Permission.RETRIEVE
+#: What a DIMSE caller can be granted (``[dimse.remotes.NAME] permissions``).
+ALL_PERMISSIONS: frozenset[Permission] = frozenset({STORE, QUERY, RETRIEVE})
 
 #: PS3.8 Table 9-21: A-ASSOCIATE-RJ result / source / reason.
 RJ_PERMANENT = 0x01
 RJ_SOURCE_SERVICE_USER = 0x01
 RJ_CALLING_AE_NOT_RECOGNIZED = 0x03
+RJ_NO_REASON = 0x01
 
 
 @dataclass(frozen=True)
 class Caller:
-    permissions: frozenset[str]
+    permissions: frozenset[Permission]
     host: str
     check_host: bool
     facilities: frozenset[str] = frozenset()
@@ -56,19 +63,24 @@ class AccessPolicy:
 
     allow_list: bool
     callers: Mapping[str, Caller]
+    addresses: AddressFilter = field(default_factory=AddressFilter)
 
     @classmethod
     def from_settings(cls, dimse: DimseSettings) -> AccessPolicy:
         callers = {
             remote.ae_title.strip(): Caller(
-                permissions=frozenset(remote.permissions),
+                permissions=frozenset(Permission(p) for p in remote.permissions),
                 host=remote.host,
                 check_host=remote.check_host,
                 facilities=frozenset(remote.facilities),
             )
             for remote in dimse.remotes.values()
         }
-        return cls(allow_list=dimse.access_control == "allow_list", callers=callers)
+        return cls(
+            allow_list=dimse.access_control == "allow_list",
+            callers=callers,
+            addresses=AddressFilter.from_lists(dimse.allow, dimse.deny),
+        )
 
     def admits(self, calling_ae: str, address: str) -> bool:
         """May ``calling_ae`` connecting from ``address`` associate at all?"""
@@ -79,7 +91,7 @@ class AccessPolicy:
             return False
         return not caller.check_host or _same_host(caller.host, address)
 
-    def allows(self, calling_ae: str, permission: str) -> bool:
+    def allows(self, calling_ae: str, permission: Permission) -> bool:
         """May ``calling_ae`` use the service that needs ``permission``?"""
         if not self.allow_list:
             return True
@@ -134,8 +146,13 @@ def handle_requested(
     assoc = event.assoc
     calling = str(assoc.requestor.primitive.calling_ae_title or "").strip()
     address = str(assoc.requestor.address or "")
-    if not policy.admits(calling, address):
-        log.warning("association rejected: calling AE title %r not recognized", calling)
+    reason = ""
+    if not policy.addresses.admits(address):
+        reason, diagnostic = "peer address not allowed ([dimse] allow / deny)", RJ_NO_REASON
+    elif not policy.admits(calling, address):
+        reason, diagnostic = "calling AE title not recognized", RJ_CALLING_AE_NOT_RECOGNIZED
+    if reason:
+        log.warning("association rejected from %s (AE %r): %s", address, calling, reason)
         if archive is not None:
             archive.audit_later(
                 AuditEvent(
@@ -144,18 +161,17 @@ def handle_requested(
                     principal=calling,
                     principal_kind="ae",
                     client=address,
-                    detail="calling AE title not recognized",
+                    detail=reason,
                 )
             )
-        assoc.acse.send_reject(RJ_PERMANENT, RJ_SOURCE_SERVICE_USER, RJ_CALLING_AE_NOT_RECOGNIZED)
+        assoc.acse.send_reject(RJ_PERMANENT, RJ_SOURCE_SERVICE_USER, diagnostic)
         # As pynetdicom's own rejections do: wait for the DUL to send the A-ASSOCIATE-RJ
         # before the connection is closed.
         assoc.kill()
         return
     if not policy.allow_list:
         return
-    granted = set(ALL_PERMISSIONS)
-    granted = {p for p in granted if policy.allows(calling, p)}
+    granted: set[str] = {p for p in ALL_PERMISSIONS if policy.allows(calling, p)}
     if RETRIEVE in granted:
         granted.add(STORE)
     assoc.acceptor.supported_contexts = [

@@ -41,6 +41,7 @@ from storage.parse import BASE_URL_PLACEHOLDER, ParseError
 from storage.part10 import data_set_offset, file_header
 from storage.query import LOCATOR_COLUMNS, MAX_INTEGER, Compiler, QueryError, row_to_dict
 from storage.schema import current_version, ensure_schema
+from storage.tokens import TokenCache, TokenExistsError, TokenStore
 from storage.writer import IndexWriter
 
 log = logging.getLogger("noctis.storage")
@@ -68,6 +69,9 @@ __all__ = [
     "QueryError",
     "Status",
     "StoreOutcome",
+    "TokenCache",
+    "TokenExistsError",
+    "TokenStore",
 ]
 
 Progress = Callable[[int, int | None], None]
@@ -169,6 +173,8 @@ class Archive:
             retention_days=settings.audit.retention_days,
             writer=self.writer,
         )
+        #: API tokens (create, list, revoke, the per-request look-up by digest).
+        self.tokens = TokenStore(self.db)
 
     def close(self) -> None:
         self.audit_queue.close()

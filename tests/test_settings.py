@@ -80,6 +80,11 @@ def test_example_documents_every_setting_and_loads() -> None:
         fields.discard("remotes")  # documented as a commented table
         assert section in data, section
         assert fields == set(data[section]), (section, fields ^ set(data[section]))
+        for sub in dataclasses.fields(getattr(Settings(), section)):
+            value = getattr(getattr(Settings(), section), sub.name)
+            if dataclasses.is_dataclass(value):
+                nested = {f.name for f in dataclasses.fields(value)}
+                assert nested == set(data[section][sub.name]), (section, sub.name)
     assert "[dimse.remotes." in EXAMPLE.read_text()
     load_settings(EXAMPLE, environ={})
     for other in ("production-postgresql.toml", "multi-node.toml"):

@@ -22,7 +22,8 @@ from noctis_pacs.app import runtime
 from noctis_pacs.app.workflow_worker import WorkflowWorker
 from noctis_pacs.core.logs import configure_logging
 from noctis_pacs.core.metrics import Metrics, build_metrics
-from noctis_pacs.core.settings import Settings, load_settings
+from noctis_pacs.core.netfilter import is_loopback_host
+from noctis_pacs.core.settings import Settings, SettingsError, load_settings
 from storage.archive import Archive
 from storage.tracking import workflow_backends
 
@@ -60,6 +61,53 @@ def http_worker_app() -> Any:
     return build_http_app(settings, Archive(settings), build_metrics())
 
 
+def check_exposure(settings: Settings, *, http: bool = True) -> None:
+    """Refuse to serve patient data anonymously to the network (safe by default)."""
+    if not http or not settings.http.enabled or settings.auth.mode != "none":
+        return
+    if is_loopback_host(settings.http.host) or settings.auth.allow_anonymous_remote:
+        return
+    raise SettingsError(
+        f"refusing to start: HTTP would listen on {settings.http.host} (not loopback) with "
+        'auth.mode = "none", giving anyone on the network full access. Set auth.mode = '
+        '"token" or "oidc" (docs/security.md), or listen on 127.0.0.1 (http.host), or set '
+        "auth.allow_anonymous_remote = true if this is on purpose"
+    )
+
+
+def tls_options(settings: Settings) -> dict[str, Any]:
+    """uvicorn's TLS options for ``[http] tls_*`` (empty when TLS is off)."""
+    import ssl
+
+    http = settings.http
+    if not http.tls_cert:
+        return {}
+    options: dict[str, Any] = {"ssl_certfile": http.tls_cert, "ssl_keyfile": http.tls_key}
+    if http.tls_client_ca:
+        options["ssl_ca_certs"] = http.tls_client_ca
+        options["ssl_cert_reqs"] = (
+            ssl.CERT_REQUIRED if http.tls_require_client_certificate else ssl.CERT_OPTIONAL
+        )
+    return options
+
+
+def log_security_posture(settings: Settings, *, http: bool, dimse: bool) -> None:
+    """One start-up line saying how exposed this server is."""
+    parts = [f"auth mode {settings.auth.mode}"]
+    if http and settings.http.enabled:
+        tls = "on" if settings.http.tls_cert else "off"
+        parts.append(f"HTTP on {settings.http.host}:{settings.http.port} (TLS {tls})")
+    if dimse and settings.dimse.enabled:
+        tls = "on" if settings.dimse.tls_certificate else "off"
+        parts.append(
+            f"DIMSE on {settings.dimse.host}:{settings.dimse.port} (TLS {tls}, "
+            f"access {settings.dimse.access_control})"
+        )
+    log.info("security: %s", "; ".join(parts))
+    if settings.auth.mode == "none" and not is_loopback_host(settings.http.host):
+        log.warning("security: anonymous HTTP access from the network (allow_anonymous_remote)")
+
+
 def run_http(settings: Settings, archive: Archive, metrics: Metrics) -> None:
     """Serve HTTP until interrupted: in this process, or in ``http.workers`` processes
     sharing the port (each with its own index connections; /metrics then reports the
@@ -72,6 +120,7 @@ def run_http(settings: Settings, archive: Archive, metrics: Metrics) -> None:
         "log_level": "warning",
         "access_log": False,
         "timeout_graceful_shutdown": 5,
+        **tls_options(settings),
     }
     log.info(
         "HTTP listening on %s:%d (%d worker(s))",
@@ -139,7 +188,8 @@ def _browser_url(settings: Settings) -> str:
         host = "localhost"
     elif ":" in host:
         host = f"[{host}]"
-    return f"http://{host}:{settings.http.port}"
+    scheme = "https" if settings.http.tls_cert else "http"
+    return f"{scheme}://{host}:{settings.http.port}"
 
 
 def serve(
@@ -150,6 +200,8 @@ def serve(
     config_file: str | None = None,
 ) -> None:
     """Run HTTP and/or DIMSE until SIGINT / SIGTERM."""
+    check_exposure(settings, http=http)
+    log_security_posture(settings, http=http, dimse=dimse)
     run_dimse = dimse and settings.dimse.enabled
     run_web = http and settings.http.enabled
     if run_dimse:

@@ -106,3 +106,17 @@ class Principal:
 
 #: Full access, no facility scope: ``auth.mode = "none"`` and internal callers.
 ANONYMOUS = Principal("anonymous", ALL_PERMISSIONS)
+
+
+def role_table_markdown() -> str:
+    """``ROLE_PERMISSIONS`` as the Markdown table ``docs/security.md`` prints (a test keeps
+    the two equal)."""
+    header = "| role | " + " | ".join(p.value for p in Permission) + " |"
+    rule = "| --- | " + " | ".join(":-:" for _ in Permission) + " |"
+    rows = [
+        f"| {role.value} | "
+        + " | ".join("yes" if p in ROLE_PERMISSIONS[role] else "-" for p in Permission)
+        + " |"
+        for role in Role
+    ]
+    return "\n".join([header, rule, *rows])

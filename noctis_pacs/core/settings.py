@@ -74,6 +74,9 @@ class DimseSettings:
     pending_interval: float = 0.1
     #: ``open`` accepts any calling AE title; ``allow_list`` only the remotes below.
     access_control: str = "open"
+    #: Peer addresses (CIDR) that may associate; empty = any.  ``deny`` wins over ``allow``.
+    allow: tuple[str, ...] = ()
+    deny: tuple[str, ...] = ()
     tls_certificate: str = ""
     tls_key: str = ""
     tls_ca: str = ""
@@ -89,9 +92,25 @@ class DimseSettings:
 
 
 @dataclass(frozen=True)
+class HttpLimits:
+    """Abuse limits (per process: with ``http.workers`` > 1 each worker counts its own)."""
+
+    #: Sustained requests per minute for one principal and for one client address; 0 = off.
+    requests_per_minute: int = 12000
+    #: Requests allowed at once above the sustained rate (a viewer opening a study).
+    burst: int = 2000
+    #: Failed authentications from one address within ``auth_failure_window_seconds``
+    #: after which that address is blocked for ``block_seconds``; 0 = never block.
+    auth_failures: int = 10
+    auth_failure_window_seconds: float = 60.0
+    block_seconds: float = 300.0
+
+
+@dataclass(frozen=True)
 class HttpSettings:
     enabled: bool = True
-    host: str = "0.0.0.0"
+    #: Loopback by default: listening on the network needs auth, or auth.allow_anonymous_remote.
+    host: str = "127.0.0.1"
     port: int = 8042
     #: Public base URL used in RetrieveURL / BulkDataURI; empty = from the request
     #: (honouring X-Forwarded-Host / X-Forwarded-Proto).
@@ -100,6 +119,55 @@ class HttpSettings:
     #: STOW-RS request body limit in MiB (413 above it).
     max_upload_mb: int = 4096
     workers: int = 1
+    #: Client addresses (CIDR) that may connect; empty = any.  ``deny`` wins over ``allow``.
+    allow: tuple[str, ...] = ()
+    deny: tuple[str, ...] = ()
+    #: HTTPS: PEM certificate chain and key; both empty = plain HTTP.
+    tls_cert: str = ""
+    tls_key: str = ""
+    #: PEM CA bundle for client certificates; set = clients may present one.
+    tls_client_ca: str = ""
+    tls_require_client_certificate: bool = False
+    #: Strict-Transport-Security max-age sent when TLS is on; 0 = no header.
+    hsts_max_age: int = 31536000
+    limits: HttpLimits = field(default_factory=HttpLimits)
+
+
+@dataclass(frozen=True)
+class OidcSettings:
+    """OpenID Connect bearer tokens (JWT) from an identity provider such as Keycloak."""
+
+    #: Expected ``iss`` (e.g. ``https://sso.example.org/realms/hospital``).
+    issuer: str = ""
+    #: Expected ``aud`` (the client id the tokens are issued for).
+    audience: str = ""
+    #: Where the provider publishes its signing keys; or a local JWKS file.
+    jwks_url: str = ""
+    jwks_file: str = ""
+    #: Signature algorithms accepted (RS256 and/or ES256; never ``none`` or HMAC).
+    algorithms: tuple[str, ...] = ("RS256", "ES256")
+    #: Clock skew tolerated on ``exp`` / ``nbf`` / ``iat``, in seconds.
+    leeway_seconds: float = 30.0
+    #: Claims read for the principal; dotted paths reach nested claims.
+    name_claim: str = "preferred_username"
+    roles_claim: str = "realm_access.roles"
+    facilities_claim: str = "facilities"
+    #: The JWKS is re-read after this many seconds, and on an unknown ``kid``
+    #: at most once per ``jwks_min_refresh_seconds``.
+    jwks_cache_seconds: float = 300.0
+    jwks_min_refresh_seconds: float = 10.0
+
+
+@dataclass(frozen=True)
+class AuthSettings:
+    #: ``none`` (everybody has every permission), ``token`` (API tokens) or
+    #: ``oidc`` (JWTs from an identity provider, and API tokens).
+    mode: str = "none"
+    #: Let ``serve`` listen on a non-loopback address with ``mode = "none"``.
+    allow_anonymous_remote: bool = False
+    #: Seconds a token look-up is cached per process (how long a revoke takes to apply).
+    token_cache_seconds: float = 5.0
+    oidc: OidcSettings = field(default_factory=OidcSettings)
 
 
 @dataclass(frozen=True)
@@ -178,6 +246,7 @@ class Settings:
     audit: AuditSettings = field(default_factory=AuditSettings)
     access: AccessSettings = field(default_factory=AccessSettings)
     ui: UiSettings = field(default_factory=UiSettings)
+    auth: AuthSettings = field(default_factory=AuthSettings)
 
     @property
     def db_url(self) -> str:
@@ -191,6 +260,7 @@ _CHOICES: Mapping[tuple[str, str], tuple[str, ...]] = {
     ("storage", "fsync"): ("always", "never"),
     ("storage", "duplicates"): ("overwrite", "keep_first"),
     ("dimse", "access_control"): ("open", "allow_list"),
+    ("auth", "mode"): ("none", "token", "oidc"),
     ("logging", "format"): ("json", "text"),
     ("access", "facility_from"): ("attribute", "principal"),
     ("logging", "level"): ("DEBUG", "INFO", "WARNING", "ERROR"),
@@ -254,9 +324,28 @@ def _remotes(raw: Any) -> dict[str, RemoteAE]:
     return out
 
 
+def _nested(cls: type[Any], values: Mapping[str, Any]) -> dict[str, Any]:
+    """Fold ``limits_burst``-style keys (from ``NOCTIS_HTTP_LIMITS_BURST``) into their
+    sub-table (``[http.limits]``)."""
+    hints = typing.get_type_hints(cls)
+    tables = [k for k, h in hints.items() if dataclasses.is_dataclass(h)]
+    out: dict[str, Any] = {}
+    for key, value in values.items():
+        table = next((t for t in tables if key.startswith(t + "_")), None)
+        if table is None or key in hints:
+            if key in tables and isinstance(value, Mapping):
+                out.setdefault(key, {}).update(value)
+            else:
+                out[key] = value
+            continue
+        out.setdefault(table, {})[key[len(table) + 1 :]] = value
+    return out
+
+
 def _section(cls: type[Any], name: str, values: Mapping[str, Any]) -> Any:
     hints = typing.get_type_hints(cls)
     known = {f.name for f in dataclasses.fields(cls)}
+    values = _nested(cls, values)
     unknown = set(values) - known
     if unknown:
         raise SettingsError(f"[{name}]: unknown setting(s) {', '.join(sorted(unknown))}")
@@ -265,6 +354,11 @@ def _section(cls: type[Any], name: str, values: Mapping[str, Any]) -> Any:
         where = f"{name}.{key}"
         if name == "dimse" and key == "remotes":
             kwargs[key] = _remotes(value)
+            continue
+        if dataclasses.is_dataclass(hints[key]):
+            if not isinstance(value, Mapping):
+                raise SettingsError(f"{where}: expected a table [{where}]")
+            kwargs[key] = _section(hints[key], where, value)
             continue
         converted = _convert(value, hints[key], where)
         choices = _CHOICES.get((name, key))
@@ -367,3 +461,44 @@ def _validate(settings: Settings) -> None:
         raise SettingsError("audit.flush_interval: must be positive")
     if settings.workflow.poll_interval_seconds <= 0:
         raise SettingsError("workflow.poll_interval_seconds: must be positive")
+    _validate_security(settings)
+
+
+def _validate_security(settings: Settings) -> None:
+    import ipaddress
+
+    http = settings.http
+    if bool(http.tls_cert) != bool(http.tls_key):
+        raise SettingsError("http.tls_cert and http.tls_key go together")
+    if http.tls_client_ca and not http.tls_cert:
+        raise SettingsError("http.tls_client_ca needs http.tls_cert and http.tls_key")
+    if http.tls_require_client_certificate and not http.tls_client_ca:
+        raise SettingsError("http.tls_require_client_certificate needs http.tls_client_ca")
+    for where, networks in (
+        ("http.allow", http.allow),
+        ("http.deny", http.deny),
+        ("dimse.allow", settings.dimse.allow),
+        ("dimse.deny", settings.dimse.deny),
+    ):
+        for network in networks:
+            try:
+                ipaddress.ip_network(network, strict=False)
+            except ValueError:
+                raise SettingsError(f"{where}: {network!r} is not an address or CIDR") from None
+    limits = http.limits
+    if limits.requests_per_minute < 0 or limits.burst < 0 or limits.auth_failures < 0:
+        raise SettingsError("http.limits: requests_per_minute, burst, auth_failures >= 0")
+    if limits.requests_per_minute and limits.burst < 1:
+        raise SettingsError("http.limits.burst: at least 1 when requests_per_minute is set")
+    auth = settings.auth
+    if auth.token_cache_seconds < 0 or auth.token_cache_seconds > 300:
+        raise SettingsError("auth.token_cache_seconds: between 0 and 300")
+    oidc = auth.oidc
+    if auth.mode == "oidc":
+        if not oidc.issuer or not oidc.audience:
+            raise SettingsError('auth.mode = "oidc" needs auth.oidc.issuer and auth.oidc.audience')
+        if bool(oidc.jwks_url) == bool(oidc.jwks_file):
+            raise SettingsError("auth.oidc: set exactly one of jwks_url and jwks_file")
+    bad = set(oidc.algorithms) - {"RS256", "ES256"}
+    if bad or not oidc.algorithms:
+        raise SettingsError(f"auth.oidc.algorithms: RS256 and/or ES256 (not {sorted(bad)})")

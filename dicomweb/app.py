@@ -24,7 +24,7 @@ from starlette.routing import BaseRoute, Route
 from dicomweb import media
 from dicomweb.audit import AuditMiddleware, audit_routes
 from dicomweb.auth import Authenticator, AuthMiddleware, Guard, SecurityEvents
-from dicomweb.authn import build_authenticator
+from dicomweb.authn import audit_events, build_authenticator
 from dicomweb.errors import EXCEPTION_HANDLERS
 from dicomweb.frames import make_frames_endpoint
 from dicomweb.health import make_health_endpoints
@@ -136,7 +136,7 @@ def create_app(
             Middleware(
                 AuthMiddleware,
                 authenticator=authenticator or build_authenticator(settings, archive),
-                guard=Guard.from_settings(settings, security_events),
+                guard=Guard.from_settings(settings, security_events or audit_events(archive)),
             ),
         ],
         exception_handlers=EXCEPTION_HANDLERS,

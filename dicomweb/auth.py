@@ -22,7 +22,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -108,12 +107,15 @@ def client_address(scope: Scope) -> str:
     return str(client[0]) if client else ""
 
 
-#: ``(action, client, principal, outcome, detail)``: a security event for the audit trail.
+#: ``(event, client, principal, outcome, detail)``: a security event for the log and the
+#: audit trail.  Called on the event loop: a sink must not block (queue, do not write).
 SecurityEvents = Callable[[str, str, str, str, str], None]
 
 
-def log_security_event(action: str, client: str, principal: str, outcome: str, detail: str) -> None:
-    log.warning("security: %s from %s (%s): %s %s", action, client, principal, outcome, detail)
+def log_security_event(event: str, client: str, principal: str, outcome: str, detail: str) -> None:
+    log.warning(
+        "security: %s from %s (%s): %s %s", event, client, principal or "-", outcome, detail
+    )
 
 
 @dataclass
@@ -190,7 +192,7 @@ class AuthMiddleware:
         guard = self.guard
         address = client_address(scope)
         if not guard.addresses.admits(address):
-            log.info("request from a refused address %s", address)
+            guard.events("address-refused", address, "", "denied", "not in [http] allow / deny")
             return 403, "client address not allowed", {}
         wait = guard.failures.blocked(address)
         if wait:
@@ -205,7 +207,7 @@ class AuthMiddleware:
         try:
             principal = await self.authenticator.authenticate(HTTPConnection(scope))
         except AuthenticationFailed as exc:
-            await self._failed(address, str(exc))
+            self._failed(address, str(exc))
             return 401, str(exc), INVALID_CHALLENGE
         if principal is None:
             return 401, "authentication required", CHALLENGE
@@ -215,13 +217,15 @@ class AuthMiddleware:
                 return 429, "too many requests", {"Retry-After": retry_after(wait)}
         scope[SCOPE_KEY] = principal
         if not principal.may(permission):
+            detail = f"{scope['method']} needs {permission}"
+            guard.events("access-denied", address, principal.name, "denied", detail)
             return 403, f"{principal.name} may not {permission}", {}
         return None
 
-    async def _failed(self, address: str, reason: str) -> None:
+    def _failed(self, address: str, reason: str) -> None:
         blocked = self.guard.failures.failed(address)
         events = self.guard.events
-        await run_in_threadpool(events, "authentication", address, "", "failure", reason)
+        events("authentication", address, "", "failure", reason)
         if blocked:
             detail = f"blocked for {self.guard.failures.block_seconds:.0f} s"
-            await run_in_threadpool(events, "address-blocked", address, "", "blocked", detail)
+            events("address-blocked", address, "", "blocked", detail)

@@ -15,9 +15,16 @@ import logging
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import HTTPConnection
 
-from dicomweb.auth import AnonymousAccess, AuthenticationFailed, Authenticator
+from dicomweb.auth import (
+    AnonymousAccess,
+    AuthenticationFailed,
+    Authenticator,
+    SecurityEvents,
+    log_security_event,
+)
 from dicomweb.credentials import BadCredentials, credentials_of
 from dicomweb.oidc import InvalidToken, OidcVerifier
+from noctis_pacs.core.audit import AuditAction, AuditEvent, AuditOutcome
 from noctis_pacs.core.auth import Principal
 from noctis_pacs.core.settings import Settings
 from noctis_pacs.core.tokens import SECRET_PREFIX, digest, same_digest
@@ -73,3 +80,30 @@ def build_authenticator(settings: Settings, archive: Archive) -> Authenticator:
     tokens = TokenCache(archive.tokens.by_digest, ttl=settings.auth.token_cache_seconds)
     oidc = OidcVerifier(settings.auth.oidc) if mode == "oidc" else None
     return CredentialAuthenticator(tokens, oidc)
+
+
+#: Security events the audit trail gets from here.  Every refused request (401, 403)
+#: is recorded by the audit middleware (``dicomweb/audit.py``), which sees the
+#: answers; what only the guard knows is that an address was blocked.
+_AUDITED = {"address-blocked": (AuditAction.ACCESS_DENIED, AuditOutcome.DENIED)}
+
+
+def audit_events(archive: Archive) -> SecurityEvents:
+    """Security events to the log, and to the audit trail (queued: never blocks)."""
+
+    def record(event: str, client: str, principal: str, outcome: str, detail: str) -> None:
+        log_security_event(event, client, principal, outcome, detail)
+        audited = _AUDITED.get(event)
+        if audited is not None:
+            action, audit_outcome = audited
+            archive.audit_later(
+                AuditEvent(
+                    action=str(action),
+                    outcome=str(audit_outcome),
+                    principal=principal,
+                    client=client,
+                    detail=f"{event}: {detail}",
+                )
+            )
+
+    return record

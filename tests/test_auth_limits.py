@@ -14,7 +14,7 @@ from pynetdicom.sop_class import Verification
 from noctis_pacs.core.tokens import SECRET_PREFIX
 from tests.auth_support import create_token
 from tests.conftest import RunningServer
-from tests.test_dimse_support import associate
+from tests.test_dimse_support import associate, server_archive
 
 pytestmark = pytest.mark.parametrize("backend", ["sqlite"], indirect=False)
 
@@ -50,6 +50,14 @@ def test_repeated_failures_block_the_address(server_factory: Callable[..., Runni
     assert 60 < int(blocked.headers["retry-after"]) <= 120
     log = server.log()
     assert "address-blocked" in log and good not in log and "z" * 43 not in log
+    deadline = time.monotonic() + 10
+    while True:
+        with server_archive(server) as archive:
+            blocks = archive.audit_records(action="access.denied")
+        if any("address-blocked" in r.detail for r in blocks) or time.monotonic() > deadline:
+            break
+        time.sleep(0.3)
+    assert any("address-blocked" in r.detail and r.client == "127.0.0.1" for r in blocks)
 
 
 def test_http_deny_list_refuses_the_address(server_factory: Callable[..., RunningServer]) -> None:
@@ -78,9 +86,13 @@ def test_dimse_deny_list_rejects_the_association(
     rj = assoc.acceptor.primitive
     assert (rj.result, rj.result_source, rj.diagnostic) == (0x01, 0x01, 0x01)
     deadline = time.monotonic() + 10
-    while "association-rejected" not in server.log():
-        assert time.monotonic() < deadline, server.log()
-        time.sleep(0.1)
+    while True:
+        with server_archive(server) as archive:
+            rejected = archive.audit_records(action="association-rejected")
+        if rejected or time.monotonic() > deadline:
+            break
+        time.sleep(0.3)
+    assert rejected and rejected[-1].client == "127.0.0.1" and rejected[-1].outcome == "denied"
     allowed = server_factory("", dimse_extra='allow = ["127.0.0.1/32"]')
     ok = associate(allowed.dimse_port, [build_context(Verification)])
     assert ok.is_established

@@ -17,6 +17,7 @@ from noctis_pacs.core.auth import Permission, Role
 from noctis_pacs.core.tokens import SECRET_PREFIX, ApiToken, digest
 from tests.auth_support import NO_LIMITS, create_token, token_cli
 from tests.conftest import BIN, RunningServer, db_url_for, start_server
+from tests.test_dimse_support import server_archive
 
 TOKEN_MODE = '[auth]\nmode = "token"\ntoken_cache_seconds = 1.0\n' + NO_LIMITS
 
@@ -85,6 +86,14 @@ def test_cli_prints_the_secret_once_and_lists_without_it(token_server: RunningSe
     assert bad_role.returncode != 0 and "viewer" in bad_role.stderr
     missing = token_cli(token_server, "revoke", "no-such-token")
     assert missing.returncode != 0
+    assert token_cli(token_server, "revoke", "cli-one").returncode == 0
+    with server_archive(token_server) as archive:
+        created = archive.audit_records(action="token.create")
+        revoked = archive.audit_records(action="token.revoke")
+    assert any("cli-one" in r.detail and r.outcome == "success" for r in created)
+    assert any(r.detail == "token cli-one" and r.outcome == "success" for r in revoked)
+    assert any("no-such-token" in r.detail and r.outcome == "failure" for r in revoked)
+    assert not any(secret in r.detail for r in [*created, *revoked])
 
 
 def test_bearer_and_basic_then_revoked_while_running(token_server: RunningServer) -> None:
@@ -145,6 +154,20 @@ def test_serve_refuses_anonymous_access_from_the_network(tmp_path: Path) -> None
     code, stderr = _serve(tmp_path, '[http]\nhost = "0.0.0.0"\nport = 1\n')
     assert code != 0
     assert "auth.allow_anonymous_remote" in stderr and "auth.mode" in stderr
+    from storage.archive import Archive
+    from tests.conftest import make_settings
+
+    settings = make_settings(tmp_path / "data", db_url_for("sqlite", tmp_path / "data"))
+    archive = Archive(settings)  # the refused start left no archive: now there is one
+    archive.close()
+    code, _ = _serve(tmp_path, '[http]\nhost = "0.0.0.0"\nport = 1\n')
+    assert code != 0
+    archive = Archive(settings)
+    try:
+        refusals = archive.audit_records(action="config.refused")
+    finally:
+        archive.close()
+    assert refusals and "allow_anonymous_remote" in refusals[-1].detail
 
 
 def test_allow_anonymous_remote_starts_on_purpose(tmp_path: Path) -> None:

@@ -75,6 +75,34 @@ def check_exposure(settings: Settings, *, http: bool = True) -> None:
     )
 
 
+def _audit_refusal(settings: Settings, reason: str) -> None:
+    """A refused start is a security event: on record when the archive exists."""
+    import getpass
+
+    from noctis_pacs.core.audit import AuditAction, AuditEvent, AuditOutcome
+    from storage.archive import archive_missing
+
+    if archive_missing(settings) is not None:
+        return
+    try:
+        user = getpass.getuser()
+    except (OSError, KeyError):
+        user = "unknown"
+    archive = Archive(settings)
+    try:
+        archive.audit(
+            AuditEvent(
+                action=AuditAction.CONFIG_REFUSED,
+                outcome=AuditOutcome.DENIED,
+                principal=user,
+                principal_kind="cli",
+                detail=reason[:500],
+            )
+        )
+    finally:
+        archive.close()
+
+
 def tls_options(settings: Settings) -> dict[str, Any]:
     """uvicorn's TLS options for ``[http] tls_*`` (empty when TLS is off)."""
     import ssl
@@ -200,7 +228,11 @@ def serve(
     config_file: str | None = None,
 ) -> None:
     """Run HTTP and/or DIMSE until SIGINT / SIGTERM."""
-    check_exposure(settings, http=http)
+    try:
+        check_exposure(settings, http=http)
+    except SettingsError as exc:
+        _audit_refusal(settings, str(exc))
+        raise
     log_security_posture(settings, http=http, dimse=dimse)
     run_dimse = dimse and settings.dimse.enabled
     run_web = http and settings.http.enabled

@@ -14,6 +14,7 @@ import sys
 from typing import Any
 
 from noctis_pacs.app.cli_common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, common_options
+from noctis_pacs.core.audit import AuditAction, AuditOutcome
 from noctis_pacs.core.auth import UnknownRoleError, parse_role
 from noctis_pacs.core.settings import Settings
 from noctis_pacs.core.tokens import ApiToken, TokenNameError, iso
@@ -23,6 +24,23 @@ def _archive(settings: Settings) -> Any:
     from storage.archive import Archive
 
     return Archive(settings)
+
+
+def _audit(archive: Any, action: str, outcome: str, detail: str) -> None:
+    """Token creation and revocation are security events (audit trail, PS3.15 A.5)."""
+    import getpass
+
+    from noctis_pacs.core.audit import AuditEvent
+
+    try:
+        user = getpass.getuser()
+    except (OSError, KeyError):
+        user = "unknown"
+    archive.audit(
+        AuditEvent(
+            action=action, outcome=outcome, principal=user, principal_kind="cli", detail=detail
+        )
+    )
 
 
 def cmd_create(args: argparse.Namespace, settings: Settings) -> int:
@@ -41,16 +59,19 @@ def cmd_create(args: argparse.Namespace, settings: Settings) -> int:
     except (UnknownRoleError, TokenNameError, ValueError) as exc:
         print(f"token create: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    scope = ", ".join(token.facilities) or "all facilities"
+    expiry = iso(token.expires_at) or "never"
+    detail = f"token {token.name}: role {role.value}, {scope}, expires {expiry}"
     archive = _archive(settings)
     try:
         archive.tokens.create(token)
+        _audit(archive, AuditAction.TOKEN_CREATE, AuditOutcome.SUCCESS, detail)
     except TokenExistsError as exc:
+        _audit(archive, AuditAction.TOKEN_CREATE, AuditOutcome.FAILURE, str(exc))
         print(f"token create: {exc}", file=sys.stderr)
         return EXIT_FAILED
     finally:
         archive.close()
-    scope = ", ".join(token.facilities) or "all facilities"
-    expiry = iso(token.expires_at) or "never"
     print(f"token {token.name}: role {role.value}, {scope}, expires {expiry}")
     print("the secret below is shown once; store it now:")
     print(secret)
@@ -88,6 +109,8 @@ def cmd_revoke(args: argparse.Namespace, settings: Settings) -> int:
     archive = _archive(settings)
     try:
         revoked = archive.tokens.revoke(args.name)
+        outcome = AuditOutcome.SUCCESS if revoked else AuditOutcome.FAILURE
+        _audit(archive, AuditAction.TOKEN_REVOKE, outcome, f"token {args.name}")
     finally:
         archive.close()
     if not revoked:

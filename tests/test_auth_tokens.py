@@ -129,6 +129,9 @@ def test_401_challenges_and_403_for_a_known_principal(token_server: RunningServe
     assert uploader not in refused.text
     assert httpx.get(f"{token_server.http_url}/healthz").status_code == 200
     assert wrong not in token_server.log() and uploader not in token_server.log()
+    metrics = httpx.get(f"{token_server.http_url}/metrics").text
+    assert "noctis_http_requests_total" in metrics
+    assert wrong not in metrics and uploader not in metrics and "noctis_" + "A" * 8 not in metrics
 
 
 def test_startup_log_states_the_security_posture(token_server: RunningServer) -> None:

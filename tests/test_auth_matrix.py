@@ -33,6 +33,12 @@ EXPECTED: dict[tuple[str, str], Permission | None] = {
     ("GET", "/healthz"): None,
     ("GET", "/readyz"): None,
     ("GET", "/metrics"): None,
+    # The web application's page, configuration and assets; its API calls need theirs.
+    ("GET", "/"): None,
+    ("GET", "/ui"): None,
+    ("GET", "/ui/"): None,
+    ("GET", "/ui/config.json"): None,
+    ("GET", "/ui/static/{path}"): None,
     ("GET", "/wado"): P.RETRIEVE,
     ("GET", f"{D}/studies"): P.QUERY,
     ("POST", f"{D}/studies"): P.STORE,

@@ -78,6 +78,7 @@ EXPECTED: dict[tuple[str, str], Permission | None] = {
     ("GET", "/workflow/mpps/{uid}"): P.WORKFLOW,
     ("GET", "/workflow/webhooks"): P.WORKFLOW,
     ("GET", "/workflow/events"): P.WORKFLOW,
+    ("GET", "/audit"): P.ADMIN,
 }
 
 #: Values for path parameters: resources that do not exist (the matrix is about who

@@ -17,8 +17,9 @@ written here.  Error bodies never carry credentials.
 
 from __future__ import annotations
 
+import inspect
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -52,9 +53,10 @@ class AuthenticationFailed(Exception):
 
 
 class Authenticator(Protocol):
-    async def authenticate(self, conn: HTTPConnection) -> Principal | None:
+    def authenticate(self, conn: HTTPConnection) -> Principal | None | Awaitable[Principal | None]:
         """The caller; ``None`` when no credentials were sent (401); raises
-        ``AuthenticationFailed`` for invalid ones (401, counted against the address)."""
+        ``AuthenticationFailed`` for invalid ones (401, counted against the address).
+        May be a coroutine (index and JWKS reads go to the threadpool) or plain."""
 
 
 class AnonymousAccess:
@@ -205,7 +207,8 @@ class AuthMiddleware:
             scope[SCOPE_KEY] = ANONYMOUS if self.open else UNAUTHENTICATED
             return None
         try:
-            principal = await self.authenticator.authenticate(HTTPConnection(scope))
+            found = self.authenticator.authenticate(HTTPConnection(scope))
+            principal = await found if inspect.isawaitable(found) else found
         except AuthenticationFailed as exc:
             self._failed(address, str(exc))
             return 401, str(exc), INVALID_CHALLENGE

@@ -28,8 +28,10 @@ def test_burst_gets_429_with_retry_after(server_factory: Callable[..., RunningSe
     url = f"{server.dicomweb_url}/studies"
     with httpx.Client(headers={"Authorization": f"Bearer {secret}"}) as client:
         statuses = [client.get(url).status_code for _ in range(8)]
-        assert statuses[:5] == [200] * 5
-        assert 429 in statuses[5:]
+        # The readiness polls of the fixture came from the same address: they used part
+        # of the address's burst of 5, so only the first few here are certain to pass.
+        assert statuses[:3] == [200] * 3
+        assert 429 in statuses[3:]
         limited = client.get(url)
         assert limited.status_code == 429
         assert 1 <= int(limited.headers["retry-after"]) <= 60

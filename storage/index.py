@@ -7,13 +7,13 @@ are maintained here at ingest and delete, never computed per query.
 from __future__ import annotations
 
 import json
-import time
 from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
 from pydicom.datadict import tag_for_keyword
 
+from noctis_pacs.core.audit import utc_now
 from noctis_pacs.core.auth import DEFAULT_FACILITY
 from storage.db import Connection
 from storage.parse import ParsedInstance, normalise_pn, pn_words, to_json_text
@@ -33,19 +33,9 @@ def Q(name: str) -> str:  # noqa: N802 - reads like a SQL lookup
     return named_queries("queries.sql")[name]
 
 
-def now_iso() -> str:
-    """The time now as ``YYYY-MM-DDTHH:MM:SS.ffffffZ`` (UTC); the part up to the second is
-    formatted once per second (a ``strftime`` per instance shows in ingest profiles)."""
-    global _second_text
-    now = time.time()
-    second = int(now)
-    cached = _second_text
-    if cached[0] != second:
-        cached = _second_text = (second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second)))
-    return f"{cached[1]}.{int((now - second) * 1_000_000):06d}Z"
-
-
-_second_text: tuple[int, str] = (-1, "")
+#: The time now as ``YYYY-MM-DDTHH:MM:SS.ffffffZ`` (UTC): the core's one formatter, so index
+#: rows and audit records carry the same clock text.
+now_iso = utc_now
 
 
 def _values(meta: JsonDict, keyword: str) -> list[Any]:

@@ -42,6 +42,8 @@ _CONTROL_KEYS = frozenset(
     {"QueryRetrieveLevel", "SpecificCharacterSet", "RetrieveAETitle", "InstanceAvailability"}
 )
 _UTF8 = "ISO_IR 192"
+#: PS3.7 C.11.2: an Error Comment is LO, at most 64 characters.
+_COMMENT_MAX = 64
 
 
 class IdentifierError(ValueError):
@@ -81,6 +83,38 @@ def level_of(identifier: Dataset, model: str) -> Level:
     if model == STUDY_ROOT and level is Level.PATIENT:
         raise IdentifierError("Study Root has no PATIENT level")
     return level
+
+
+#: The unique key of each level (PS3.4 C.6.1.1 / C.6.2.1: PatientID at the patient level).
+UNIQUE_KEYS: Mapping[Level, str] = {
+    Level.PATIENT: "PatientID",
+    Level.STUDY: "StudyInstanceUID",
+    Level.SERIES: "SeriesInstanceUID",
+    Level.IMAGE: "SOPInstanceUID",
+}
+
+
+def retrieve_key_error(identifier: Dataset, model: str, level: Level) -> str | None:
+    """Why a C-MOVE / C-GET identifier cannot be retrieved, or ``None`` when it can.
+
+    PS3.4 C.4.2.2.1 (hierarchical retrieve; C.4.3.2.1 for C-GET): the identifier holds
+    the unique key of the retrieve level, one value or a list of UIDs, and the unique
+    key of every level above, one value each: Patient ID, then the Study and Series
+    Instance UIDs in the Patient Root model, from the Study Instance UID in the Study
+    Root model. A missing, empty or wildcard key would widen the retrieve to every
+    entity of its level, so it is refused (the reason fits an Error Comment).
+    """
+    top = Level.PATIENT if model == PATIENT_ROOT else Level.STUDY
+    for above in Level:
+        if above < top or above > level:
+            continue
+        keyword = UNIQUE_KEYS[above]
+        text = _raw(identifier[keyword]).strip().strip("\x00") if keyword in identifier else ""
+        if not text or "*" in text or "?" in text:
+            return f"{level.name} retrieve needs {keyword}"[:_COMMENT_MAX]
+        if above < level and "\\" in text:
+            return f"{keyword}: one value above {level.name} level"[:_COMMENT_MAX]
+    return None
 
 
 def _match_for(elem: DataElement) -> Match | None:

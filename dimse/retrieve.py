@@ -19,14 +19,17 @@ from pydicom import dcmread
 from pydicom.dataset import Dataset
 from pydicom.uid import UID
 from pynetdicom import build_context, evt
+from pynetdicom.presentation import StoragePresentationContexts
+from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 
 from dimse import audit, fastpath
 from dimse import status as st
 from dimse.access import RETRIEVE, AccessPolicy, calling_ae_of
 from dimse.fastpath.sender import StoredInstance
-from dimse.identifier import MODELS, IdentifierError, parse_identifier
+from dimse.identifier import MODELS, IdentifierError, parse_identifier, retrieve_key_error
 from dimse.observe import Operation, bind_context
 from dimse.store import status_dataset
+from dimse.suboperations import SubOperations, mark_unsendable
 from noctis_pacs.core.audit import AuditAction
 from noctis_pacs.core.metrics import Metrics
 from noctis_pacs.core.settings import RemoteAE, Settings
@@ -48,6 +51,7 @@ MAX_CONTEXTS = 128
 class SubAssociation:
     """The C-MOVE sub-association, captured when the destination accepts it."""
 
+    tally: SubOperations
     assoc: Any = None
     #: The association of the C-MOVE request (its fast path, if any, tunes this one).
     parent: Any = None
@@ -56,19 +60,26 @@ class SubAssociation:
 
 def _on_sub_accepted(event: Any, holder: SubAssociation) -> None:
     holder.assoc = event.assoc
-    # With the fast path, instances sent as stored go out from their files.
+    # With the fast path, instances sent as stored go out from their files; either way
+    # every result is counted with its reason (dimse/suboperations.py).
     fastpath.tune_sub_association(event.assoc, holder.parent)
+    event.assoc.send_c_store = holder.tally.wrap(event.assoc.send_c_store)
 
 
 def locate(
     event: Any, archive: Archive, settings: Settings, policy: AccessPolicy
 ) -> list[InstanceLocation]:
     """The instances the identifier names, in the studies the calling AE sees; raises
-    ``IdentifierError`` on a bad identifier."""
+    ``IdentifierError`` on a bad identifier, and on one without the unique keys of its
+    level and those above (PS3.4 C.4.2.2.1): never a retrieve widened to every instance
+    of the archive."""
     model = MODELS.get(str(event.request.AffectedSOPClassUID), "study")
     parsed = parse_identifier(
         event.identifier, model, case_insensitive_pn=settings.query.case_insensitive_pn
     )
+    missing = retrieve_key_error(event.identifier, model, parsed.level)
+    if missing is not None:
+        raise IdentifierError(missing)
     principal = policy.principal(calling_ae_of(event.assoc))
     return archive.locate(parsed.query, principal=principal)
 
@@ -119,18 +130,19 @@ def _prepare(
                     return dcmread(fh)
                 return load_converted(fh, target)
         except (ConversionError, OSError) as exc:
-            log.warning("cannot send an instance in %s: %s", target, exc)
+            reason = f"cannot be sent in {target}: {exc}"
+    else:
+        reason = (
+            f"stored as {location.transfer_syntax_uid}, which the peer did not accept,"
+            " and no accepted syntax it converts to"
+        )
     # A dataset no accepted context fits: pynetdicom's send fails and lists the UID.
-    stub = Dataset()
+    stub = mark_unsendable(Dataset(), reason)
     stub.SOPClassUID = UID(location.sop_class_uid)
     stub.SOPInstanceUID = UID(location.sop_uid)
     stub.file_meta = Dataset()  # type: ignore[assignment]
     stub.file_meta.TransferSyntaxUID = UID("1.2.840.10008.1.2.4.999")
     return stub
-
-
-class RefusedError(RuntimeError):
-    """A C-MOVE that cannot proceed (permission, identifier); pynetdicom reports Cxxx."""
 
 
 def _locate_or_refuse(
@@ -149,9 +161,17 @@ def _locate_or_refuse(
 
 def _refusal(code: int, comment: str) -> Iterator[Any]:
     """pynetdicom answers Success to zero sub-operations, so a refusal announces one
-    and then fails it with ``code`` before any is attempted."""
+    and then fails it with ``code`` and its Error Comment before any is attempted."""
     yield 1
     yield status_dataset(code, comment), None
+
+
+#: What a refused C-MOVE's sub-association offers (Verification and the storage SOP
+#: classes, so that any Storage SCP accepts it): pynetdicom opens it before it reads the
+#: refusal, and releases it with nothing sent over it.
+_REFUSAL_CONTEXTS = [build_context(Verification)] + [
+    build_context(str(cx.abstract_syntax)) for cx in StoragePresentationContexts
+][: MAX_CONTEXTS - 1]
 
 
 def _sub_operations(
@@ -192,9 +212,16 @@ def _destination(settings: Settings, ae_title: str) -> RemoteAE | None:
 def handle_move(
     event: Any, archive: Archive, policy: AccessPolicy, metrics: Metrics, settings: Settings
 ) -> Iterator[Any]:
-    """EVT_C_MOVE: destination, number of sub-operations, then (status, dataset) pairs."""
+    """EVT_C_MOVE: destination, number of sub-operations, then (status, dataset) pairs.
+
+    A refused C-MOVE (no retrieve permission 0124, an identifier that does not fit the
+    model or lacks its unique keys A900) answers that status with its Error Comment:
+    pynetdicom opens the sub-association before it reads any status, so the refusal
+    goes through a sub-association over which nothing is sent (a destination that cannot
+    be reached makes it A801, still moving nothing)."""
     bind_context(event)
     operation = Operation(metrics, "C-MOVE")
+    tally = SubOperations("C-MOVE", metrics)
     final = st.SUCCESS
     locations: list[InstanceLocation] = []
     target = str(event.move_destination or "").strip()
@@ -206,14 +233,13 @@ def handle_move(
             yield None, None
             return
         locations, refused = _locate_or_refuse(event, archive, policy, settings)
+        holder = SubAssociation(tally, parent=event.assoc)
         if refused is not None:
-            # pynetdicom answers zero sub-operations with Success and opens the
-            # sub-association before reading any status, so a refused C-MOVE ends in its
-            # "unable to process" failure (Cxxx, allowed by PS3.4 C.4.2.1.5) instead.
             final = refused[0]
             log.warning("C-MOVE refused: %s", refused[1])
-            raise RefusedError(refused[1])
-        holder = SubAssociation(parent=event.assoc)
+            yield destination.host, destination.port, {"contexts": _REFUSAL_CONTEXTS}
+            yield from _refusal(*refused)
+            return
         yield (
             destination.host,
             destination.port,
@@ -228,13 +254,21 @@ def handle_move(
         )
         if final == st.CANCEL:
             return
-        log.info("C-MOVE of %d instance(s) to %s done", len(locations), destination.ae_title)
+        final = tally.final_status()
+        _log_result(f"C-MOVE of {len(locations)} instance(s) to {destination.ae_title}", tally)
     except Exception:
         final = st.QR_UNABLE_TO_PROCESS
         raise
     finally:
         operation.done(final)
         _audit(archive, event, AuditAction.C_MOVE, final, locations, f"to {target}")
+
+
+def _log_result(what: str, tally: SubOperations) -> None:
+    if tally.failed or tally.warning:
+        log.warning("%s: %s", what, tally.summary())
+    else:
+        log.info("%s: %s", what, tally.summary())
 
 
 def _audit(
@@ -263,28 +297,40 @@ def handle_get(
     """EVT_C_GET: number of sub-operations, then (status, dataset) pairs.
 
     The C-STORE sub-operations run on the same association over the storage
-    contexts the requestor offered with SCP/SCU Role Selection (PS3.7 D.3.3.4).
+    contexts the requestor offered with SCP/SCU Role Selection (PS3.7 D.3.3.4);
+    their results are counted with their reasons while the operation runs.
     """
     bind_context(event)
     operation = Operation(metrics, "C-GET")
+    tally = SubOperations("C-GET", metrics)
     final = st.SUCCESS
     locations: list[InstanceLocation] = []
+    assoc = event.assoc
+    own = vars(assoc).get("send_c_store")  # an instance attribute someone set, if any
+    unwrapped = assoc.send_c_store
     try:
         locations, refused = _locate_or_refuse(event, archive, policy, settings)
         if refused is not None:
             final = refused[0]
+            log.warning("C-GET refused: %s", refused[1])
             yield from _refusal(*refused)
             return
+        assoc.send_c_store = tally.wrap(unwrapped)
         yield len(locations)
         final = yield from _sub_operations(
             event, archive, locations, lambda: event.assoc, as_scu=True
         )
         if final == st.CANCEL:
             return
-        log.info("C-GET of %d instance(s) done", len(locations))
+        final = tally.final_status()
+        _log_result(f"C-GET of {len(locations)} instance(s)", tally)
     except Exception:
         final = st.QR_UNABLE_TO_PROCESS
         raise
     finally:
+        if own is not None:
+            assoc.send_c_store = own
+        else:
+            vars(assoc).pop("send_c_store", None)
         operation.done(final)
         _audit(archive, event, AuditAction.C_GET, final, locations, "")

@@ -16,6 +16,9 @@ from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 from pynetdicom import AE, build_context, build_role, evt
 from pynetdicom.presentation import StoragePresentationContexts
 from pynetdicom.sop_class import (
+    PatientRootQueryRetrieveInformationModelGet as PatientRootGet,
+)
+from pynetdicom.sop_class import (
     PatientRootQueryRetrieveInformationModelMove as PatientRootMove,
 )
 from pynetdicom.sop_class import (
@@ -321,20 +324,192 @@ def test_get_with_role_selection_and_conversion(corpus: Corpus) -> None:
         assert ds.pixel_array.size > 0
 
 
+def _get(corpus: Corpus, identifier: Dataset, model: str = StudyRootGet) -> list[Any]:
+    assoc = associate(corpus.server.dimse_port, [build_context(model)])
+    assert assoc.is_established
+    try:
+        return list(assoc.send_c_get(identifier, model))
+    finally:
+        assoc.release()
+
+
 def test_move_and_get_with_a_bad_identifier_fail(corpus: Corpus) -> None:
-    """PS3.4 C.4.3.1.4: an identifier that does not match the SOP class (no Query/Retrieve
-    Level) is A900 for C-GET; C-MOVE fails with an "unable to process" Cxxx status
-    (C.4.2.1.5; pynetdicom allows no other before the sub-association); nothing is sent."""
+    """PS3.4 C.4.2.1.5 / C.4.3.1.4: an identifier that does not match the SOP class (no
+    Query/Retrieve Level) is A900 with an Error Comment for C-MOVE and C-GET; nothing
+    is sent."""
     bad = Dataset()
     bad.StudyInstanceUID = corpus.compressed_study
     before = len(corpus.py.received)
-    statuses = [status.Status for status, _ in _move(corpus, bad, "PYDEST")]
-    assert 0xC000 <= statuses[-1] <= 0xCFFF
-    assoc = associate(corpus.server.dimse_port, [build_context(StudyRootGet)])
+    final = _move(corpus, bad, "PYDEST")[-1][0]
+    assert final.Status == 0xA900
+    assert "Query/Retrieve Level" in final.ErrorComment
+    final = _get(corpus, bad)[-1][0]
+    assert final.Status == 0xA900
+    assert "Query/Retrieve Level" in final.ErrorComment
+    assert len(corpus.py.received) == before
+
+
+def _identifier(level: str, **keys: str) -> Dataset:
+    identifier = Dataset()
+    identifier.QueryRetrieveLevel = level
+    for keyword, value in keys.items():
+        setattr(identifier, keyword, value)
+    return identifier
+
+
+#: (model, identifier keys, the key the Error Comment names) of retrieves without the
+#: unique key of their level or of a level above (PS3.4 C.4.2.2.1).
+_WIDENING = [
+    (StudyRootMove, StudyRootGet, "STUDY", {}, "StudyInstanceUID"),
+    (StudyRootMove, StudyRootGet, "STUDY", {"StudyInstanceUID": "*"}, "StudyInstanceUID"),
+    (StudyRootMove, StudyRootGet, "STUDY", {"PatientID": "CT001"}, "StudyInstanceUID"),
+    (StudyRootMove, StudyRootGet, "SERIES", {"SeriesInstanceUID": "SERIES"}, "StudyInstanceUID"),
+    (StudyRootMove, StudyRootGet, "IMAGE", {"StudyInstanceUID": "STUDY"}, "SeriesInstanceUID"),
+    (PatientRootMove, PatientRootGet, "PATIENT", {}, "PatientID"),
+    (PatientRootMove, PatientRootGet, "STUDY", {"StudyInstanceUID": "STUDY"}, "PatientID"),
+    (PatientRootMove, PatientRootGet, "STUDY", {"PatientID": "CT001"}, "StudyInstanceUID"),
+]
+
+
+@pytest.mark.parametrize(("move_model", "get_model", "level", "keys", "named"), _WIDENING)
+def test_retrieve_without_its_unique_keys_moves_nothing(
+    corpus: Corpus, move_model: str, get_model: str, level: str, keys: dict[str, str],
+    named: str,
+) -> None:  # fmt: skip
+    """Issue 14 defect 3, PS3.4 C.4.2.2.1 (C-MOVE) and C.4.3.2.1 (C-GET): a hierarchical
+    retrieve names the unique key of its level and of every level above (Patient ID
+    first in the Patient Root model); without one it was widened to the whole archive.
+    It is refused with A900 and an Error Comment naming the key; nothing is sent."""
+    values = {"STUDY": corpus.study, "SERIES": corpus.series}
+    keys = {k: values.get(v, v) for k, v in keys.items()}
+    corpus.py.received.clear()
+    final = _move(corpus, _identifier(level, **keys), "PYDEST", move_model)[-1][0]
+    assert final.Status == 0xA900, final
+    assert named in final.ErrorComment
+    assert final.get("NumberOfCompletedSuboperations", 0) == 0
+    final = _get(corpus, _identifier(level, **keys), get_model)[-1][0]
+    assert final.Status == 0xA900, final
+    assert named in final.ErrorComment
+    assert final.get("NumberOfCompletedSuboperations", 0) == 0
+    assert corpus.py.received == []
+
+
+def test_series_level_retrieve_takes_a_list_of_series(corpus: Corpus) -> None:
+    """PS3.4 C.4.2.2.1: the unique key of the retrieve level may be a list of UIDs."""
+    corpus.py.received.clear()
+    identifier = _identifier(
+        "SERIES", StudyInstanceUID=corpus.study, SeriesInstanceUID=[corpus.series, uid()]
+    )
+    final = _move(corpus, identifier, "PYDEST")[-1][0]
+    assert final.Status == 0x0000
+    assert len(corpus.py.received) == len(corpus.sops)
+
+
+@pytest.mark.dcmtk
+def test_movescu_and_getscu_without_a_study_uid_move_nothing(
+    corpus: Corpus, dest_folder: Path, tmp_path: Path
+) -> None:
+    """The issue's case with dcmtk: ``movescu -S -k QueryRetrieveLevel=STUDY`` without a
+    Study Instance UID moved every instance of the archive; now nothing arrives and the
+    failure is reported (PS3.4 C.4.2.2.1). The same for getscu and for Patient Root
+    (``-P``) at PATIENT level without a Patient ID."""
+    for old in dest_folder.iterdir():
+        old.unlink()
+    for model in ("-S", "-P"):
+        level = "STUDY" if model == "-S" else "PATIENT"
+        result = dcmtk(
+            "movescu", "-v", model, "-aec", corpus.server.ae_title, "-aem", "DEST",
+            "-k", f"QueryRetrieveLevel={level}", "127.0.0.1", str(corpus.server.dimse_port),
+        )  # fmt: skip
+        output = (result.stdout + result.stderr).lower()
+        assert "datasetdoesnotmatchsopclass" in output, output
+    assert list(dest_folder.iterdir()) == []
+    out = tmp_path / "get"
+    out.mkdir()
+    result = dcmtk(
+        "getscu", "-v", "-S", "-aec", corpus.server.ae_title, "-od", str(out),
+        "-k", "QueryRetrieveLevel=STUDY", "127.0.0.1", str(corpus.server.dimse_port),
+    )  # fmt: skip
+    output = (result.stdout + result.stderr).lower()
+    assert "datasetdoesnotmatchsopclass" in output, output
+    assert list(out.iterdir()) == []
+
+
+def _metric(server: RunningServer, name: str, **labels: str) -> float:
+    import httpx
+
+    text = httpx.get(f"{server.http_url}/metrics", timeout=30).text
+    wanted = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
+    for line in text.splitlines():
+        if line.startswith(name + "{"):
+            metric, _, value = line.rpartition(" ")
+            found = metric[len(name) + 1 : -1].split(",")
+            if ",".join(sorted(found)) == wanted:
+                return float(value)
+    return 0.0
+
+
+def test_failed_sub_operations_are_counted_and_logged(corpus: Corpus) -> None:
+    """Issue 14 defect 7: a C-MOVE whose sub-operations fail is counted with the status
+    of its final response (B000 some failed, A702 all failed, PS3.4 C.4.2.1.5), never as
+    Success; each failed sub-operation is counted in noctis_dimse_suboperations and
+    logged with its reason (the destination's status)."""
+    server = corpus.server
+    before_b000 = _metric(
+        server, "noctis_dimse_operations_total", operation="C-MOVE", status="0xB000"
+    )
+    before_a702 = _metric(
+        server, "noctis_dimse_operations_total", operation="C-MOVE", status="0xA702"
+    )
+    before_failed = _metric(
+        server, "noctis_dimse_suboperations_total", operation="C-MOVE", outcome="failed"
+    )
+    corpus.py.fail_uids = {corpus.sops[0]}
+    try:
+        assert _move(corpus, _series_identifier(corpus), "PYDEST")[-1][0].Status == 0xB000
+        corpus.py.fail_uids = set(corpus.sops)
+        assert _move(corpus, _series_identifier(corpus), "PYDEST")[-1][0].Status == 0xA702
+    finally:
+        corpus.py.fail_uids = set()
+    after = _metric(server, "noctis_dimse_operations_total", operation="C-MOVE", status="0xB000")
+    assert after == before_b000 + 1
+    after = _metric(server, "noctis_dimse_operations_total", operation="C-MOVE", status="0xA702")
+    assert after == before_a702 + 1
+    failed = _metric(
+        server, "noctis_dimse_suboperations_total", operation="C-MOVE", outcome="failed"
+    )
+    assert failed == before_failed + 1 + len(corpus.sops)
+    log = server.log()
+    assert "C-MOVE sub-operation failed: the destination answered 0xA700" in log
+    assert f"{len(corpus.sops)} failed" in log
+
+
+def test_failed_get_sub_operations_are_counted(corpus: Corpus) -> None:
+    """The same for C-GET (PS3.4 C.4.3.1.4): a requestor refusing its C-STORE
+    sub-operations makes the C-GET end A702, counted and logged with the reason."""
+    server = corpus.server
+    before = _metric(server, "noctis_dimse_operations_total", operation="C-GET", status="0xA702")
+    before_failed = _metric(
+        server, "noctis_dimse_suboperations_total", operation="C-GET", outcome="failed"
+    )
+    ae = AE(ae_title="GETTER")
+    ae.add_requested_context(StudyRootGet)
+    ae.add_requested_context("1.2.840.10008.5.1.4.1.1.2", [ExplicitVRLittleEndian])
+    assoc = ae.associate(
+        "127.0.0.1", server.dimse_port, ae_title="NOCTIS",
+        ext_neg=[build_role("1.2.840.10008.5.1.4.1.1.2", scp_role=True)],
+        evt_handlers=[(evt.EVT_C_STORE, lambda event: 0xA700)],
+    )  # fmt: skip
     assert assoc.is_established
     try:
-        statuses = [status.Status for status, _ in assoc.send_c_get(bad, StudyRootGet)]
+        responses = list(assoc.send_c_get(_series_identifier(corpus), StudyRootGet))
     finally:
         assoc.release()
-    assert statuses[-1] == 0xA900
-    assert len(corpus.py.received) == before
+    assert responses[-1][0].Status == 0xA702
+    after = _metric(server, "noctis_dimse_operations_total", operation="C-GET", status="0xA702")
+    assert after == before + 1
+    failed = _metric(
+        server, "noctis_dimse_suboperations_total", operation="C-GET", outcome="failed"
+    )
+    assert failed == before_failed + len(corpus.sops)
+    assert "C-GET sub-operation failed: the destination answered 0xA700" in server.log()

@@ -14,6 +14,7 @@ class Metrics:
     registry: CollectorRegistry
     dimse_operations: Counter
     dimse_duration: Histogram
+    dimse_suboperations: Counter
     http_requests: Counter
     http_duration: Histogram
     stored_instances: Counter
@@ -31,6 +32,12 @@ def build_metrics() -> Metrics:
             "noctis_dimse_operations",
             "DIMSE operations by service and status",
             ["operation", "status"],
+            registry=registry,
+        ),
+        dimse_suboperations=Counter(
+            "noctis_dimse_suboperations",
+            "C-STORE sub-operations of C-MOVE and C-GET by outcome (completed, warning, failed)",
+            ["operation", "outcome"],
             registry=registry,
         ),
         dimse_duration=Histogram(

@@ -22,6 +22,7 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.routing import BaseRoute, Route
 
 from dicomweb import media
+from dicomweb.admin_api import AdminApi, AdminHooks, admin_routes
 from dicomweb.audit import AuditMiddleware, audit_routes
 from dicomweb.auth import Authenticator, AuthMiddleware, Guard, SecurityEvents
 from dicomweb.authn import audit_events, build_authenticator
@@ -54,8 +55,10 @@ EXPOSED_HEADERS = ["Content-Type", "Content-Length", "Warning", media.TOTAL_COUN
 ALLOWED_HEADERS = ["Authorization", "Accept", "Content-Type", "If-None-Match", "X-Requested-With"]
 
 
-def dicomweb_routes(ctx: Context) -> list[BaseRoute]:
-    """PS3.18 10.4 (WADO-RS), 10.5 (STOW-RS), 10.6 (QIDO-RS) resources under /dicom-web."""
+def dicomweb_routes(ctx: Context, admin: AdminApi) -> list[BaseRoute]:
+    """PS3.18 10.4 (WADO-RS), 10.5 (STOW-RS), 10.6 (QIDO-RS) resources under /dicom-web,
+    and ``DELETE`` on the study, series and instance resources (beyond PS3.18, as
+    dcm4chee and Google's Healthcare API offer it)."""
     stow = make_stow_endpoint(ctx)
     retrieve = make_retrieve_endpoint(ctx)
     metadata = make_metadata_endpoint(ctx)
@@ -68,6 +71,9 @@ def dicomweb_routes(ctx: Context) -> list[BaseRoute]:
         Route(f"{ROOT}/series", series, methods=["GET"]),
         Route(f"{ROOT}/instances", instances, methods=["GET"]),
         Route(STUDY, retrieve, methods=["GET"]),
+        Route(STUDY, admin.delete, methods=["DELETE"]),
+        Route(SERIES, admin.delete, methods=["DELETE"]),
+        Route(INSTANCE, admin.delete, methods=["DELETE"]),
         Route(STUDY, stow, methods=["POST"]),
         Route(f"{STUDY}/metadata", metadata, methods=["GET"]),
         Route(f"{STUDY}/series", series, methods=["GET"]),
@@ -98,8 +104,10 @@ def create_app(
     metrics: Metrics,
     authenticator: Authenticator | None = None,
     security_events: SecurityEvents | None = None,
+    admin_hooks: AdminHooks | None = None,
 ) -> Starlette:
     ctx = Context(settings=settings, archive=archive, metrics=metrics)
+    admin = AdminApi(archive, admin_hooks)
     renderer = Renderer(
         archive=archive,
         cache=VolumeCache(settings.rendering.volume_cache_mb * 2**20),
@@ -112,7 +120,8 @@ def create_app(
         Route("/readyz", health["readyz"], methods=["GET"]),
         Route("/metrics", health["metrics"], methods=["GET"]),
         Route("/wado", make_wado_uri_endpoint(ctx, wado_uri_renderers(renderer)), methods=["GET"]),
-        *dicomweb_routes(ctx),
+        *dicomweb_routes(ctx, admin),
+        *admin_routes(admin),
         *rendered_routes(renderer=renderer, prefix=ROOT),
         *workflow_routes(settings=settings, archive=archive),
         *audit_routes(archive),

@@ -2,7 +2,10 @@
 
 ``open`` (the default, for a single-machine start) admits every calling AE
 with every permission.  ``allow_list`` admits only the AE titles of
-``[dimse.remotes.*]``; an unknown caller gets A-ASSOCIATE-RJ with result
+``[dimse.remotes.*]`` and of the remotes kept in the index (``noctis-pacs remote
+add``, ``POST /api/remotes``: looked up per association, so one added at run
+time is admitted at once, in every process sharing the index); an unknown caller
+gets A-ASSOCIATE-RJ with result
 "rejected-permanent", source "DICOM UL service-user" and reason "calling-AE-title
 not recognized" (PS3.8 9.3.4, Table 9-21).  A remote with ``check_host`` must
 also come from its configured host.  Permissions (store, query, retrieve) are
@@ -18,13 +21,14 @@ from __future__ import annotations
 
 import logging
 import socket
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from noctis_pacs.core.audit import AuditAction, AuditEvent, AuditOutcome
 from noctis_pacs.core.auth import Permission, Principal
 from noctis_pacs.core.netfilter import AddressFilter
+from noctis_pacs.core.remotes import DIMSE, Remote
 from noctis_pacs.core.settings import DimseSettings
 from storage.archive import Archive
 
@@ -64,9 +68,13 @@ class AccessPolicy:
     allow_list: bool
     callers: Mapping[str, Caller]
     addresses: AddressFilter = field(default_factory=AddressFilter)
+    #: Remotes kept in the index, by AE title (``RemoteDirectory.by_ae_title``).
+    lookup: Callable[[str], Remote | None] | None = None
 
     @classmethod
-    def from_settings(cls, dimse: DimseSettings) -> AccessPolicy:
+    def from_settings(
+        cls, dimse: DimseSettings, lookup: Callable[[str], Remote | None] | None = None
+    ) -> AccessPolicy:
         callers = {
             remote.ae_title.strip(): Caller(
                 permissions=frozenset(Permission(p) for p in remote.permissions),
@@ -80,13 +88,27 @@ class AccessPolicy:
             allow_list=dimse.access_control == "allow_list",
             callers=callers,
             addresses=AddressFilter.from_lists(dimse.allow, dimse.deny),
+            lookup=lookup,
+        )
+
+    def caller(self, calling_ae: str) -> Caller | None:
+        """The configured caller, else the one kept in the index."""
+        title = calling_ae.strip()
+        caller = self.callers.get(title)
+        if caller is not None or self.lookup is None:
+            return caller
+        remote = self.lookup(title)
+        if remote is None or remote.kind != DIMSE:
+            return None
+        return Caller(
+            frozenset(Permission(p) for p in remote.permissions), remote.host, remote.check_host
         )
 
     def admits(self, calling_ae: str, address: str) -> bool:
         """May ``calling_ae`` connecting from ``address`` associate at all?"""
         if not self.allow_list:
             return True
-        caller = self.callers.get(calling_ae.strip())
+        caller = self.caller(calling_ae)
         if caller is None:
             return False
         return not caller.check_host or _same_host(caller.host, address)
@@ -95,7 +117,7 @@ class AccessPolicy:
         """May ``calling_ae`` use the service that needs ``permission``?"""
         if not self.allow_list:
             return True
-        caller = self.callers.get(calling_ae.strip())
+        caller = self.caller(calling_ae)
         return caller is not None and permission in caller.permissions
 
     def principal(self, calling_ae: str) -> Principal:
@@ -103,7 +125,7 @@ class AccessPolicy:
         ``[dimse.remotes.NAME]`` entry (the query engine shows it only their studies; an AE
         without one, in ``open`` mode, sees every study)."""
         title = calling_ae.strip()
-        caller = self.callers.get(title)
+        caller = self.caller(title)
         if caller is None:
             granted = ALL_PERMISSIONS if not self.allow_list else frozenset()
             return Principal(title, frozenset(_CORE_PERMISSIONS[p] for p in granted), kind="ae")

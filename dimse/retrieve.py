@@ -32,7 +32,8 @@ from dimse.store import status_dataset
 from dimse.suboperations import SubOperations, mark_unsendable
 from noctis_pacs.core.audit import AuditAction
 from noctis_pacs.core.metrics import Metrics
-from noctis_pacs.core.settings import RemoteAE, Settings
+from noctis_pacs.core.remotes import DIMSE, Remote
+from noctis_pacs.core.settings import Settings
 from noctis_pacs.core.transcode import (
     NATIVE_SYNTAXES,
     ConversionError,
@@ -202,11 +203,11 @@ def _sub_operations(
     return st.SUCCESS
 
 
-def _destination(settings: Settings, ae_title: str) -> RemoteAE | None:
-    for remote in settings.dimse.remotes.values():
-        if remote.ae_title.strip() == ae_title.strip():
-            return remote
-    return None
+def _destination(archive: Archive, ae_title: str) -> Remote | None:
+    """The move destination: a configured remote, else one kept in the index (added at
+    run time and used at once)."""
+    remote = archive.remotes.by_ae_title(ae_title)
+    return remote if remote is not None and remote.kind == DIMSE else None
 
 
 def handle_move(
@@ -226,7 +227,7 @@ def handle_move(
     locations: list[InstanceLocation] = []
     target = str(event.move_destination or "").strip()
     try:
-        destination = _destination(settings, str(event.move_destination or ""))
+        destination = _destination(archive, str(event.move_destination or ""))
         if destination is None:
             final = st.MOVE_DESTINATION_UNKNOWN
             log.warning("C-MOVE to an unknown destination AE")
@@ -334,3 +335,11 @@ def handle_get(
             vars(assoc).pop("send_c_store", None)
         operation.done(final)
         _audit(archive, event, AuditAction.C_GET, final, locations, "")
+
+
+def dataset_to_send(
+    archive: Archive, location: InstanceLocation, accepted: set[str], *, direct: bool
+) -> Dataset:
+    """What a C-STORE SCU (``dimse.scu``) sends for ``location`` on an association that
+    accepted ``accepted`` syntaxes for its SOP class; the same choice as a C-MOVE."""
+    return _prepare(archive, location, accepted, direct=direct)

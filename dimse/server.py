@@ -87,6 +87,9 @@ class DimseServer:
         self._server: DimseListener | None = None
         self._thread: threading.Thread | None = None
         self._workers: WorkerPool | None = None
+        #: This process's DIMSE fast path once started (``None``: stock pynetdicom); the
+        #: SCUs of send jobs and routing use it too.
+        self.fast: fastpath.FastPath | None = None
 
     def start(self) -> None:
         dimse = self.settings.dimse
@@ -94,7 +97,8 @@ class DimseServer:
         fast = fastpath.enable(
             enabled=dimse.fast_path, metrics=self.metrics, pending_interval=dimse.pending_interval
         )
-        policy = AccessPolicy.from_settings(dimse)
+        self.fast = fast
+        policy = AccessPolicy.from_settings(dimse, lookup=self.archive.remotes.by_ae_title)
         services = build_services(
             settings=self.settings, archive=self.archive, metrics=self.metrics, policy=policy
         )

@@ -9,12 +9,13 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from noctis_pacs.core.audit import AuditEvent
+from noctis_pacs.core.audit import AuditEvent, AuditOutcome
 from noctis_pacs.core.auth import Principal
 from noctis_pacs.core.model import Level, Match, MatchKind, Query, QueryResult
 from noctis_pacs.core.settings import Settings
@@ -37,14 +38,17 @@ from storage.ingest import (
     Status,
     StoreOutcome,
 )
+from storage.jobs import Job, JobStore
 from storage.parse import BASE_URL_PLACEHOLDER, ParseError
 from storage.part10 import data_set_offset, file_header
 from storage.query import LOCATOR_COLUMNS, MAX_INTEGER, Compiler, QueryError, row_to_dict
+from storage.remotes import RemoteDirectory
 from storage.schema import current_version, ensure_schema
 from storage.tokens import TokenCache, TokenExistsError, TokenStore
 from storage.writer import IndexWriter
 
 log = logging.getLogger("noctis.storage")
+admin_log = logging.getLogger("noctis.admin")
 
 __all__ = [
     "archive_missing",
@@ -62,6 +66,9 @@ __all__ = [
     "Implementation",
     "InstanceLocation",
     "NoPixelDataError",
+    "Job",
+    "JobStore",
+    "RemoteDirectory",
     "Origin",
     "RejectKind",
     "data_set_offset",
@@ -175,6 +182,10 @@ class Archive:
         )
         #: API tokens (create, list, revoke, the per-request look-up by digest).
         self.tokens = TokenStore(self.db)
+        #: Remote AEs and DICOMweb peers: configured ones merged with those in the index.
+        self.remotes = RemoteDirectory(settings, self.db)
+        #: Sends and other background jobs, with per-instance outcomes.
+        self.jobs = JobStore(self.db)
 
     def close(self) -> None:
         self.audit_queue.close()
@@ -516,6 +527,51 @@ class Archive:
             row = conn.one(Q("stats"))
         keys = ("patients", "studies", "series", "instances", "bytes")
         return {k: int(v) for k, v in zip(keys, row, strict=True)}
+
+    def record_admin_act(
+        self,
+        *,
+        principal: str,
+        action: str,
+        outcome: str,
+        client: str = "",
+        principal_kind: str = "",
+        study_uids: Iterable[str] = (),
+        details: dict[str, Any] | None = None,
+    ) -> None:
+        """Record an administrative act (delete, remote AE change, send, ...) in the audit
+        trail, committed on return: action ``delete`` or ``admin.<action>``, outcome
+        success or failure, the act's own outcome word (refused, not found, queued) and
+        its details in the record's detail (no patient attributes)."""
+        done = outcome in ("success", "queued")
+        self.audit(
+            AuditEvent(
+                action=action if action == "delete" else f"admin.{action}",
+                outcome=AuditOutcome.SUCCESS if done else AuditOutcome.FAILURE,
+                principal=principal,
+                principal_kind=principal_kind,
+                client=client,
+                study_uids=tuple(dict.fromkeys(uid for uid in study_uids if uid)),
+                detail=json.dumps({"outcome": outcome, **(details or {})}, sort_keys=True),
+            )
+        )
+        admin_log.info("admin act: action=%s outcome=%s", action, outcome)
+
+    def statistics(self) -> dict[str, Any]:
+        """Counts per level and bytes (``stats``), the blob store's free space and how
+        many instances arrived in the last minute and hour (ingest rates)."""
+        figures: dict[str, Any] = dict(self.stats())
+        figures["free_bytes"] = self.blobs.free_bytes()
+        now = time.time()
+        with self.db.reader() as conn:
+            for label, seconds in (("last_minute", 60), ("last_hour", 3600)):
+                since = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now - seconds))
+                row = conn.one(
+                    "SELECT COUNT(*) FROM instances WHERE received_at >= :since", {"since": since}
+                )
+                figures[f"received_{label}"] = int(row[0])
+        figures["jobs"] = self.jobs.depth()
+        return figures
 
     def indexed_blobs(self) -> list[tuple[str, str, int, str]]:
         """(sop_uid, blob_key, size, sha256) of every indexed instance."""

@@ -79,11 +79,30 @@ EXPECTED: dict[tuple[str, str], Permission | None] = {
     ("GET", "/workflow/webhooks"): P.WORKFLOW,
     ("GET", "/workflow/events"): P.WORKFLOW,
     ("GET", "/audit"): P.ADMIN,
+    # Issue 17: DICOMweb DELETE and the admin API.
+    ("DELETE", STUDY): P.DELETE,
+    ("DELETE", SERIES): P.DELETE,
+    ("DELETE", INSTANCE): P.DELETE,
+    ("GET", "/api/openapi.json"): P.ADMIN,
+    ("GET", "/api/statistics"): P.ADMIN,
+    ("DELETE", "/api/studies/{study}"): P.ADMIN,
+    ("DELETE", "/api/studies/{study}/series/{series}"): P.ADMIN,
+    ("DELETE", "/api/studies/{study}/series/{series}/instances/{instance}"): P.ADMIN,
+    ("GET", "/api/remotes"): P.ADMIN,
+    ("POST", "/api/remotes"): P.ADMIN,
+    ("GET", "/api/remotes/{name}"): P.ADMIN,
+    ("DELETE", "/api/remotes/{name}"): P.ADMIN,
+    ("POST", "/api/remotes/{name}/echo"): P.ADMIN,
+    ("GET", "/api/jobs"): P.ADMIN,
+    ("POST", "/api/jobs/send"): P.ADMIN,
+    ("GET", "/api/jobs/{job}"): P.ADMIN,
+    ("POST", "/api/jobs/{job}/cancel"): P.ADMIN,
+    ("POST", "/api/jobs/{job}/retry"): P.ADMIN,
 }
 
 #: Values for path parameters: resources that do not exist (the matrix is about who
 #: gets past authorization, not about what is found).
-PARAMS = {"frames": "1", "tag": "7FE00010"}
+PARAMS = {"frames": "1", "tag": "7FE00010", "name": "NOSUCHREMOTE", "job": "424242"}
 MISSING_UID = "1.2.826.0.1.3680043.10.999.424242"
 
 

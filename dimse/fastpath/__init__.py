@@ -147,15 +147,22 @@ def tune_sub_association(sub: Association, parent: Association | None) -> None:
     """A C-MOVE sub-association the destination accepted (its ``EVT_ACCEPTED``): no
     Nagle delay; with the fast path of the C-MOVE's association, wake-ups and instances
     sent from their files (``sender``)."""
-    set_nodelay(sub)
-    fast = of(parent)
+    tune_requested_association(sub, of(parent))
+
+
+def tune_requested_association(assoc: Association, fast: FastPath | None) -> None:
+    """An association Noctis requested to store to a peer (a C-MOVE sub-association, a
+    send job, a routing delivery; its ``EVT_ACCEPTED``): no Nagle delay; with ``fast``
+    (this process's fast path), wake-ups and instances sent from their files
+    (``sender``, counted under the ``move`` path)."""
+    set_nodelay(assoc)
     if fast is None:
         return
     from dimse.fastpath import sender, wakeup
 
-    wakeup.attach(sub)
-    sender.attach(sub, fast.counters)
-    mark(sub, fast)
+    wakeup.attach(assoc)
+    sender.attach(assoc, fast.counters)
+    mark(assoc, fast)
 
 
 def sends_from_files(assoc: Association | None) -> bool:

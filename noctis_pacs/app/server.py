@@ -15,10 +15,12 @@ import signal
 import socket
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from noctis_pacs.app import runtime
+from noctis_pacs.app.job_runner import JobRunner
 from noctis_pacs.app.workflow_worker import WorkflowWorker
 from noctis_pacs.core.logs import configure_logging
 from noctis_pacs.core.metrics import Metrics, build_metrics
@@ -39,10 +41,36 @@ def build_dimse(settings: Settings, archive: Archive, metrics: Metrics) -> Any:
     )
 
 
-def build_http_app(settings: Settings, archive: Archive, metrics: Metrics) -> Any:
+def admin_hooks(settings: Settings, wake_jobs: Callable[[], None] | None = None) -> Any:
+    """What the admin API borrows from the other packages: C-ECHO through ``dimse.scu``
+    and the job runner's wake-up (``dicomweb`` and ``dimse`` never import each other)."""
+    from dicomweb.admin_api import AdminHooks
+    from dimse.scu import echo
+    from noctis_pacs.core.remotes import Remote
+
+    def echo_remote(remote: Remote) -> dict[str, Any]:
+        result = echo(
+            remote, calling_ae=settings.dimse.ae_title, timeout=settings.jobs.timeout_seconds
+        )
+        return result.as_json()
+
+    return AdminHooks(echo=echo_remote, wake_jobs=wake_jobs)
+
+
+def build_http_app(
+    settings: Settings,
+    archive: Archive,
+    metrics: Metrics,
+    wake_jobs: Callable[[], None] | None = None,
+) -> Any:
     from dicomweb.app import create_app
 
-    return create_app(settings=settings, archive=archive, metrics=metrics)
+    return create_app(
+        settings=settings,
+        archive=archive,
+        metrics=metrics,
+        admin_hooks=admin_hooks(settings, wake_jobs),
+    )
 
 
 #: How ``serve`` hands its settings to HTTP worker processes (``http.workers`` > 1).
@@ -136,7 +164,12 @@ def log_security_posture(settings: Settings, *, http: bool, dimse: bool) -> None
         log.warning("security: anonymous HTTP access from the network (allow_anonymous_remote)")
 
 
-def run_http(settings: Settings, archive: Archive, metrics: Metrics) -> None:
+def run_http(
+    settings: Settings,
+    archive: Archive,
+    metrics: Metrics,
+    wake_jobs: Callable[[], None] | None = None,
+) -> None:
     """Serve HTTP until interrupted: in this process, or in ``http.workers`` processes
     sharing the port (each with its own index connections; /metrics then reports the
     worker that answers, so scrape the DIMSE and workflow figures from one process)."""
@@ -165,7 +198,7 @@ def run_http(settings: Settings, archive: Archive, metrics: Metrics) -> None:
             **common,
         )
         return
-    app = build_http_app(settings, archive, metrics)
+    app = build_http_app(settings, archive, metrics, wake_jobs)
     uvicorn.Server(uvicorn.Config(app, lifespan="on", **common)).run()
 
 
@@ -270,6 +303,18 @@ def serve(
     # Study tracking, stability and webhook delivery (noctis_pacs/app/workflow_worker.py).
     workflow_worker = WorkflowWorker(settings, **workflow_backends(settings, archive.db))
     workflow_worker.start()
+    # Send jobs kept in the index (noctis_pacs/app/job_runner.py).
+    job_runner = (
+        JobRunner(
+            settings,
+            archive,
+            fast_path=lambda: dimse_server.fast if dimse_server is not None else None,
+        )
+        if settings.jobs.enabled
+        else None
+    )
+    if job_runner is not None:
+        job_runner.start()
     try:
         if run_dimse:
             dimse_server = build_dimse(settings, archive, metrics)
@@ -287,13 +332,17 @@ def serve(
                 _browser_url(settings),
                 _browser_url(settings),
             )
-            run_http(settings, archive, metrics)
+            run_http(
+                settings, archive, metrics, job_runner.wake if job_runner is not None else None
+            )
         else:
             stop = threading.Event()
             for sig in (signal.SIGINT, signal.SIGTERM):
                 signal.signal(sig, lambda *_: stop.set())
             stop.wait()
     finally:
+        if job_runner is not None:
+            job_runner.stop()
         workflow_worker.stop()
         if dimse_server is not None:
             dimse_server.stop()

@@ -235,6 +235,26 @@ class UiSettings:
 
 
 @dataclass(frozen=True)
+class JobSettings:
+    """Send jobs (``POST /api/jobs/send``, ``noctis-pacs send``) and their runner."""
+
+    #: Run queued jobs in this ``serve`` process (several processes share the queue).
+    enabled: bool = True
+    #: How often the runner looks for due jobs when nothing woke it.
+    poll_interval_seconds: float = 1.0
+    #: First retry delay of a failed attempt; doubled per attempt up to the maximum.
+    retry_initial_seconds: float = 5.0
+    retry_max_seconds: float = 300.0
+    #: Seconds a claimed job stays this process's before another may take it over
+    #: (renewed while it runs; a crashed process's jobs resume after it).
+    lease_seconds: float = 120.0
+    #: Instances per STOW-RS request to a DICOMweb peer.
+    stow_batch: int = 50
+    #: Seconds to wait for a peer (connect, association, each response).
+    timeout_seconds: float = 30.0
+
+
+@dataclass(frozen=True)
 class Settings:
     storage: StorageSettings = field(default_factory=StorageSettings)
     query: QuerySettings = field(default_factory=QuerySettings)
@@ -247,6 +267,7 @@ class Settings:
     access: AccessSettings = field(default_factory=AccessSettings)
     ui: UiSettings = field(default_factory=UiSettings)
     auth: AuthSettings = field(default_factory=AuthSettings)
+    jobs: JobSettings = field(default_factory=JobSettings)
 
     @property
     def db_url(self) -> str:
@@ -461,6 +482,19 @@ def _validate(settings: Settings) -> None:
         raise SettingsError("audit.flush_interval: must be positive")
     if settings.workflow.poll_interval_seconds <= 0:
         raise SettingsError("workflow.poll_interval_seconds: must be positive")
+    jobs = settings.jobs
+    for where, value in (
+        ("jobs.poll_interval_seconds", jobs.poll_interval_seconds),
+        ("jobs.retry_initial_seconds", jobs.retry_initial_seconds),
+        ("jobs.lease_seconds", jobs.lease_seconds),
+        ("jobs.timeout_seconds", jobs.timeout_seconds),
+    ):
+        if value <= 0:
+            raise SettingsError(f"{where}: must be positive")
+    if jobs.retry_max_seconds < jobs.retry_initial_seconds:
+        raise SettingsError("jobs.retry_max_seconds: must be at least jobs.retry_initial_seconds")
+    if not 1 <= jobs.stow_batch <= 1000:
+        raise SettingsError("jobs.stow_batch: must be between 1 and 1000")
     _validate_security(settings)
 
 

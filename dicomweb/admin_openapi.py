@@ -1,0 +1,224 @@
+"""The OpenAPI 3.1 description of the admin API, served at ``/api/openapi.json``.
+
+``tests/test_admin_api.py`` checks that every route under ``/api`` is described here
+with its method, so the description cannot fall behind the routes.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+_ERROR = {"$ref": "#/components/responses/Error"}
+_UID = {"type": "string", "pattern": r"^[0-9]+(\.[0-9]+)*$"}
+
+
+def _param(name: str, schema: dict[str, Any], where: str = "path") -> dict[str, Any]:
+    return {"name": name, "in": where, "required": where == "path", "schema": schema}
+
+
+def _op(
+    summary: str,
+    responses: dict[str, Any],
+    *,
+    params: list[dict[str, Any]] | None = None,
+    body: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    operation: dict[str, Any] = {
+        "summary": summary,
+        "security": [{"bearer": []}, {"basic": []}],
+        "responses": {**responses, "400": _ERROR, "401": _ERROR, "403": _ERROR},
+    }
+    if params:
+        operation["parameters"] = params
+    if body is not None:
+        operation["requestBody"] = {
+            "required": True,
+            "content": {"application/json": {"schema": body}},
+        }
+    return operation
+
+
+def _json(schema: dict[str, Any], description: str = "OK") -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+_NO_CONTENT = {"description": "Done"}
+_STUDY, _SERIES, _INSTANCE = (
+    _param("study", _UID),
+    _param("series", _UID),
+    _param("instance", _UID),
+)
+_NAME = _param("name", {"type": "string"})
+_JOB = _param("job", {"type": "integer"})
+_REMOTE = {
+    "type": "object",
+    "required": ["name"],
+    "properties": {
+        "name": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"},
+        "kind": {"enum": ["dimse", "dicomweb"], "default": "dimse"},
+        "ae_title": {"type": "string", "maxLength": 16},
+        "host": {"type": "string"},
+        "port": {"type": "integer", "minimum": 1, "maximum": 65535},
+        "permissions": {"type": "array", "items": {"enum": ["store", "query", "retrieve"]}},
+        "check_host": {"type": "boolean"},
+        "url": {"type": "string", "description": "DICOMweb service root (kind dicomweb)"},
+        "username": {"type": "string"},
+        "secret": {"type": "string", "writeOnly": True},
+    },
+}
+_JOB_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "id": {"type": "integer"},
+        "kind": {"type": "string"},
+        "state": {"enum": ["queued", "running", "succeeded", "failed", "cancelled"]},
+        "destination": {"type": "string"},
+        "total": {"type": "integer"},
+        "done": {"type": "integer"},
+        "failed": {"type": "integer"},
+        "attempts": {"type": "integer"},
+        "max_attempts": {"type": "integer"},
+        "progress": {"type": "number"},
+        "error": {"type": "string"},
+    },
+}
+_SEND = {
+    "type": "object",
+    "required": ["destination"],
+    "properties": {
+        "destination": {"type": "string", "description": "a remote's name"},
+        "study": _UID,
+        "series": _UID,
+        "instances": {"type": "array", "items": _UID},
+        "max_attempts": {"type": "integer", "minimum": 1, "maximum": 100, "default": 5},
+    },
+}
+
+
+def openapi_document() -> dict[str, Any]:
+    delete_responses = {"204": _NO_CONTENT, "404": _ERROR}
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Noctis PACS admin API",
+            "version": "1",
+            "description": "Statistics, deletes, remote AEs and send jobs (docs/admin.md). "
+            "Every operation needs the admin permission and is audited.",
+        },
+        "components": {
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer"},
+                "basic": {"type": "http", "scheme": "basic"},
+            },
+            "responses": {
+                "Error": _json(
+                    {
+                        "type": "object",
+                        "properties": {
+                            "status": {"type": "integer"},
+                            "error": {"type": "string"},
+                            "detail": {"type": "string"},
+                        },
+                    },
+                    "The failure and its reason",
+                )
+            },
+        },
+        "paths": {
+            "/api/openapi.json": {"get": _op("This description", {"200": _json({})})},
+            "/api/statistics": {
+                "get": _op(
+                    "Counts per level, bytes, free space, ingest rates, jobs per state",
+                    {"200": _json({"type": "object"})},
+                )
+            },
+            "/api/studies/{study}": {
+                "delete": _op("Delete a study", delete_responses, params=[_STUDY])
+            },
+            "/api/studies/{study}/series/{series}": {
+                "delete": _op("Delete a series", delete_responses, params=[_STUDY, _SERIES])
+            },
+            "/api/studies/{study}/series/{series}/instances/{instance}": {
+                "delete": _op(
+                    "Delete an instance", delete_responses, params=[_STUDY, _SERIES, _INSTANCE]
+                )
+            },
+            "/api/remotes": {
+                "get": _op(
+                    "Remote AEs and DICOMweb peers (configured ones read-only)",
+                    {"200": _json({"type": "array", "items": _REMOTE})},
+                ),
+                "post": _op(
+                    "Add a remote, used at once by C-MOVE and the allow-list",
+                    {"201": _json(_REMOTE, "Added"), "409": _ERROR},
+                    body=_REMOTE,
+                ),
+            },
+            "/api/remotes/{name}": {
+                "get": _op("One remote", {"200": _json(_REMOTE), "404": _ERROR}, params=[_NAME]),
+                "delete": _op(
+                    "Remove a remote kept in the index",
+                    {"204": _NO_CONTENT, "404": _ERROR, "409": _ERROR},
+                    params=[_NAME],
+                ),
+            },
+            "/api/remotes/{name}/echo": {
+                "post": _op(
+                    "C-ECHO the remote; the reason when it fails",
+                    {
+                        "200": _json(
+                            {
+                                "type": "object",
+                                "properties": {
+                                    "ok": {"type": "boolean"},
+                                    "reason": {"type": "string"},
+                                    "milliseconds": {"type": "number"},
+                                },
+                            }
+                        ),
+                        "404": _ERROR,
+                    },
+                    params=[_NAME],
+                )
+            },
+            "/api/jobs": {
+                "get": _op(
+                    "Jobs, newest first",
+                    {"200": _json({"type": "array", "items": _JOB_SCHEMA})},
+                    params=[
+                        _param("state", {"type": "string"}, "query"),
+                        _param("limit", {"type": "integer"}, "query"),
+                        _param("offset", {"type": "integer"}, "query"),
+                    ],
+                )
+            },
+            "/api/jobs/send": {
+                "post": _op(
+                    "Send a study, series or instances to a remote (a job)",
+                    {"202": _json(_JOB_SCHEMA, "Queued"), "404": _ERROR},
+                    body=_SEND,
+                )
+            },
+            "/api/jobs/{job}": {
+                "get": _op(
+                    "A job with its per-instance outcomes",
+                    {"200": _json(_JOB_SCHEMA), "404": _ERROR},
+                    params=[_JOB],
+                )
+            },
+            "/api/jobs/{job}/cancel": {
+                "post": _op(
+                    "Cancel a queued or running job",
+                    {"200": _json(_JOB_SCHEMA), "404": _ERROR, "409": _ERROR},
+                    params=[_JOB],
+                )
+            },
+            "/api/jobs/{job}/retry": {
+                "post": _op(
+                    "Queue a failed or cancelled job again (its unsent instances)",
+                    {"200": _json(_JOB_SCHEMA), "404": _ERROR, "409": _ERROR},
+                    params=[_JOB],
+                )
+            },
+        },
+    }

@@ -88,9 +88,10 @@ def locate(
 def move_contexts(locations: list[InstanceLocation]) -> list[Any]:
     """Presentation contexts for the sub-association (PS3.4 C.4.2.3.1).
 
-    Each SOP class is offered in its stored syntax alone (so the destination can
-    take it as stored) and in the native syntaxes, explicit little endian first
-    (any of them converts to any other), within 128 contexts.
+    Each SOP class is offered in one context of the native syntaxes, explicit little
+    endian first (any of them converts to any other), so the destination chooses the
+    one it prefers (PS3.8 9.3.2.2); a compressed stored syntax is offered alone besides,
+    so a destination that accepts it takes the instance as stored. Within 128 contexts.
     """
     pairs = sorted({(loc.sop_class_uid, loc.transfer_syntax_uid) for loc in locations})
     classes = sorted({sop for sop, _ in pairs})

@@ -27,6 +27,7 @@ from dicomweb.negotiation import parse_accept
 from dicomweb.resources import Context, path_uids, public_base
 from noctis_pacs.core.model import (
     BY_KEYWORD,
+    InvalidMatchValue,
     Level,
     Match,
     OrderDirection,
@@ -183,7 +184,10 @@ def make_qido_endpoint(ctx: Context, level: Level) -> Any:
         _check_accept(request.headers.get("accept"))
         study_uid, series_uid, _ = path_uids(request)
         parsed = parse_parameters(request.query_params.multi_items())
-        matches = _matches(parsed)
+        try:
+            matches = _matches(parsed)
+        except InvalidMatchValue as exc:  # PS3.18 8.3.4 / PS3.5 6.2: the reason, not []
+            raise BadRequest(str(exc)) from None
         scope: list[Match] = []
         if study_uid:
             scope.append(build_match("StudyInstanceUID", study_uid))
@@ -225,10 +229,13 @@ def make_qido_endpoint(ctx: Context, level: Level) -> Any:
             warnings.append(_TRUNCATED)
         fields = _fields(level, study_uid, series_uid, parsed, matches)
         missing = sorted(parsed.include - set(BY_KEYWORD))
-        if missing:
+        from_metadata = level == Level.IMAGE and (parsed.include_all or bool(missing))
+        if missing and not from_metadata:
             warnings.append(f"includefield not available in query results: {', '.join(missing)}")
         encode = _row_encoder(fields, level, public_base(request, ctx.settings))
         body = [encode(row) for row in result.rows]
+        if from_metadata:
+            _add_stored_attributes(archive, body, parsed)
         response = Response(
             json.dumps(body, separators=(",", ":"), ensure_ascii=False),
             media_type=media.DICOM_JSON,
@@ -270,6 +277,42 @@ def _fields(
     ordered = list(dict.fromkeys(fields))
     ordered += sorted(wanted - set(ordered))
     return ordered
+
+
+def _add_stored_attributes(archive: Any, body: list[JsonDataset], parsed: _Parsed) -> None:
+    """Instance level (PS3.18 10.6.1.2.2, 10.6.3.3.3): ``includefield=all`` adds every
+    non-bulk attribute stored at ingest (the instance's WADO-RS metadata without its
+    BulkDataURIs), and a named includefield the index has no column for is taken from
+    there too; attributes already in the result keep their values."""
+    wanted: set[str] | None = None
+    if not parsed.include_all:
+        wanted = {_tag_of(k) for k in parsed.include if k not in BY_KEYWORD}
+    sop_tag = f"{BY_KEYWORD['SOPInstanceUID'].tag:08X}"
+    uids = [str(item[sop_tag]["Value"][0]) for item in body if sop_tag in item]
+    stored = archive.metadata_of(uids)
+    for item in body:
+        sop = item.get(sop_tag)
+        text = stored.get(str(sop["Value"][0])) if isinstance(sop, dict) else None
+        if not text:
+            continue
+        for tag, element in json.loads(text).items():
+            if tag in item or tag.startswith("0002") or not isinstance(element, dict):
+                continue
+            if "BulkDataURI" in element or "InlineBinary" in element:
+                continue
+            if wanted is not None and tag not in wanted:
+                continue
+            item[tag] = element
+        item_sorted = dict(sorted(item.items()))
+        item.clear()
+        item.update(item_sorted)
+
+
+def _tag_of(keyword: str) -> str:
+    from pydicom.datadict import tag_for_keyword
+
+    tag = tag_for_keyword(keyword)
+    return f"{int(tag):08X}" if tag is not None else ""
 
 
 def _request_attributes(row: dict[str, object]) -> dict[str, object]:

@@ -27,7 +27,7 @@ from dimse.store import status_dataset
 from noctis_pacs.core.audit import AuditAction
 from noctis_pacs.core.auth import Principal
 from noctis_pacs.core.metrics import Metrics
-from noctis_pacs.core.model import Query
+from noctis_pacs.core.model import InvalidMatchValue, Query
 from noctis_pacs.core.settings import Settings
 from storage.archive import Archive, QueryError
 
@@ -80,6 +80,11 @@ def handle_find(
             )
         except IdentifierError as exc:
             final = st.QR_IDENTIFIER_MISMATCH
+            log_failure("C-FIND", final, str(exc))
+            yield status_dataset(final, str(exc)), None
+            return
+        except InvalidMatchValue as exc:  # PS3.4 C.4.1.1.4: unable to process, the reason
+            final = st.QR_UNABLE_TO_PROCESS
             log_failure("C-FIND", final, str(exc))
             yield status_dataset(final, str(exc)), None
             return

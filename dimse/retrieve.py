@@ -32,6 +32,7 @@ from dimse.store import status_dataset
 from dimse.suboperations import SubOperations, mark_unsendable
 from noctis_pacs.core.audit import AuditAction
 from noctis_pacs.core.metrics import Metrics
+from noctis_pacs.core.model import InvalidMatchValue
 from noctis_pacs.core.remotes import DIMSE, Remote
 from noctis_pacs.core.settings import Settings
 from noctis_pacs.core.transcode import (
@@ -159,6 +160,8 @@ def _locate_or_refuse(
         return locate(event, archive, settings, policy), None
     except (IdentifierError, QueryError) as exc:
         return [], (st.QR_IDENTIFIER_MISMATCH, str(exc))
+    except InvalidMatchValue as exc:  # a DA/TM/DT key PS3.5 6.2 does not allow
+        return [], (st.QR_UNABLE_TO_PROCESS, str(exc))
 
 
 def _refusal(code: int, comment: str) -> Iterator[Any]:

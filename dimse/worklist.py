@@ -27,6 +27,7 @@ from dimse.observe import Operation, bind_context, log_failure, paced
 from dimse.store import status_dataset
 from noctis_pacs.core.audit import AuditAction
 from noctis_pacs.core.metrics import Metrics
+from noctis_pacs.core.model import InvalidMatchValue
 from noctis_pacs.core.settings import Settings
 from noctis_pacs.core.workflow.items import mwl_dataset
 from noctis_pacs.core.workflow.mwl import query_from_identifier, response
@@ -90,6 +91,11 @@ def handle_worklist_find(
                 include_in_progress=settings.workflow.worklist_include_in_progress,
                 case_insensitive_pn=settings.query.case_insensitive_pn,
             )
+        except InvalidMatchValue as exc:  # PS3.5 6.2 / PS3.4 C.2.2.2.5: the reason
+            final = MWL_UNABLE_TO_PROCESS
+            log_failure("MWL C-FIND", final, str(exc))
+            yield status_dataset(final, str(exc)), None
+            return
         except Exception as exc:  # noqa: BLE001 - an undecodable identifier
             final = MWL_IDENTIFIER_MISMATCH
             reason = f"identifier not understood: {type(exc).__name__}"

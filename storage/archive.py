@@ -392,6 +392,23 @@ class Archive:
         with self.db.reader() as conn:
             return [r[0] for r in conn.positional(compiled.sql, compiled.params).fetchall()]
 
+    def metadata_of(self, sop_uids: Iterable[str]) -> dict[str, str]:
+        """Stored DICOM JSON of each of ``sop_uids`` (those in the archive), by SOP
+        Instance UID: one index query for a page of QIDO-RS results."""
+        uids = tuple(dict.fromkeys(sop_uids))
+        if not uids:
+            return {}
+        compiled = self.compiler.compile(
+            Query(
+                level=Level.IMAGE, matches=(Match("SOPInstanceUID", MatchKind.LIST_OF_UID, uids),)
+            ),
+            max_results=10**9,
+            select=("i.sop_uid", "i.metadata"),
+        )
+        with self.db.reader() as conn:
+            rows = conn.positional(compiled.sql, compiled.params).fetchall()
+        return {str(r[0]): str(r[1]) for r in rows}
+
     # -- retrieve -----------------------------------------------------------------------
 
     def open_blob(self, location: InstanceLocation) -> BinaryIO:

@@ -10,7 +10,9 @@ PS3.18 Tables 10.6.1-5..7 and 10.6.3-3..5 (QIDO-RS keys and return attributes).
 
 from __future__ import annotations
 
+import calendar
 import enum
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -182,8 +184,86 @@ class Match:
 RANGE_VRS = frozenset({"DA", "TM", "DT"})
 
 
+class InvalidMatchValue(ValueError):
+    """A match value its VR does not allow (PS3.5 6.2, PS3.4 C.2.2.2): QIDO-RS answers
+    400 and C-FIND a C000-range failure, each with this message as the reason."""
+
+
+_TM = re.compile(r"(\d{2})(?:(\d{2})(?:(\d{2})(?:\.\d{1,6})?)?)?")
+_DT = re.compile(
+    r"(\d{4})(?:(\d{2})(?:(\d{2})(?:(\d{2})(?:(\d{2})(?:(\d{2})(?:\.\d{1,6})?)?)?)?)?)?"
+    r"(?:[+-](\d{2})(\d{2}))?"
+)
+
+
+def _valid_date(year: int, month: int | None, day: int | None) -> bool:
+    if month is not None and not 1 <= month <= 12:
+        return False
+    if day is not None:
+        assert month is not None
+        return 1 <= day <= calendar.monthrange(year, month)[1]
+    return True
+
+
+def _valid_time(hour: int, minute: int | None, second: int | None) -> bool:
+    return hour <= 23 and (minute is None or minute <= 59) and (second is None or second <= 60)
+
+
+def _number(text: str | None) -> int | None:
+    return int(text) if text is not None else None
+
+
+def is_valid_value(vr: str, text: str) -> bool:
+    """Whether ``text`` is a valid DA, TM or DT value (PS3.5 6.2): YYYYMMDD with a real
+    calendar date; HH[MM[SS[.F{1-6}]]] within 23:59:60 (the ACR-NEMA HH:MM:SS form
+    PS3.5 still lists for TM is accepted); YYYY[MM[DD[HH[MM[SS[.F]]]]]][&ZZXX]."""
+    if vr == "DA":
+        if len(text) != 8 or not text.isdigit():
+            return False
+        return _valid_date(int(text[:4]), int(text[4:6]), int(text[6:]))
+    if vr == "TM":
+        found = _TM.fullmatch(text.replace(":", ""))
+        if found is None:
+            return False
+        return _valid_time(int(found[1]), _number(found[2]), _number(found[3]))
+    if vr == "DT":
+        found = _DT.fullmatch(text)
+        if found is None:
+            return False
+        year, month, day, hour, minute, second, off_h, off_m = (_number(g) for g in found.groups())
+        assert year is not None
+        if not _valid_date(year, month, day):
+            return False
+        if hour is not None and not _valid_time(hour, minute, second):
+            return False
+        return off_h is None or (off_h <= 14 and off_m is not None and off_m <= 59)
+    return True
+
+
+_FORMS = {"DA": "a date YYYYMMDD", "TM": "a time HHMMSS.FFFFFF", "DT": "a date-time YYYYMMDDHHMMSS"}
+
+
+def _check_values(keyword: str, vr: str, values: Sequence[str]) -> None:
+    for value in values:
+        if value and not is_valid_value(vr, value):
+            raise InvalidMatchValue(f"{keyword}: {value[:24]!r} is not {_FORMS[vr]} (PS3.5 6.2)")
+
+
 def classify(keyword: str, vr: str, raw: str) -> Match:
-    """Build the ``Match`` that PS3.4 C.2.2.2 gives a key with value ``raw``."""
+    """Build the ``Match`` that PS3.4 C.2.2.2 gives a key with value ``raw``; a DA, TM
+    or DT value (single, list or range bound, C.2.2.2.5) that PS3.5 6.2 does not allow
+    raises ``InvalidMatchValue``: one rule for every protocol."""
+    match = _classify(keyword, vr, raw)
+    if vr in RANGE_VRS and match.kind is not MatchKind.UNIVERSAL:
+        if match.kind is MatchKind.RANGE and not any(match.values):
+            raise InvalidMatchValue(f"{keyword}: a range needs at least one bound")
+        if match.kind is MatchKind.WILDCARD:
+            raise InvalidMatchValue(f"{keyword}: wildcards do not apply to {vr} values")
+        _check_values(keyword, vr, match.values)
+    return match
+
+
+def _classify(keyword: str, vr: str, raw: str) -> Match:
     text = raw.strip() if vr not in ("UI",) else raw.strip().strip("\x00")
     if text == "" or text == "*":
         return Match(keyword, MatchKind.UNIVERSAL)

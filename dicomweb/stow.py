@@ -38,8 +38,15 @@ from dicomweb.multipart import (
 from dicomweb.negotiation import parse_accept
 from dicomweb.resources import Context, check_uid, public_base
 from noctis_pacs.core.logs import mark_failure_logged, scrub_uids
-from storage.archive import SMALL_BLOB, BlobWriter, Origin, Status, StorageFullError, StoreOutcome
-from storage.ingest import RejectKind
+from storage.archive import (
+    SMALL_BLOB,
+    BlobWriter,
+    Origin,
+    RejectKind,
+    Status,
+    StorageFullError,
+    StoreOutcome,
+)
 
 log = logging.getLogger("noctis.dicomweb.stow")
 

@@ -27,12 +27,13 @@ from noctis_pacs.core.settings import Settings
 from noctis_pacs.core.workflow.events import KINDS
 from noctis_pacs.core.workflow.items import WorklistValidationError
 from noctis_pacs.core.workflow.mwl import list_query
-from storage.archive import MAX_INTEGER, Archive
-from storage.mpps_store import MppsStore
-from storage.query import QueryError
-from storage.tracking import StudyTracker
-from storage.workflow_events import EventLog
-from storage.worklist import ItemNotFound, WorkflowConflict, WorklistStore
+from storage.archive import (
+    MAX_INTEGER,
+    Archive,
+    ItemNotFound,
+    QueryError,
+    WorkflowConflict,
+)
 
 PREFIX = "/workflow"
 SSE_MEDIA_TYPE = "text/event-stream"
@@ -55,15 +56,7 @@ def _int(request: Request, name: str, default: int, maximum: int) -> int:
 
 def workflow_routes(*, settings: Settings, archive: Archive) -> list[BaseRoute]:
     """Routes of the workflow API, bound to one archive (built by the app factory)."""
-    store = WorklistStore(
-        archive.db,
-        webhooks=settings.workflow.webhooks,
-        case_insensitive_pn=settings.query.case_insensitive_pn,
-        max_results=settings.query.max_results,
-    )
-    tracker = StudyTracker(store)
-    mpps = MppsStore(store)
-    events = EventLog(archive.db)
+    store, tracker, mpps, events = archive.worklist, archive.tracker, archive.mpps, archive.events
     max_results = settings.query.max_results
 
     def guarded(

@@ -20,8 +20,7 @@ from dimse.observe import Operation, bind_context
 from noctis_pacs.core.audit import AuditAction
 from noctis_pacs.core.metrics import Metrics
 from noctis_pacs.core.workflow.mpps import PROCESSING_FAILURE, SUCCESS, MppsError
-from storage.archive import Archive
-from storage.mpps_store import MppsStore
+from storage.archive import Archive, MppsStore
 
 log = logging.getLogger("noctis.dimse.mpps_scp")
 

@@ -31,9 +31,7 @@ from noctis_pacs.core.model import InvalidMatchValue
 from noctis_pacs.core.settings import Settings
 from noctis_pacs.core.workflow.items import mwl_dataset
 from noctis_pacs.core.workflow.mwl import query_from_identifier, response
-from storage.archive import Archive
-from storage.query import QueryError
-from storage.worklist import WorklistStore
+from storage.archive import Archive, QueryError, WorklistStore
 
 if TYPE_CHECKING:
     from dimse.services import Services
@@ -54,15 +52,6 @@ MWL_IDENTIFIER_MISMATCH = 0xA900
 MWL_UNABLE_TO_PROCESS = 0xC000
 
 FindResponse = tuple[int | Dataset, Dataset | None]
-
-
-def worklist_store(settings: Settings, archive: Archive) -> WorklistStore:
-    return WorklistStore(
-        archive.db,
-        webhooks=settings.workflow.webhooks,
-        case_insensitive_pn=settings.query.case_insensitive_pn,
-        max_results=settings.query.max_results,
-    )
 
 
 def handle_worklist_find(
@@ -148,10 +137,8 @@ def register_workflow(
     """Add MWL (C-FIND route) and MPPS (N-CREATE / N-SET) to the AE's services."""
     from dimse.mpps_scp import handle_n_create, handle_n_set
     from dimse.services import QR_SYNTAXES, Context
-    from storage.mpps_store import MppsStore
 
-    store = worklist_store(settings, archive)
-    mpps = MppsStore(store)
+    store, mpps = archive.worklist, archive.mpps
     services.contexts.append(Context(MODALITY_WORKLIST_FIND, QR_SYNTAXES, QUERY))
     services.contexts.append(Context(MODALITY_PERFORMED_PROCEDURE_STEP, QR_SYNTAXES, STORE))
     services.find_routes[MODALITY_WORKLIST_FIND] = (

@@ -39,12 +39,16 @@ from storage.ingest import (
     StoreOutcome,
 )
 from storage.jobs import Job, JobStore
+from storage.mpps_store import MppsStore
 from storage.parse import BASE_URL_PLACEHOLDER, ParseError
 from storage.part10 import data_set_offset, file_header
 from storage.query import LOCATOR_COLUMNS, MAX_INTEGER, Compiler, QueryError, row_to_dict
 from storage.remotes import RemoteDirectory
 from storage.schema import current_version, ensure_schema
 from storage.tokens import TokenCache, TokenExistsError, TokenStore
+from storage.tracking import StudyTracker
+from storage.workflow_events import EventLog
+from storage.worklist import ItemNotFound, WorkflowConflict, WorklistStore
 from storage.writer import IndexWriter
 
 log = logging.getLogger("noctis.storage")
@@ -66,8 +70,14 @@ __all__ = [
     "Implementation",
     "InstanceLocation",
     "NoPixelDataError",
+    "EventLog",
+    "ItemNotFound",
     "Job",
     "JobStore",
+    "MppsStore",
+    "StudyTracker",
+    "WorkflowConflict",
+    "WorklistStore",
     "RemoteDirectory",
     "Origin",
     "RejectKind",
@@ -186,6 +196,17 @@ class Archive:
         self.remotes = RemoteDirectory(settings, self.db)
         #: Sends and other background jobs, with per-instance outcomes.
         self.jobs = JobStore(self.db)
+        #: The workflow stores, built once here for DIMSE (MWL, MPPS), the workflow
+        #: API, the CLI and the workflow worker.
+        self.worklist = WorklistStore(
+            self.db,
+            webhooks=settings.workflow.webhooks,
+            case_insensitive_pn=settings.query.case_insensitive_pn,
+            max_results=settings.query.max_results,
+        )
+        self.mpps = MppsStore(self.worklist)
+        self.tracker = StudyTracker(self.worklist)
+        self.events = EventLog(self.db)
 
     def close(self) -> None:
         self.audit_queue.close()

@@ -27,6 +27,7 @@ from typing import NoReturn
 from pydicom.datadict import dictionary_VR
 from pydicom.uid import AllTransferSyntaxes, ImplicitVRLittleEndian
 
+from noctis_pacs.core.wire import LONG_VRS
 from storage.dicomjson import BulkHandler, Fallback, JsonDict, element_json, encoding_codec
 
 #: Transfer syntaxes whose data set is explicit VR little endian (PS3.5 A.2, A.4).
@@ -35,8 +36,6 @@ EXPLICIT_LITTLE = frozenset(
     for ts in AllTransferSyntaxes
     if not ts.is_implicit_VR and ts.is_little_endian and not ts.is_deflated
 )
-#: PS3.5 Table 7.1-1: explicit VRs with a reserved field and a 32-bit length.
-LONG_VRS = frozenset({"OB", "OD", "OF", "OL", "OV", "OW", "SQ", "SV", "UC", "UN", "UR", "UT", "UV"})
 _LONG = frozenset(vr.encode("ascii") for vr in LONG_VRS)
 _SHORT = frozenset(
     {

@@ -12,10 +12,9 @@ from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import Any
 
-from noctis_pacs.core.settings import Settings
 from noctis_pacs.core.workflow import events as ev
-from storage.db import Connection, Database
-from storage.workflow_events import EventLog, now_iso
+from storage.db import Connection
+from storage.workflow_events import now_iso
 from storage.workflow_sql import W
 from storage.worklist import WorklistStore
 
@@ -230,14 +229,3 @@ class StudyTracker:
         with self.db.reader() as conn:
             rows = conn.all(W("tracking_of_item"), {"item_fk": item_pk})
             return [self._view(conn, row, None) for row in rows]
-
-
-def workflow_backends(settings: Settings, db: Database) -> dict[str, Any]:
-    """The ``tracker`` and ``deliveries`` the workflow worker drives (keyword arguments)."""
-    store = WorklistStore(
-        db,
-        webhooks=settings.workflow.webhooks,
-        case_insensitive_pn=settings.query.case_insensitive_pn,
-        max_results=settings.query.max_results,
-    )
-    return {"tracker": StudyTracker(store), "deliveries": EventLog(db)}

@@ -6,7 +6,8 @@ Four rules, no file lists:
    package of the project but ``noctis_pacs.core``.
 2. ``storage`` imports only ``noctis_pacs.core`` of the application, and no protocol.
 3. ``dimse`` and ``dicomweb`` never import each other, and of the application
-   only ``noctis_pacs.core`` and ``noctis_pacs.rendering``.
+   only ``noctis_pacs.core``, ``noctis_pacs.rendering`` and ``storage.archive`` (the
+   façade, which re-exports what the protocols handle).
 4. Only ``noctis_pacs.app`` (the composition root) imports the protocols and storage
    together; nothing imports ``noctis_pacs.app``.
 """
@@ -58,10 +59,10 @@ def test_rule_2_storage_imports_only_the_core() -> None:
             assert _within(name, "storage", "noctis_pacs.core"), (path, name)
 
 
-def test_rule_3_protocols_import_storage_core_and_rendering_only() -> None:
+def test_rule_3_protocols_import_the_facade_core_and_rendering_only() -> None:
     allowed = {
-        "dimse": ("dimse", "storage", "noctis_pacs.core", "noctis_pacs.rendering"),
-        "dicomweb": ("dicomweb", "storage", "noctis_pacs.core", "noctis_pacs.rendering"),
+        "dimse": ("dimse", "storage.archive", "noctis_pacs.core", "noctis_pacs.rendering"),
+        "dicomweb": ("dicomweb", "storage.archive", "noctis_pacs.core", "noctis_pacs.rendering"),
     }
     for package, prefixes in allowed.items():
         for path in _files(package):

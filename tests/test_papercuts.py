@@ -9,7 +9,6 @@ from pydicom.uid import BasicTextSRStorage
 
 from noctis_pacs.core.settings import Settings
 from storage.archive import Archive, Origin
-from storage.tracking import workflow_backends
 from tests.conftest import RunningServer
 from tests.factory import make_dataset, make_instance, to_bytes, uid
 from tests.test_cli import run
@@ -72,7 +71,7 @@ def test_render_output_format_follows_the_suffix(tmp_path: Path, archive: Archiv
 def test_deleted_study_leaves_the_study_status(settings: Settings, archive: Archive) -> None:
     """A study tracked by the workflow worker and then deleted no longer shows in the
     study status (one study, recent studies)."""
-    tracker = workflow_backends(settings, archive.db)["tracker"]
+    tracker = archive.tracker
     kept, deleted = uid(), uid()
     for study in (kept, deleted):
         assert archive.store_bytes(make_instance(study_uid=study), Origin("test")).ok

@@ -19,7 +19,7 @@ from typing import Any
 import pynetdicom.service_class
 from pydicom.dataset import Dataset
 
-from storage.rawheader import LONG_VRS
+from noctis_pacs.core.wire import LONG_VRS
 
 #: The name under which pynetdicom's service classes import the encoder.
 _ENCODE = "encode"

@@ -27,7 +27,6 @@ from noctis_pacs.core.metrics import Metrics, build_metrics
 from noctis_pacs.core.netfilter import is_loopback_host
 from noctis_pacs.core.settings import Settings, SettingsError, load_settings
 from storage.archive import Archive
-from storage.tracking import workflow_backends
 
 log = logging.getLogger("noctis.server")
 
@@ -301,7 +300,7 @@ def serve(
     ).start()
     dimse_server = None
     # Study tracking, stability and webhook delivery (noctis_pacs/app/workflow_worker.py).
-    workflow_worker = WorkflowWorker(settings, **workflow_backends(settings, archive.db))
+    workflow_worker = WorkflowWorker(settings, tracker=archive.tracker, deliveries=archive.events)
     workflow_worker.start()
     # Send jobs kept in the index (noctis_pacs/app/job_runner.py).
     job_runner = (

@@ -20,17 +20,9 @@ from noctis_pacs.core.settings import Settings
 
 def _stores(settings: Settings) -> tuple[Any, Any, Any]:
     from storage.archive import Archive
-    from storage.tracking import StudyTracker
-    from storage.worklist import WorklistStore
 
     archive = Archive(settings)
-    store = WorklistStore(
-        archive.db,
-        webhooks=settings.workflow.webhooks,
-        case_insensitive_pn=settings.query.case_insensitive_pn,
-        max_results=settings.query.max_results,
-    )
-    return archive, store, StudyTracker(store)
+    return archive, archive.worklist, archive.tracker
 
 
 def _item_from_flags(args: argparse.Namespace) -> dict[str, Any]:

@@ -23,7 +23,9 @@ import logging
 import socket
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+
+from pynetdicom.association import Association
+from pynetdicom.events import Event
 
 from noctis_pacs.core.audit import AuditAction, AuditEvent, AuditOutcome
 from noctis_pacs.core.auth import Permission, Principal
@@ -148,12 +150,12 @@ def _same_host(configured: str, address: str) -> bool:
     return any(info[4][0] == address for info in infos)
 
 
-def calling_ae_of(assoc: Any) -> str:
+def calling_ae_of(assoc: Association) -> str:
     return str(assoc.requestor.ae_title or "").strip()
 
 
 def handle_requested(
-    event: Any,
+    event: Event,
     policy: AccessPolicy,
     permissions: Mapping[str, str | None],
     archive: Archive | None = None,
@@ -166,7 +168,9 @@ def handle_requested(
     refused per request.
     """
     assoc = event.assoc
-    calling = str(assoc.requestor.primitive.calling_ae_title or "").strip()
+    # The requestor's ae_title is set after EVT_REQUESTED: read the request itself.
+    request = assoc.requestor.primitive
+    calling = str(request.calling_ae_title if request is not None else "").strip()
     address = str(assoc.requestor.address or "")
     reason = ""
     if not policy.addresses.admits(address):

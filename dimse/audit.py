@@ -13,9 +13,10 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
 
 from pydicom.dataset import Dataset
+from pynetdicom.association import Association
+from pynetdicom.events import Event
 
 from dimse import status as st
 from noctis_pacs.core.audit import AuditAction, AuditEvent, AuditOutcome
@@ -28,7 +29,7 @@ _TALLY_LOCK = threading.Lock()
 MAX_KEY_TEXT = 256
 
 
-def caller_of(assoc: Any) -> tuple[str, str]:
+def caller_of(assoc: Association) -> tuple[str, str]:
     """(calling AE title, peer address) of an association."""
     requestor = assoc.requestor
     title = str(requestor.ae_title or "").strip()
@@ -81,7 +82,7 @@ def query_keys(identifier: Dataset | None) -> dict[str, str]:
 
 def record(
     archive: Archive,
-    assoc: Any,
+    assoc: Association,
     action: str,
     status: int,
     *,
@@ -120,7 +121,7 @@ class StoreTally:
     failed_unknown: int = 0
 
 
-def tally_store(assoc: Any, study_uid: str, ok: bool) -> None:
+def tally_store(assoc: Association, study_uid: str, ok: bool) -> None:
     """Count one C-STORE of ``assoc`` (its study, when the data set named one)."""
     tally: StoreTally | None = getattr(assoc, _TALLY_ATTR, None)
     if tally is None:
@@ -138,7 +139,7 @@ def tally_store(assoc: Any, study_uid: str, ok: bool) -> None:
     counts[0 if ok else 1] += 1
 
 
-def flush_store_tally(event: Any, archive: Archive) -> None:
+def flush_store_tally(event: Event, archive: Archive) -> None:
     """EVT_RELEASED / EVT_ABORTED / EVT_CONN_CLOSE: one C-STORE record per study received
     on the association (once, whichever event comes first)."""
     assoc = event.assoc
@@ -173,7 +174,7 @@ def flush_store_tally(event: Any, archive: Archive) -> None:
         )
 
 
-def identifier_of(event: Any) -> Dataset | None:
+def identifier_of(event: Event) -> Dataset | None:
     """The request's identifier, ``None`` when it cannot be decoded (refused elsewhere)."""
     try:
         identifier = event.identifier

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
-from typing import Any
 
 from pydicom.dataset import Dataset
+from pynetdicom.events import Event
 
 from dimse import audit
 from dimse import status as st
@@ -59,7 +59,7 @@ def _pages(
 
 
 def handle_find(
-    event: Any, archive: Archive, policy: AccessPolicy, metrics: Metrics, settings: Settings
+    event: Event, archive: Archive, policy: AccessPolicy, metrics: Metrics, settings: Settings
 ) -> Iterator[FindResponse]:
     """EVT_C_FIND: yields (pending, identifier) pairs then the final status."""
     bind_context(event)
@@ -123,13 +123,13 @@ def handle_find(
         yield status_dataset(final, "query failed"), None
     finally:
         operation.done(final)
-        identifier = audit.identifier_of(event)
+        request_identifier = audit.identifier_of(event)
         audit.record(
             archive,
             event.assoc,
             AuditAction.C_FIND,
             final,
-            study_uids=audit.identifier_studies(identifier),
-            query=audit.query_keys(identifier),
+            study_uids=audit.identifier_studies(request_identifier),
+            query=audit.query_keys(request_identifier),
             detail=f"{count} match(es)",
         )

@@ -8,10 +8,11 @@ applies them with the worklist change in one transaction.  Handlers only map
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 from pydicom.dataset import Dataset
 from pydicom.uid import generate_uid
+from pynetdicom.dimse_primitives import N_CREATE, N_SET
+from pynetdicom.events import Event
 
 from dimse import audit
 from dimse import status as st
@@ -35,7 +36,7 @@ def _failure(status: int, comment: str) -> NResponse:
 
 
 def handle_n_create(
-    event: Any, store: MppsStore, policy: AccessPolicy, metrics: Metrics, archive: Archive
+    event: Event, store: MppsStore, policy: AccessPolicy, metrics: Metrics, archive: Archive
 ) -> NResponse:
     """EVT_N_CREATE: a new MPPS, IN PROGRESS (PS3.4 F.7.2.1)."""
     bind_context(event)
@@ -46,7 +47,9 @@ def handle_n_create(
         if not policy.allows(calling_ae_of(event.assoc), STORE):
             status = st.REFUSED_NOT_AUTHORIZED
             return _failure(status, "MPPS not permitted for this AE")
-        request_uid = event.request.AffectedSOPInstanceUID
+        request = event.request
+        assert isinstance(request, N_CREATE)  # EVT_N_CREATE carries one
+        request_uid = request.AffectedSOPInstanceUID
         sop_uid = str(request_uid) if request_uid else generate_uid()
         attributes = event.attribute_list
         try:
@@ -72,7 +75,7 @@ def handle_n_create(
 
 
 def handle_n_set(
-    event: Any, store: MppsStore, policy: AccessPolicy, metrics: Metrics, archive: Archive
+    event: Event, store: MppsStore, policy: AccessPolicy, metrics: Metrics, archive: Archive
 ) -> NResponse:
     """EVT_N_SET: update an MPPS; COMPLETED and DISCONTINUED are final (PS3.4 F.7.2.2)."""
     bind_context(event)
@@ -83,7 +86,9 @@ def handle_n_set(
         if not policy.allows(calling_ae_of(event.assoc), STORE):
             status = st.REFUSED_NOT_AUTHORIZED
             return _failure(status, "MPPS not permitted for this AE")
-        sop_uid = str(event.request.RequestedSOPInstanceUID)
+        request = event.request
+        assert isinstance(request, N_SET)  # EVT_N_SET carries one
+        sop_uid = str(request.RequestedSOPInstanceUID)
         try:
             merged = store.set(sop_uid, event.modification_list)
         except MppsError as exc:
@@ -102,7 +107,7 @@ def handle_n_set(
 
 
 def _audit(
-    archive: Archive, event: Any, status: int, sop_uid: str, data_set: str, verb: str
+    archive: Archive, event: Event, status: int, sop_uid: str, data_set: str, verb: str
 ) -> None:
     """One MPPS record: the instance, the studies its attributes reference, the new status."""
     studies: list[str] = []

@@ -19,6 +19,8 @@ from pydicom import dcmread
 from pydicom.dataset import Dataset
 from pydicom.uid import UID
 from pynetdicom import build_context, evt
+from pynetdicom.association import Association
+from pynetdicom.events import Event
 from pynetdicom.presentation import StoragePresentationContexts
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 
@@ -54,22 +56,22 @@ class SubAssociation:
     """The C-MOVE sub-association, captured when the destination accepts it."""
 
     tally: SubOperations
-    assoc: Any = None
+    assoc: Association | None = None
     #: The association of the C-MOVE request (its fast path, if any, tunes this one).
-    parent: Any = None
+    parent: Association | None = None
     failed: list[str] = field(default_factory=list)
 
 
-def _on_sub_accepted(event: Any, holder: SubAssociation) -> None:
+def _on_sub_accepted(event: Event, holder: SubAssociation) -> None:
     holder.assoc = event.assoc
     # With the fast path, instances sent as stored go out from their files; either way
     # every result is counted with its reason (dimse/suboperations.py).
     fastpath.tune_sub_association(event.assoc, holder.parent)
-    event.assoc.send_c_store = holder.tally.wrap(event.assoc.send_c_store)
+    holder.tally.attach(event.assoc)
 
 
 def locate(
-    event: Any, archive: Archive, settings: Settings, policy: AccessPolicy
+    event: Event, archive: Archive, settings: Settings, policy: AccessPolicy
 ) -> list[InstanceLocation]:
     """The instances the identifier names, in the studies the calling AE sees; raises
     ``IdentifierError`` on a bad identifier, and on one without the unique keys of its
@@ -105,7 +107,7 @@ def move_contexts(locations: list[InstanceLocation]) -> list[Any]:
     return contexts[:MAX_CONTEXTS]
 
 
-def _accepted_syntaxes(assoc: Any, sop_class: str, *, as_scu: bool) -> set[str]:
+def _accepted_syntaxes(assoc: Association, sop_class: str, *, as_scu: bool) -> set[str]:
     if assoc is None:
         return set()
     return {
@@ -149,7 +151,7 @@ def _prepare(
 
 
 def _locate_or_refuse(
-    event: Any, archive: Archive, policy: AccessPolicy, settings: Settings
+    event: Event, archive: Archive, policy: AccessPolicy, settings: Settings
 ) -> tuple[list[InstanceLocation], tuple[int, str] | None]:
     """The instances to send, or the refusal (status, comment) to answer with:
     0x0124 for a caller without retrieve permission (PS3.7 C.5.3), 0xA900 for an
@@ -180,7 +182,7 @@ _REFUSAL_CONTEXTS = [build_context(Verification)] + [
 
 
 def _sub_operations(
-    event: Any,
+    event: Event,
     archive: Archive,
     locations: list[InstanceLocation],
     storing_assoc: Callable[[], Any],
@@ -215,7 +217,7 @@ def _destination(archive: Archive, ae_title: str) -> Remote | None:
 
 
 def handle_move(
-    event: Any, archive: Archive, policy: AccessPolicy, metrics: Metrics, settings: Settings
+    event: Event, archive: Archive, policy: AccessPolicy, metrics: Metrics, settings: Settings
 ) -> Iterator[Any]:
     """EVT_C_MOVE: destination, number of sub-operations, then (status, dataset) pairs.
 
@@ -278,7 +280,7 @@ def _log_result(what: str, tally: SubOperations) -> None:
 
 def _audit(
     archive: Archive,
-    event: Any,
+    event: Event,
     action: str,
     final: int,
     locations: list[InstanceLocation],
@@ -297,7 +299,7 @@ def _audit(
 
 
 def handle_get(
-    event: Any, archive: Archive, policy: AccessPolicy, metrics: Metrics, settings: Settings
+    event: Event, archive: Archive, policy: AccessPolicy, metrics: Metrics, settings: Settings
 ) -> Iterator[Any]:
     """EVT_C_GET: number of sub-operations, then (status, dataset) pairs.
 
@@ -310,9 +312,7 @@ def handle_get(
     tally = SubOperations("C-GET", metrics)
     final = st.SUCCESS
     locations: list[InstanceLocation] = []
-    assoc = event.assoc
-    own = vars(assoc).get("send_c_store")  # an instance attribute someone set, if any
-    unwrapped = assoc.send_c_store
+    detach: Callable[[], None] | None = None
     try:
         locations, refused = _locate_or_refuse(event, archive, policy, settings)
         if refused is not None:
@@ -320,7 +320,7 @@ def handle_get(
             log.warning("C-GET refused: %s", refused[1])
             yield from _refusal(*refused)
             return
-        assoc.send_c_store = tally.wrap(unwrapped)
+        detach = tally.attach(event.assoc)
         yield len(locations)
         final = yield from _sub_operations(
             event, archive, locations, lambda: event.assoc, as_scu=True
@@ -333,10 +333,8 @@ def handle_get(
         final = st.QR_UNABLE_TO_PROCESS
         raise
     finally:
-        if own is not None:
-            assoc.send_c_store = own
-        else:
-            vars(assoc).pop("send_c_store", None)
+        if detach is not None:
+            detach()
         operation.done(final)
         _audit(archive, event, AuditAction.C_GET, final, locations, "")
 

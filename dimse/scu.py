@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from pynetdicom import AE, evt
+from pynetdicom.association import Association
+from pynetdicom.events import Event
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 
 from dimse import fastpath
@@ -67,7 +69,7 @@ def _application_entity(calling_ae: str, timeout: float) -> AE:
     return ae
 
 
-def _refusal(assoc: Any, remote: Remote, timeout: float) -> str:
+def _refusal(assoc: Association, remote: Remote, timeout: float) -> str:
     """Why an association to ``remote`` was not established (PS3.8 9.3.4): a TCP
     connection that could not be opened is probed again to say why (the probe is not
     made before: a single-threaded SCP such as dcmtk's storescp would serve the probe's
@@ -128,7 +130,7 @@ def echo(remote: Remote, *, calling_ae: str, timeout: float) -> Echo:
 Outcome = Callable[[str, str, str], None]
 
 
-def _on_accepted(event: Any, fast: FastPath | None) -> None:
+def _on_accepted(event: Event, fast: FastPath | None) -> None:
     fastpath.tune_requested_association(event.assoc, fast)
 
 
@@ -174,7 +176,7 @@ def store(
 
 def _send_over(
     archive: Archive,
-    assoc: Any,
+    assoc: Association,
     contexts: list[Any],
     locations: list[InstanceLocation],
     outcome: Outcome,

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pydicom.dataset import Dataset
+from pynetdicom.association import Association
 
 from dimse import status as st
 from noctis_pacs.core.metrics import Metrics
@@ -85,6 +86,21 @@ class SubOperations:
             return rsp
 
         return send_c_store
+
+    def attach(self, assoc: Association) -> Callable[[], None]:
+        """Record every sub-operation sent on ``assoc`` (its ``send_c_store`` wrapped, the
+        one per-association swap the services make, public API); returns the function
+        that puts the association's own method back."""
+        own = vars(assoc).get("send_c_store")  # an instance attribute someone set, if any
+        assoc.send_c_store = self.wrap(assoc.send_c_store)  # type: ignore[method-assign]
+
+        def detach() -> None:
+            if own is not None:
+                assoc.send_c_store = own  # type: ignore[method-assign]
+            else:
+                vars(assoc).pop("send_c_store", None)
+
+        return detach
 
     def record_failure(self, dataset: Any, reason: str) -> None:
         self._count("failed")

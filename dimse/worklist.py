@@ -16,9 +16,10 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from pydicom.dataset import Dataset
+from pynetdicom.events import Event
 
 from dimse import audit
 from dimse import status as st
@@ -55,7 +56,7 @@ FindResponse = tuple[int | Dataset, Dataset | None]
 
 
 def handle_worklist_find(
-    event: Any,
+    event: Event,
     store: WorklistStore,
     policy: AccessPolicy,
     metrics: Metrics,
@@ -114,14 +115,14 @@ def handle_worklist_find(
         yield status_dataset(final, "worklist query failed"), None
     finally:
         operation.done(final)
-        identifier = audit.identifier_of(event)
+        request_identifier = audit.identifier_of(event)
         audit.record(
             archive,
             event.assoc,
             AuditAction.MWL,
             final,
-            study_uids=audit.identifier_studies(identifier),
-            query=audit.query_keys(identifier),
+            study_uids=audit.identifier_studies(request_identifier),
+            query=audit.query_keys(request_identifier),
             detail=f"{count} step(s)",
         )
 

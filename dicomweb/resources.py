@@ -6,7 +6,6 @@ client error (400), a well-formed one that names nothing is 404.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
 from starlette.requests import Request
@@ -16,6 +15,7 @@ from dicomweb.media import DICOMWEB_ROOT
 from noctis_pacs.core.auth import Principal
 from noctis_pacs.core.metrics import Metrics
 from noctis_pacs.core.settings import Settings
+from noctis_pacs.core.uids import describe_uid_problem
 from storage.archive import Archive, InstanceLocation
 
 
@@ -28,22 +28,14 @@ class Context:
     metrics: Metrics
 
 
-#: PS3.5 9.1 / 6.2 (UI VR): dot-separated numeric components.
-_LENIENT_UID = re.compile(r"^[0-9]+(\.[0-9]+)*$")
-
-
-#: Twice PS3.5's 64 characters: what real files carry, not what the standard allows.
-MAX_UID_LENGTH = 128
-
-
 def check_uid(value: str, what: str) -> str:
     """``value`` when it is a UID; 400 naming ``what`` otherwise.
 
-    Leading zeros in components and UIDs longer than PS3.5's 64 characters are
-    tolerated: the archive stores instances as received, so it must find them too.
+    The rule is ingest's (``noctis_pacs.core.uids``): what the archive stores, it finds.
     """
-    if len(value) > MAX_UID_LENGTH or not _LENIENT_UID.match(value):
-        raise BadRequest(f"{what} {value[:80]!r} is not a valid UID (PS3.5 9.1)")
+    problem = describe_uid_problem(what, value)
+    if problem is not None:
+        raise BadRequest(problem)
     return value
 
 

@@ -39,6 +39,7 @@ from dicomweb.negotiation import parse_accept
 from dicomweb.resources import Context, check_uid, public_base
 from noctis_pacs.core.logs import mark_failure_logged, scrub_uids
 from storage.archive import (
+    IDENTITY_HEAD,
     SMALL_BLOB,
     BlobWriter,
     Origin,
@@ -46,6 +47,7 @@ from storage.archive import (
     Status,
     StorageFullError,
     StoreOutcome,
+    sop_identity,
 )
 
 log = logging.getLogger("noctis.dicomweb.stow")
@@ -57,15 +59,29 @@ _FAILURE_REASONS = {
     RejectKind.MISSING_ATTRIBUTE: media.FAILURE_DATASET_MISMATCH,
     RejectKind.MISMATCH: media.FAILURE_DATASET_MISMATCH,
     RejectKind.STUDY_MISMATCH: media.FAILURE_DATASET_MISMATCH,
+    RejectKind.INVALID_UID: media.FAILURE_DATASET_MISMATCH,
 }
 _MAX_WARNING_HEADERS = 20
 
 
-def _refused(reason: str, status: Status = Status.REJECTED) -> asyncio.Future[StoreOutcome]:
-    """An outcome for a part refused before reaching the archive pipeline."""
+def _refused(
+    reason: str, status: Status = Status.REJECTED, head: bytes = b""
+) -> asyncio.Future[StoreOutcome]:
+    """An outcome for a part refused before reaching the archive pipeline, naming the
+    instance when the part's first bytes do (PS3.18 Table 10.5.3-3: Referenced SOP
+    Class / Instance UID in the FailedSOPSequence item when known)."""
     future: asyncio.Future[StoreOutcome] = asyncio.get_running_loop().create_future()
     kind = RejectKind.NOT_DICOM if status is Status.REJECTED else None
-    future.set_result(StoreOutcome(status, reason=reason, reject_kind=kind))
+    sop_class, sop_instance = sop_identity(head) if head else ("", "")
+    future.set_result(
+        StoreOutcome(
+            status,
+            sop_class_uid=sop_class,
+            sop_instance_uid=sop_instance,
+            reason=reason,
+            reject_kind=kind,
+        )
+    )
     return future
 
 
@@ -80,8 +96,11 @@ class _Upload:
         self.tasks: list[asyncio.Future[StoreOutcome]] = []
         self.current: BlobWriter | None = None
         self.refused: tuple[str, Status] | None = None
+        #: The part's first bytes, kept to name the instance if the part is refused.
+        self.head = bytearray()
 
     def begin(self, content_type: str) -> None:
+        self.head = bytearray()
         part_type = parse_media_type(content_type)[0] if content_type else media.DICOM
         if part_type != media.DICOM:
             self.refused = (
@@ -97,6 +116,8 @@ class _Upload:
     async def write(self, data: bytes) -> None:
         """Small parts collect in memory on the event loop; once a part is past
         ``SMALL_BLOB`` its bytes go to disk from the threadpool, never blocking the loop."""
+        if len(self.head) < IDENTITY_HEAD:
+            self.head += data[: IDENTITY_HEAD - len(self.head)]
         if self.current is None:
             return
         try:
@@ -111,7 +132,9 @@ class _Upload:
 
     def end(self) -> None:
         if self.refused is not None:
-            self.tasks.append(_refused(*self.refused))
+            reason, status = self.refused
+            head = bytes(self.head) if status is Status.STORAGE_FULL else b""
+            self.tasks.append(_refused(reason, status, head))
             self.refused = None
             return
         assert self.current is not None

@@ -55,6 +55,7 @@ _REJECT_STATUS = {
     RejectKind.STUDY_MISMATCH: st.STORE_DATASET_MISMATCH,
     RejectKind.CLASS_MISMATCH: st.STORE_DATASET_MISMATCH,
     RejectKind.INSTANCE_MISMATCH: st.STORE_INSTANCE_UID_MISMATCH,
+    RejectKind.INVALID_UID: st.STORE_DATASET_MISMATCH,
 }
 #: The header values of a received file: pynetdicom's, as its own receive file has.
 RECEIVED_BY = Implementation(PYNETDICOM_IMPLEMENTATION_UID, PYNETDICOM_IMPLEMENTATION_VERSION)
@@ -75,7 +76,8 @@ def outcome_status(outcome: StoreOutcome) -> Dataset:
         # The archive stores what it received, so nothing was coerced: Success.
         return status_dataset(st.SUCCESS)
     if outcome.status is Status.STORAGE_FULL:
-        return status_dataset(st.STORE_OUT_OF_RESOURCES, "storage full")
+        # The reason names the free-space reserve (storage.min_free_mb) when that refused.
+        return status_dataset(st.STORE_OUT_OF_RESOURCES, outcome.reason or "storage full")
     if outcome.status is Status.UNAVAILABLE:
         return status_dataset(st.STORE_OUT_OF_RESOURCES_INTERNAL, outcome.reason)
     if outcome.status is Status.REJECTED:

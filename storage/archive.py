@@ -40,7 +40,7 @@ from storage.ingest import (
 )
 from storage.jobs import Job, JobStore
 from storage.mpps_store import MppsStore
-from storage.parse import BASE_URL_PLACEHOLDER, ParseError
+from storage.parse import BASE_URL_PLACEHOLDER, IDENTITY_HEAD, ParseError, sop_identity
 from storage.part10 import data_set_offset, file_header
 from storage.query import LOCATOR_COLUMNS, MAX_INTEGER, Compiler, QueryError, row_to_dict
 from storage.remotes import RemoteDirectory
@@ -66,6 +66,8 @@ __all__ = [
     "BlobWriter",
     "StorageFullError",
     "BASE_URL_PLACEHOLDER",
+    "IDENTITY_HEAD",
+    "sop_identity",
     "Expected",
     "Implementation",
     "InstanceLocation",

@@ -22,7 +22,12 @@ from typing import BinaryIO, Protocol
 
 
 class StorageFullError(OSError):
-    """The blob store has no room left (or is below its configured reserve)."""
+    """The blob store has no room left (or is below its configured reserve); its text is
+    the reason protocols pass on (a C-STORE Error Comment, a STOW-RS Warning), so it is
+    short, names the setting that decides, and no server path."""
+
+    def __str__(self) -> str:
+        return str(self.strerror or "the blob store is full")
 
 
 class BlobWriter(Protocol):
@@ -185,7 +190,8 @@ class FileSystemBlobStore:
     def _check_room(self) -> None:
         if self.min_free_bytes and self.free_bytes() < self.min_free_bytes:
             raise StorageFullError(
-                errno.ENOSPC, f"less than {self.min_free_bytes // 2**20} MiB free in {self.root}"
+                errno.ENOSPC,
+                f"less than {self.min_free_bytes // 2**20} MiB free (storage.min_free_mb reserve)",
             )
 
     def create(self) -> _FileWriter:

@@ -28,7 +28,14 @@ from noctis_pacs.core.facility import FROM_ATTRIBUTE, storing_facility
 from storage.blobstore import BlobWriter, FileSystemBlobStore, StorageFullError
 from storage.db import Connection
 from storage.index import Q, build_record, insert_instance, remove_instance, text_of
-from storage.parse import ParsedInstance, ParseError, header_metadata, read_header
+from storage.parse import (
+    IDENTITY_HEAD,
+    ParsedInstance,
+    ParseError,
+    header_metadata,
+    read_header,
+    sop_identity,
+)
 from storage.part10 import data_set_offset, file_header
 from storage.writer import IndexWriter
 
@@ -57,6 +64,7 @@ class RejectKind(enum.Enum):
     STUDY_MISMATCH = "study_mismatch"
     CLASS_MISMATCH = "class_mismatch"  # not the SOP class the sender named (DIMSE 0xA900)
     INSTANCE_MISMATCH = "instance_mismatch"  # not the instance it named (DIMSE 0xC000 range)
+    INVALID_UID = "invalid_uid"  # a UID the read side could not name (DIMSE / STOW 0xA900)
 
 
 @dataclass(frozen=True)
@@ -172,8 +180,7 @@ class Ingestor:
             while chunk := stream.read(CHUNK):
                 writer.write(chunk)
         except StorageFullError as exc:
-            self.blobs.discard(writer)
-            return StoreOutcome(Status.STORAGE_FULL, reason=str(exc))
+            return self._full(writer, exc)
         except Exception:
             self.blobs.discard(writer)
             raise
@@ -242,7 +249,7 @@ class Ingestor:
                     expected, transfer_syntax_uid=transfer_syntax_uid, implementation=implementation
                 )
             except StorageFullError as exc:
-                return StoreOutcome(Status.STORAGE_FULL, reason=str(exc))
+                return _full_outcome(exc, expected)
             return self._write_rest(writer, fh, origin, None, expected)
 
     def abort(self, writer: BlobWriter) -> None:
@@ -294,17 +301,29 @@ class Ingestor:
                 expected, transfer_syntax_uid=transfer_syntax_uid, implementation=implementation
             )
         except StorageFullError as exc:
-            return StoreOutcome(Status.STORAGE_FULL, reason=str(exc))
+            return _full_outcome(exc, expected)
         try:
             chunks = [dataset] if isinstance(dataset, bytes | bytearray | memoryview) else dataset
             for chunk in chunks:
                 writer.write(chunk)
         except StorageFullError as exc:
             self.blobs.discard(writer)
-            return StoreOutcome(Status.STORAGE_FULL, reason=str(exc))
+            return _full_outcome(exc, expected)
         return self._finish(writer, origin, None, None)
 
     # -- the pipeline -----------------------------------------------------------------
+
+    def _full(self, writer: BlobWriter, exc: StorageFullError) -> StoreOutcome:
+        """The storage-full outcome of a blob written so far (then discarded), naming the
+        instance when its first bytes do (PS3.18 Table 10.5.3-3)."""
+        sop_class, sop_instance = sop_identity(_head_of(writer))
+        self.blobs.discard(writer)
+        return StoreOutcome(
+            Status.STORAGE_FULL,
+            sop_class_uid=sop_class,
+            sop_instance_uid=sop_instance,
+            reason=str(exc),
+        )
 
     def _finish(
         self,
@@ -316,8 +335,7 @@ class Ingestor:
         try:
             return self._finish_inner(writer, origin, expected_study_uid, expected)
         except StorageFullError as exc:
-            self.blobs.discard(writer)
-            return StoreOutcome(Status.STORAGE_FULL, reason=str(exc))
+            return self._full(writer, exc)
         except Exception as exc:
             self.blobs.discard(writer)
             if self.writer.db.is_unavailable(exc):
@@ -412,6 +430,28 @@ class Ingestor:
             outcome.warnings.append("replaced an earlier instance with the same SOP Instance UID")
         outcome.status = Status.STORED
         return outcome
+
+
+def _full_outcome(exc: StorageFullError, expected: Expected) -> StoreOutcome:
+    """The storage-full outcome of an instance the sender named (a DIMSE C-STORE)."""
+    return StoreOutcome(
+        Status.STORAGE_FULL,
+        sop_class_uid=expected.sop_class_uid,
+        sop_instance_uid=expected.sop_instance_uid,
+        reason=str(exc),
+    )
+
+
+def _head_of(writer: BlobWriter) -> bytes:
+    """The first bytes written to ``writer`` (as far as they reached the disk)."""
+    small = writer.in_memory
+    if small is not None:
+        return small[:IDENTITY_HEAD]
+    try:
+        with open(writer.path, "rb") as fh:
+            return fh.read(IDENTITY_HEAD)
+    except OSError:
+        return b""
 
 
 def _outcome_for(parsed: ParsedInstance) -> StoreOutcome:

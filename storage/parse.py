@@ -9,6 +9,7 @@ data), so that WADO-RS metadata and frame requests never re-parse a file.
 from __future__ import annotations
 
 import functools
+import io
 import json
 import struct
 import unicodedata
@@ -21,6 +22,7 @@ from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 from pydicom.uid import UID, DeflatedExplicitVRLittleEndian, ExplicitVRBigEndian
 
+from noctis_pacs.core.uids import describe_uid_problem
 from storage.dicomjson import dataset_json
 from storage.rawheader import NeedMore, RawHeader, Unreadable, read_raw_header
 
@@ -84,7 +86,8 @@ def read_header(fp: BinaryIO, size: int, data: bytes | None = None) -> ParsedIns
     """Parse the Part 10 file open in ``fp`` (positioned at its start) up to Pixel Data;
     ``data`` is the whole file when the caller holds it already.
 
-    Raises ``ParseError`` with kind ``not_dicom``, ``truncated`` or ``missing``.
+    Raises ``ParseError`` with kind ``not_dicom``, ``truncated``, ``missing`` or
+    ``invalid_uid``.
     """
     raw = _read_raw(fp, size, data)
     if raw is not None:
@@ -93,6 +96,37 @@ def read_header(fp: BinaryIO, size: int, data: bytes | None = None) -> ParsedIns
             return parsed
     fp.seek(0)
     return _read_with_pydicom(fp, size)
+
+
+#: Bytes of a Part 10 file enough to find its SOP Class and Instance UIDs (they come early).
+IDENTITY_HEAD = 64 * 1024
+
+
+def sop_identity(head: bytes) -> tuple[str, str]:
+    """(SOP Class UID, SOP Instance UID) from the first bytes of a Part 10 file, each ``""``
+    when not found: what a refusal that never parsed the instance (storage full) can
+    still name (PS3.18 Table 10.5.3-3 wants them in a FailedSOPSequence item when known).
+    The data set's values win; the File Meta's Media Storage UIDs stand in for them."""
+    from pydicom.filereader import read_partial
+
+    def after_sop_instance(tag: Any, vr: Any, length: Any) -> bool:
+        return int(tag) > 0x00080018
+
+    found = ["", ""]
+    try:
+        ds = read_partial(io.BytesIO(head), after_sop_instance)
+        meta = getattr(ds, "file_meta", None)
+        for index, (keyword, media) in enumerate(
+            (
+                ("SOPClassUID", "MediaStorageSOPClassUID"),
+                ("SOPInstanceUID", "MediaStorageSOPInstanceUID"),
+            )
+        ):
+            value = ds.get(keyword) or (meta.get(media) if meta is not None else None)
+            found[index] = str(value or "").strip("\x00 ")
+    except Exception:  # noqa: BLE001 - a head that does not parse names nothing
+        pass
+    return found[0], found[1]
 
 
 def _read_raw(fp: BinaryIO, size: int, data: bytes | None) -> RawHeader | None:
@@ -180,6 +214,12 @@ def _parsed(
     missing = [k for k, v in values.items() if not v]
     if missing:
         raise ParseError("missing", f"missing required attribute(s): {', '.join(missing)}")
+    for keyword in REQUIRED_UIDS:
+        # The read side's rule (PS3.5 9.1, leniently): never acknowledge an instance
+        # whose UIDs no DICOMweb URL or query could name again (issue 14).
+        problem = describe_uid_problem(keyword, values[keyword])
+        if problem is not None:
+            raise ParseError("invalid_uid", problem)
     warnings = []
     if media_sop and media_sop != values["SOPInstanceUID"]:
         # Stored as received (PS3.10 7.1 makes them equal, but real files differ): warn.

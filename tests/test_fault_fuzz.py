@@ -180,10 +180,6 @@ def test_malformed_query_strings_get_4xx_or_answers(server: RunningServer) -> No
     assert server.alive()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 14 defect 11 (malformed UIDs acknowledged, then unreadable), fixed by hardA",
-)
 def test_malformed_uids_are_never_acknowledged(server: RunningServer, tmp_path: Path) -> None:
     """Issue 14 defect 11: an instance whose UIDs carry a letter or a control character
     is refused, or stored and served; never acknowledged and then unreadable."""

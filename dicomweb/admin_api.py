@@ -28,6 +28,7 @@ from dicomweb.errors import BadRequest, NotFound
 from dicomweb.resources import check_uid, describe, path_uids
 from noctis_pacs.core.model import Level, Match, MatchKind, Query
 from noctis_pacs.core.remotes import Remote, RemoteError, parse_remote
+from noctis_pacs.core.routing import RuleError, parse_rule
 from storage.archive import Archive, InstanceLocation
 
 API_ROOT = "/api"
@@ -175,13 +176,7 @@ class AdminApi:
 
     def jobs(self, request: Request) -> Response:
         state = request.query_params.get("state")
-        try:
-            limit = int(request.query_params.get("limit", "100"))
-            offset = int(request.query_params.get("offset", "0"))
-        except ValueError:
-            raise BadRequest("limit and offset must be integers") from None
-        if not 0 < limit <= 1000 or offset < 0:
-            raise BadRequest("limit must be 1-1000 and offset at least 0")
+        limit, offset = _paging(request)
         jobs = self.archive.jobs.recent(state=state, limit=limit, offset=offset)
         return JSONResponse([job.public() for job in jobs])
 
@@ -301,12 +296,88 @@ class AdminApi:
         assert updated is not None
         return JSONResponse(updated.public())
 
+    # -- routing ------------------------------------------------------------------------
+
+    def rules(self, request: Request) -> Response:
+        return JSONResponse([rule.public() for rule in self.archive.routing.rules()])
+
+    async def add_rule(self, request: Request) -> Response:
+        """Save a routing rule; refused with its reason (unknown attribute, unknown
+        destination, malformed value) when saved, never when it fires."""
+        raw = await self.body(request)
+        try:
+            rule = parse_rule(raw)
+            await run_in_threadpool(self.archive.check_route_rule, rule)
+        except RuleError as exc:
+            self.audit(request, "route.add", "refused", reason=str(exc))
+            raise BadRequest(str(exc)) from None
+        if not await run_in_threadpool(self.archive.routing.add_rule, rule):
+            self.audit(request, "route.add", "refused", name=rule.name, reason="exists")
+            return _error(409, f"a rule named {rule.name!r} exists already")
+        self.audit(request, "route.add", "success", name=rule.name)
+        return JSONResponse(rule.public(), status_code=201)
+
+    def remove_rule(self, request: Request) -> Response:
+        name = str(request.path_params["name"])
+        removed = self.archive.routing.remove_rule(name)
+        self.audit(request, "route.remove", "success" if removed else "not found", name=name)
+        if not removed:
+            raise NotFound(f"no rule named {name[:64]!r}")
+        return Response(status_code=204)
+
+    def queue(self, request: Request) -> Response:
+        return JSONResponse(self.archive.routing.summary())
+
+    def dead_letters(self, request: Request) -> Response:
+        limit, offset = _paging(request)
+        return JSONResponse(self.archive.routing.dead_letters(limit, offset))
+
+    async def retry_dead(self, request: Request) -> Response:
+        return await self._dead(request, "retry", self.archive.routing.retry_dead)
+
+    async def drop_dead(self, request: Request) -> Response:
+        return await self._dead(request, "drop", self.archive.routing.drop_dead)
+
+    async def _dead(
+        self, request: Request, verb: str, change: Callable[[list[int] | None], int]
+    ) -> Response:
+        """``{"ids": [..]}`` or ``{"all": true}``: which dead letters to retry or drop."""
+        raw = await self.body(request)
+        unknown = sorted(set(raw) - {"ids", "all"})
+        if unknown:
+            raise BadRequest(f"unknown field(s): {', '.join(unknown)}")
+        ids = raw.get("ids")
+        if raw.get("all") is True and ids is None:
+            chosen: list[int] | None = None
+        elif (
+            isinstance(ids, list)
+            and ids
+            and all(isinstance(i, int) and not isinstance(i, bool) for i in ids)
+        ):
+            chosen = [int(i) for i in ids]
+        else:
+            raise BadRequest('give "ids": a non-empty list of dead letter ids, or "all": true')
+        changed = await run_in_threadpool(change, chosen)
+        self.audit(request, f"route.dead.{verb}", "success", items=changed)
+        return JSONResponse({"dropped" if verb == "drop" else "retried": changed})
+
     def openapi(self, request: Request) -> Response:
         return JSONResponse(openapi_document())
 
 
 def _level(sop: str | None, series: str | None) -> str:
     return "instance" if sop else "series" if series else "study"
+
+
+def _paging(request: Request) -> tuple[int, int]:
+    try:
+        limit = int(request.query_params.get("limit", "100"))
+        offset = int(request.query_params.get("offset", "0"))
+    except ValueError:
+        raise BadRequest("limit and offset must be integers") from None
+    if not 0 < limit <= 1000 or offset < 0:
+        raise BadRequest("limit must be 1-1000 and offset at least 0")
+    return limit, offset
 
 
 def _job_id(request: Request) -> int:
@@ -342,4 +413,11 @@ def admin_routes(api: AdminApi) -> list[BaseRoute]:
         Route(f"{API_ROOT}/jobs/{{job}}", api.job, methods=["GET"]),
         Route(f"{API_ROOT}/jobs/{{job}}/cancel", api.cancel, methods=["POST"]),
         Route(f"{API_ROOT}/jobs/{{job}}/retry", api.retry, methods=["POST"]),
+        Route(f"{API_ROOT}/routing/rules", api.rules, methods=["GET"]),
+        Route(f"{API_ROOT}/routing/rules", api.add_rule, methods=["POST"]),
+        Route(f"{API_ROOT}/routing/rules/{{name}}", api.remove_rule, methods=["DELETE"]),
+        Route(f"{API_ROOT}/routing/queue", api.queue, methods=["GET"]),
+        Route(f"{API_ROOT}/routing/dead", api.dead_letters, methods=["GET"]),
+        Route(f"{API_ROOT}/routing/dead/retry", api.retry_dead, methods=["POST"]),
+        Route(f"{API_ROOT}/routing/dead/drop", api.drop_dead, methods=["POST"]),
     ]

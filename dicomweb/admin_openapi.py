@@ -95,6 +95,31 @@ _SEND = {
 }
 
 
+_RULE = {
+    "type": "object",
+    "required": ["name", "destinations"],
+    "properties": {
+        "name": {"type": "string"},
+        "on": {"enum": ["received", "stable"], "default": "received"},
+        "matches": {
+            "type": "object",
+            "description": "attribute keyword (or CallingAETitle) -> DICOM matching value",
+            "additionalProperties": {"type": "string"},
+        },
+        "destinations": {"type": "array", "items": {"type": "string"}},
+        "max_attempts": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 10},
+        "enabled": {"type": "boolean", "default": True},
+    },
+}
+_DEAD_CHOICE = {
+    "type": "object",
+    "properties": {
+        "ids": {"type": "array", "items": {"type": "integer"}},
+        "all": {"type": "boolean"},
+    },
+}
+
+
 def openapi_document() -> dict[str, Any]:
     delete_responses = {"204": _NO_CONTENT, "404": _ERROR}
     return {
@@ -211,6 +236,45 @@ def openapi_document() -> dict[str, Any]:
                     "Cancel a queued or running job",
                     {"200": _json(_JOB_SCHEMA), "404": _ERROR, "409": _ERROR},
                     params=[_JOB],
+                )
+            },
+            "/api/routing/rules": {
+                "get": _op("Routing rules", {"200": _json({"type": "array", "items": _RULE})}),
+                "post": _op(
+                    "Save a rule (refused with the reason for an unknown attribute or destination)",
+                    {"201": _json(_RULE, "Saved"), "409": _ERROR},
+                    body=_RULE,
+                ),
+            },
+            "/api/routing/rules/{name}": {
+                "delete": _op("Remove a rule", {"204": _NO_CONTENT, "404": _ERROR}, params=[_NAME])
+            },
+            "/api/routing/queue": {
+                "get": _op(
+                    "Queue depth (inbox, queued, dead) and the oldest item's age",
+                    {"200": _json({"type": "object"})},
+                )
+            },
+            "/api/routing/dead": {
+                "get": _op(
+                    "Dead letters: items that used up their attempts",
+                    {"200": _json({"type": "array", "items": {"type": "object"}})},
+                    params=[
+                        _param("limit", {"type": "integer"}, "query"),
+                        _param("offset", {"type": "integer"}, "query"),
+                    ],
+                )
+            },
+            "/api/routing/dead/retry": {
+                "post": _op(
+                    "Queue dead letters again",
+                    {"200": _json({"type": "object"})},
+                    body=_DEAD_CHOICE,
+                )
+            },
+            "/api/routing/dead/drop": {
+                "post": _op(
+                    "Drop dead letters", {"200": _json({"type": "object"})}, body=_DEAD_CHOICE
                 )
             },
             "/api/jobs/{job}/retry": {

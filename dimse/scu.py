@@ -5,7 +5,7 @@ Instances go out in their stored transfer syntax when the peer accepts it (with 
 fast path, sent from the file as stored by ``dimse.fastpath.sender``), else converted
 to a native syntax it accepts (``noctis_pacs.core.transcode``, the one converter),
 exactly as C-MOVE sub-operations do; the presentation contexts offered are C-MOVE's
-(``retrieve.move_contexts``).
+(``send_contexts``: each stored syntax alone, then the native ones).
 """
 
 from __future__ import annotations
@@ -17,15 +17,16 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from pynetdicom import AE, evt
+from pynetdicom import AE, build_context, evt
 from pynetdicom.association import Association
 from pynetdicom.events import Event
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 
 from dimse import fastpath
 from dimse.fastpath import FastPath
-from dimse.retrieve import dataset_to_send, move_contexts
+from dimse.retrieve import MAX_CONTEXTS, dataset_to_send
 from noctis_pacs.core.remotes import Remote
+from noctis_pacs.core.transcode import NATIVE_SYNTAXES
 from storage.archive import Archive, InstanceLocation
 
 log = logging.getLogger("noctis.dimse.scu")
@@ -130,6 +131,18 @@ def echo(remote: Remote, *, calling_ae: str, timeout: float) -> Echo:
 Outcome = Callable[[str, str, str], None]
 
 
+def send_contexts(locations: Sequence[InstanceLocation]) -> list[Any]:
+    """Presentation contexts for a send: each (SOP class, stored syntax) alone, so the
+    peer can take every instance as stored (no conversion), then each SOP class with
+    the native fallbacks; at most 128 (PS3.8 9.3.2.2), the rest go in a next
+    association."""
+    pairs = list(dict.fromkeys((loc.sop_class_uid, loc.transfer_syntax_uid) for loc in locations))
+    classes = list(dict.fromkeys(sop for sop, _ in pairs))
+    contexts = [build_context(sop, [syntax]) for sop, syntax in pairs]
+    contexts += [build_context(sop, list(NATIVE_SYNTAXES)) for sop in classes]
+    return contexts[:MAX_CONTEXTS]
+
+
 def _on_accepted(event: Event, fast: FastPath | None) -> None:
     fastpath.tune_requested_association(event.assoc, fast)
 
@@ -153,7 +166,7 @@ def store(
     while remaining:
         if cancelled():
             return "cancelled"
-        contexts = move_contexts(remaining)
+        contexts = send_contexts(remaining)
         ae = _application_entity(calling_ae, timeout)
         ae.requested_contexts = contexts
         assoc = ae.associate(

@@ -18,6 +18,7 @@ from typing import Any, BinaryIO
 from noctis_pacs.core.audit import AuditEvent, AuditOutcome
 from noctis_pacs.core.auth import Principal
 from noctis_pacs.core.model import Level, Match, MatchKind, Query, QueryResult
+from noctis_pacs.core.routing import STABLE, Rule, RuleError
 from noctis_pacs.core.settings import Settings
 from storage import audit_log
 from storage.audit_log import AuditQueue, AuditRecord, AuditVerification
@@ -44,6 +45,7 @@ from storage.parse import BASE_URL_PLACEHOLDER, IDENTITY_HEAD, ParseError, sop_i
 from storage.part10 import data_set_offset, file_header
 from storage.query import LOCATOR_COLUMNS, MAX_INTEGER, Compiler, QueryError, row_to_dict
 from storage.remotes import RemoteDirectory
+from storage.routing import QueueItem, RoutingStore
 from storage.schema import current_version, ensure_schema
 from storage.tokens import TokenCache, TokenExistsError, TokenStore
 from storage.tracking import StudyTracker
@@ -80,7 +82,9 @@ __all__ = [
     "StudyTracker",
     "WorkflowConflict",
     "WorklistStore",
+    "QueueItem",
     "RemoteDirectory",
+    "RoutingStore",
     "Origin",
     "RejectKind",
     "data_set_offset",
@@ -209,6 +213,9 @@ class Archive:
         self.mpps = MppsStore(self.worklist)
         self.tracker = StudyTracker(self.worklist)
         self.events = EventLog(self.db)
+        #: Routing rules, their inbox (written at ingest) and the delivery queue.
+        self.routing = RoutingStore(self.db)
+        self.ingestor.routing = self.routing
 
     def close(self) -> None:
         self.audit_queue.close()
@@ -596,6 +603,26 @@ class Archive:
             )
         )
         admin_log.info("admin act: action=%s outcome=%s", action, outcome)
+
+    def record_stable(self, conn: Connection, study_uid: str) -> None:
+        """For the study tracker: a study became stable (routing rules ``on: stable``)."""
+        self.routing.record(conn, on=STABLE, study_uid=study_uid)
+
+    def check_route_rule(self, rule: Rule) -> None:
+        """Refuse (``RuleError``) a rule whose keys the query engine cannot match or
+        whose destinations are unknown: a rule is refused when saved, not when it fires."""
+        matches = rule.query_matches()
+        try:
+            ignored = self.ignored_keys(Query(level=Level.IMAGE, matches=matches))
+        except QueryError as exc:
+            raise RuleError(f"matches: {exc}") from None
+        if ignored:
+            raise RuleError(
+                f"matches: the query engine does not match on {', '.join(sorted(ignored))}"
+            )
+        for name in rule.destinations:
+            if self.remotes.get(name) is None:
+                raise RuleError(f"destinations: no remote named {name!r}")
 
     def statistics(self) -> dict[str, Any]:
         """Counts per level and bytes (``stats``), the blob store's free space and how

@@ -25,6 +25,7 @@ from pydicom import __version_info__ as pydicom_version
 from pydicom.uid import PYDICOM_IMPLEMENTATION_UID
 
 from noctis_pacs.core.facility import FROM_ATTRIBUTE, storing_facility
+from noctis_pacs.core.routing import RECEIVED
 from storage.blobstore import BlobWriter, FileSystemBlobStore, StorageFullError
 from storage.db import Connection
 from storage.index import Q, build_record, insert_instance, remove_instance, text_of
@@ -37,6 +38,7 @@ from storage.parse import (
     sop_identity,
 )
 from storage.part10 import data_set_offset, file_header
+from storage.routing import RoutingStore
 from storage.writer import IndexWriter
 
 log = logging.getLogger("noctis.storage.ingest")
@@ -139,6 +141,8 @@ class Ingestor:
         self.facility_attribute = facility_attribute
         self.facility_from = facility_from
         self.fault_after_blob_commit: Exception | None = None  # test hook: failure injection
+        #: Notes each stored instance for routing rules, in its index transaction.
+        self.routing: RoutingStore | None = None
 
     def facility_of(self, metadata: dict[str, Any], origin: Origin) -> str:
         """The facility a study created by this instance belongs to (``[access]``)."""
@@ -394,6 +398,7 @@ class Ingestor:
         )
         fault = self.fault_after_blob_commit
         overwrite = self.overwrite
+        routing = self.routing
 
         def index(conn: Connection) -> tuple[str, str | None]:
             """De-duplicate inside the transaction (no separate look-up beforehand)."""
@@ -407,6 +412,14 @@ class Ingestor:
                 replaced = str(row[1])
                 remove_instance(conn, row[0], row[3])
             insert_instance(conn, record)
+            if routing is not None:
+                routing.record(
+                    conn,
+                    on=RECEIVED,
+                    study_uid=parsed.study_uid,
+                    sop_uid=parsed.sop_instance_uid,
+                    calling_ae=origin.ae,
+                )
             if fault is not None:
                 raise fault
             return "stored", replaced

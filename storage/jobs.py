@@ -11,7 +11,7 @@ A failed attempt with attempts left goes back to ``queued`` with a later
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -206,6 +206,12 @@ class JobStore:
             return str(row[0]) if row else state
 
         return self.db.transaction(work)
+
+    def release_orphans(self, host_prefix: str, alive: Callable[[str], bool]) -> int:
+        """Running jobs of a dead local owner become due at once (see the queue's)."""
+        from storage.routing import _release_orphans
+
+        return _release_orphans(self.db, "jobs", host_prefix, alive)
 
     def state(self, job_id: int) -> str | None:
         with self.db.reader() as conn:

@@ -8,6 +8,7 @@ may scan the same index and each event is recorded exactly once.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import Any
@@ -37,6 +38,8 @@ class StudyTracker:
         self.worklist = worklist
         self.db = worklist.db
         self.watermark = ""
+        #: Called in the transaction that marks a study stable (routing rules).
+        self.on_stable: Callable[[Connection, str], None] | None = None
 
     def scan(self) -> int:
         """Record new and changed studies; return how many changed."""
@@ -133,6 +136,8 @@ class StudyTracker:
                 "last_instance_at": last_change,
             },
         )
+        if self.on_stable is not None:
+            self.on_stable(conn, study_uid)
         return 1
 
     # -- the status view -------------------------------------------------------------------

@@ -98,6 +98,13 @@ EXPECTED: dict[tuple[str, str], Permission | None] = {
     ("GET", "/api/jobs/{job}"): P.ADMIN,
     ("POST", "/api/jobs/{job}/cancel"): P.ADMIN,
     ("POST", "/api/jobs/{job}/retry"): P.ADMIN,
+    ("GET", "/api/routing/rules"): P.ADMIN,
+    ("POST", "/api/routing/rules"): P.ADMIN,
+    ("DELETE", "/api/routing/rules/{name}"): P.ADMIN,
+    ("GET", "/api/routing/queue"): P.ADMIN,
+    ("GET", "/api/routing/dead"): P.ADMIN,
+    ("POST", "/api/routing/dead/retry"): P.ADMIN,
+    ("POST", "/api/routing/dead/drop"): P.ADMIN,
 }
 
 #: Values for path parameters: resources that do not exist (the matrix is about who

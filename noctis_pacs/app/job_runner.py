@@ -13,17 +13,15 @@ that leaves failures is retried after an exponential backoff until
 from __future__ import annotations
 
 import logging
-import os
-import socket
 import threading
 import time
-import uuid
 from collections.abc import Callable
 from typing import Any
 
 from dicomweb.stow_client import stow
 from dimse import scu
 from dimse.fastpath import FastPath
+from noctis_pacs.app import leases
 from noctis_pacs.core.model import Level, Match, MatchKind, Query
 from noctis_pacs.core.remotes import DIMSE
 from noctis_pacs.core.settings import JobSettings, Settings
@@ -57,12 +55,16 @@ class JobRunner:
         self.fast_path = fast_path
         self.jobs = settings.jobs
         self.archive = archive
-        self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self.owner = leases.new_owner()
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
+        try:
+            self.archive.jobs.release_orphans(leases.host_prefix(), leases.owner_alive)
+        except Exception:
+            log.exception("could not release the leases of stopped processes")
         self._thread = threading.Thread(target=self._run, name="job-runner", daemon=True)
         self._thread.start()
 

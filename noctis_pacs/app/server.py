@@ -21,6 +21,7 @@ from typing import Any
 
 from noctis_pacs.app import runtime
 from noctis_pacs.app.job_runner import JobRunner
+from noctis_pacs.app.router import Router
 from noctis_pacs.app.workflow_worker import WorkflowWorker
 from noctis_pacs.core.logs import configure_logging
 from noctis_pacs.core.metrics import Metrics, build_metrics
@@ -300,6 +301,8 @@ def serve(
     ).start()
     dimse_server = None
     # Study tracking, stability and webhook delivery (noctis_pacs/app/workflow_worker.py).
+    # A study that becomes stable feeds routing rules `on: stable` in the same transaction.
+    archive.tracker.on_stable = archive.record_stable
     workflow_worker = WorkflowWorker(settings, tracker=archive.tracker, deliveries=archive.events)
     workflow_worker.start()
     # Send jobs kept in the index (noctis_pacs/app/job_runner.py).
@@ -314,6 +317,19 @@ def serve(
     )
     if job_runner is not None:
         job_runner.start()
+    # Routing rules' inbox and durable queue (noctis_pacs/app/router.py).
+    router = (
+        Router(
+            settings,
+            archive,
+            metrics,
+            fast_path=lambda: dimse_server.fast if dimse_server is not None else None,
+        )
+        if settings.routing.enabled
+        else None
+    )
+    if router is not None:
+        router.start()
     try:
         if run_dimse:
             dimse_server = build_dimse(settings, archive, metrics)
@@ -340,6 +356,8 @@ def serve(
                 signal.signal(sig, lambda *_: stop.set())
             stop.wait()
     finally:
+        if router is not None:
+            router.stop()
         if job_runner is not None:
             job_runner.stop()
         workflow_worker.stop()

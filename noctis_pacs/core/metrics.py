@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 
@@ -19,6 +19,9 @@ class Metrics:
     http_duration: Histogram
     stored_instances: Counter
     dimse_fast_path: Counter
+    route_queue: Gauge
+    route_oldest_seconds: Gauge
+    route_deliveries: Counter
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
@@ -70,6 +73,23 @@ def build_metrics() -> Metrics:
             "noctis_dimse_fast_path",
             "Cases a DIMSE fast path served (hit) or handed back to pynetdicom (fallback)",
             ["path", "outcome"],
+            registry=registry,
+        ),
+        route_queue=Gauge(
+            "noctis_route_queue",
+            "Routing queue items by state (inbox: not yet routed; queued; dead letters)",
+            ["state"],
+            registry=registry,
+        ),
+        route_oldest_seconds=Gauge(
+            "noctis_route_queue_oldest_seconds",
+            "Age of the oldest routing item not yet delivered",
+            registry=registry,
+        ),
+        route_deliveries=Counter(
+            "noctis_route_deliveries",
+            "Routing delivery outcomes (delivered, failed, dead)",
+            ["outcome"],
             registry=registry,
         ),
     )

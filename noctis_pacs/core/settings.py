@@ -255,6 +255,23 @@ class JobSettings:
 
 
 @dataclass(frozen=True)
+class RoutingSettings:
+    """Routing rules' durable queue and its consumer (docs/admin.md)."""
+
+    #: Consume the routing inbox and deliver the queue in this ``serve`` process.
+    enabled: bool = True
+    #: How often the router looks for new work when the last round found none.
+    poll_interval_seconds: float = 0.5
+    #: First retry delay of a failed delivery; doubled per attempt up to the maximum.
+    retry_initial_seconds: float = 5.0
+    retry_max_seconds: float = 600.0
+    #: Seconds a leased group of queue items stays this process's.
+    lease_seconds: float = 120.0
+    #: Inbox rows turned into queue items per transaction; queue items per delivery.
+    batch: int = 500
+
+
+@dataclass(frozen=True)
 class Settings:
     storage: StorageSettings = field(default_factory=StorageSettings)
     query: QuerySettings = field(default_factory=QuerySettings)
@@ -268,6 +285,7 @@ class Settings:
     ui: UiSettings = field(default_factory=UiSettings)
     auth: AuthSettings = field(default_factory=AuthSettings)
     jobs: JobSettings = field(default_factory=JobSettings)
+    routing: RoutingSettings = field(default_factory=RoutingSettings)
 
     @property
     def db_url(self) -> str:
@@ -493,6 +511,20 @@ def _validate(settings: Settings) -> None:
             raise SettingsError(f"{where}: must be positive")
     if jobs.retry_max_seconds < jobs.retry_initial_seconds:
         raise SettingsError("jobs.retry_max_seconds: must be at least jobs.retry_initial_seconds")
+    routing = settings.routing
+    for where, value in (
+        ("routing.poll_interval_seconds", routing.poll_interval_seconds),
+        ("routing.retry_initial_seconds", routing.retry_initial_seconds),
+        ("routing.lease_seconds", routing.lease_seconds),
+    ):
+        if value <= 0:
+            raise SettingsError(f"{where}: must be positive")
+    if routing.retry_max_seconds < routing.retry_initial_seconds:
+        raise SettingsError(
+            "routing.retry_max_seconds: must be at least routing.retry_initial_seconds"
+        )
+    if not 1 <= routing.batch <= 10000:
+        raise SettingsError("routing.batch: must be between 1 and 10000")
     if not 1 <= jobs.stow_batch <= 1000:
         raise SettingsError("jobs.stow_batch: must be between 1 and 1000")
     _validate_security(settings)

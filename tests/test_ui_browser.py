@@ -471,3 +471,60 @@ def test_audit_page_lists_and_filters_the_trail(seeded: dict[str, Any], watched:
     actions = page.locator("table.audit-table tbody tr td:nth-child(5)").all_inner_texts()
     assert actions and set(actions) == {first}
     watched.screenshot("audit", width=1280, height=800)
+
+
+def test_admin_statistics_remotes_echo_jobs_and_health(
+    seeded: dict[str, Any], watched: PageWatch
+) -> None:
+    """The admin page reads /api/statistics (counts, disk use, free space), manages remote
+    AEs (add, C-ECHO with its reason, remove), lists send jobs and shows health."""
+    from tests.conftest import free_port
+
+    srv = server_of(seeded)
+    page = watched.page
+    page.goto(f"{srv.http_url}/ui/#/admin")
+    studies = page.locator(".statistics dd[data-key=Studies]")
+    studies.wait_for()
+    assert int(studies.inner_text()) >= STUDIES
+    assert page.locator(".statistics dd[data-key='Free space']").inner_text().endswith("B")
+    assert page.locator(".statistics dd[data-key='Disk used']").inner_text().endswith("B")
+    assert page.locator(".health dd[data-path='/readyz']").inner_text() == "ready"
+
+    def add(name: str, port: int) -> Any:
+        page.fill(".remote-form input[name=name]", name)
+        page.fill(".remote-form input[name=ae_title]", "NOCTIS" if name == "SELF" else "NOBODY")
+        page.fill(".remote-form input[name=host]", "127.0.0.1")
+        page.fill(".remote-form input[name=port]", str(port))
+        page.click(".remote-form button[type=submit]")
+        row = page.locator(f"table.remotes tr[data-name={name}]")
+        row.wait_for()
+        return row
+
+    me = add("SELF", srv.dimse_port)
+    me.locator("button.echo").click()
+    page.locator("table.remotes tr[data-name=SELF] .echo-result.ok").wait_for(timeout=20_000)
+    gone = add("GONE", free_port())
+    gone.locator("button.echo").click()
+    failed = page.locator("table.remotes tr[data-name=GONE] .echo-result.error")
+    failed.wait_for(timeout=30_000)
+    assert failed.inner_text().startswith("failed: ") and len(failed.inner_text()) > 12
+
+    # A send job (queued through the API) appears in the jobs table with its progress.
+    sent = httpx.post(
+        f"{srv.http_url}/api/jobs/send",
+        json={"destination": "SELF", "study": seeded["ct_study"]},
+        timeout=10,
+    )
+    assert sent.status_code == 202, sent.text
+    job = sent.json()["id"]
+    page.click("button.refresh")
+    page.select_option("select[name=job-state]", "")
+    page.locator(f"table.jobs tr[data-id='{job}']").wait_for()
+    watched.screenshot("admin", width=1280, height=800)
+
+    remove = gone.locator("button.remove")
+    remove.click()
+    assert remove.inner_text() == "Confirm remove"
+    remove.click()
+    page.locator("table.remotes tr[data-name=GONE]").wait_for(state="detached")
+    assert httpx.get(f"{srv.http_url}/api/remotes/GONE", timeout=10).status_code == 404

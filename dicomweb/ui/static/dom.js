@@ -52,3 +52,14 @@ export function field(label, input) {
 export function button(text, onClick, attrs = {}) {
   return h('button', { type: 'button', ...attrs, onclick: onClick }, text);
 }
+
+/** Two-step confirmation on a button: the first click asks ("Confirm ..."), a second
+ *  within 4 s answers true. No window.confirm (blocking, and unstyled). */
+export function confirmed(control, question) {
+  if (control.dataset.confirm === 'yes') return true;
+  const label = control.textContent;
+  control.dataset.confirm = 'yes';
+  control.textContent = question;
+  setTimeout(() => { control.dataset.confirm = ''; control.textContent = label; }, 4000);
+  return false;
+}

@@ -17,9 +17,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from dicomweb.admin_openapi import openapi_document
@@ -29,7 +30,7 @@ from dicomweb.resources import check_uid, describe, path_uids
 from noctis_pacs.core.model import Level, Match, MatchKind, Query
 from noctis_pacs.core.remotes import Remote, RemoteError, parse_remote
 from noctis_pacs.core.routing import RuleError, parse_rule
-from storage.archive import Archive, InstanceLocation
+from storage.archive import Archive, InstanceLocation, MediaError
 
 API_ROOT = "/api"
 #: Largest JSON body the admin API reads.
@@ -296,6 +297,43 @@ class AdminApi:
         assert updated is not None
         return JSONResponse(updated.public())
 
+    # -- export -------------------------------------------------------------------------
+
+    async def export(self, request: Request) -> Response:
+        """A study (or series) as a zip: PS3.10 media with a DICOMDIR (``dicomdir=true``,
+        the default) or the stored files; written to a temporary file, then streamed."""
+        study, series, _ = path_uids(request)
+        assert study is not None
+        flag = request.query_params.get("dicomdir", "true").lower()
+        if flag not in ("true", "false"):
+            raise BadRequest("dicomdir must be true or false")
+        target = self.archive.spool_path()
+        try:
+            count = await run_in_threadpool(
+                lambda: self.archive.export_zip(
+                    target, study_uid=study, series_uid=series, dicomdir=flag == "true"
+                )
+            )
+        except MediaError as exc:
+            target.unlink(missing_ok=True)
+            self.audit(request, "export", "refused", study_uids=(study,), reason=str(exc))
+            return _error(422, str(exc))
+        except BaseException:
+            target.unlink(missing_ok=True)
+            raise
+        if count == 0:
+            target.unlink(missing_ok=True)
+            self.audit(request, "export", "not found", study_uids=(study,))
+            raise NotFound(f"{describe(study, series, None)} is not in the archive")
+        self.audit(request, "export", "success", study_uids=(study,), instances=count)
+        name = f"{series or study}.zip"
+        return FileResponse(
+            target,
+            media_type="application/zip",
+            filename=name,
+            background=BackgroundTask(target.unlink, missing_ok=True),
+        )
+
     # -- routing ------------------------------------------------------------------------
 
     def rules(self, request: Request) -> Response:
@@ -403,6 +441,8 @@ def admin_routes(api: AdminApi) -> list[BaseRoute]:
         Route(study, api.delete, methods=["DELETE"]),
         Route(series, api.delete, methods=["DELETE"]),
         Route(f"{series}/instances/{{instance}}", api.delete, methods=["DELETE"]),
+        Route(f"{study}/export", api.export, methods=["GET"]),
+        Route(f"{series}/export", api.export, methods=["GET"]),
         Route(f"{API_ROOT}/remotes", api.remotes, methods=["GET"]),
         Route(f"{API_ROOT}/remotes", api.add_remote, methods=["POST"]),
         Route(f"{API_ROOT}/remotes/{{name}}", api.remote, methods=["GET"]),

@@ -49,6 +49,15 @@ _STUDY, _SERIES, _INSTANCE = (
     _param("instance", _UID),
 )
 _NAME = _param("name", {"type": "string"})
+_DICOMDIR = _param("dicomdir", {"type": "boolean", "default": True}, "query")
+_EXPORT_RESPONSES = {
+    "200": {
+        "description": "The zip",
+        "content": {"application/zip": {"schema": {"type": "string", "format": "binary"}}},
+    },
+    "404": _ERROR,
+    "422": _ERROR,
+}
 _JOB = _param("job", {"type": "integer"})
 _REMOTE = {
     "type": "object",
@@ -166,6 +175,20 @@ def openapi_document() -> dict[str, Any]:
             "/api/studies/{study}/series/{series}/instances/{instance}": {
                 "delete": _op(
                     "Delete an instance", delete_responses, params=[_STUDY, _SERIES, _INSTANCE]
+                )
+            },
+            "/api/studies/{study}/export": {
+                "get": _op(
+                    "The study as a zip: PS3.10 media with a DICOMDIR, or the stored files",
+                    _EXPORT_RESPONSES,
+                    params=[_STUDY, _DICOMDIR],
+                )
+            },
+            "/api/studies/{study}/series/{series}/export": {
+                "get": _op(
+                    "The series as a zip (as the study's)",
+                    _EXPORT_RESPONSES,
+                    params=[_STUDY, _SERIES, _DICOMDIR],
                 )
             },
             "/api/remotes": {

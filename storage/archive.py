@@ -40,6 +40,7 @@ from storage.ingest import (
     StoreOutcome,
 )
 from storage.jobs import Job, JobStore
+from storage.media import MediaError, write_zip
 from storage.mpps_store import MppsStore
 from storage.parse import BASE_URL_PLACEHOLDER, IDENTITY_HEAD, ParseError, sop_identity
 from storage.part10 import data_set_offset, file_header
@@ -73,6 +74,7 @@ __all__ = [
     "Expected",
     "Implementation",
     "InstanceLocation",
+    "MediaError",
     "NoPixelDataError",
     "EventLog",
     "ItemNotFound",
@@ -603,6 +605,23 @@ class Archive:
             )
         )
         admin_log.info("admin act: action=%s outcome=%s", action, outcome)
+
+    def export_zip(
+        self, target: Path, *, study_uid: str, series_uid: str | None = None, dicomdir: bool
+    ) -> int:
+        """Write a study (or series) into the zip ``target``: PS3.10 media with a DICOMDIR,
+        or the stored files; the number of instances (0: nothing matched). Raises
+        ``MediaError`` when an instance cannot get a DICOMDIR record."""
+        locations = self.locate_uids(study_uid, series_uid)
+        files = []
+        for location in locations:
+            path = self.blob_path(location)
+            if path is None or not path.exists():
+                raise MediaError(f"instance {location.sop_uid} has no stored file")
+            files.append((location.sop_uid, path))
+        if not files:
+            return 0
+        return write_zip(files, target, dicomdir=dicomdir)
 
     def record_stable(self, conn: Connection, study_uid: str) -> None:
         """For the study tracker: a study became stable (routing rules ``on: stable``)."""

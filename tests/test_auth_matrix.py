@@ -105,6 +105,8 @@ EXPECTED: dict[tuple[str, str], Permission | None] = {
     ("GET", "/api/routing/dead"): P.ADMIN,
     ("POST", "/api/routing/dead/retry"): P.ADMIN,
     ("POST", "/api/routing/dead/drop"): P.ADMIN,
+    ("GET", "/api/studies/{study}/export"): P.ADMIN,
+    ("GET", "/api/studies/{study}/series/{series}/export"): P.ADMIN,
 }
 
 #: Values for path parameters: resources that do not exist (the matrix is about who

@@ -29,6 +29,7 @@ from dicomweb.errors import BadRequest, NotFound
 from dicomweb.resources import check_uid, describe, path_uids
 from noctis_pacs.core.model import Level, Match, MatchKind, Query
 from noctis_pacs.core.remotes import Remote, RemoteError, parse_remote
+from noctis_pacs.core.retention import PolicyError, parse_policy
 from noctis_pacs.core.routing import RuleError, parse_rule
 from storage.archive import Archive, InstanceLocation, MediaError
 
@@ -334,6 +335,81 @@ class AdminApi:
             background=BackgroundTask(target.unlink, missing_ok=True),
         )
 
+    # -- retention ----------------------------------------------------------------------
+
+    def policies(self, request: Request) -> Response:
+        return JSONResponse([p.public() for p in self.archive.retention.policies()])
+
+    async def add_policy(self, request: Request) -> Response:
+        raw = await self.body(request)
+        try:
+            policy = parse_policy(raw)
+        except PolicyError as exc:
+            self.audit(request, "retention.policy.add", "refused", reason=str(exc))
+            raise BadRequest(str(exc)) from None
+        if not await run_in_threadpool(self.archive.retention.add_policy, policy):
+            self.audit(request, "retention.policy.add", "refused", name=policy.name)
+            return _error(409, f"a policy named {policy.name!r} exists already")
+        self.audit(request, "retention.policy.add", "success", name=policy.name)
+        return JSONResponse(policy.public(), status_code=201)
+
+    def remove_policy(self, request: Request) -> Response:
+        name = str(request.path_params["name"])
+        removed = self.archive.retention.remove_policy(name)
+        self.audit(
+            request, "retention.policy.remove", "success" if removed else "not found", name=name
+        )
+        if not removed:
+            raise NotFound(f"no policy named {name[:64]!r}")
+        return Response(status_code=204)
+
+    def run_retention(self, request: Request) -> Response:
+        """Apply the policies now; ``dry_run=true`` (the default) lists what would go."""
+        flag = request.query_params.get("dry_run", "true").lower()
+        if flag not in ("true", "false"):
+            raise BadRequest("dry_run must be true or false")
+        result = self.archive.retention_run(
+            dry_run=flag == "true", principal=principal_of(request).name
+        )
+        self.audit(
+            request,
+            "retention.run",
+            "success",
+            dry_run=flag == "true",
+            studies=len(result["studies"]),
+        )
+        return JSONResponse(result)
+
+    def protected(self, request: Request) -> Response:
+        return JSONResponse(self.archive.retention.protected())
+
+    async def protect(self, request: Request) -> Response:
+        study, _, _ = path_uids(request)
+        assert study is not None
+        raw = await self.body(request) if await request.body() else {}
+        reason = raw.get("reason", "")
+        if set(raw) - {"reason"} or not isinstance(reason, str) or len(reason) > 200:
+            raise BadRequest('the body may hold "reason" (text, at most 200 characters)')
+        added = await run_in_threadpool(self.archive.retention.protect, study, reason)
+        self.audit(request, "retention.protect", "success", study_uids=(study,))
+        return JSONResponse(
+            {"study_uid": study, "protected": True}, status_code=201 if added else 200
+        )
+
+    def unprotect(self, request: Request) -> Response:
+        study, _, _ = path_uids(request)
+        assert study is not None
+        removed = self.archive.retention.unprotect(study)
+        self.audit(
+            request,
+            "retention.unprotect",
+            "success" if removed else "not found",
+            study_uids=(study,),
+        )
+        if not removed:
+            raise NotFound(f"study {study} is not protected")
+        return Response(status_code=204)
+
     # -- routing ------------------------------------------------------------------------
 
     def rules(self, request: Request) -> Response:
@@ -453,6 +529,13 @@ def admin_routes(api: AdminApi) -> list[BaseRoute]:
         Route(f"{API_ROOT}/jobs/{{job}}", api.job, methods=["GET"]),
         Route(f"{API_ROOT}/jobs/{{job}}/cancel", api.cancel, methods=["POST"]),
         Route(f"{API_ROOT}/jobs/{{job}}/retry", api.retry, methods=["POST"]),
+        Route(f"{study}/protected", api.protect, methods=["PUT"]),
+        Route(f"{study}/protected", api.unprotect, methods=["DELETE"]),
+        Route(f"{API_ROOT}/retention/policies", api.policies, methods=["GET"]),
+        Route(f"{API_ROOT}/retention/policies", api.add_policy, methods=["POST"]),
+        Route(f"{API_ROOT}/retention/policies/{{name}}", api.remove_policy, methods=["DELETE"]),
+        Route(f"{API_ROOT}/retention/run", api.run_retention, methods=["POST"]),
+        Route(f"{API_ROOT}/retention/protected", api.protected, methods=["GET"]),
         Route(f"{API_ROOT}/routing/rules", api.rules, methods=["GET"]),
         Route(f"{API_ROOT}/routing/rules", api.add_rule, methods=["POST"]),
         Route(f"{API_ROOT}/routing/rules/{{name}}", api.remove_rule, methods=["DELETE"]),

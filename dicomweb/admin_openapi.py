@@ -120,6 +120,19 @@ _RULE = {
         "enabled": {"type": "boolean", "default": True},
     },
 }
+_POLICY = {
+    "type": "object",
+    "required": ["name"],
+    "properties": {
+        "name": {"type": "string"},
+        "max_age_days": {"type": "integer", "minimum": 0},
+        "basis": {"enum": ["study_date", "received"], "default": "study_date"},
+        "quota_bytes": {"type": "integer", "minimum": 0},
+        "facility": {"type": "string"},
+        "modality": {"type": "string"},
+        "enabled": {"type": "boolean", "default": True},
+    },
+}
 _DEAD_CHOICE = {
     "type": "object",
     "properties": {
@@ -259,6 +272,47 @@ def openapi_document() -> dict[str, Any]:
                     "Cancel a queued or running job",
                     {"200": _json(_JOB_SCHEMA), "404": _ERROR, "409": _ERROR},
                     params=[_JOB],
+                )
+            },
+            "/api/studies/{study}/protected": {
+                "put": _op(
+                    "Protect a study from retention",
+                    {"200": _json({"type": "object"}), "201": _json({"type": "object"})},
+                    params=[_STUDY],
+                    body={"type": "object", "properties": {"reason": {"type": "string"}}},
+                ),
+                "delete": _op(
+                    "Remove the protection",
+                    {"204": _NO_CONTENT, "404": _ERROR},
+                    params=[_STUDY],
+                ),
+            },
+            "/api/retention/policies": {
+                "get": _op(
+                    "Retention policies", {"200": _json({"type": "array", "items": _POLICY})}
+                ),
+                "post": _op(
+                    "Save a policy",
+                    {"201": _json(_POLICY, "Saved"), "409": _ERROR},
+                    body=_POLICY,
+                ),
+            },
+            "/api/retention/policies/{name}": {
+                "delete": _op(
+                    "Remove a policy", {"204": _NO_CONTENT, "404": _ERROR}, params=[_NAME]
+                )
+            },
+            "/api/retention/run": {
+                "post": _op(
+                    "Apply the policies now (dry_run=true, the default: list what would go)",
+                    {"200": _json({"type": "object"})},
+                    params=[_param("dry_run", {"type": "boolean", "default": True}, "query")],
+                )
+            },
+            "/api/retention/protected": {
+                "get": _op(
+                    "Protected studies",
+                    {"200": _json({"type": "array", "items": {"type": "object"}})},
                 )
             },
             "/api/routing/rules": {

@@ -18,6 +18,7 @@ from typing import Any, BinaryIO
 from noctis_pacs.core.audit import AuditEvent, AuditOutcome
 from noctis_pacs.core.auth import Principal
 from noctis_pacs.core.model import Level, Match, MatchKind, Query, QueryResult
+from noctis_pacs.core.retention import select
 from noctis_pacs.core.routing import STABLE, Rule, RuleError
 from noctis_pacs.core.settings import Settings
 from storage import audit_log
@@ -46,6 +47,7 @@ from storage.parse import BASE_URL_PLACEHOLDER, IDENTITY_HEAD, ParseError, sop_i
 from storage.part10 import data_set_offset, file_header
 from storage.query import LOCATOR_COLUMNS, MAX_INTEGER, Compiler, QueryError, row_to_dict
 from storage.remotes import RemoteDirectory
+from storage.retention import RetentionStore
 from storage.routing import QueueItem, RoutingStore
 from storage.schema import current_version, ensure_schema
 from storage.tokens import TokenCache, TokenExistsError, TokenStore
@@ -215,6 +217,8 @@ class Archive:
         self.mpps = MppsStore(self.worklist)
         self.tracker = StudyTracker(self.worklist)
         self.events = EventLog(self.db)
+        #: Retention policies and protected studies.
+        self.retention = RetentionStore(self.db)
         #: Routing rules, their inbox (written at ingest) and the delivery queue.
         self.routing = RoutingStore(self.db)
         self.ingestor.routing = self.routing
@@ -622,6 +626,29 @@ class Archive:
         if not files:
             return 0
         return write_zip(files, target, dicomdir=dicomdir)
+
+    def retention_run(self, *, dry_run: bool, principal: str = "retention") -> dict[str, Any]:
+        """Apply the retention policies: the studies they select now (oldest first per
+        policy), deleted unless ``dry_run``; the dry run lists exactly what a run at that
+        moment deletes. Each deletion is audited (``admin.retention.delete``)."""
+        plan = select(self.retention.policies(), self.retention.candidates())
+        deleted = 0
+        for item in [] if dry_run else plan:
+            count = self.delete(study_uid=item.study_uid)
+            deleted += count
+            self.record_admin_act(
+                principal=principal,
+                action="retention.delete",
+                outcome="success",
+                study_uids=[item.study_uid],
+                details={"policy": item.policy, "reason": item.reason, "instances": count},
+            )
+        return {
+            "dry_run": dry_run,
+            "studies": [vars(item) for item in plan],
+            "bytes": sum(item.size for item in plan),
+            "deleted_instances": deleted,
+        }
 
     def record_stable(self, conn: Connection, study_uid: str) -> None:
         """For the study tracker: a study became stable (routing rules ``on: stable``)."""

@@ -107,6 +107,13 @@ EXPECTED: dict[tuple[str, str], Permission | None] = {
     ("POST", "/api/routing/dead/drop"): P.ADMIN,
     ("GET", "/api/studies/{study}/export"): P.ADMIN,
     ("GET", "/api/studies/{study}/series/{series}/export"): P.ADMIN,
+    ("PUT", "/api/studies/{study}/protected"): P.ADMIN,
+    ("DELETE", "/api/studies/{study}/protected"): P.ADMIN,
+    ("GET", "/api/retention/policies"): P.ADMIN,
+    ("POST", "/api/retention/policies"): P.ADMIN,
+    ("DELETE", "/api/retention/policies/{name}"): P.ADMIN,
+    ("POST", "/api/retention/run"): P.ADMIN,
+    ("GET", "/api/retention/protected"): P.ADMIN,
 }
 
 #: Values for path parameters: resources that do not exist (the matrix is about who

@@ -68,6 +68,36 @@ def register(sub: Any) -> None:
     send.add_argument("--wait", action="store_true", help="run the job here and wait for its end")
     send.set_defaults(handler=cmd_send)
 
+    retention = sub.add_parser("retention", help="retention policies, protected studies, runs")
+    retention_sub = retention.add_subparsers(dest="retention_command", required=True)
+    run = retention_sub.add_parser("run", help="apply the policies now (or --dry-run)")
+    common_options(run)
+    run.add_argument("--dry-run", action="store_true", help="list what would be deleted")
+    run.add_argument("--json", action="store_true")
+    run.set_defaults(handler=cmd_retention_run)
+    policy = retention_sub.add_parser("add", help="add a policy")
+    common_options(policy)
+    policy.add_argument("name")
+    policy.add_argument("--max-age-days", type=int, default=0)
+    policy.add_argument("--basis", default="study_date", help="study_date or received")
+    policy.add_argument("--quota-bytes", type=int, default=0)
+    policy.add_argument("--facility", default="")
+    policy.add_argument("--modality", default="")
+    policy.set_defaults(handler=cmd_retention_add)
+    for name, handler, text in (
+        ("list", cmd_retention_list, "list the policies and protected studies"),
+        ("remove", cmd_retention_remove, "remove a policy"),
+        ("protect", cmd_retention_protect, "protect a study (Study Instance UID)"),
+        ("unprotect", cmd_retention_unprotect, "remove a study's protection"),
+    ):
+        parser = retention_sub.add_parser(name, help=text)
+        common_options(parser)
+        if name != "list":
+            parser.add_argument("name" if name == "remove" else "study")
+        if name == "protect":
+            parser.add_argument("--reason", default="")
+        parser.set_defaults(handler=handler)
+
     jobs = sub.add_parser("jobs", help="list jobs; show, cancel or retry one")
     common_options(jobs)
     jobs.add_argument(
@@ -275,3 +305,98 @@ def cmd_jobs(args: argparse.Namespace, settings: Settings) -> int:
         return EXIT_OK
     finally:
         archive.close()
+
+
+def cmd_retention_run(args: argparse.Namespace, settings: Settings) -> int:
+    archive = _archive(settings)
+    try:
+        result = archive.retention_run(dry_run=args.dry_run, principal=CLI_PRINCIPAL)
+    finally:
+        archive.close()
+    if args.json:
+        print(json.dumps(result))
+        return EXIT_OK
+    verb = "would delete" if args.dry_run else "deleted"
+    print(f"retention {verb} {len(result['studies'])} study(ies), {result['bytes']} bytes")
+    for item in result["studies"]:
+        print(f"  {item['study_uid']}  {item['policy']}: {item['reason']}")
+    return EXIT_OK
+
+
+def cmd_retention_add(args: argparse.Namespace, settings: Settings) -> int:
+    from noctis_pacs.core.retention import PolicyError, parse_policy
+
+    raw = {
+        "name": args.name,
+        "max_age_days": args.max_age_days,
+        "basis": args.basis,
+        "quota_bytes": args.quota_bytes,
+        "facility": args.facility,
+        "modality": args.modality,
+    }
+    try:
+        policy = parse_policy(raw)
+    except PolicyError as exc:
+        print(f"retention add: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    archive = _archive(settings)
+    try:
+        added = archive.retention.add_policy(policy)
+        _record(archive, "retention.policy.add", "success" if added else "refused", name=args.name)
+    finally:
+        archive.close()
+    if not added:
+        print(f"retention add: a policy named {args.name!r} exists already", file=sys.stderr)
+        return EXIT_FAILED
+    print(f"added retention policy {args.name}")
+    return EXIT_OK
+
+
+def cmd_retention_list(args: argparse.Namespace, settings: Settings) -> int:
+    archive = _archive(settings)
+    try:
+        listing = {
+            "policies": [p.public() for p in archive.retention.policies()],
+            "protected": archive.retention.protected(),
+        }
+    finally:
+        archive.close()
+    print(json.dumps(listing, indent=2))
+    return EXIT_OK
+
+
+def cmd_retention_remove(args: argparse.Namespace, settings: Settings) -> int:
+    archive = _archive(settings)
+    try:
+        removed = archive.retention.remove_policy(args.name)
+        _record(archive, "retention.policy.remove", "success" if removed else "not found")
+    finally:
+        archive.close()
+    if not removed:
+        print(f"retention remove: no policy named {args.name!r}", file=sys.stderr)
+        return EXIT_FAILED
+    return EXIT_OK
+
+
+def cmd_retention_protect(args: argparse.Namespace, settings: Settings) -> int:
+    archive = _archive(settings)
+    try:
+        archive.retention.protect(args.study, args.reason)
+        _record(archive, "retention.protect", "success")
+    finally:
+        archive.close()
+    print(f"study {args.study} is protected from retention")
+    return EXIT_OK
+
+
+def cmd_retention_unprotect(args: argparse.Namespace, settings: Settings) -> int:
+    archive = _archive(settings)
+    try:
+        removed = archive.retention.unprotect(args.study)
+        _record(archive, "retention.unprotect", "success" if removed else "not found")
+    finally:
+        archive.close()
+    if not removed:
+        print(f"retention unprotect: study {args.study} is not protected", file=sys.stderr)
+        return EXIT_FAILED
+    return EXIT_OK

@@ -21,6 +21,7 @@ from typing import Any
 
 from noctis_pacs.app import runtime
 from noctis_pacs.app.job_runner import JobRunner
+from noctis_pacs.app.retention_worker import RetentionWorker
 from noctis_pacs.app.router import Router
 from noctis_pacs.app.workflow_worker import WorkflowWorker
 from noctis_pacs.core.logs import configure_logging
@@ -330,6 +331,9 @@ def serve(
     )
     if router is not None:
         router.start()
+    retention = RetentionWorker(settings, archive) if settings.retention.enabled else None
+    if retention is not None:
+        retention.start()
     try:
         if run_dimse:
             dimse_server = build_dimse(settings, archive, metrics)
@@ -356,6 +360,8 @@ def serve(
                 signal.signal(sig, lambda *_: stop.set())
             stop.wait()
     finally:
+        if retention is not None:
+            retention.stop()
         if router is not None:
             router.stop()
         if job_runner is not None:

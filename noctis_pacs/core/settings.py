@@ -272,6 +272,15 @@ class RoutingSettings:
 
 
 @dataclass(frozen=True)
+class RetentionSettings:
+    """Retention policies applied in the background (docs/admin.md)."""
+
+    #: Apply the policies in this ``serve`` process every ``interval_seconds``.
+    enabled: bool = True
+    interval_seconds: float = 3600.0
+
+
+@dataclass(frozen=True)
 class Settings:
     storage: StorageSettings = field(default_factory=StorageSettings)
     query: QuerySettings = field(default_factory=QuerySettings)
@@ -286,6 +295,7 @@ class Settings:
     auth: AuthSettings = field(default_factory=AuthSettings)
     jobs: JobSettings = field(default_factory=JobSettings)
     routing: RoutingSettings = field(default_factory=RoutingSettings)
+    retention: RetentionSettings = field(default_factory=RetentionSettings)
 
     @property
     def db_url(self) -> str:
@@ -523,6 +533,8 @@ def _validate(settings: Settings) -> None:
         raise SettingsError(
             "routing.retry_max_seconds: must be at least routing.retry_initial_seconds"
         )
+    if settings.retention.interval_seconds <= 0:
+        raise SettingsError("retention.interval_seconds: must be positive")
     if not 1 <= routing.batch <= 10000:
         raise SettingsError("routing.batch: must be between 1 and 10000")
     if not 1 <= jobs.stow_batch <= 1000:

@@ -30,7 +30,7 @@ from storage.blobstore import (
     StorageFullError,
 )
 from storage.db import Connection, Database, IndexBusyError, open_database
-from storage.index import Q, remove_instance
+from storage.index import HierarchyConflict, Q, remove_instance
 from storage.ingest import (
     Expected,
     Implementation,
@@ -799,7 +799,12 @@ class Archive:
 
             futures.append((key, self.writer.submit(job)))
         for key, future in futures:
-            if future.result():
+            try:
+                stored = future.result()
+            except HierarchyConflict as exc:  # its series is another study's: as ingest
+                skipped.append({"blob": key, "reason": exc.reason})
+                continue
+            if stored:
                 added += 1
             else:
                 duplicates.append(key)

@@ -188,13 +188,31 @@ def _join_list(values: list[str]) -> str:
     return "\\" + "".join(f"{v}\\" for v in values if v)
 
 
+class HierarchyConflict(Exception):
+    """An instance the index cannot file without contradicting what it holds: its
+    Series Instance UID (or SOP Instance UID) is stored under another study (or series).
+    Raised inside the index transaction, whose writes are then rolled back."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
 def insert_instance(conn: Connection, record: InstanceRecord) -> None:
-    """Insert one new instance (its SOP Instance UID must not be indexed yet)."""
+    """Insert one new instance (its SOP Instance UID must not be indexed yet); raises
+    ``HierarchyConflict`` when its series belongs to another study (PS3.3 C.7.3.1: a
+    Series Instance UID names one series of one study), before anything is counted."""
     patient_fk = conn.one(Q("patient_insert"), record.patient)[0]
     study_row = conn.one(Q("study_insert"), {**record.study, "patient_fk": patient_fk})
     study_fk, study_patient_fk, _modalities, sop_classes, study_count = study_row
     series_row = conn.one(Q("series_insert"), {**record.series, "study_fk": study_fk})
-    series_fk, _, series_count = series_row
+    series_fk, series_study_fk, series_count = series_row
+    if series_study_fk != study_fk:
+        owner = conn.one(Q("study_uid_by_id"), {"id": series_study_fk})
+        raise HierarchyConflict(
+            f"Series Instance UID {record.series['series_uid']} is stored in another study"
+            f" ({owner[0] if owner else 'unknown'}); a series belongs to one study"
+        )
     conn.execute(Q("instance_insert"), {**record.instance, "series_fk": series_fk})
     new_series = 1 if series_count == 0 else 0
     new_study = 1 if study_count == 0 else 0

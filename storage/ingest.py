@@ -28,7 +28,14 @@ from noctis_pacs.core.facility import FROM_ATTRIBUTE, storing_facility
 from noctis_pacs.core.routing import RECEIVED
 from storage.blobstore import BlobWriter, FileSystemBlobStore, StorageFullError
 from storage.db import Connection
-from storage.index import Q, build_record, insert_instance, remove_instance, text_of
+from storage.index import (
+    HierarchyConflict,
+    Q,
+    build_record,
+    insert_instance,
+    remove_instance,
+    text_of,
+)
 from storage.parse import (
     IDENTITY_HEAD,
     ParsedInstance,
@@ -66,6 +73,7 @@ class RejectKind(enum.Enum):
     STUDY_MISMATCH = "study_mismatch"
     CLASS_MISMATCH = "class_mismatch"  # not the SOP class the sender named (DIMSE 0xA900)
     INSTANCE_MISMATCH = "instance_mismatch"  # not the instance it named (DIMSE 0xC000 range)
+    CONFLICT = "conflict"  # contradicts the stored hierarchy (DIMSE / STOW 0xA900)
     INVALID_UID = "invalid_uid"  # a UID the read side could not name (DIMSE / STOW 0xA900)
 
 
@@ -405,6 +413,9 @@ class Ingestor:
             row = conn.one(Q("instance_by_sop"), {"sop_uid": parsed.sop_instance_uid})
             replaced: str | None = None
             if row is not None:
+                if (row[5], row[4]) != (parsed.study_uid, parsed.series_uid):
+                    # Whatever storage.duplicates says: the instance cannot move.
+                    return "conflict", _moved_reason(row[5], row[4], parsed)
                 if row[2] == sha256:
                     return "identical", None
                 if not overwrite:
@@ -426,9 +437,18 @@ class Ingestor:
 
         try:
             result, replaced = self.writer.run(index)
+        except HierarchyConflict as exc:
+            result, replaced = "conflict", exc.reason
         except Exception:
             self.blobs.delete(key)
             raise
+        if result == "conflict":
+            # Nothing was written (the transaction's writes rolled back): refused.
+            self.blobs.delete(key)
+            outcome.status = Status.REJECTED
+            outcome.reject_kind = RejectKind.CONFLICT
+            outcome.reason = replaced
+            return outcome
         if result != "stored":
             self.blobs.delete(key)
             outcome.status = Status.ALREADY_STORED
@@ -443,6 +463,20 @@ class Ingestor:
             outcome.warnings.append("replaced an earlier instance with the same SOP Instance UID")
         outcome.status = Status.STORED
         return outcome
+
+
+def _moved_reason(study_uid: str, series_uid: str, parsed: ParsedInstance) -> str:
+    """Why an instance whose SOP Instance UID is stored elsewhere in the hierarchy is
+    refused (PS3.3 C.12.1: a SOP Instance UID names one instance, in one series)."""
+    where = (
+        f"another study ({study_uid})"
+        if study_uid != parsed.study_uid
+        else f"another series ({series_uid}) of this study"
+    )
+    return (
+        f"SOP Instance UID {parsed.sop_instance_uid} is stored in {where};"
+        " delete it there first to move it"
+    )
 
 
 def _full_outcome(exc: StorageFullError, expected: Expected) -> StoreOutcome:

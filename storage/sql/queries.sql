@@ -55,7 +55,12 @@ VALUES (:series_fk, :sop_uid, :sop_class_uid, :instance_number, :rows, :columns,
     :metadata, :origin_protocol, :origin_ae, :origin_host, :received_at)
 
 -- name: instance_by_sop
-SELECT i.id, i.blob_key, i.sha256, i.series_fk FROM instances i WHERE i.sop_uid = :sop_uid
+SELECT i.id, i.blob_key, i.sha256, i.series_fk, s.series_uid, st.study_uid
+FROM instances i JOIN series s ON s.id = i.series_fk JOIN studies st ON st.id = s.study_fk
+WHERE i.sop_uid = :sop_uid
+
+-- name: study_uid_by_id
+SELECT study_uid FROM studies WHERE id = :id
 
 -- name: instance_delete
 DELETE FROM instances WHERE id = :id

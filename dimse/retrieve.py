@@ -92,9 +92,11 @@ def move_contexts(locations: list[InstanceLocation]) -> list[Any]:
     """Presentation contexts for the sub-association (PS3.4 C.4.2.3.1).
 
     Each SOP class is offered in one context of the native syntaxes, explicit little
-    endian first (any of them converts to any other), so the destination chooses the
-    one it prefers (PS3.8 9.3.2.2); a compressed stored syntax is offered alone besides,
-    so a destination that accepts it takes the instance as stored. Within 128 contexts.
+    endian first (any of them converts to any other), and in each syntax it is stored
+    in, alone: a destination that accepts that syntax takes the instance as stored, sent
+    from its file unchanged (a destination choosing within one shared context may prefer
+    a syntax that costs a conversion per instance: ``storescp +xa`` takes deflated).
+    Within 128 contexts, the shared ones first so that every class can be sent.
     """
     pairs = sorted({(loc.sop_class_uid, loc.transfer_syntax_uid) for loc in locations})
     classes = sorted({sop for sop, _ in pairs})
@@ -102,8 +104,7 @@ def move_contexts(locations: list[InstanceLocation]) -> list[Any]:
     for sop, syntax in pairs:
         if len(contexts) >= MAX_CONTEXTS:
             break
-        if syntax not in NATIVE_SYNTAXES:
-            contexts.append(build_context(sop, [syntax]))
+        contexts.append(build_context(sop, [syntax]))
     return contexts[:MAX_CONTEXTS]
 
 

@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 from pydicom import dcmread
 from pydicom.dataset import Dataset
-from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
+from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 from pynetdicom import AE, build_context, build_role, evt
 from pynetdicom.presentation import StoragePresentationContexts
 from pynetdicom.sop_class import (
@@ -34,6 +34,9 @@ from noctis_pacs.core.transcode import NATIVE_SYNTAXES
 from tests.conftest import BACKENDS, RunningServer, db_url_for, free_port, start_server
 from tests.factory import mixed_syntax_study, uid
 from tests.test_dimse_support import associate, dcmtk, server_archive, storescp
+
+#: What ``storescp +xe`` accepts.
+UNCOMPRESSED = (ExplicitVRLittleEndian, ImplicitVRLittleEndian, ExplicitVRBigEndian)
 
 
 @dataclass
@@ -55,6 +58,7 @@ class Corpus:
     peers: dict[str, Peer]
     storescp_port: int
     storescp_folder: Path
+    syntaxes: dict[str, str]  # SOP Instance UID -> stored transfer syntax
 
 
 def _on_store(event: Any, peer: Peer) -> int:
@@ -99,6 +103,7 @@ def corpus(
     study = uid()
     pixels: dict[str, np.ndarray] = {}
     sop_classes: set[str] = set()
+    syntaxes: dict[str, str] = {}
     with server_archive(server) as archive:
         from storage.ingest import Origin
 
@@ -107,8 +112,9 @@ def corpus(
             assert outcome.ok, outcome.reason
             ds = dcmread(io.BytesIO(data))
             pixels[str(ds.SOPInstanceUID)] = ds.pixel_array
+            syntaxes[str(ds.SOPInstanceUID)] = str(ds.file_meta.TransferSyntaxUID)
             sop_classes.add(str(ds.SOPClassUID))
-    yield Corpus(server, study, pixels, sop_classes, peers, storescp_port, base / "dcmtk")
+    yield Corpus(server, study, pixels, sop_classes, peers, storescp_port, base / "dcmtk", syntaxes)
     for scp in scps:
         scp.shutdown()
     server.stop()
@@ -201,8 +207,11 @@ def test_movescu_to_storescp_preferring_explicit_little_endian(
     corpus: Corpus, dcmtk_destination: Path
 ) -> None:
     """The issue's case with dcmtk: movescu moves the study to a storescp that takes
-    uncompressed syntaxes, explicit little endian first; the implicit instance arrives
-    explicit with its Image Type (0008,0008), every instance with its pixels."""
+    the uncompressed syntaxes, explicit little endian first. PS3.4 C.4.2.3.1: each
+    instance goes out in a syntax the destination accepted, as stored where it accepted
+    the stored syntax (implicit, explicit, big endian), converted to explicit little
+    endian otherwise (deflated, JPEG); every instance with its pixels, the implicit
+    one with its Image Type (0008,0008) decoded as CS."""
     for old in dcmtk_destination.iterdir():
         old.unlink()
     result = dcmtk(
@@ -213,7 +222,11 @@ def test_movescu_to_storescp_preferring_explicit_little_endian(
     assert result.returncode == 0, result.stderr
     assert "0xa702" not in (result.stdout + result.stderr).lower()
     received = [dcmread(p) for p in dcmtk_destination.iterdir()]
-    _check_received(corpus, received, ExplicitVRLittleEndian)
+    _check_received(corpus, received, *UNCOMPRESSED)
+    for ds in received:
+        stored = corpus.syntaxes[str(ds.SOPInstanceUID)]
+        expected = stored if stored in UNCOMPRESSED else ExplicitVRLittleEndian
+        assert ds.file_meta.TransferSyntaxUID == expected, stored
     implicit = [ds for ds in received if ds.Modality == "MR"]
     assert implicit and all(ds["ImageType"].VR == "CS" for ds in implicit)
 

@@ -35,6 +35,7 @@ from dicomweb.qido import make_qido_endpoint
 from dicomweb.rendered import Renderer, rendered_routes, wado_uri_renderers
 from dicomweb.resources import Context
 from dicomweb.stow import make_stow_endpoint
+from dicomweb.tokens_api import openapi_route, token_routes
 from dicomweb.ui import ui_routes
 from dicomweb.wado import make_retrieve_endpoint
 from dicomweb.wado_uri import make_wado_uri_endpoint
@@ -121,7 +122,10 @@ def create_app(
         Route("/metrics", health["metrics"], methods=["GET"]),
         Route("/wado", make_wado_uri_endpoint(ctx, wado_uri_renderers(renderer)), methods=["GET"]),
         *dicomweb_routes(ctx, admin),
-        *admin_routes(admin),
+        # The admin API's description served with the token routes added (tokens_api).
+        openapi_route(),
+        *(r for r in admin_routes(admin) if getattr(r, "path", "") != "/api/openapi.json"),
+        *token_routes(archive),
         *rendered_routes(renderer=renderer, prefix=ROOT),
         *workflow_routes(settings=settings, archive=archive),
         *audit_routes(archive),

@@ -36,7 +36,7 @@ from noctis_pacs.core.settings import Settings
 log = logging.getLogger("noctis.auth")
 
 WORKFLOW_ROOT = "/workflow"
-#: The admin API (tokens, remote AEs, jobs, ...) and the audit trail.
+#: The admin API (API tokens, remote AEs, jobs, ...) and the audit trail.
 ADMIN_ROOTS = ("/api", "/audit")
 #: Routes anyone may call: liveness, readiness, Prometheus scrapes.  No patient data.
 PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
@@ -94,7 +94,11 @@ def required_permission(method: str, path: str) -> Permission | None:
             return Permission.DELETE
         last = path.rstrip("/").rsplit("/", 1)[-1]
         return Permission.QUERY if last in _QUERY_RESOURCES else Permission.RETRIEVE
-    # /api, /audit and any path without a rule of its own.
+    if any(_under(path, root) for root in ADMIN_ROOTS):
+        # The admin API (statistics, remotes, jobs, API tokens: dicomweb/admin_api.py,
+        # dicomweb/tokens_api.py) and the audit trail.
+        return Permission.ADMIN
+    # Any path without a rule of its own (deny by default).
     return Permission.ADMIN
 
 

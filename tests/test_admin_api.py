@@ -78,7 +78,12 @@ def test_every_api_route_is_described_in_the_openapi_document(admin_server: Runn
         (path, method.upper()) for path, ops in document["paths"].items() for method in ops
     }
     routed = set()
-    for route in admin_routes(AdminApi(archive=None)):  # type: ignore[arg-type]
+    from dicomweb.tokens_api import token_routes
+
+    for route in [
+        *admin_routes(AdminApi(archive=None)),  # type: ignore[arg-type]
+        *token_routes(archive=None),  # type: ignore[arg-type]
+    ]:
         for method in route.methods or ():  # type: ignore[attr-defined]
             if method != "HEAD":
                 routed.add((route.path, method))  # type: ignore[attr-defined]

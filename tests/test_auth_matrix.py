@@ -114,6 +114,9 @@ EXPECTED: dict[tuple[str, str], Permission | None] = {
     ("DELETE", "/api/retention/policies/{name}"): P.ADMIN,
     ("POST", "/api/retention/run"): P.ADMIN,
     ("GET", "/api/retention/protected"): P.ADMIN,
+    ("GET", "/api/tokens"): P.ADMIN,
+    ("POST", "/api/tokens"): P.ADMIN,
+    ("DELETE", "/api/tokens/{name}"): P.ADMIN,
 }
 
 #: Values for path parameters: resources that do not exist (the matrix is about who

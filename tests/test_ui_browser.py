@@ -528,3 +528,40 @@ def test_admin_statistics_remotes_echo_jobs_and_health(
     remove.click()
     page.locator("table.remotes tr[data-name=GONE]").wait_for(state="detached")
     assert httpx.get(f"{srv.http_url}/api/remotes/GONE", timeout=10).status_code == 404
+
+
+def test_token_page_creates_shows_the_secret_once_and_revokes(
+    seeded: dict[str, Any], watched: PageWatch
+) -> None:
+    """The token page: create (the secret shown once, and it works), list without secrets,
+    revoke with a second click."""
+    srv = server_of(seeded)
+    page = watched.page
+    page.goto(f"{srv.http_url}/ui/#/tokens")
+    page.wait_for_selector("table.tokens tbody tr")
+    page.fill(".token-form input[name=name]", "ui-reader")
+    page.select_option(".token-form select[name=role]", "viewer")
+    page.fill(".token-form input[name=facilities]", "North, South")
+    page.fill(".token-form input[name=expires_days]", "30")
+    page.click(".token-form button[type=submit]")
+    secret = page.locator(".new-token .secret").inner_text()
+    assert secret.startswith("noctis_") and len(secret) > 40
+    row = page.locator("table.tokens tr[data-name=ui-reader]")
+    row.wait_for()
+    assert "North, South" in row.inner_text() and "viewer" in row.inner_text()
+    assert secret not in page.locator("table.tokens").inner_text()
+    watched.screenshot("tokens", width=1280, height=800)
+
+    listed = httpx.get(f"{srv.http_url}/api/tokens", timeout=10)
+    assert secret not in listed.text
+    page.click(".new-token button.done")
+    assert page.locator(".new-token").count() == 0
+    assert secret not in page.content()
+
+    revoke = row.locator("button.revoke")
+    revoke.click()
+    assert revoke.inner_text() == "Confirm revoke"
+    revoke.click()
+    page.locator("table.tokens tr[data-name=ui-reader][data-state=revoked]").wait_for()
+    state = {t["name"]: t["state"] for t in httpx.get(f"{srv.http_url}/api/tokens").json()}
+    assert state["ui-reader"] == "revoked"

@@ -11,6 +11,7 @@ const SECTIONS = {
   worklist: () => import('./worklist.js'),
   admin: () => import('./admin.js'),
   audit: () => import('./audit.js'),
+  tokens: () => import('./tokens.js'),
   signin: () => import('./signin.js'),
 };
 

@@ -20,7 +20,7 @@ from pynetdicom.sop_class import CTImageStorage, MRImageStorage
 
 from tests.conftest import RunningServer, db_url_for, free_port, pg_schema_url, start_server
 from tests.factory import ct_series, uid
-from tests.test_dimse_support import associate
+from tests.test_dimse_support import associate, server_archive
 
 CONFIG = (
     "[routing]\npoll_interval_seconds = 0.1\nretry_initial_seconds = 0.2\n"
@@ -251,3 +251,75 @@ def test_a_rule_on_stable_sends_the_study_once_it_is_stable(
     finally:
         destination.stop()
     assert sorted(destination.received) == sorted(str(ds.SOPInstanceUID) for ds in ct)
+
+
+def _route_cli(server: RunningServer, *args: str) -> Any:
+    import subprocess
+    import sys
+
+    cli = Path(sys.executable).parent / "noctis-pacs"
+    return subprocess.run(
+        [str(cli), "route", *args, "--config", str(server.config_path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_route_cli_manages_rules_and_dead_letters_while_the_server_runs(
+    server_factory: Callable[..., RunningServer],
+) -> None:
+    """``noctis-pacs route``: a rule refused with its reason when saved (nothing saved),
+    one added from the CLI fires in the running server, its dead letters are listed,
+    retried and dropped from the CLI; every act on the audit trail."""
+    import json
+
+    server = server_factory(CONFIG)
+    port = free_port()
+    remote = {"name": "routed", "ae_title": "ROUTED", "host": "127.0.0.1", "port": port}
+    assert _api(server, "POST", "/remotes", json=remote).status_code == 201
+    unknown = _route_cli(server, "add", "bad", "--destination", "routed", "--match", "Colour=red")
+    assert unknown.returncode == 2 and "unknown attribute" in unknown.stderr
+    nowhere = _route_cli(server, "add", "bad", "--destination", "nosuch", "--match", "Modality=CT")
+    assert nowhere.returncode == 2 and "no remote named" in nowhere.stderr
+    assert json.loads(_route_cli(server, "list", "--json").stdout) == []
+    added = _route_cli(
+        server, "add", "ct", "--destination", "routed", "--match", "Modality=CT",
+        "--max-attempts", "1",
+    )  # fmt: skip
+    assert added.returncode == 0, added.stderr
+    rules = json.loads(_route_cli(server, "list", "--json").stdout)
+    assert [(r["name"], r["matches"], r["destinations"]) for r in rules] == [
+        ("ct", {"Modality": "CT"}, ["routed"])
+    ]
+    assert _route_cli(server, "add", "ct", "--destination", "routed").returncode == 1
+    time.sleep(2.5)  # the running router reads its rules again
+    ct, mr = _series("CT", 2), _series("MR", 1)
+    _c_store(server, ct + mr)
+
+    def dead() -> list[Any]:
+        return list(json.loads(_route_cli(server, "dead", "list", "--json").stdout))
+
+    _until(lambda: len(dead()) == 2, what="two dead letters (MR not routed)")
+    letters = dead()
+    assert {d["sop_uid"] for d in letters} == {str(ds.SOPInstanceUID) for ds in ct}
+    assert _route_cli(server, "dead", "retry").returncode == 2  # neither ids nor --all
+    destination = Destination(port).start()
+    try:
+        retried = _route_cli(server, "dead", "retry", str(letters[0]["id"]))
+        assert retried.returncode == 0 and "retried 1" in retried.stdout
+        _until(lambda: len(destination.received) == 1, what="the retried item")
+        dropped = _route_cli(server, "dead", "drop", "--all")
+        assert dropped.returncode == 0 and "dropped 1" in dropped.stdout
+    finally:
+        destination.stop()
+    assert destination.received == [letters[0]["sop_uid"]]
+    assert json.loads(_route_cli(server, "queue", "--json").stdout)["dead"] == 0
+    removed = _route_cli(server, "remove", "ct")
+    assert removed.returncode == 0
+    assert _route_cli(server, "remove", "ct").returncode == 1
+    with server_archive(server) as archive:
+        actions = [r.action for r in archive.audit_records(principal="cli")]
+    for action in ("admin.route.add", "admin.route.dead.retry", "admin.route.dead.drop",
+                   "admin.route.remove"):  # fmt: skip
+        assert action in actions, actions

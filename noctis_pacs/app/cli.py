@@ -19,7 +19,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any, TextIO
 
-from noctis_pacs.app import admin_cli, audit_cli, render_cli, token_cli, worklist_cli
+from noctis_pacs.app import admin_cli, audit_cli, render_cli, route_cli, token_cli, worklist_cli
 from noctis_pacs.app.cli_common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, common_options
 from noctis_pacs.core.audit import AuditAction, AuditEvent, AuditOutcome
 from noctis_pacs.core.logs import configure_logging
@@ -119,6 +119,7 @@ VERB_MODULES: tuple[Callable[[Any], None], ...] = (
     audit_cli.register,
     token_cli.register,
     admin_cli.register,
+    route_cli.register,
 )
 
 

@@ -21,7 +21,7 @@ from pydicom.uid import UID
 from pynetdicom import build_context, evt
 from pynetdicom.association import Association
 from pynetdicom.events import Event
-from pynetdicom.presentation import StoragePresentationContexts
+from pynetdicom.presentation import PresentationContext, StoragePresentationContexts
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 
 from dimse import audit, fastpath
@@ -88,7 +88,7 @@ def locate(
     return archive.locate(parsed.query, principal=principal)
 
 
-def move_contexts(locations: list[InstanceLocation]) -> list[Any]:
+def move_contexts(locations: list[InstanceLocation]) -> list[PresentationContext]:
     """Presentation contexts for the sub-association (PS3.4 C.4.2.3.1).
 
     Each SOP class is offered in one context of the native syntaxes, explicit little
@@ -108,7 +108,7 @@ def move_contexts(locations: list[InstanceLocation]) -> list[Any]:
     return contexts[:MAX_CONTEXTS]
 
 
-def _accepted_syntaxes(assoc: Association, sop_class: str, *, as_scu: bool) -> set[str]:
+def _accepted_syntaxes(assoc: Association | None, sop_class: str, *, as_scu: bool) -> set[str]:
     if assoc is None:
         return set()
     return {
@@ -186,7 +186,7 @@ def _sub_operations(
     event: Event,
     archive: Archive,
     locations: list[InstanceLocation],
-    storing_assoc: Callable[[], Any],
+    storing_assoc: Callable[[], Association | None],
     *,
     as_scu: bool,
 ) -> Generator[Any, None, int]:

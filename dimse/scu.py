@@ -20,6 +20,7 @@ from typing import Any
 from pynetdicom import AE, build_context, evt
 from pynetdicom.association import Association
 from pynetdicom.events import Event
+from pynetdicom.presentation import PresentationContext
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 
 from dimse import fastpath
@@ -190,7 +191,7 @@ def store(
 def _send_over(
     archive: Archive,
     assoc: Association,
-    contexts: list[Any],
+    contexts: list[PresentationContext],
     locations: list[InstanceLocation],
     outcome: Outcome,
     cancelled: Callable[[], bool],

@@ -11,6 +11,7 @@ threadpool, never on the event loop.
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import HTTPConnection
@@ -23,12 +24,14 @@ from dicomweb.auth import (
     log_security_event,
 )
 from dicomweb.credentials import BadCredentials, credentials_of
-from dicomweb.oidc import InvalidToken, OidcVerifier
 from noctis_pacs.core.audit import AuditAction, AuditEvent, AuditOutcome
 from noctis_pacs.core.auth import Principal
 from noctis_pacs.core.settings import Settings
 from noctis_pacs.core.tokens import SECRET_PREFIX, digest, same_digest
 from storage.archive import Archive, TokenCache
+
+if TYPE_CHECKING:  # PyJWT and cryptography load only in oidc mode (start-up time)
+    from dicomweb.oidc import OidcVerifier
 
 log = logging.getLogger("noctis.auth")
 
@@ -53,6 +56,8 @@ class CredentialAuthenticator:
         if secret.startswith(SECRET_PREFIX):
             return await self._token(secret)
         if self.oidc is not None and secret.count(".") == 2:
+            from dicomweb.oidc import InvalidToken
+
             try:
                 return await run_in_threadpool(self.oidc.verify, secret)
             except InvalidToken as exc:
@@ -78,7 +83,11 @@ def build_authenticator(settings: Settings, archive: Archive) -> Authenticator:
     if mode == "none":
         return AnonymousAccess()
     tokens = TokenCache(archive.tokens.by_digest, ttl=settings.auth.token_cache_seconds)
-    oidc = OidcVerifier(settings.auth.oidc) if mode == "oidc" else None
+    oidc = None
+    if mode == "oidc":
+        from dicomweb.oidc import OidcVerifier
+
+        oidc = OidcVerifier(settings.auth.oidc)
     return CredentialAuthenticator(tokens, oidc)
 
 

@@ -23,6 +23,7 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from dicomweb.admin_modify import modify_routes
 from dicomweb.admin_openapi import openapi_document
 from dicomweb.auth import principal_of
 from dicomweb.errors import BadRequest, NotFound
@@ -518,6 +519,7 @@ def admin_routes(api: AdminApi) -> list[BaseRoute]:
         Route(series, api.delete, methods=["DELETE"]),
         Route(f"{series}/instances/{{instance}}", api.delete, methods=["DELETE"]),
         Route(f"{study}/export", api.export, methods=["GET"]),
+        *modify_routes(api, API_ROOT),
         Route(f"{series}/export", api.export, methods=["GET"]),
         Route(f"{API_ROOT}/remotes", api.remotes, methods=["GET"]),
         Route(f"{API_ROOT}/remotes", api.add_remote, methods=["POST"]),

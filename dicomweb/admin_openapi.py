@@ -59,6 +59,34 @@ _EXPORT_RESPONSES = {
     "422": _ERROR,
 }
 _JOB = _param("job", {"type": "integer"})
+_MODIFY = {
+    "type": "object",
+    "properties": {
+        "replace": {
+            "type": "object",
+            "description": "attribute keyword or tag (8 hex digits) -> new value (list: several)",
+        },
+        "remove": {"type": "array", "items": {"type": "string"}},
+        "keep_uids": {"type": "boolean", "default": False},
+        "keep_original": {"type": "boolean", "description": "default: [modify] keep_original"},
+    },
+}
+_MODIFY_RESPONSES = {
+    "200": _json(
+        {
+            "type": "object",
+            "properties": {
+                "level": {"type": "string"},
+                "old_uid": _UID,
+                "new_uid": _UID,
+                "study_uid": _UID,
+                "instances": {"type": "integer"},
+                "kept_original": {"type": "boolean"},
+            },
+        }
+    ),
+    "404": _ERROR,
+}
 _REMOTE = {
     "type": "object",
     "required": ["name"],
@@ -202,6 +230,30 @@ def openapi_document() -> dict[str, Any]:
                     "The series as a zip (as the study's)",
                     _EXPORT_RESPONSES,
                     params=[_STUDY, _SERIES, _DICOMDIR],
+                )
+            },
+            "/api/studies/{study}/modify": {
+                "post": _op(
+                    "Modify the study's attributes (new UIDs unless keep_uids)",
+                    _MODIFY_RESPONSES,
+                    params=[_STUDY],
+                    body=_MODIFY,
+                )
+            },
+            "/api/studies/{study}/series/{series}/modify": {
+                "post": _op(
+                    "Modify the series' attributes (new series and instance UIDs unless keep_uids)",
+                    _MODIFY_RESPONSES,
+                    params=[_STUDY, _SERIES],
+                    body=_MODIFY,
+                )
+            },
+            "/api/studies/{study}/series/{series}/instances/{instance}/modify": {
+                "post": _op(
+                    "Modify an instance's attributes (a new SOP Instance UID unless keep_uids)",
+                    _MODIFY_RESPONSES,
+                    params=[_STUDY, _SERIES, _INSTANCE],
+                    body=_MODIFY,
                 )
             },
             "/api/remotes": {

@@ -18,6 +18,7 @@ from typing import Any, BinaryIO
 from noctis_pacs.core.audit import AuditEvent, AuditOutcome
 from noctis_pacs.core.auth import Principal
 from noctis_pacs.core.model import Level, Match, MatchKind, Query, QueryResult
+from noctis_pacs.core.modify import ModifyRequest
 from noctis_pacs.core.retention import select
 from noctis_pacs.core.routing import STABLE, Rule, RuleError
 from noctis_pacs.core.settings import Settings
@@ -42,6 +43,7 @@ from storage.ingest import (
 )
 from storage.jobs import Job, JobStore
 from storage.media import MediaError, write_zip
+from storage.modify import ModifyResult, modify_resource
 from storage.mpps_store import MppsStore
 from storage.parse import BASE_URL_PLACEHOLDER, IDENTITY_HEAD, ParseError, sop_identity
 from storage.part10 import data_set_offset, file_header
@@ -81,6 +83,7 @@ __all__ = [
     "EventLog",
     "ItemNotFound",
     "Job",
+    "ModifyResult",
     "JobStore",
     "MppsStore",
     "StudyTracker",
@@ -609,6 +612,27 @@ class Archive:
             )
         )
         admin_log.info("admin act: action=%s outcome=%s", action, outcome)
+
+    def modify(
+        self,
+        request: ModifyRequest,
+        *,
+        study_uid: str,
+        series_uid: str | None = None,
+        sop_uid: str | None = None,
+        principal: Principal | None = None,
+    ) -> ModifyResult | None:
+        """Modify the attributes of a study, series or instance (``storage.modify``);
+        ``None`` when it is not here. Raises ``ModifyError``: nothing changed."""
+        return modify_resource(
+            self,
+            request,
+            study_uid=study_uid,
+            series_uid=series_uid,
+            sop_uid=sop_uid,
+            principal=principal,
+            keep_original_default=self.settings.modify.keep_original,
+        )
 
     def export_zip(
         self, target: Path, *, study_uid: str, series_uid: str | None = None, dicomdir: bool

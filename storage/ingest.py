@@ -235,9 +235,12 @@ class Ingestor:
         *,
         expected_study_uid: str | None = None,
         expected: Expected | None = None,
+        replace: bool = False,
     ) -> StoreOutcome:
-        """Run the pipeline on a blob written through ``begin`` or ``begin_received``."""
-        return self._finish(writer, origin, expected_study_uid, expected)
+        """Run the pipeline on a blob written through ``begin`` or ``begin_received``;
+        ``replace`` replaces an instance with the same SOP Instance UID whatever
+        ``storage.duplicates`` says (a modification that keeps the UIDs)."""
+        return self._finish(writer, origin, expected_study_uid, expected, replace=replace)
 
     def store_received_file(
         self,
@@ -279,16 +282,17 @@ class Ingestor:
         *,
         move: bool = False,
         expected_study_uid: str | None = None,
+        replace: bool = False,
     ) -> StoreOutcome:
         """Store a file; with ``move`` a spooled file inside the store's tmp area is adopted
-        (hashed, not copied)."""
+        (hashed, not copied); ``replace`` as in :meth:`finish` (with ``move`` only)."""
         if move and self.blobs.is_temporary(path):
             try:
                 writer = self.blobs.adopt(path)
             except StorageFullError as exc:
                 path.unlink(missing_ok=True)
                 return StoreOutcome(Status.STORAGE_FULL, reason=str(exc))
-            return self._finish(writer, origin, expected_study_uid)
+            return self._finish(writer, origin, expected_study_uid, replace=replace)
         with open(path, "rb") as fh:
             return self.store_stream(fh, origin, expected_study_uid=expected_study_uid)
 
@@ -343,9 +347,11 @@ class Ingestor:
         origin: Origin,
         expected_study_uid: str | None,
         expected: Expected | None = None,
+        *,
+        replace: bool = False,
     ) -> StoreOutcome:
         try:
-            return self._finish_inner(writer, origin, expected_study_uid, expected)
+            return self._finish_inner(writer, origin, expected_study_uid, expected, replace)
         except StorageFullError as exc:
             return self._full(writer, exc)
         except Exception as exc:
@@ -364,6 +370,7 @@ class Ingestor:
         origin: Origin,
         expected_study_uid: str | None,
         expected: Expected | None,
+        replace: bool = False,
     ) -> StoreOutcome:
         size = writer.size
         writer.finish(self.blobs.fsync)
@@ -405,7 +412,7 @@ class Ingestor:
             facility=self.facility_of(metadata, origin),
         )
         fault = self.fault_after_blob_commit
-        overwrite = self.overwrite
+        overwrite = self.overwrite or replace
         routing = self.routing
 
         def index(conn: Connection) -> tuple[str, str | None]:

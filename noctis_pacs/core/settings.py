@@ -281,6 +281,15 @@ class RetentionSettings:
 
 
 @dataclass(frozen=True)
+class ModifySettings:
+    """Modify attributes and de-identify (``/api/.../modify``, ``/api/jobs/deidentify``)."""
+
+    #: Keep the original study / series / instances next to the modified copy (new UIDs);
+    #: false removes them once every modified instance is stored. A request may say.
+    keep_original: bool = False
+
+
+@dataclass(frozen=True)
 class Settings:
     storage: StorageSettings = field(default_factory=StorageSettings)
     query: QuerySettings = field(default_factory=QuerySettings)
@@ -296,6 +305,7 @@ class Settings:
     jobs: JobSettings = field(default_factory=JobSettings)
     routing: RoutingSettings = field(default_factory=RoutingSettings)
     retention: RetentionSettings = field(default_factory=RetentionSettings)
+    modify: ModifySettings = field(default_factory=ModifySettings)
 
     @property
     def db_url(self) -> str:

@@ -34,6 +34,7 @@ from dicomweb.middleware import RequestContextMiddleware
 from dicomweb.qido import make_qido_endpoint
 from dicomweb.rendered import Renderer, rendered_routes, wado_uri_renderers
 from dicomweb.resources import Context
+from dicomweb.session import CsrfMiddleware, with_sessions
 from dicomweb.stow import make_stow_endpoint
 from dicomweb.tokens_api import openapi_route, token_routes
 from dicomweb.ui import ui_routes
@@ -130,8 +131,9 @@ def create_app(
         *workflow_routes(settings=settings, archive=archive),
         *audit_routes(archive),
     ]
+    sessions = with_sessions(authenticator or build_authenticator(settings, archive))
     if settings.ui.enabled:
-        routes.extend(ui_routes(settings=settings))
+        routes.extend(ui_routes(settings=settings, authenticator=sessions))
     return Starlette(
         routes=routes,
         middleware=[
@@ -146,9 +148,10 @@ def create_app(
             ),
             # Outside authentication, so refused requests are on record too.
             Middleware(AuditMiddleware, archive=archive),
+            Middleware(CsrfMiddleware),
             Middleware(
                 AuthMiddleware,
-                authenticator=authenticator or build_authenticator(settings, archive),
+                authenticator=sessions,
                 guard=Guard.from_settings(settings, security_events or audit_events(archive)),
             ),
         ],

@@ -24,8 +24,9 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from dicomweb.auth import UI_ROOT
+from dicomweb.auth import UI_ROOT, Authenticator
 from dicomweb.media import DICOMWEB_ROOT
+from dicomweb.session import session_routes
 from noctis_pacs.core.settings import Settings
 
 STATIC_DIR = Path(str(resources.files("dicomweb") / "ui" / "static"))
@@ -74,7 +75,7 @@ class SecurityHeaders:
         await self.app(scope, receive, send_wrapper)
 
 
-def ui_routes(*, settings: Settings) -> list[BaseRoute]:
+def ui_routes(*, settings: Settings, authenticator: Authenticator) -> list[BaseRoute]:
     """``/`` and ``/ui`` redirect to ``/ui/``; the page, its configuration and its assets."""
     index_path = STATIC_DIR / "index.html"
     page_config: dict[str, Any] = {
@@ -98,5 +99,6 @@ def ui_routes(*, settings: Settings) -> list[BaseRoute]:
         Route(UI_ROOT, redirect, methods=["GET", "HEAD"]),
         Route(f"{UI_ROOT}/", index, methods=["GET", "HEAD"]),
         Route(f"{UI_ROOT}/config.json", config, methods=["GET"]),
+        *session_routes(authenticator=authenticator, mode=settings.auth.mode, root=UI_ROOT),
         Mount(f"{UI_ROOT}/static", app=static, name="ui-static"),
     ]

@@ -120,6 +120,9 @@ EXPECTED: dict[tuple[str, str], Permission | None] = {
     ("GET", "/api/tokens"): P.ADMIN,
     ("POST", "/api/tokens"): P.ADMIN,
     ("DELETE", "/api/tokens/{name}"): P.ADMIN,
+    ("GET", "/ui/session"): None,
+    ("POST", "/ui/session"): None,
+    ("DELETE", "/ui/session"): None,
 }
 
 #: Values for path parameters: resources that do not exist (the matrix is about who

@@ -4,6 +4,8 @@
 
 export const ROOT = '/dicom-web';
 export const config = { ohif_url: '', weasis: true, dicomweb_root: ROOT };
+/** Who is signed in (GET /ui/session); with auth.mode "none" everybody is. */
+export const session = { auth: 'none', signed_in: true, name: 'anonymous', permissions: [] };
 
 export class ApiError extends Error {
   constructor(status, detail) {
@@ -20,11 +22,25 @@ export function csrfToken() {
 const listeners = { unauthorized: [] };
 export function onUnauthorized(fn) { listeners.unauthorized.push(fn); }
 
-export async function request(path, { method = 'GET', headers = {}, body, accept = 'application/json', signal } = {}) {
+// When the session ends under a page (token expired or revoked), the request waits for
+// the user to sign in again (a dialog over the page, app.js) and is sent once more: the
+// page, its search and its half-filled forms stay as they were. A 401 means the request
+// was refused before its handler ran, so sending it again is safe.
+let reauthenticate = null;
+export function onSessionEnded(fn) { reauthenticate = fn; }
+
+export async function request(path, options = {}, retried = false) {
+  const { method = 'GET', headers = {}, body, accept = 'application/json', signal } = options;
   const all = { Accept: accept, ...headers };
   if (method !== 'GET' && method !== 'HEAD') all['X-CSRF-Token'] = csrfToken();
   const response = await fetch(path, { method, headers: all, body, signal, credentials: 'same-origin' });
-  if (response.status === 401) listeners.unauthorized.forEach((fn) => fn());
+  if (response.status === 401 && path !== '/ui/session') {
+    if (!retried && reauthenticate && session.auth !== 'none') {
+      await reauthenticate();
+      return request(path, options, true);
+    }
+    listeners.unauthorized.forEach((fn) => fn());
+  }
   if (!response.ok) {
     let detail = '';
     try { detail = (await response.json()).detail; } catch { /* not JSON */ }
@@ -125,6 +141,21 @@ export function weasisUrl(study) {
 
 export function ohifUrl(study) {
   return config.ohif_url ? `${config.ohif_url}/viewer?StudyInstanceUIDs=${encodeURIComponent(study)}` : '';
+}
+
+/** Whether the signed-in principal holds ``permission`` (query, retrieve, store, workflow,
+ *  delete, admin): pages and actions follow it; the APIs enforce it anyway. */
+export function may(permission) {
+  return (session.permissions || []).includes(permission);
+}
+
+export async function loadSession() {
+  try {
+    const current = await json('/ui/session');
+    for (const key of Object.keys(session)) if (!(key in current)) delete session[key];
+    Object.assign(session, current);
+  } catch { /* keep the defaults */ }
+  return session;
 }
 
 export async function loadConfig() {

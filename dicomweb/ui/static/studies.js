@@ -2,7 +2,7 @@
 // quick date ranges, series thumbnails, and live updates from the workflow event stream.
 import { button, clear, debounce, field, h, toast } from './dom.js';
 import {
-  events, formatDate, formatTime, ohifUrl, qido, text, thumbnailUrl, toDA, weasisUrl, config,
+  events, formatDate, formatTime, may, ohifUrl, qido, text, thumbnailUrl, toDA, weasisUrl, config,
 } from './api.js';
 
 const MODALITIES = ['', 'CT', 'MR', 'CR', 'DX', 'US', 'NM', 'PT', 'XA', 'RF', 'MG', 'OT', 'SR', 'SC'];
@@ -214,9 +214,11 @@ export function mount(main) {
   }
 
   load();
-  const stop = events(['study.received', 'study.stable'], debounce(() => {
+  // The event stream needs the workflow permission: a viewer's list is not live.
+  live.hidden = !may('workflow');
+  const stop = may('workflow') ? events(['study.received', 'study.stable'], debounce(() => {
     if (document.visibilityState !== 'hidden') load({ highlight: true });
-  }, 400));
+  }, 400)) : () => {};
   return () => { stop(); controller?.abort(); };
 }
 

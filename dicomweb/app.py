@@ -41,6 +41,7 @@ from dicomweb.ui import ui_routes
 from dicomweb.wado import make_retrieve_endpoint
 from dicomweb.wado_uri import make_wado_uri_endpoint
 from dicomweb.workflow import workflow_routes
+from dicomweb.zip_retrieve import with_zip
 from noctis_pacs.core.metrics import Metrics
 from noctis_pacs.core.model import Level
 from noctis_pacs.core.settings import Settings
@@ -62,7 +63,8 @@ def dicomweb_routes(ctx: Context, admin: AdminApi) -> list[BaseRoute]:
     and ``DELETE`` on the study, series and instance resources (beyond PS3.18, as
     dcm4chee and Google's Healthcare API offer it)."""
     stow = make_stow_endpoint(ctx)
-    retrieve = make_retrieve_endpoint(ctx)
+    # application/zip (PS3.18 Sup 211) for studies and series: dicomweb.zip_retrieve.
+    retrieve = with_zip(ctx, make_retrieve_endpoint(ctx))
     metadata = make_metadata_endpoint(ctx)
     studies = make_qido_endpoint(ctx, Level.STUDY)
     series = make_qido_endpoint(ctx, Level.SERIES)

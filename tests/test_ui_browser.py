@@ -8,6 +8,8 @@ backends are tested elsewhere).  Every test asserts zero console errors (the
 from __future__ import annotations
 
 import datetime as dt
+import io
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -151,6 +153,16 @@ def test_study_browser_search_sort_page_and_thumbnails(
         .startswith("weasis://")
     )
     watched.screenshot("studies", width=1280, height=800)
+
+    # "Download zip": the study's stored files (WADO-RS as application/zip).
+    with page.expect_download() as info:
+        page.click(".links a.download")
+    download = info.value
+    assert download.suggested_filename == f"{seeded['ct_study']}.zip"
+    with zipfile.ZipFile(download.path()) as zf:
+        names = zf.namelist()
+        assert len(names) == CT_SLICES + 1 and all(n.endswith(".dcm") for n in names)
+        assert zf.read(names[0])[128:132] == b"DICM"
 
 
 def test_new_studies_appear_live(seeded: dict[str, Any], watched: PageWatch) -> None:
@@ -565,3 +577,48 @@ def test_token_page_creates_shows_the_secret_once_and_revokes(
     page.locator("table.tokens tr[data-name=ui-reader][data-state=revoked]").wait_for()
     state = {t["name"]: t["state"] for t in httpx.get(f"{srv.http_url}/api/tokens").json()}
     assert state["ui-reader"] == "revoked"
+
+
+def test_upload_of_a_zip_archive_with_a_non_dicom_member(
+    seeded: dict[str, Any], watched: PageWatch, tmp_path: Path
+) -> None:
+    """A zip archive is opened in the browser (deflated and stored members, folders):
+    its DICOM members are stored, a non-DICOM member and an encrypted one get their
+    reason in the summary, a DICOMDIR is skipped."""
+    srv = server_of(seeded)
+    page = watched.page
+    study = uid()
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as zf:
+        zf.writestr("CD/", b"")
+        for n in range(5):
+            data = make_instance(study_uid=study, patient_name="Zip^Upload", instance_number=n)
+            method = zipfile.ZIP_DEFLATED if n % 2 else zipfile.ZIP_STORED
+            zf.writestr(f"CD/IMG{n:04d}", data, compress_type=method)
+        zf.writestr("CD/README.TXT", "Burnt by a modality; not DICOM.\n" * 10, zipfile.ZIP_DEFLATED)
+        zf.writestr("DICOMDIR", b"\0" * 256)
+        zf.writestr("CD/LOCKED.DCM", b"x" * 64)
+    # zipfile cannot encrypt: mark the member encrypted (general purpose flag bit 0) in its
+    # local header (flags at +6, name at +30) and central directory record (+8, +46).
+    data = bytearray(buffer.getvalue())
+    for offset, name_at in ((6, 30), (8, 46)):
+        start = data.find(b"CD/LOCKED.DCM", data.find(b"PK\x01\x02") if offset == 8 else 0)
+        data[start - name_at + offset] |= 0x1
+    archive = tmp_path / "cd-export.zip"
+    archive.write_bytes(bytes(data))
+
+    page.goto(f"{srv.http_url}/ui/#/upload")
+    page.set_input_files("input[type=file]:not([webkitdirectory])", [str(archive)])
+    wait_until(page, "() => document.querySelector('main').dataset.upload === 'done'", timeout=60)
+    assert page.locator(".summary .stored").get_attribute("data-count") == "5"
+    assert page.locator(".summary .rejected").get_attribute("data-count") == "2"
+    rows = {
+        row.locator("td").first.inner_text(): row.locator("td").nth(2).inner_text()
+        for row in page.locator("table.problems tr.rejected").all()
+    }
+    assert set(rows) == {"cd-export.zip/CD/README.TXT", "cd-export.zip/CD/LOCKED.DCM"}, rows
+    assert "encrypted" in rows["cd-export.zip/CD/LOCKED.DCM"]
+    assert len(rows["cd-export.zip/CD/README.TXT"]) > 5
+    watched.screenshot("upload-zip", width=1280, height=800)
+    stored = httpx.get(f"{srv.dicomweb_url}/studies/{study}/instances", timeout=10).json()
+    assert len(stored) == 5

@@ -2,7 +2,7 @@
 // quick date ranges, series thumbnails, and live updates from the workflow event stream.
 import { button, clear, debounce, field, h, toast } from './dom.js';
 import {
-  events, formatDate, formatTime, may, ohifUrl, qido, text, thumbnailUrl, toDA, weasisUrl, config,
+  events, formatDate, formatTime, may, ohifUrl, ROOT, qido, text, thumbnailUrl, toDA, weasisUrl, config,
 } from './api.js';
 
 const MODALITIES = ['', 'CT', 'MR', 'CR', 'DX', 'US', 'NM', 'PT', 'XA', 'RF', 'MG', 'OT', 'SR', 'SC'];
@@ -243,6 +243,10 @@ export function studyLinks(study) {
   const links = [h('a', { class: 'button', href: `#/study/${encodeURIComponent(study)}`, text: 'Open viewer' })];
   if (config.ohif_url) links.push(h('a', { class: 'button', href: ohifUrl(study), target: '_blank', rel: 'noopener', text: 'Open in OHIF' }));
   if (config.weasis) links.push(h('a', { class: 'button', href: weasisUrl(study), text: 'Open in Weasis' }));
+  // WADO-RS retrieve as application/zip (PS3.18 Sup 211), asked for by the accept parameter.
+  if (may('retrieve')) {
+    links.push(h('a', { class: 'button download', href: `${ROOT}/studies/${encodeURIComponent(study)}?accept=application/zip`, download: `${study}.zip`, text: 'Download zip' }));
+  }
   return h('div', { class: 'links' }, links);
 }
 

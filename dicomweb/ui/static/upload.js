@@ -1,8 +1,10 @@
-// Upload: drop files or folders (or pick them), sent by STOW-RS in batches of
-// multipart/related application/dicom parts, with a progress bar per batch and overall,
-// and a summary of stored / already stored / rejected files with each reason.
+// Upload: drop files, folders or zip archives (or pick them), sent by STOW-RS in batches
+// of multipart/related application/dicom parts, with a progress bar per batch and overall,
+// and a summary of stored / already stored / rejected files with each reason. Zip archives
+// are opened in the browser (unzip.js): each member is a file of its own.
 import { button, clear, h } from './dom.js';
 import { csrfToken, ROOT } from './api.js';
+import { listZip, looksLikeZip } from './unzip.js';
 
 const BATCH_FILES = 10;             // the server sends at most 20 Warning headers
 const BATCH_BYTES = 16 * 2 ** 20;
@@ -13,8 +15,8 @@ const REASONS = { 0xa700: 'out of resources', 0xa900: 'data set does not match',
 export function mount(main) {
   const fileInput = h('input', { type: 'file', multiple: true, class: 'hidden', 'aria-label': 'Choose files' });
   const folderInput = h('input', { type: 'file', multiple: true, webkitdirectory: true, class: 'hidden', 'aria-label': 'Choose a folder' });
-  const zone = h('div', { class: 'dropzone', tabindex: 0, role: 'button', 'aria-label': 'Drop DICOM files or folders here, or press Enter to choose files' },
-    h('p', { text: 'Drop DICOM files or folders here' }),
+  const zone = h('div', { class: 'dropzone', tabindex: 0, role: 'button', 'aria-label': 'Drop DICOM files, folders or zip archives here, or press Enter to choose files' },
+    h('p', { text: 'Drop DICOM files, folders or zip archives here' }),
     h('div', { class: 'pick' },
       button('Choose files…', () => fileInput.click()),
       button('Choose a folder…', () => folderInput.click())),
@@ -43,26 +45,57 @@ export function mount(main) {
   fileInput.addEventListener('change', () => { send([...fileInput.files]); fileInput.value = ''; });
   folderInput.addEventListener('change', () => { send([...folderInput.files]); folderInput.value = ''; });
 
+  // Hidden files, DICOMDIRs (a medium's index, not an instance) and macOS resource forks.
+  const skipped = (name) => /(^|\/)(\.|DICOMDIR$|__MACOSX\/)/.test(name);
+
+  /** Files (zip archives opened) as items {label, size, read() -> Blob}, and the
+   *  members that cannot be read, each with its reason. */
+  async function expand(files) {
+    const items = [];
+    const refused = [];
+    for (const file of files) {
+      const label = file.webkitRelativePath || file.relativePath || file.name;
+      if (!looksLikeZip(file)) {
+        if (file.size > 0 && !skipped(label)) items.push({ label, size: file.size, read: async () => file });
+        continue;
+      }
+      try {
+        const { members, refused: unreadable } = await listZip(file);
+        for (const member of members) {
+          if (member.size > 0 && !skipped(member.name)) items.push({ label: `${label}/${member.name}`, size: member.size, read: member.read });
+        }
+        unreadable.forEach((m) => refused.push({ label: `${label}/${m.name}`, reason: m.reason }));
+      } catch (error) {
+        refused.push({ label, reason: `${error.message}` });
+      }
+    }
+    return { items, refused };
+  }
+
   async function send(files) {
-    files = files.filter((f) => f.size > 0 && !/(^|\/)(\.|DICOMDIR$)/.test(f.webkitRelativePath || f.name));
     if (busy || !files.length) return;
     busy = true;
     main.dataset.upload = 'running';
     main.querySelector('.progress-panel').classList.remove('hidden');
+    clear(batches);
+    clear(problems);
+    const { items, refused } = await expand(files);
     const plan = [];
     let current = [];
     let bytes = 0;
-    for (const file of files) {
-      if (current.length && (current.length >= BATCH_FILES || bytes + file.size > BATCH_BYTES)) { plan.push(current); current = []; bytes = 0; }
-      current.push(file);
-      bytes += file.size;
+    for (const item of items) {
+      if (current.length && (current.length >= BATCH_FILES || bytes + item.size > BATCH_BYTES)) { plan.push(current); current = []; bytes = 0; }
+      current.push(item);
+      bytes += item.size;
     }
     if (current.length) plan.push(current);
-    const total = files.reduce((sum, f) => sum + f.size, 0);
-    const counts = { stored: 0, already: 0, rejected: 0 };
+    const total = items.reduce((sum, f) => sum + f.size, 0);
+    const counts = { stored: 0, already: 0, rejected: refused.length };
+    for (const { label, reason } of refused) {
+      problems.append(h('tr', { class: 'rejected' }, h('td', { text: label }), h('td', { text: 'rejected' }), h('td', { text: reason })));
+    }
+    renderSummary(counts);
     let done = 0;
-    clear(batches);
-    clear(problems);
     const rows = plan.map((batch, index) => {
       const bar = h('progress', { max: 1, value: 0, 'aria-label': `Batch ${index + 1}` });
       const state = h('span', { class: 'muted', text: 'waiting' });
@@ -72,18 +105,22 @@ export function mount(main) {
     });
     const showOverall = (extra) => {
       overall.value = total ? (done + extra) / total : 1;
-      overallText.textContent = ` ${Math.round(overall.value * 100)}% of ${formatBytes(total)} in ${files.length} files`;
+      overallText.textContent = ` ${Math.round(overall.value * 100)}% of ${formatBytes(total)} in ${items.length} files`;
     };
     for (const [index, batch] of plan.entries()) {
       const { bar, state, row } = rows[index];
       state.textContent = 'sending';
       const size = batch.reduce((sum, f) => sum + f.size, 0);
-      let outcome;
+      // Read (unzip) this batch's members now; one that cannot be read is rejected alone.
+      const blobs = await Promise.all(batch.map((item) => item.read().catch((error) => error)));
+      const readable = blobs.filter((b) => !(b instanceof Error));
+      let sent;
       try {
-        outcome = await post(batch, (loaded) => { bar.value = size ? loaded / size : 1; showOverall(Math.min(loaded, size)); });
+        sent = readable.length ? await post(readable, (loaded) => { bar.value = size ? loaded / size : 1; showOverall(Math.min(loaded, size)); }) : [];
       } catch (error) {
-        outcome = batch.map(() => ({ status: 'rejected', reason: error.message }));
+        sent = readable.map(() => ({ status: 'rejected', reason: error.message }));
       }
+      const outcome = blobs.map((b) => (b instanceof Error ? { status: 'rejected', reason: `could not read it from the archive: ${b.message}` } : sent.shift()));
       done += size;
       bar.value = 1;
       showOverall(0);
@@ -92,7 +129,7 @@ export function mount(main) {
         tally[result.status] += 1;
         counts[result.status] += 1;
         if (result.status !== 'stored') {
-          problems.append(h('tr', { class: result.status }, h('td', { text: batch[i].webkitRelativePath || batch[i].relativePath || batch[i].name }),
+          problems.append(h('tr', { class: result.status }, h('td', { text: batch[i].label }),
             h('td', { text: result.status === 'already' ? 'already stored' : 'rejected' }), h('td', { text: result.reason })));
         }
       });

@@ -59,6 +59,24 @@ _EXPORT_RESPONSES = {
     "422": _ERROR,
 }
 _JOB = _param("job", {"type": "integer"})
+_DEID = {
+    "type": "object",
+    "required": ["study"],
+    "properties": {
+        "study": _UID,
+        "output": {"enum": ["zip", "store"], "default": "zip"},
+        "options": {
+            "type": "object",
+            "properties": {
+                "retain_longitudinal_dates": {"type": "boolean", "default": False},
+                "clean_descriptors": {"type": "boolean", "default": False},
+                "burned_in": {"enum": ["refuse", "warn"], "default": "refuse"},
+                "patient_name": {"type": "string"},
+                "patient_id": {"type": "string"},
+            },
+        },
+    },
+}
 _MODIFY = {
     "type": "object",
     "properties": {
@@ -254,6 +272,32 @@ def openapi_document() -> dict[str, Any]:
                     _MODIFY_RESPONSES,
                     params=[_STUDY, _SERIES, _INSTANCE],
                     body=_MODIFY,
+                )
+            },
+            "/api/jobs/deidentify": {
+                "post": _op(
+                    "De-identify a study (PS3.15 Annex E Basic Profile) as a job: a zip "
+                    "(PS3.10 media) or a new study",
+                    {"202": _json(_JOB_SCHEMA, "Queued"), "404": _ERROR},
+                    body=_DEID,
+                )
+            },
+            "/api/jobs/{job}/result": {
+                "get": _op(
+                    "A finished de-identification's zip, or its summary (new study UID)",
+                    {
+                        **_EXPORT_RESPONSES,
+                        "200": {
+                            "description": "The zip, or the summary as JSON",
+                            "content": {
+                                "application/zip": {
+                                    "schema": {"type": "string", "format": "binary"}
+                                },
+                                "application/json": {"schema": {"type": "object"}},
+                            },
+                        },
+                    },
+                    params=[_JOB],
                 )
             },
             "/api/remotes": {

@@ -17,6 +17,7 @@ from typing import Any, BinaryIO
 
 from noctis_pacs.core.audit import AuditEvent, AuditOutcome
 from noctis_pacs.core.auth import Principal
+from noctis_pacs.core.deid import DeidOptions
 from noctis_pacs.core.model import Level, Match, MatchKind, Query, QueryResult
 from noctis_pacs.core.modify import ModifyRequest
 from noctis_pacs.core.retention import select
@@ -31,6 +32,7 @@ from storage.blobstore import (
     StorageFullError,
 )
 from storage.db import Connection, Database, IndexBusyError, open_database
+from storage.deidentify import DeidResult, deidentify_study
 from storage.index import HierarchyConflict, Q, remove_instance
 from storage.ingest import (
     Expected,
@@ -82,6 +84,7 @@ __all__ = [
     "NoPixelDataError",
     "EventLog",
     "ItemNotFound",
+    "DeidResult",
     "Job",
     "ModifyResult",
     "JobStore",
@@ -632,6 +635,32 @@ class Archive:
             sop_uid=sop_uid,
             principal=principal,
             keep_original_default=self.settings.modify.keep_original,
+        )
+
+    def export_path(self, job_id: int, suffix: str) -> Path:
+        """Where a job's result file is kept (``<data-dir>/exports``), made on demand."""
+        folder = Path(self.settings.storage.data_dir) / "exports"
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder / f"job-{job_id}{suffix}"
+
+    def deidentify(
+        self,
+        *,
+        study_uid: str,
+        options: DeidOptions,
+        output: str,
+        target: Path | None,
+        cancelled: Callable[[], bool] = lambda: False,
+    ) -> DeidResult:
+        """De-identify a study (PS3.15 Annex E Basic Profile, ``storage.deidentify``) into
+        the zip ``target`` or as a new study. Raises ``DeidError`` (nothing written)."""
+        return deidentify_study(
+            self,
+            study_uid=study_uid,
+            options=options,
+            output=output,
+            target=target,
+            cancelled=cancelled,
         )
 
     def export_zip(

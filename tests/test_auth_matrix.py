@@ -108,6 +108,8 @@ EXPECTED: dict[tuple[str, str], Permission | None] = {
     ("GET", "/api/studies/{study}/export"): P.ADMIN,
     ("GET", "/api/studies/{study}/series/{series}/export"): P.ADMIN,
     ("POST", "/api/studies/{study}/modify"): P.ADMIN,
+    ("POST", "/api/jobs/deidentify"): P.ADMIN,
+    ("GET", "/api/jobs/{job}/result"): P.ADMIN,
     ("POST", "/api/studies/{study}/series/{series}/modify"): P.ADMIN,
     ("POST", "/api/studies/{study}/series/{series}/instances/{instance}/modify"): P.ADMIN,
     ("PUT", "/api/studies/{study}/protected"): P.ADMIN,

@@ -12,6 +12,7 @@ that leaves failures is retried after an exponential backoff until
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -22,12 +23,16 @@ from dicomweb.stow_client import stow
 from dimse import scu
 from dimse.fastpath import FastPath
 from noctis_pacs.app import leases
+from noctis_pacs.core.deid import DeidError, parse_options
 from noctis_pacs.core.model import Level, Match, MatchKind, Query
 from noctis_pacs.core.remotes import DIMSE
 from noctis_pacs.core.settings import JobSettings, Settings
 from storage.archive import Archive, Job
 
 log = logging.getLogger("noctis.jobs")
+
+#: The kind of a de-identification job (``POST /api/jobs/deidentify``).
+DEIDENTIFY = "deidentify"
 
 #: Outcomes written to the index per transaction while a job runs.
 RECORD_EVERY = 25
@@ -118,6 +123,8 @@ class JobRunner:
 
     def _attempt(self, job: Job) -> str | None:
         """Send the job's unsent instances; why the attempt fell short, if it did."""
+        if job.kind == DEIDENTIFY:
+            return self._deidentify(job)
         remote = self.archive.remotes.get(job.destination)
         if remote is None:
             return f"remote {job.destination!r} no longer exists"
@@ -183,3 +190,45 @@ class JobRunner:
         if error is None and self.archive.jobs.pending_items(job.id):
             error = "some instances were not sent"
         return error
+
+    def _deidentify(self, job: Job) -> str | None:
+        """A de-identification job (``POST /api/jobs/deidentify``): the whole study in one
+        attempt (one UID map for the whole export), the result zip or the new study's
+        UID kept under ``<data-dir>/exports``; audited with the old and new study."""
+        request = job.request
+        output = str(request.get("output", "zip"))
+        target = self.archive.export_path(job.id, ".zip") if output == "zip" else None
+        study = str(request.get("study", ""))
+        try:
+            result = self.archive.deidentify(
+                study_uid=study,
+                options=parse_options(dict(request.get("options", {}))),
+                output=output,
+                target=target,
+                cancelled=self._stop.is_set,
+            )
+        except DeidError as exc:
+            if target is not None:
+                target.unlink(missing_ok=True)
+            self.archive.jobs.record(
+                job.id,
+                [(uid, "failed", str(exc)) for uid in self.archive.jobs.pending_items(job.id)],
+            )
+            self._audit_deid(job, study, "failure", reason=str(exc))
+            return str(exc)
+        self.archive.jobs.record(job.id, result.outcomes)
+        summary = {**result.public(), "output": output}
+        self.archive.export_path(job.id, ".json").write_text(json.dumps(summary))
+        self._audit_deid(job, study, "success", new_studies=result.study_uids, **result.public())
+        failed = [o for o in result.outcomes if o[1] != "sent"]
+        return f"{len(failed)} instance(s) failed" if failed else None
+
+    def _audit_deid(self, job: Job, study: str, outcome: str, **details: Any) -> None:
+        new = details.get("new_studies", [])
+        self.archive.record_admin_act(
+            principal=job.created_by,
+            action="deidentify",
+            outcome=outcome,
+            study_uids=(study, *new),
+            details={"job": job.id, **{k: v for k, v in details.items() if k != "new_studies"}},
+        )

@@ -42,7 +42,7 @@ from dicomweb.wado import make_retrieve_endpoint
 from dicomweb.wado_uri import make_wado_uri_endpoint
 from dicomweb.workflow import workflow_routes
 from dicomweb.zip_retrieve import with_zip
-from noctis_pacs.core.metrics import Metrics
+from noctis_pacs.core.metrics import Metrics, watch_audit_export
 from noctis_pacs.core.model import Level
 from noctis_pacs.core.settings import Settings
 from noctis_pacs.rendering import VolumeCache
@@ -112,6 +112,8 @@ def create_app(
 ) -> Starlette:
     ctx = Context(settings=settings, archive=archive, metrics=metrics)
     admin = AdminApi(archive, admin_hooks)
+    if archive.audit_export_stats() is not None:
+        watch_audit_export(metrics, archive.audit_export_stats)
     renderer = Renderer(
         archive=archive,
         cache=VolumeCache(settings.rendering.volume_cache_mb * 2**20),

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from noctis_pacs.core.audit import AuditEvent, AuditOutcome
+from noctis_pacs.core.audit_message import ExportStats
 from noctis_pacs.core.auth import Principal
 from noctis_pacs.core.deid import DeidOptions
 from noctis_pacs.core.model import Level, Match, MatchKind, Query, QueryResult
@@ -24,6 +25,7 @@ from noctis_pacs.core.retention import select
 from noctis_pacs.core.routing import STABLE, Rule, RuleError
 from noctis_pacs.core.settings import Settings
 from storage import audit_log
+from storage.audit_export import SyslogExporter
 from storage.audit_log import AuditQueue, AuditRecord, AuditVerification
 from storage.blobstore import (
     SMALL_BLOB,
@@ -205,6 +207,9 @@ class Archive:
             interval=settings.audit.flush_interval,
             retention_days=settings.audit.retention_days,
             writer=self.writer,
+            exporter=SyslogExporter(settings.audit.syslog)
+            if settings.audit.enabled and settings.audit.syslog.host
+            else None,
         )
         #: API tokens (create, list, revoke, the per-request look-up by digest).
         self.tokens = TokenStore(self.db)
@@ -502,9 +507,7 @@ class Archive:
         number, ``None`` when the audit trail is off. For security events and the CLI."""
         if not self.audit_enabled:
             return None
-        self.audit_queue.flush()  # keep this process's records in the order they happened
-        seqs = self.writer.run(lambda conn: audit_log.append(conn, [event]), last=True)
-        return int(seqs[0])
+        return self.audit_queue.append_now(event)
 
     def audit_later(self, event: AuditEvent) -> None:
         """Queue ``event``: appended within ``audit.flush_interval`` by a background thread,
@@ -515,6 +518,11 @@ class Archive:
     def flush_audit(self) -> None:
         """Append every queued audit event now."""
         self.audit_queue.flush()
+
+    def audit_export_stats(self) -> ExportStats | None:
+        """The syslog export's counters; ``None`` when ``[audit.syslog]`` is off."""
+        exporter = self.audit_queue.exporter
+        return exporter.stats() if exporter is not None else None
 
     def audit_records(
         self,

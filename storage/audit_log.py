@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from noctis_pacs.core.audit import AuditAction, AuditEvent
+from storage.audit_export import SyslogExporter
 from storage.db import Connection, Database
 from storage.writer import IndexWriter
 
@@ -331,16 +332,19 @@ class AuditQueue:
         interval: float = 0.5,
         retention_days: int = 0,
         writer: IndexWriter | None = None,
+        exporter: SyslogExporter | None = None,
     ) -> None:
         self.db = db
         self.writer = writer
+        #: Gets each appended record, in chain order (``[audit.syslog]``).
+        self.exporter = exporter
         self.interval = interval
         self.retention_days = retention_days
         self._next_prune = 0.0
         self._events: deque[AuditEvent] = deque()
         self._wake = threading.Event()
         self._stop = threading.Event()
-        self._flush_lock = threading.Lock()
+        self._flush_lock = threading.RLock()
         self._start_lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self.dropped = 0
@@ -397,7 +401,7 @@ class AuditQueue:
                 while self._events and len(batch) < FLUSH_BATCH:
                     batch.append(self._events.popleft())
                 try:
-                    self._append(batch)
+                    seqs = self._append(batch)
                 except Exception as exc:  # the index is down: keep them for the next flush
                     log.error(
                         "audit: %d records not written yet: %s", len(batch), type(exc).__name__
@@ -410,14 +414,28 @@ class AuditQueue:
                     if excess > 0:
                         log.error("audit: %d queued records dropped (index unavailable)", excess)
                     return
+                if self.exporter is not None:
+                    self.exporter.submit(zip(seqs, batch, strict=True))
 
-    def _append(self, batch: list[AuditEvent]) -> None:
+    def append_now(self, event: AuditEvent) -> int:
+        """Append ``event`` after every queued one, committed on return; its sequence
+        number (this process's records keep the order they happened in, here and in the
+        syslog export)."""
+        with self._flush_lock:
+            self.flush()
+            (seq,) = self._append([event])
+            if self.exporter is not None:
+                self.exporter.submit([(seq, event)])
+            return seq
+
+    def _append(self, batch: list[AuditEvent]) -> list[int]:
         """One append: inside the ingest group commit when there is a writer (a batch of
         stores in progress takes the records along, last, without a commit of their own)."""
         if self.writer is not None:
-            self.writer.run(lambda conn: append(conn, batch), last=True)
+            seqs = self.writer.run(lambda conn: append(conn, batch), last=True)
         else:
-            self.db.transaction(lambda conn: append(conn, batch))
+            seqs = self.db.transaction(lambda conn: append(conn, batch))
+        return [int(seq) for seq in seqs]
 
     def pending(self) -> int:
         return len(self._events)
@@ -428,3 +446,5 @@ class AuditQueue:
         if self._thread is not None:
             self._thread.join(timeout=30)
         self.flush()
+        if self.exporter is not None:
+            self.exporter.close()

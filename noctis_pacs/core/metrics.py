@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from noctis_pacs.core.audit_message import ExportStats
 
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 
@@ -93,3 +98,36 @@ def build_metrics() -> Metrics:
             registry=registry,
         ),
     )
+
+
+class _AuditExportCollector(Collector):
+    def __init__(self, read: Callable[[], ExportStats | None]) -> None:
+        self.read = read
+
+    def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
+        stats = self.read()
+        if stats is None:
+            return
+        records = CounterMetricFamily(
+            "noctis_audit_syslog_records",
+            "Audit records sent to the syslog collector, or dropped while it was unreachable",
+            labels=["outcome"],
+        )
+        records.add_metric(["sent"], stats.sent)
+        records.add_metric(["dropped"], stats.dropped)
+        yield records
+        yield CounterMetricFamily(
+            "noctis_audit_syslog_connect_failures",
+            "Failed attempts to connect or write to the syslog collector",
+            value=stats.connect_failures,
+        )
+        yield GaugeMetricFamily(
+            "noctis_audit_syslog_queued",
+            "Audit records waiting for the syslog collector",
+            value=stats.queued,
+        )
+
+
+def watch_audit_export(metrics: Metrics, read: Callable[[], ExportStats | None]) -> None:
+    """Expose the syslog export's counters (``read`` answers ``None`` when it is off)."""
+    metrics.registry.register(_AuditExportCollector(read))

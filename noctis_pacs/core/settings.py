@@ -204,6 +204,28 @@ class WorkflowSettings:
 
 
 @dataclass(frozen=True)
+class AuditSyslogSettings:
+    """A copy of every audit record sent to a syslog collector as a DICOM audit message
+    (PS3.15 A.5) in an RFC 5424 message over TCP (RFC 6587 octet counting) or TLS
+    (RFC 5425): the IHE ATNA transport. Off while ``host`` is empty."""
+
+    host: str = ""
+    #: 6514 is the port RFC 5425 assigns to syslog over TLS.
+    port: int = 6514
+    tls: bool = True
+    #: PEM CA bundle the collector's certificate must chain to; empty = the system's.
+    ca_file: str = ""
+    #: Our PEM certificate and key, for collectors that require mutual TLS (ATNA does).
+    cert_file: str = ""
+    key_file: str = ""
+    #: RFC 5424 APP-NAME and the messages' AuditSourceID.
+    app_name: str = "noctis-pacs"
+    #: Records kept per process while the collector is unreachable; the oldest are
+    #: dropped (and counted) above it.
+    max_queued: int = 10000
+
+
+@dataclass(frozen=True)
 class AuditSettings:
     #: Keep an audit trail of every access to patient data and every security event.
     enabled: bool = True
@@ -211,6 +233,7 @@ class AuditSettings:
     retention_days: int = 0
     #: Seconds between appends of queued audit records (one transaction each).
     flush_interval: float = 0.5
+    syslog: AuditSyslogSettings = field(default_factory=AuditSyslogSettings)
 
 
 @dataclass(frozen=True)
@@ -518,6 +541,23 @@ def _validate(settings: Settings) -> None:
         raise SettingsError("audit.retention_days: 0 (keep for ever) or more")
     if settings.audit.flush_interval <= 0:
         raise SettingsError("audit.flush_interval: must be positive")
+    syslog = settings.audit.syslog
+    if syslog.host:
+        if not 0 < syslog.port < 65536:
+            raise SettingsError("audit.syslog.port: 1 to 65535")
+        if bool(syslog.cert_file) != bool(syslog.key_file):
+            raise SettingsError("audit.syslog.cert_file and audit.syslog.key_file go together")
+        if (syslog.ca_file or syslog.cert_file) and not syslog.tls:
+            raise SettingsError("audit.syslog.ca_file and cert_file need audit.syslog.tls = true")
+        if syslog.max_queued < 1:
+            raise SettingsError("audit.syslog.max_queued: 1 or more")
+        if not 0 < len(syslog.app_name) <= 48 or not all(
+            33 <= ord(c) <= 126 for c in syslog.app_name
+        ):
+            raise SettingsError(
+                "audit.syslog.app_name: 1 to 48 printable ASCII characters, no space"
+                " (RFC 5424 APP-NAME)"
+            )
     if settings.workflow.poll_interval_seconds <= 0:
         raise SettingsError("workflow.poll_interval_seconds: must be positive")
     jobs = settings.jobs

@@ -171,7 +171,9 @@ def workflow_routes(*, settings: Settings, archive: Archive) -> list[BaseRoute]:
         )
 
     async def mpps_read(request: Request) -> Response:
-        found = await run_in_threadpool(mpps.get, request.path_params["uid"])
+        found = await run_in_threadpool(
+            partial(mpps.get, facilities=facilities(request)), request.path_params["uid"]
+        )
         if found is None:
             return error_response(404, "no such MPPS instance")
         return JSONResponse(found)

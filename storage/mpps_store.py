@@ -12,6 +12,7 @@ from typing import Any
 
 from pydicom.dataset import Dataset
 
+from noctis_pacs.core.auth import DEFAULT_FACILITY
 from noctis_pacs.core.workflow import events as ev
 from noctis_pacs.core.workflow.items import COMPLETED, DISCONTINUED, FINAL_STATUSES, IN_PROGRESS
 from noctis_pacs.core.workflow.mpps import (
@@ -23,7 +24,7 @@ from noctis_pacs.core.workflow.mpps import (
     merge,
 )
 from storage.db import Connection
-from storage.workflow_events import now_iso
+from storage.workflow_events import facility_of, now_iso
 from storage.workflow_sql import W
 from storage.worklist import WorklistStore
 
@@ -144,11 +145,18 @@ class MppsStore:
 
         return self.db.transaction(work)
 
-    def get(self, sop_uid: str) -> dict[str, Any] | None:
+    def get(
+        self, sop_uid: str, *, facilities: frozenset[str] = frozenset()
+    ) -> dict[str, Any] | None:
+        """The MPPS instance; with ``facilities`` (a scoped principal) ``None`` unless its
+        facility is one of them: its study's when indexed, else its scheduled item's,
+        else ``default`` (as if absent otherwise, like a study of another facility)."""
         with self.db.reader() as conn:
             row = conn.one(W("mpps_by_uid"), {"sop_uid": sop_uid})
-        if row is None:
-            return None
+            if row is None:
+                return None
+            if facilities and _facility(conn, row[3]) not in facilities:
+                return None
         return {
             "mpps_uid": row[1],
             "status": row[2],
@@ -158,3 +166,14 @@ class MppsStore:
             "created_at": row[7],
             "updated_at": row[8],
         }
+
+
+def _facility(conn: Connection, study_uid: str | None) -> str:
+    facility = facility_of(conn, {"study_instance_uid": study_uid})
+    if facility == DEFAULT_FACILITY and study_uid:
+        row = conn.one(
+            "SELECT facility FROM worklist_items WHERE study_uid = :u LIMIT 1", {"u": study_uid}
+        )
+        if row is not None:
+            return str(row[0])
+    return facility

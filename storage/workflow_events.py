@@ -77,7 +77,7 @@ def emit(
         {"kind": kind, "subject": subject, "payload": json.dumps(dict(payload)), "now": now},
     )
     event_id = int(row[0])
-    facility = _facility_of(conn, payload)
+    facility = facility_of(conn, payload)
     if facility != DEFAULT_FACILITY:
         conn.execute(
             "UPDATE workflow_events SET facility = :f WHERE id = :id",
@@ -91,7 +91,7 @@ def emit(
     return event_id
 
 
-def _facility_of(conn: Connection, payload: Mapping[str, Any]) -> str:
+def facility_of(conn: Connection, payload: Mapping[str, Any]) -> str:
     """An event's facility (the event stream shows it to that facility's principals): its
     study's when the study is indexed, else its worklist item's, else ``default``."""
     study_uid = payload.get("study_instance_uid")

@@ -2,6 +2,15 @@
 same run, same corpus, same clients (dcmtk with TCP_NODELAY=1).
 
     .venv/bin/python bench/bench_dimse.py [--small 1000] [--ct 256] [--find 10000] [--repeat 3]
+    .venv/bin/python bench/bench_dimse.py --defaults [--repeat 3]
+
+``--defaults`` (issue 15) measures what a site runs: Noctis as shipped (``fsync =
+"always"``, one DIMSE process, nothing tuned) against Orthanc at its own defaults
+(``SyncStorageArea`` on, 4 DICOM threads; only its access rules opened so that C-GET
+and C-MOVE are answered), both on SQLite: the four C-STORE cases, C-GET of the CT
+series with dcmtk's getscu (``--ignore``), C-ECHO p50 on one association and C-ECHO
+with a new association each time (one presentation context, and 120 as a
+modality's storescu proposes), timed with ``bench/echo_client.py`` on a plain socket.
 
 Each store measurement starts the target afresh on an empty store (Noctis: SQLite,
 fsync never; Orthanc: SQLite, SyncStorageArea false, no compression).  Measured:
@@ -88,26 +97,42 @@ class Target:
             self.process.kill()
 
 
-def start_noctis(work: Path, dest_port: int, *, workers: int = 1) -> Target:
+def start_noctis(
+    work: Path,
+    dest_port: int,
+    *,
+    workers: int = 1,
+    defaults: bool = False,
+    extra: str = "",
+    source: str = "",
+    name: str = "noctis",
+) -> Target:
+    """With ``defaults`` the shipped configuration: nothing but where and who; with
+    ``source`` the code of another checkout (an A/B run against a baseline commit)."""
     port = free_port()
     data = work / "noctis"
     config = work / "noctis.toml"
+    tuned = "" if defaults else 'fsync = "never"\n'
+    dimse_tuned = "" if defaults else f"workers = {workers}\n"
     config.write_text(
-        f'[storage]\ndata_dir = "{data}"\nfsync = "never"\n'
+        f'[storage]\ndata_dir = "{data}"\n{tuned}'
         f'[dimse]\nhost = "127.0.0.1"\nport = {port}\nae_title = "NOCTIS"\n'
-        f"workers = {workers}\n"
+        f"{dimse_tuned}{extra}"
         f'[dimse.remotes.dest]\nae_title = "DEST"\nhost = "127.0.0.1"\nport = {dest_port}\n'
         '[query]\nmax_results = 100000\n[logging]\nlevel = "WARNING"\n'
     )
     log = work / "noctis.log"
+    command = [str(Path(sys.executable).parent / "noctis-pacs")]
+    if source:
+        command = [sys.executable, "-c", "import sys; sys.path.insert(0, sys.argv.pop(1)); "
+                   "from noctis_pacs.app.cli import main; sys.exit(main())", source]  # fmt: skip
     process = subprocess.Popen(
-        [str(Path(sys.executable).parent / "noctis-pacs"), "serve", "--dimse-only",
-         "--config", str(config)],
+        [*command, "serve", "--dimse-only", "--config", str(config)],
         stdout=open(log, "wb"), stderr=subprocess.STDOUT,  # noqa: SIM115
     )  # fmt: skip
     wait_echo(port, "NOCTIS", process, log)
     wait_layout(data)
-    return Target("noctis", process, port, "NOCTIS", log)
+    return Target(name, process, port, "NOCTIS", log)
 
 
 def wait_layout(data: Path) -> None:
@@ -122,11 +147,12 @@ def wait_layout(data: Path) -> None:
         time.sleep(0.1)
 
 
-def start_orthanc(work: Path, dest_port: int) -> Target:
+def start_orthanc(work: Path, dest_port: int, *, defaults: bool = False) -> Target:
+    """With ``defaults`` Orthanc's own storage settings (``SyncStorageArea`` on)."""
     port = free_port()
     storage = work / "orthanc"
     storage.mkdir()
-    config = {
+    config: dict[str, object] = {
         "Name": "BENCH",
         "StorageDirectory": str(storage),
         "IndexDirectory": str(storage),
@@ -140,7 +166,10 @@ def start_orthanc(work: Path, dest_port: int) -> Target:
         "DicomModalities": {"dest": ["DEST", "127.0.0.1", dest_port]},
         "DicomAlwaysAllowMove": True,
         "DicomAlwaysAllowFind": True,
+        "DicomAlwaysAllowGet": True,
     }
+    if defaults:
+        del config["SyncStorageArea"], config["StorageCompression"]
     path = work / "orthanc.json"
     path.write_text(json.dumps(config))
     log = work / "orthanc.log"
@@ -269,6 +298,55 @@ def movescu(target: Target, study: str, series: str) -> float:
     return elapsed
 
 
+def getscu(target: Target, study: str, series: str) -> float:
+    """Seconds for dcmtk's getscu to C-GET the series (received and discarded)."""
+    started = time.perf_counter()
+    done = subprocess.run(
+        ["getscu", "-S", "--ignore", "-aec", target.aet,
+         "-k", "QueryRetrieveLevel=SERIES", "-k", f"StudyInstanceUID={study}",
+         "-k", f"SeriesInstanceUID={series}", "127.0.0.1", str(target.port)],
+        env=ENV, capture_output=True, text=True,
+    )  # fmt: skip
+    elapsed = time.perf_counter() - started
+    if done.returncode != 0 or "Failed" in done.stderr or "rror" in done.stderr:
+        log = target.log.read_text(errors="replace")[-3000:] if target.log else ""
+        raise RuntimeError(f"{target.name}: getscu failed: {done.stderr[-800:]}\n{log}")
+    return elapsed
+
+
+def echo_latencies(target: Target, repeat: int) -> dict[str, float]:
+    """C-ECHO p50 (ms) on one association, and with a new association each time with one
+    presentation context and with 120 (``bench/echo_client.py``)."""
+    from bench import echo_client
+
+    sock = echo_client.associate("127.0.0.1", target.port, called=target.aet)
+    samples = []
+    for n in range(repeat + 20):
+        started = time.perf_counter()
+        echo_client.echo(sock, n + 1)
+        if n >= 20:  # warm-up
+            samples.append(time.perf_counter() - started)
+    echo_client.release(sock)
+    out = {"echo_p50_ms": statistics.median(samples) * 1000}
+    for contexts in (1, 120):
+        samples = []
+        for n in range(max(20, repeat // 4) + 5):
+            started = time.perf_counter()
+            sock = echo_client.associate(
+                "127.0.0.1", target.port, called=target.aet, contexts=contexts
+            )
+            echo_client.echo(sock, 1)
+            echo_client.release(sock)
+            if n >= 5:
+                samples.append(time.perf_counter() - started)
+        out[f"assoc_echo_{contexts}ctx_p50_ms"] = statistics.median(samples) * 1000
+    return out
+
+
+def load_average() -> float:
+    return os.getloadavg()[0]
+
+
 FIND_QUERIES = {
     "PatientName wildcard": {"PatientName": "SMITH1*"},
     "StudyDate range": {"StudyDate": "20150101-20150331"},
@@ -354,9 +432,39 @@ def main() -> None:
     parser.add_argument(
         "--noctis-workers", type=int, default=2, help="dimse.workers of the Noctis target"
     )
+    parser.add_argument(
+        "--defaults",
+        action="store_true",
+        help="both servers as shipped (issue 15): Noctis fsync always, one DIMSE process; "
+        "Orthanc SyncStorageArea on; adds C-GET and C-ECHO, targets noctis,orthanc",
+    )
+    parser.add_argument(
+        "--noctis-extra", default="", help="TOML lines appended to Noctis's [dimse] table"
+    )
+    parser.add_argument("--echo-repeat", type=int, default=400)
+    parser.add_argument(
+        "--baseline-src",
+        default="",
+        help="a checkout of another commit: adds target noctis-base running that code",
+    )
     args = parser.parse_args()
+    if args.defaults and args.targets == parser.get_default("targets"):
+        args.targets = "noctis,orthanc"
     targets = [t for t in args.targets.split(",") if t]
-    starters = {**STARTERS, "noctis": functools.partial(start_noctis, workers=args.noctis_workers)}
+    starters = {
+        **STARTERS,
+        "noctis": functools.partial(
+            start_noctis,
+            workers=args.noctis_workers,
+            defaults=args.defaults,
+            extra=args.noctis_extra.replace("\\n", "\n") + "\n" if args.noctis_extra else "",
+        ),
+        "orthanc": functools.partial(start_orthanc, defaults=args.defaults),
+    }
+    if args.baseline_src:
+        starters["noctis-base"] = functools.partial(
+            starters["noctis"], source=args.baseline_src, name="noctis-base"
+        )
     work = Path(tempfile.mkdtemp(prefix="bench-dimse-"))
     dest_port = free_port()
     dest = start_dest(work, dest_port)
@@ -364,8 +472,9 @@ def main() -> None:
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
                     "python": platform.python_version()},  # fmt: skip
         "corpus": {"small": args.small, "ct_slices": args.ct, "find_instances": args.find},
-        "noctis_workers": args.noctis_workers,
-        "store": {}, "move": {}, "find": {},
+        "noctis_workers": "default" if args.defaults else args.noctis_workers,
+        "defaults": args.defaults, "noctis_extra": args.noctis_extra,
+        "store": {}, "move": {}, "get": {}, "echo": {}, "find": {}, "load": [],
     }  # fmt: skip
     try:
         print("generating corpora ...", file=sys.stderr)
@@ -382,6 +491,8 @@ def main() -> None:
         warm_memory(work, args.warm_gb)
         rates: dict[tuple[str, str], list[float]] = {}
         moves: dict[str, list[float]] = {}
+        gets: dict[str, list[float]] = {}
+        loads: list[float] = results["load"]  # type: ignore[assignment]
         for case, (folders, assocs, count) in cases.items():
             # Targets take turns within each repeat, so that a slow spell of the machine
             # (or its memory growing) does not fall on one target's runs only.
@@ -400,15 +511,38 @@ def main() -> None:
                         if case == "ct x1" and not name.startswith("noop") and args.move:
                             seconds = movescu(target, ct_study, ct_series_uid)
                             moves.setdefault(name, []).append(count / seconds)
+                        if case == "ct x1" and not name.startswith("noop") and args.defaults:
+                            seconds = getscu(target, ct_study, ct_series_uid)
+                            gets.setdefault(name, []).append(count / seconds)
                     finally:
                         target.stop()
                         shutil.rmtree(run_dir, ignore_errors=True)
+                loads.append(load_average())
             for name in targets:
                 median = statistics.median(rates[(name, case)])
                 store.setdefault(name, {})[case] = median
                 print(f"{name:16s} {case:9s} {median:8.1f} inst/s", file=sys.stderr)
         results["store"] = store
         results["move"] = {k: statistics.median(v) for k, v in moves.items()}
+        results["get"] = {k: statistics.median(v) for k, v in gets.items()}
+        results["rates"] = {f"{n} {c}": v for (n, c), v in rates.items()}
+        if args.defaults:
+            echoes: dict[str, list[dict[str, float]]] = {}
+            for rep in range(args.repeat):
+                for name in (t for t in targets if not t.startswith("noop")):
+                    run_dir = work / f"{name}-echo-{rep}"
+                    run_dir.mkdir()
+                    target = starters[name](run_dir, dest_port)
+                    try:
+                        echoes.setdefault(name, []).append(echo_latencies(target, args.echo_repeat))
+                    finally:
+                        target.stop()
+                        shutil.rmtree(run_dir, ignore_errors=True)
+                loads.append(load_average())
+            results["echo"] = {
+                name: {key: statistics.median(r[key] for r in runs) for key in runs[0]}
+                for name, runs in echoes.items()
+            }
         if args.find:
             find_dirs = find_corpus(work / "find", args.find)
             for name in (t for t in targets if not t.startswith("noop")):
@@ -444,6 +578,32 @@ def print_table(results: dict[str, object]) -> None:
         )
         print(f"  {case:27s} {n:8.1f} {o:9.1f} {p:9.1f} {w:9.1f} "
               f"{n / o:9.2f} {n / p:6.2f} {n / w:10.2f}")  # fmt: skip
+    if "noctis-base" in store:
+        print(
+            "\nA/B against --baseline-src (instances/s, ratio new/base, new/orthanc, base/orthanc)"
+        )
+        for case in ("small x1", "small x4", "ct x1", "ct x4"):
+            n, b, o = (
+                store.get(t, {}).get(case, float("nan"))
+                for t in ("noctis", "noctis-base", "orthanc")
+            )
+            print(f"  {case:10s} new {n:7.1f} base {b:7.1f} orthanc {o:7.1f}  "
+                  f"{n / b:5.2f} {n / o:5.2f} {b / o:5.2f}")  # fmt: skip
+    get: dict[str, float] = results.get("get", {})  # type: ignore[assignment]
+    if get:
+        n, o = get.get("noctis", float("nan")), get.get("orthanc", float("nan"))
+        print(
+            f"\nC-GET CT series instances/s         noctis {n:8.1f}  orthanc {o:8.1f}  ratio {n / o:.2f}"
+        )
+    echo: dict[str, dict[str, float]] = results.get("echo", {})  # type: ignore[assignment]
+    for key in ("echo_p50_ms", "assoc_echo_1ctx_p50_ms", "assoc_echo_120ctx_p50_ms"):
+        if echo:
+            n = echo.get("noctis", {}).get(key, float("nan"))
+            o = echo.get("orthanc", {}).get(key, float("nan"))
+            print(f"{key:34s}  noctis {n:8.2f}  orthanc {o:8.2f}  ratio {n / o:.2f}")
+    loads: list[float] = results.get("load", [])  # type: ignore[assignment]
+    if loads:
+        print(f"load average (1 min) during the run: {min(loads):.1f}-{max(loads):.1f}")
     move: dict[str, float] = results["move"]  # type: ignore[assignment]
     if move:
         n, o = move.get("noctis", float("nan")), move.get("orthanc", float("nan"))

@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Installs what the test suite needs beyond the virtualenv: dcmtk's command-line
-# tools and Chromium for the web application's browser tests (Debian packages;
-# Playwright drives /usr/bin/chromium, it never downloads a browser) and a
+# tools, strace (tests/test_durable_order.py) and Chromium for the web application's
+# browser tests (Debian packages; Playwright drives /usr/bin/chromium, it never
+# downloads a browser) and a
 # reachable PostgreSQL server.
 set -euo pipefail
 
 need_apt=()
 command -v storescu >/dev/null 2>&1 || need_apt+=(dcmtk)
+command -v strace >/dev/null 2>&1 || need_apt+=(strace)
 [ -x /usr/bin/chromium ] || need_apt+=(chromium)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "setup: installing ${need_apt[*]} from Debian's packages"

@@ -1,10 +1,14 @@
 """The blob store: anonymous, immutable DICOM files named by a UUID.
 
-Blobs are written to a temporary file inside the store (``tmp/a/<uuid>.part``),
-optionally fsynced, then renamed into place under ``blobs/abc/<uuid>.dcm`` (4,096
-folders named by the UUID's first three hex digits); the name never comes from
-attribute text, and a blob is never overwritten.  An object-storage backend
-is another class implementing ``BlobStore``.
+Blobs are written to a temporary file inside the store (``tmp/a/<uuid>.part``), then
+renamed into place under ``blobs/abc/<uuid>.dcm`` (4,096 folders named by the UUID's
+first three hex digits); the name never comes from attribute text, and a blob is never
+overwritten.  An object-storage backend is another class implementing ``BlobStore``.
+
+Durability (``fsync = "always"``) is a separate step after the rename, ``sync``: the
+file's data (``fdatasync``), then its folder.  The ingest pipeline runs it before the
+blob's index row is written, so a blob is on disk, under its name, before any index
+row can point at it, and an instance is acknowledged only after both.
 """
 
 from __future__ import annotations
@@ -50,6 +54,8 @@ class BlobStore(Protocol):
     def create(self) -> BlobWriter: ...
     def adopt(self, path: Path) -> BlobWriter: ...
     def commit(self, writer: BlobWriter) -> str: ...
+    def place(self, writer: BlobWriter) -> str: ...
+    def sync(self, keys: list[str]) -> None: ...
     def discard(self, writer: BlobWriter) -> None: ...
     def open(self, key: str) -> BinaryIO: ...
     def read_range(self, key: str, offset: int, length: int) -> bytes: ...
@@ -249,7 +255,15 @@ class FileSystemBlobStore:
         return self.blobs / key[:3] / f"{key}.dcm"
 
     def commit(self, writer: BlobWriter) -> str:
-        writer.finish(self.fsync)
+        """``place`` then ``sync`` the one blob: durable when this returns."""
+        key = self.place(writer)
+        self.sync([key])
+        return key
+
+    def place(self, writer: BlobWriter) -> str:
+        """Close the blob and rename it into place; returns its key. Not yet durable:
+        ``sync`` makes it so (the ingest pipeline, before indexing it)."""
+        writer.finish(False)
         # The temporary file is named by a fresh UUID already: it becomes the blob's key
         # (one UUID per blob; a generated name never comes from attribute text).
         key = writer.path.stem
@@ -260,9 +274,28 @@ class FileSystemBlobStore:
             final.parent.mkdir(parents=True, exist_ok=True)
             self._known_dirs.add(final.parent)
         os.rename(writer.path, final)
-        if self.fsync:
-            _fsync_dir(final.parent)
         return key
+
+    def sync(self, keys: list[str]) -> None:
+        """Make placed blobs durable (with ``fsync``): each file's data and size
+        (``fdatasync``), then each folder holding them once (their names).
+
+        The files are synced after their rename, so that on journalling file systems
+        the first ``fdatasync`` commits the renames too and the folder syncs that
+        follow find nothing left to write (ext4: a cache flush each)."""
+        if not self.fsync or not keys:
+            return
+        folders: dict[Path, None] = {}
+        for key in keys:
+            path = self._path(key)
+            fd = os.open(path, os.O_RDONLY)
+            try:
+                os.fdatasync(fd)
+            finally:
+                os.close(fd)
+            folders[path.parent] = None
+        for folder in folders:
+            _fsync_dir(folder)
 
     def discard(self, writer: BlobWriter) -> None:
         writer.abandon()

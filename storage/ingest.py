@@ -373,7 +373,7 @@ class Ingestor:
         replace: bool = False,
     ) -> StoreOutcome:
         size = writer.size
-        writer.finish(self.blobs.fsync)
+        writer.finish(False)  # made durable after its rename into place, below
         small = writer.in_memory
         with BytesIO(small) if small is not None else open(writer.path, "rb") as fh:
             try:
@@ -401,7 +401,16 @@ class Ingestor:
             return outcome
         sha256 = writer.sha256
         metadata = header_metadata(parsed)
-        key = self.blobs.commit(writer)
+        key = self.blobs.place(writer)
+        # Durable before the index row is written (fsync = "always"); each storing thread
+        # syncs its own blob, so concurrent stores sync in parallel and the file system
+        # joins them into one journal commit (a leader syncing a batch one file after
+        # the other measured slower: docs/performance.md, issue 15).
+        try:
+            self.blobs.sync([key])
+        except OSError:
+            self.blobs.delete(key)
+            raise
         record = build_record(
             parsed,
             metadata=metadata,

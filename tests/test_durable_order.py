@@ -1,0 +1,214 @@
+"""Acknowledged = on disk (``storage.fsync = "always"``, the default): the order of the
+real server's system calls, traced with strace, for every instance stored.
+
+A power cut loses whatever the page cache held, so the model checked is the order of
+the calls that end a write's exposure to it. For each stored instance (its blob key
+read from the index afterwards):
+
+1. the blob's data synced (``fdatasync``/``fsync`` of the temporary file, or of the
+   blob after its rename into place) and its folder synced after the rename, both
+   finished
+2. before the first write of its index row into the SQLite WAL starts (so the row can
+   never reach the disk before the blob it points at, not even by the kernel's own
+   write-back), and
+3. that WAL was synced (``fdatasync``/``fsync`` started after the row's write) before
+   the C-STORE response naming the instance is sent (PS3.4 B.2.3: Success only once
+   stored).
+
+One association and three concurrent ones (group commit: several blobs per sync
+round, one index commit per batch). The response carries the Affected SOP Instance
+UID (PS3.7 9.3.1.2), the WAL pages the UID as text, so both are found by the UID.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import signal
+import sqlite3
+import subprocess
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from pynetdicom import AE
+from pynetdicom.sop_class import CTImageStorage, SecondaryCaptureImageStorage
+
+from tests.conftest import BIN, free_port
+from tests.factory import make_dataset, uid
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(shutil.which("strace") is None, reason="needs strace (make deps)"),
+]
+
+LINE = re.compile(r"^(\d+)\s+(?:<\.\.\. (\w+) resumed>|(\w+)\()(.*)$")
+RESULT = re.compile(r"=\s+(-?\d+)")
+
+
+@dataclass
+class Call:
+    name: str
+    start: int  # line index of its first appearance
+    end: int  # line index of its result
+    args: str
+    result: int
+    path: str = ""  # the file a descriptor named, for fdatasync / fsync / pwrite64
+
+
+@dataclass
+class Trace:
+    calls: list[Call] = field(default_factory=list)
+
+
+def parse(text: str) -> Trace:
+    """strace -f output to calls with start and end positions (line order: a call that
+    another thread's event interrupted is printed ``<unfinished ...>`` at its start)."""
+    trace = Trace()
+    open_calls: dict[tuple[str, str], Call] = {}
+    fds: dict[int, str] = {}
+    for index, line in enumerate(text.splitlines()):
+        match = LINE.match(line)
+        if not match:
+            continue
+        pid, resumed, name, rest = match.groups()
+        if resumed:
+            call = open_calls.pop((pid, resumed), None)
+            if call is None:
+                continue
+            call.args += rest
+            done = RESULT.search(rest)
+            call.end = index
+            call.result = int(done.group(1)) if done else -1
+        else:
+            call = Call(name, index, index, rest, -1)
+            if rest.endswith("<unfinished ...>"):
+                open_calls[(pid, name)] = call
+                trace.calls.append(call)
+                continue
+            done = RESULT.search(rest.rsplit(")", 1)[-1])
+            call.result = int(done.group(1)) if done else -1
+        if call not in trace.calls:
+            trace.calls.append(call)
+        if call.name == "openat" and call.result >= 0:
+            fds[call.result] = call.args.split('"')[1]
+        elif call.name in ("fdatasync", "fsync", "pwrite64"):
+            fd = re.match(r"\s*(\d+)", call.args)
+            call.path = fds.get(int(fd.group(1)), "") if fd else ""
+    return trace
+
+
+def store(port: int, datasets: list[object]) -> None:
+    ae = AE(ae_title="ORDER")
+    ae.add_requested_context(SecondaryCaptureImageStorage)
+    ae.add_requested_context(CTImageStorage)
+    assoc = ae.associate("127.0.0.1", port, ae_title="NOCTIS")
+    assert assoc.is_established
+    try:
+        for ds in datasets:
+            status = assoc.send_c_store(ds)
+            assert status.Status == 0x0000
+    finally:
+        assoc.release()
+
+
+def test_blob_then_index_then_response(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    port = free_port()
+    config = tmp_path / "noctis.toml"
+    config.write_text(  # storage.fsync left at its default
+        f'[storage]\ndata_dir = "{data}"\n'
+        f'[dimse]\nhost = "127.0.0.1"\nport = {port}\nae_title = "NOCTIS"\n'
+        '[logging]\nlevel = "WARNING"\n'
+    )
+    server = subprocess.Popen(
+        [str(BIN / "noctis-pacs"), "serve", "--dimse-only", "--config", str(config)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    tracer = None
+    trace_path = tmp_path / "trace.txt"
+    try:
+        _wait(port, server)
+        tracer = subprocess.Popen(
+            ["strace", "-f", "-qq", "-s", "6000", "-o", str(trace_path), "-p", str(server.pid),
+             "-e", "trace=openat,rename,fsync,fdatasync,pwrite64,sendto"],
+            stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        time.sleep(1.5)  # attached to every thread
+        study = uid()
+        one = [make_dataset(study_uid=study, instance_number=n) for n in range(6)]
+        store(port, one)
+        groups = [
+            [make_dataset(study_uid=study, instance_number=100 * g + n) for n in range(5)]
+            for g in range(3)
+        ]
+        threads = [threading.Thread(target=store, args=(port, g)) for g in groups]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        time.sleep(0.5)
+    finally:
+        if tracer is not None:
+            tracer.send_signal(signal.SIGINT)
+            tracer.wait(timeout=30)
+        server.terminate()
+        server.wait(timeout=30)
+    sop_uids = [str(ds.SOPInstanceUID) for ds in one + [d for g in groups for d in g]]
+    with sqlite3.connect(data / "index.sqlite3") as db:
+        keys = dict(db.execute("SELECT sop_uid, blob_key FROM instances"))  # noqa: S608
+    assert set(sop_uids) <= set(keys)
+    trace = parse(trace_path.read_text(errors="replace"))
+    wal = str(data / "index.sqlite3-wal")
+    for sop_uid in sop_uids:
+        _check_instance(trace, sop_uid, keys[sop_uid], data, wal)
+
+
+def _wait(port: int, server: subprocess.Popen[bytes]) -> None:
+    ae = AE(ae_title="ORDER")
+    ae.add_requested_context("1.2.840.10008.1.1")
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        assert server.poll() is None, "server exited"
+        assoc = ae.associate("127.0.0.1", port, ae_title="NOCTIS")
+        if assoc.is_established:
+            assoc.release()
+            return
+        time.sleep(0.2)
+    raise AssertionError("server not serving")
+
+
+def _check_instance(trace: Trace, sop_uid: str, key: str, data: Path, wal: str) -> None:
+    blob = str(data / "blobs" / key[:3] / f"{key}.dcm")
+    folder = str(data / "blobs" / key[:3])
+    calls = trace.calls
+    renamed = next(c for c in calls if c.name == "rename" and f'"{blob}"' in c.args)
+    temporary = renamed.args.split('"')[1]
+    row = next(c for c in calls if c.name == "pwrite64" and c.path == wal and sop_uid in c.args)
+    # The data: synced as the temporary file, or as the blob after its rename.
+    data_synced = [
+        c
+        for c in calls
+        if c.name in ("fdatasync", "fsync")
+        and c.result == 0
+        and (c.path == temporary or (c.path == blob and c.start > renamed.end))
+    ]
+    assert data_synced, f"{key}: blob data never synced"
+    assert data_synced[0].end < row.start, f"{sop_uid}: index row written before its blob synced"
+    # The name: its folder synced after the rename.
+    folder_synced = [
+        c for c in calls if c.name == "fsync" and c.path == folder and c.start > renamed.end
+    ]
+    assert folder_synced, f"{key}: folder never synced after the rename"
+    assert folder_synced[0].end < row.start, f"{sop_uid}: index row written before its name"
+    response = next(c for c in calls if c.name == "sendto" and sop_uid in c.args)
+    wal_synced = [
+        c
+        for c in calls
+        if c.name in ("fdatasync", "fsync") and c.path == wal and c.start > row.start
+    ]
+    assert wal_synced, f"{sop_uid}: WAL never synced after the row was written"
+    assert wal_synced[0].end < response.start, f"{sop_uid}: acknowledged before the commit sync"

@@ -4,6 +4,7 @@ process sharing the index: nothing is cached)."""
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from noctis_pacs.core.remotes import FROM_CONFIG, Remote, RemoteError, from_config
@@ -11,6 +12,8 @@ from noctis_pacs.core.settings import Settings
 from storage.db import Connection, Database
 from storage.index import now_iso
 from storage.sqlfiles import named_queries
+
+log = logging.getLogger("noctis.storage.remotes")
 
 
 def A(name: str) -> str:  # noqa: N802 - reads like a SQL lookup
@@ -63,8 +66,19 @@ class RemoteDirectory:
         for remote in self.configured.values():
             if remote.ae_title == title:
                 return remote
-        with self.db.reader() as conn:
-            row = conn.one(A("remote_by_ae_title"), {"ae_title": title})
+        try:
+            with self.db.reader() as conn:
+                row = conn.one(A("remote_by_ae_title"), {"ae_title": title})
+        except Exception as exc:
+            if not self.db.is_unavailable(exc):
+                raise
+            # The index is down (a PostgreSQL restart): only the configured remotes are
+            # known meanwhile. Every C-STORE asks, so the store itself answers honestly
+            # (0xA701, retry) instead of the lookup failing the handler (0xC211).
+            log.warning(
+                "remote AE look-up skipped: the index is unavailable (%s)", type(exc).__name__
+            )
+            return None
         return _remote(row) if row is not None else None
 
     def add(self, remote: Remote) -> None:

@@ -88,8 +88,11 @@ class JobRunner:
             try:
                 while not self._stop.is_set() and self.run_one():
                     pass
-            except Exception:
-                log.exception("job runner round failed; retrying")
+            except Exception as exc:
+                if not self.archive.db.is_unavailable(exc):
+                    log.exception("job runner round failed; retrying")
+                else:  # an index outage (issue 14): one line, no traceback
+                    log.warning("job runner round skipped: the index is unavailable; retrying")
             self._wake.wait(self.jobs.poll_interval_seconds)
             self._wake.clear()
 

@@ -79,8 +79,11 @@ class Router:
             busy = False
             try:
                 busy = self.round()
-            except Exception:
-                log.exception("routing round failed; retrying")
+            except Exception as exc:
+                if not self.archive.db.is_unavailable(exc):
+                    log.exception("routing round failed; retrying")
+                else:  # an index outage (issue 14): one line, no traceback
+                    log.warning("routing round skipped: the index is unavailable; retrying")
             if not busy:
                 self._stop.wait(self.config.poll_interval_seconds)
 

@@ -41,6 +41,9 @@ class Delivery(Protocol):
 class Tracker(Protocol):
     """Study tracking over the index (``storage.tracking.StudyTracker``)."""
 
+    #: The index (``is_unavailable`` tells an outage from a bug).
+    db: Any
+
     def scan(self) -> int: ...
     def mark_stable(self, stable_after_seconds: float) -> int: ...
 
@@ -113,8 +116,11 @@ class WorkflowWorker:
         while not self._stop.is_set():
             try:
                 self.poll()
-            except Exception:
-                log.exception("workflow poll failed; retrying")
+            except Exception as exc:
+                if not self.tracker.db.is_unavailable(exc):
+                    log.exception("workflow poll failed; retrying")
+                else:  # an index outage (issue 14): one line, no traceback
+                    log.warning("workflow poll skipped: the index is unavailable; retrying")
             self._stop.wait(self.workflow.poll_interval_seconds)
 
     def poll(self) -> None:

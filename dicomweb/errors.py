@@ -15,6 +15,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from dicomweb.media import WARNING_CODE
+from noctis_pacs.core.transcode import ConversionError
 from noctis_pacs.rendering.errors import BadRenderParameter, RenderingError
 from storage.archive import IndexBusyError
 
@@ -99,6 +100,13 @@ async def handle_rendering_error(request: Request, exc: Exception) -> Response:
     return error_response(status, exc.reason)
 
 
+async def handle_conversion_error(request: Request, exc: Exception) -> Response:
+    """A conversion that failed before the response started (a frame that does not
+    decode, say): the representation asked for cannot be produced, 406 with the reason."""
+    reason = str(exc).splitlines()[0] if str(exc) else "conversion failed"
+    return error_response(406, f"{reason}; ask for the stored transfer syntax (or *)")
+
+
 async def handle_index_busy(request: Request, exc: Exception) -> Response:
     """The index is overloaded: 503 with Retry-After, not a 500 (RFC 9110 15.6.4)."""
     return error_response(503, f"the archive is busy: {exc}; retry", {"Retry-After": "5"})
@@ -118,5 +126,6 @@ EXCEPTION_HANDLERS = {
     DicomWebError: handle_dicomweb_error,
     RenderingError: handle_rendering_error,
     IndexBusyError: handle_index_busy,
+    ConversionError: handle_conversion_error,
     HTTPException: handle_http_exception,
 }

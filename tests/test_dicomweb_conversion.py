@@ -129,6 +129,13 @@ def test_a_part_that_cannot_be_converted_is_406_before_any_byte(server: RunningS
     )
     assert single.status_code == 406
     assert bad_uid in single.text
+    frame = httpx.get(
+        f"{server.dicomweb_url}/studies/{study}/series/"
+        f"{dcmread(io.BytesIO(bad)).SeriesInstanceUID}/instances/{bad_uid}/frames/1",
+        headers={"Accept": "application/octet-stream"},
+        timeout=60,
+    )
+    assert frame.status_code == 406, frame.text  # decoding asked for, and it fails
     assert httpx.get(f"{server.http_url}/healthz", timeout=10).status_code == 200
 
 

@@ -1,10 +1,11 @@
 """A copy of the audit trail for a syslog collector (``[audit.syslog]``, IHE ATNA).
 
 Each record appended to the trail by this process is handed to ``SyslogExporter.submit``
-(after its transaction committed, in chain order); one background thread formats it as
-a DICOM audit message (``noctis_pacs/core/audit_message.py``) and writes it to one TCP
-or TLS connection (RFC 6587 octet counting, RFC 5425). Requests never wait for it:
-``submit`` appends to a bounded queue. One sender and one FIFO queue keep this process's
+(after its transaction committed, in chain order, by the audit writer's thread or a
+security event's caller, never a request), formatted there once as a DICOM audit message
+(``noctis_pacs/core/audit_message.py``) and queued; one background thread writes the
+queue to one TCP or TLS connection (RFC 6587 octet counting, RFC 5425). Requests never
+wait for it: the queue is bounded and ``submit`` never touches the network. One sender and one FIFO queue keep this process's
 order. While the collector is unreachable the records wait in the queue and the sender
 reconnects with a growing delay (up to ``MAX_BACKOFF``); above ``max_queued`` the oldest
 are dropped and counted (``stats``). A record is taken off the queue once its bytes are
@@ -50,7 +51,7 @@ class SyslogExporter:
             hostname=socket.gethostname(),
             process_id=str(os.getpid()),
         )
-        self._queue: deque[tuple[int | None, AuditEvent]] = deque()
+        self._queue: deque[bytes] = deque()
         self._lock = threading.Lock()
         self._wake = threading.Condition(self._lock)
         self._stop = False
@@ -64,10 +65,11 @@ class SyslogExporter:
 
     def submit(self, records: Iterable[tuple[int | None, AuditEvent]]) -> None:
         """Queue ``(seq, event)`` pairs for sending, in order; never blocks on the network."""
+        frames = self._frames(records)
         with self._lock:
             if self._stop:
                 return
-            self._queue.extend(records)
+            self._queue.extend(frames)
             excess = len(self._queue) - self.settings.max_queued
             if excess > 0:
                 for _ in range(excess):
@@ -129,23 +131,29 @@ class SyslogExporter:
                         self._wake.wait(self._backoff)
                 self._backoff = min(self._backoff * 2, MAX_BACKOFF)
 
-    def _frames(self, batch: list[tuple[int | None, AuditEvent]]) -> bytes:
-        return b"".join(
-            syslog_frame(
-                audit_message(event, self.source, seq=seq),
-                time=event.time,
-                source=self.source,
-                app_name=self.settings.app_name,
+    def _frames(self, records: Iterable[tuple[int | None, AuditEvent]]) -> list[bytes]:
+        """Each record as its framed message (formatted once, however often it is retried)."""
+        frames = []
+        for seq, event in records:
+            try:
+                message = audit_message(event, self.source, seq=seq)
+            except Exception as exc:  # noqa: BLE001 - one bad record must not stop the export
+                log.error("audit syslog: record %s not formatted: %s", seq, type(exc).__name__)
+                with self._lock:
+                    self._dropped += 1
+                continue
+            frames.append(
+                syslog_frame(
+                    message, time=event.time, source=self.source, app_name=self.settings.app_name
+                )
             )
-            for seq, event in batch
-        )
+        return frames
 
-    def _send(self, batch: list[tuple[int | None, AuditEvent]]) -> bool:
-        """Write ``batch`` on the connection (made or remade first); ``False`` to retry."""
-        data = self._frames(batch)
+    def _send(self, frames: list[bytes]) -> bool:
+        """Write ``frames`` on the connection (made or remade first); ``False`` to retry."""
         try:
             sock = self._connection()
-            sock.sendall(data)
+            sock.sendall(b"".join(frames))
         except (OSError, ssl.SSLError) as exc:
             self._disconnect()
             with self._lock:

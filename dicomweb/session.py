@@ -111,6 +111,22 @@ def _csrf_ok(conn: HTTPConnection) -> bool:
     return bool(expected) and hmac.compare_digest(expected.encode(), given.encode())
 
 
+def start_session(response: Response, secret: str, *, secure: bool) -> None:
+    """Set the session cookie (``secret``: an API token or an OIDC JWT, HttpOnly) and a new
+    CSRF cookie on ``response``; both ``SameSite=Strict``, ``Secure`` under TLS."""
+    response.set_cookie(
+        SESSION_COOKIE, secret, httponly=True, samesite="strict", secure=secure, path="/"
+    )
+    response.set_cookie(
+        CSRF_COOKIE,
+        secrets.token_urlsafe(24),
+        httponly=False,
+        samesite="strict",
+        secure=secure,
+        path="/",
+    )
+
+
 def _describe(principal: Principal) -> dict[str, Any]:
     """What the page needs to follow the principal's role: its name, role, permissions
     (the sections and actions it offers) and facilities (shown)."""
@@ -168,18 +184,7 @@ def session_routes(*, authenticator: Authenticator, mode: str, root: str) -> lis
         if principal is None:
             return error_response(401, "invalid or expired token")
         response = JSONResponse({"auth": mode, "signed_in": True, **_describe(principal)})
-        secure = request.url.scheme == "https"
-        response.set_cookie(
-            SESSION_COOKIE, token.strip(), httponly=True, samesite="strict", secure=secure, path="/"
-        )
-        response.set_cookie(
-            CSRF_COOKIE,
-            secrets.token_urlsafe(24),
-            httponly=False,
-            samesite="strict",
-            secure=secure,
-            path="/",
-        )
+        start_session(response, token.strip(), secure=request.url.scheme == "https")
         response.headers["Cache-Control"] = "no-store"
         return response
 

@@ -26,6 +26,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from dicomweb.auth import UI_ROOT, Authenticator
 from dicomweb.media import DICOMWEB_ROOT
+from dicomweb.oidc_login import enabled, oidc_routes
 from dicomweb.session import session_routes
 from noctis_pacs.core.settings import Settings
 
@@ -82,6 +83,9 @@ def ui_routes(*, settings: Settings, authenticator: Authenticator) -> list[BaseR
         "dicomweb_root": DICOMWEB_ROOT,
         "ohif_url": settings.ui.ohif_url.rstrip("/"),
         "weasis": settings.ui.weasis,
+        # Sign-in with the OIDC provider (dicomweb/oidc_login.py), when configured.
+        "oidc_login": enabled(settings.auth.oidc, settings.auth.mode),
+        "oidc_name": settings.auth.oidc.display_name,
     }
 
     def redirect(request: Request) -> Response:
@@ -100,5 +104,11 @@ def ui_routes(*, settings: Settings, authenticator: Authenticator) -> list[BaseR
         Route(f"{UI_ROOT}/", index, methods=["GET", "HEAD"]),
         Route(f"{UI_ROOT}/config.json", config, methods=["GET"]),
         *session_routes(authenticator=authenticator, mode=settings.auth.mode, root=UI_ROOT),
+        *oidc_routes(
+            oidc=settings.auth.oidc,
+            authenticator=authenticator,
+            root=UI_ROOT,
+            active=enabled(settings.auth.oidc, settings.auth.mode),
+        ),
         Mount(f"{UI_ROOT}/static", app=static, name="ui-static"),
     ]

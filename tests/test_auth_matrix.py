@@ -125,6 +125,9 @@ EXPECTED: dict[tuple[str, str], Permission | None] = {
     ("GET", "/ui/session"): None,
     ("POST", "/ui/session"): None,
     ("DELETE", "/ui/session"): None,
+    # The OIDC sign-in (only with [auth.oidc] authorization_url / token_url).
+    ("GET", "/ui/oidc/login"): None,
+    ("GET", "/ui/oidc/callback"): None,
 }
 
 #: Values for path parameters: resources that do not exist (the matrix is about who

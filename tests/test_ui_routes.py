@@ -60,7 +60,14 @@ def test_no_asset_sets_inline_styles_or_loads_from_elsewhere() -> None:
 
 def test_config_names_the_viewers(server: RunningServer) -> None:
     body = httpx.get(f"{server.http_url}/ui/config.json").json()
-    assert body == {"dicomweb_root": "/dicom-web", "ohif_url": "", "weasis": True}
+    assert body == {
+        "dicomweb_root": "/dicom-web",
+        "ohif_url": "",
+        "weasis": True,
+        "oidc_login": False,
+        "oidc_name": "single sign-on",
+    }
+    assert httpx.get(f"{server.http_url}/ui/oidc/login").status_code == 404  # not configured
 
 
 def test_ui_routes_are_public_and_apis_are_not() -> None:

@@ -156,6 +156,17 @@ class OidcSettings:
     #: at most once per ``jwks_min_refresh_seconds``.
     jwks_cache_seconds: float = 300.0
     jwks_min_refresh_seconds: float = 10.0
+    #: The web application's sign-in with the provider (authorization code flow with
+    #: PKCE, RFC 7636): its authorization and token endpoints. Empty: API tokens only.
+    authorization_url: str = ""
+    token_url: str = ""
+    #: The client the web application signs in as (``audience`` when empty) and, for a
+    #: confidential client, its secret (a public client relies on PKCE alone).
+    client_id: str = ""
+    client_secret: str = ""
+    scopes: str = "openid profile"
+    #: The provider's name on the sign-in button.
+    display_name: str = "single sign-on"
 
 
 @dataclass(frozen=True)
@@ -627,6 +638,12 @@ def _validate_security(settings: Settings) -> None:
             raise SettingsError('auth.mode = "oidc" needs auth.oidc.issuer and auth.oidc.audience')
         if bool(oidc.jwks_url) == bool(oidc.jwks_file):
             raise SettingsError("auth.oidc: set exactly one of jwks_url and jwks_file")
+    if bool(oidc.authorization_url) != bool(oidc.token_url):
+        raise SettingsError("auth.oidc: set both authorization_url and token_url (or neither)")
+    for key in ("authorization_url", "token_url"):
+        url = getattr(oidc, key)
+        if url and not url.startswith(("https://", "http://")):
+            raise SettingsError(f"auth.oidc.{key}: an http(s) URL")
     bad = set(oidc.algorithms) - {"RS256", "ES256"}
     if bad or not oidc.algorithms:
         raise SettingsError(f"auth.oidc.algorithms: RS256 and/or ES256 (not {sorted(bad)})")

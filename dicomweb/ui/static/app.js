@@ -27,7 +27,7 @@ function home() {
 }
 
 function showNav() {
-  document.querySelectorAll('#nav a').forEach((a) => { a.hidden = !may(NEEDS[a.dataset.section]); });
+  document.querySelectorAll('#nav a').forEach((a) => { a.hidden = needsSignIn() || !may(NEEDS[a.dataset.section]); });
   document.querySelector('.brand').setAttribute('href', `#/${home()}`);
 }
 
@@ -59,6 +59,7 @@ function showWho() {
   clear(who, h('span', { class: 'name', text: session.name }), h('span', { class: 'role muted', text: role }), button('Sign out', async () => {
     try { await json('/ui/session', { method: 'DELETE' }); } catch { /* signed out anyway */ }
     session.signed_in = false;
+    session.permissions = [];
     sessionStorage.removeItem('noctis.return');
     showWho();
     location.hash = '#/signin';
@@ -109,7 +110,7 @@ onSessionEnded(() => {
         layer.remove();
         opener?.focus?.();
         resolve();
-      }, { heading: 'Session ended', note: 'Your session has ended (the token expired or was revoked). Sign in again to carry on: this page stays as it was.' });
+      }, { heading: 'Session ended', returnTo: location.hash || '#/', note: 'Your session has ended (the token expired or was revoked). Sign in again to carry on: this page stays as it was (signing in with the provider reloads it).' });
       const layer = h('div', { class: 'modal' }, h('div', { class: 'signin-dialog', role: 'dialog', 'aria-modal': 'true', 'aria-label': 'Sign in again' }, form));
       document.body.append(layer);
       focus();

@@ -127,7 +127,10 @@ class AccessPolicy:
         ``[dimse.remotes.NAME]`` entry (the query engine shows it only their studies; an AE
         without one, in ``open`` mode, sees every study)."""
         title = calling_ae.strip()
-        caller = self.caller(title)
+        # In open mode a remote kept in the index changes nothing (all permissions, no
+        # facilities), so a C-STORE does not read the index for it: an index outage then
+        # stays the store's typed outcome (0xA701), not a failed look-up here.
+        caller = self.caller(title) if self.allow_list else self.callers.get(title)
         if caller is None:
             granted = ALL_PERMISSIONS if not self.allow_list else frozenset()
             return Principal(title, frozenset(_CORE_PERMISSIONS[p] for p in granted), kind="ae")

@@ -205,7 +205,7 @@ def _sub_operations(
             accepted = _accepted_syntaxes(assoc, location.sop_class_uid, as_scu=as_scu)
             if assoc is not None:
                 accepted_by_class[key] = accepted
-        direct = not as_scu and fastpath.sends_from_files(assoc)
+        direct = fastpath.sends_from_files(assoc)
         yield st.PENDING, _prepare(archive, location, accepted, direct=direct)
     return st.SUCCESS
 
@@ -321,6 +321,7 @@ def handle_get(
             log.warning("C-GET refused: %s", refused[1])
             yield from _refusal(*refused)
             return
+        fastpath.tune_get_association(event.assoc)
         detach = tally.attach(event.assoc)
         yield len(locations)
         final = yield from _sub_operations(

@@ -44,8 +44,14 @@ STUDY_ROOT_FIND = "1.2.840.10008.5.1.4.1.2.2.1"
 STUDY_ROOT_MOVE = "1.2.840.10008.5.1.4.1.2.2.2"
 STUDY_ROOT_GET = "1.2.840.10008.5.1.4.1.2.2.3"
 
-#: Every transfer syntax the archive stores as received (PS3.5 Annex A).
-STORAGE_SYNTAXES: tuple[str, ...] = tuple(str(uid) for uid in AllTransferSyntaxes)
+#: Every transfer syntax the archive stores as received (PS3.5 Annex A), Explicit VR
+#: Little Endian first: the acceptor chooses among the proposed syntaxes (PS3.8
+#: 9.3.3.2; pynetdicom in this list's order), so a peer proposing it gets it rather than
+#: Implicit VR (VRs kept as sent), and a C-GET requestor that proposes it receives the
+#: instances stored in it as they are (``dimse.fastpath.sender``), as most are.
+STORAGE_SYNTAXES: tuple[str, ...] = (str(ExplicitVRLittleEndian),) + tuple(
+    str(uid) for uid in AllTransferSyntaxes if uid != ExplicitVRLittleEndian
+)
 #: Query/Retrieve identifiers are small: the uncompressed syntaxes suffice.
 QR_SYNTAXES: tuple[str, ...] = (ImplicitVRLittleEndian, ExplicitVRLittleEndian, ExplicitVRBigEndian)
 

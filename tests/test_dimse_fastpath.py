@@ -13,16 +13,19 @@ import logging
 import re
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pynetdicom
 import pytest
+from pydicom import dcmread
 from pydicom.dataset import Dataset
 from pydicom.uid import ExplicitVRLittleEndian
-from pynetdicom import build_context
+from pynetdicom import AE, build_context, build_role, evt
 from pynetdicom.sop_class import (
     SecondaryCaptureImageStorage,
     StudyRootQueryRetrieveInformationModelFind,
+    StudyRootQueryRetrieveInformationModelGet,
     StudyRootQueryRetrieveInformationModelMove,
     Verification,
 )
@@ -30,9 +33,17 @@ from pynetdicom.sop_class import (
 from dimse import fastpath
 from dimse.fastpath.privates import VALIDATED_VERSION
 from noctis_pacs.core.settings import load_settings
+from storage.part10 import data_set_offset
 from tests.conftest import RunningServer, db_url_for, free_port, start_server
 from tests.factory import make_dataset, uid
-from tests.test_dimse_support import FAST_PATH, associate, dcmtk, storescp, write_files
+from tests.test_dimse_support import (
+    FAST_PATH,
+    associate,
+    dcmtk,
+    server_archive,
+    storescp,
+    write_files,
+)
 
 FAST = FAST_PATH
 _SAMPLE = re.compile(r"^noctis_dimse_fast_path_total\{([^}]*)\} ([0-9.e+]+)$")
@@ -163,3 +174,94 @@ def test_another_pynetdicom_version_runs_stock_with_one_warning(
         assoc.release()
     warnings = [r for r in caplog.records if r.name == "noctis.dimse.fastpath"]
     assert len(warnings) == 1 and "3.0.5" in warnings[0].getMessage()
+
+
+@pytest.mark.dcmtk
+def test_c_get_sub_operations_are_sent_from_the_stored_files(
+    served: tuple[RunningServer, int, Path], tmp_path: Path
+) -> None:
+    """PS3.4 C.4.3: C-GET sub-operations on the requestor's association (SCP role, PS3.7
+    D.3.3.4) are sent from the stored files with the fast path; dcmtk's getscu receives
+    every instance with the stored data set byte for byte, and its pending C-GET
+    responses arrive intact between the sub-operations."""
+    server, _, _ = served
+    study = uid()
+    storage = build_context(SecondaryCaptureImageStorage, [ExplicitVRLittleEndian])
+    assoc = associate(server.dimse_port, [storage])
+    sent = [make_dataset(study_uid=study, instance_number=n, pixel_seed=n) for n in range(5)]
+    for ds in sent:
+        assert assoc.send_c_store(ds).Status == 0
+    assoc.release()
+    before = _counts(server)
+    out = tmp_path / "got"
+    out.mkdir()
+    done = dcmtk(
+        "getscu", "-S", "-aec", "NOCTIS", "+B", "-od", str(out),
+        "-k", "QueryRetrieveLevel=STUDY", "-k", f"StudyInstanceUID={study}",
+        "127.0.0.1", str(server.dimse_port),
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    after = _counts(server)
+    received = {dcmread(p).SOPInstanceUID: p for p in out.iterdir()}
+    assert set(received) == {ds.SOPInstanceUID for ds in sent}
+    with server_archive(server) as archive:
+        for location in archive.locate_uids(study):
+            stored = archive.blob_path(location)
+            assert stored is not None
+            got = received[location.sop_uid].read_bytes()
+            want = stored.read_bytes()
+            assert got[data_set_offset(got) or 0 :] == want[data_set_offset(want) or 0 :]
+    assert _delta(before, after, "get") == ((5.0 if FAST else 0.0), 0.0)
+
+
+def test_c_cancel_during_a_c_get_sent_from_files(
+    served: tuple[RunningServer, int, Path],
+) -> None:
+    """PS3.4 C.4.3.3.1 / PS3.7 9.3.3.3: a C-CANCEL-RQ the requestor sends while it holds
+    a sub-operation's C-STORE (so that it reaches the sender before the C-STORE-RSP) stops
+    the C-GET with Cancel (FE00) and the association goes on."""
+    server, _, _ = served
+    study = uid()
+    storage = build_context(SecondaryCaptureImageStorage, [ExplicitVRLittleEndian])
+    assoc = associate(server.dimse_port, [storage])
+    for n in range(8):
+        assert assoc.send_c_store(make_dataset(study_uid=study, instance_number=n)).Status == 0
+    assoc.release()
+    received: list[str] = []
+    get_context: list[int] = []
+
+    def on_store(event: Any) -> int:
+        received.append(str(event.request.AffectedSOPInstanceUID))
+        if len(received) == 2:
+            event.assoc.send_c_cancel(7, get_context[0])
+        return 0x0000
+
+    ae = AE(ae_title="GETTER")
+    ae.add_requested_context(StudyRootQueryRetrieveInformationModelGet)
+    ae.add_requested_context(Verification)
+    ae.add_requested_context(SecondaryCaptureImageStorage, [ExplicitVRLittleEndian])
+    role = build_role(SecondaryCaptureImageStorage, scp_role=True)
+    assoc = ae.associate(
+        "127.0.0.1",
+        server.dimse_port,
+        ae_title="NOCTIS",
+        ext_neg=[role],
+        evt_handlers=[(evt.EVT_C_STORE, on_store)],
+    )
+    assert assoc.is_established
+    get_context.append(
+        next(
+            cx.context_id
+            for cx in assoc.accepted_contexts
+            if cx.abstract_syntax == StudyRootQueryRetrieveInformationModelGet
+        )
+    )
+    query = Dataset()
+    query.QueryRetrieveLevel = "STUDY"
+    query.StudyInstanceUID = study
+    answers = list(assoc.send_c_get(query, StudyRootQueryRetrieveInformationModelGet, msg_id=7))
+    final = answers[-1][0]
+    assert int(final.Status) == 0xFE00
+    assert 2 <= len(received) < 8
+    assert assoc.send_c_echo().Status == 0x0000  # still serving
+    assoc.release()

@@ -43,7 +43,7 @@ from noctis_pacs.core.metrics import Metrics
 log = logging.getLogger("noctis.dimse.fastpath")
 
 #: The fast paths that count what they serve (label ``path``).
-PATHS = ("receive", "store", "response", "move")
+PATHS = ("receive", "store", "response", "move", "get")
 
 #: The attribute on an accepted association that holds its fast path.
 _ATTRIBUTE = "noctis_fast_path"
@@ -163,6 +163,18 @@ def tune_requested_association(assoc: Association, fast: FastPath | None) -> Non
     wakeup.attach(assoc)
     sender.attach(assoc, fast.counters)
     mark(assoc, fast)
+
+
+def tune_get_association(assoc: Association) -> bool:
+    """An accepted association about to serve a C-GET: with this process's fast path, its
+    sub-operations send stored instances from their files (``sender.attach_get``).
+    Whether they will."""
+    fast = of(assoc)
+    if fast is None:
+        return False
+    from dimse.fastpath import sender
+
+    return sender.attach_get(assoc, fast.counters)
 
 
 def sends_from_files(assoc: Association | None) -> bool:

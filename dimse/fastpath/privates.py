@@ -72,7 +72,17 @@ PRIVATES: tuple[Private, ...] = (
     ),
     Private(
         "Association.send_c_store", "swap", "sender",
-        "C-MOVE sub-operations send a stored file as it lies on disk",
+        "C-MOVE and C-GET sub-operations send a stored file as it lies on disk",
+    ),
+    Private(
+        "AssociationSocket.send", "swap", "sender",
+        "on a C-GET association the DUL's writes take the socket lock, so that none falls "
+        "inside a C-STORE-RQ the sender is writing",
+    ),
+    Private(
+        "DIMSEServiceProvider.cancel_req", "read", "sender",
+        "a C-CANCEL-RQ the C-GET sender reads off the socket is filed where the DIMSE "
+        "provider files it (Event.is_cancelled looks there)",
     ),
     Private(
         "DIMSEServiceProvider.msg_queue", "swap", "wakeup, inline",

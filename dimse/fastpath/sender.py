@@ -1,4 +1,4 @@
-"""C-MOVE sub-operations that send a stored file's data set as it lies on disk.
+"""C-MOVE and C-GET sub-operations that send a stored file's data set as it lies on disk.
 
 pynetdicom's Move SCP sends each sub-operation with ``Association.send_c_store``,
 which takes a ``Dataset``: the stored file is read into pydicom, encoded again,
@@ -21,6 +21,15 @@ sub-association: the sub-operation fails and so do the rest.
 pynetdicom still negotiates and releases the association, runs the sub-operation
 loop and counts the results. Conversions, TLS and anything unusual keep
 pynetdicom's own ``send_c_store``.
+
+C-GET (``attach_get``): the sub-operations go out on the association that carries the
+C-GET, over the storage contexts the requestor accepted in the SCP role (PS3.7 D.3.3.4),
+with the same sender. Two things differ from a sub-association: pynetdicom's own
+messages (the pending C-GET responses) are written by the DUL thread on the same
+socket, so the DUL's ``send`` takes the socket lock too and no message can interleave
+with a C-STORE-RQ being written; and the requestor may send a C-CANCEL-RQ (PS3.4
+C.4.3.3.1) before the C-STORE response, which the sender reads and hands to pynetdicom
+as the DIMSE provider would (``cancel_req``) before it reads on.
 """
 
 from __future__ import annotations
@@ -30,6 +39,7 @@ import os
 import socket
 import ssl
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO, NamedTuple, Protocol
 
@@ -38,6 +48,7 @@ from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.tag import BaseTag
 from pynetdicom.association import Association
+from pynetdicom.dimse_primitives import C_CANCEL
 
 from dimse.fastpath import wakeup
 from dimse.fastpath.command import (
@@ -122,7 +133,7 @@ class _Unsendable(Exception):
 
 def _context_id(assoc: Association, sop_class: str, syntax: str) -> int:
     for cx in assoc.accepted_contexts:
-        if cx.abstract_syntax == sop_class and cx.transfer_syntax[0] == syntax:
+        if cx.abstract_syntax == sop_class and cx.transfer_syntax[0] == syntax and cx.as_scu:
             return int(cx.context_id or 0)
     raise _Unsendable("no accepted context for the stored syntax")
 
@@ -185,10 +196,43 @@ def _read_exactly(sock: socket.socket, size: int, deadline: float) -> bytearray:
     return data
 
 
-def read_store_response(sock: socket.socket, message_id: int, timeout: float) -> Dataset:
+#: PS3.7 E.2: C-CANCEL-RQ command field.
+_C_CANCEL_RQ = 0x0FFF
+
+
+def read_store_response(
+    sock: socket.socket,
+    message_id: int,
+    timeout: float,
+    on_cancel: Callable[[int], None] | None = None,
+) -> Dataset:
     """Read P-DATA-TF PDUs until the command set of a C-STORE-RSP is complete (PS3.8
-    9.3.5, E.2); its Status (and Error Comment) as a ``Dataset``."""
+    9.3.5, E.2); its Status (and Error Comment) as a ``Dataset``. With ``on_cancel`` a
+    C-CANCEL-RQ read first is handed to it (its Message ID Being Responded To)."""
     deadline = time.monotonic() + timeout
+    while True:
+        elements = _read_command(sock, deadline)
+        try:
+            field = read_us(elements, 0x0100)
+            if field == _C_CANCEL_RQ and on_cancel is not None:
+                on_cancel(read_us(elements, 0x0120))
+                continue
+            responding_to, code = (read_us(elements, e) for e in (0x0120, 0x0900))
+        except (KeyError, ValueError):
+            raise _ProtocolError("malformed command set in the response") from None
+        break
+    if field != C_STORE_RSP or responding_to != message_id:
+        raise _ProtocolError("the response is not the C-STORE response to this request")
+    status = Dataset()
+    status.Status = code
+    comment = elements.get(0x0902)
+    if comment:
+        status.ErrorComment = comment.decode("ascii", "replace").strip("\0 ")
+    return status
+
+
+def _read_command(sock: socket.socket, deadline: float) -> dict[int, bytes]:
+    """The next command set on the socket (P-DATA-TF PDUs of command fragments)."""
     command = bytearray()
     while True:
         pdu_type, _, length = PDU_HEADER.unpack(_read_exactly(sock, 6, deadline))
@@ -208,18 +252,9 @@ def read_store_response(sock: socket.socket, message_id: int, timeout: float) ->
         if last:
             break
     try:
-        elements = parse_command(bytes(command))
-        field, responding_to, code = (read_us(elements, e) for e in (0x0100, 0x0120, 0x0900))
+        return parse_command(bytes(command))
     except (KeyError, ValueError):
         raise _ProtocolError("malformed command set in the response") from None
-    if field != C_STORE_RSP or responding_to != message_id:
-        raise _ProtocolError("the response is not the C-STORE response to this request")
-    status = Dataset()
-    status.Status = code
-    comment = elements.get(0x0902)
-    if comment:
-        status.ErrorComment = comment.decode("ascii", "replace").strip("\0 ")
-    return status
 
 
 class _SendCStore(Protocol):
@@ -233,9 +268,17 @@ class _SendCStore(Protocol):
     ) -> Dataset: ...
 
 
-def fast_send_c_store(assoc: Association, fallback: _SendCStore, counters: Counters) -> _SendCStore:
-    """A ``send_c_store`` for the sub-association ``assoc``: instances given as
-    ``StoredInstance`` go out from their file; anything else through ``fallback``."""
+def fast_send_c_store(
+    assoc: Association,
+    fallback: _SendCStore,
+    counters: Counters,
+    *,
+    path: str = "move",
+    on_cancel: Callable[[int], None] | None = None,
+) -> _SendCStore:
+    """A ``send_c_store`` for ``assoc`` (a C-MOVE sub-association, or with ``on_cancel``
+    the association of a C-GET): instances given as ``StoredInstance`` go out from their
+    file; anything else through ``fallback``. Counted under ``path``."""
     contexts: dict[tuple[str, str], int] = {}  # (SOP class, syntax) -> context ID
 
     def send_c_store(
@@ -251,14 +294,14 @@ def fast_send_c_store(assoc: Association, fallback: _SendCStore, counters: Count
 
         def through_pynetdicom(reason: str = "") -> Dataset:
             if reason:
-                counters.fallback("move", reason)
+                counters.fallback(path, reason)
             return fallback(dcmread(source.path), msg_id, priority, originator_aet, originator_id)
 
         transport = assoc.dul.socket
         sock = transport.socket if transport is not None else None
         if sock is None or isinstance(sock, ssl.SSLSocket):
             return through_pynetdicom()  # TLS: pynetdicom's send, by design
-        path, syntax = source.path, source.syntax
+        syntax = source.syntax
         key = (source.sop_class, syntax)
         context_id = contexts.get(key)
         if context_id is None:
@@ -280,7 +323,7 @@ def fast_send_c_store(assoc: Association, fallback: _SendCStore, counters: Count
         if wakeups is None:
             return through_pynetdicom("the sub-association has no wake-ups")
         try:
-            fh = open(path, "rb")  # noqa: SIM115 - closed below
+            fh = open(source.path, "rb")  # noqa: SIM115 - closed below
         except OSError as exc:  # a failed sub-operation; the association goes on
             log.warning("cannot read a stored instance to send: %s", exc)
             return Dataset()
@@ -289,8 +332,10 @@ def fast_send_c_store(assoc: Association, fallback: _SendCStore, counters: Count
             with fh, wakeups.socket_lock:
                 if not assoc.is_established:
                     return Dataset()
+                if getattr(getattr(transport, "recv", None), "pending", b""):
+                    raise _Unsendable("bytes read ahead by the network thread")
                 _stream(sock, context_id, command, fh, fragment)
-                status = read_store_response(sock, msg_id, timeout)
+                status = read_store_response(sock, msg_id, timeout, on_cancel)
         except _Unsendable as exc:
             return through_pynetdicom(str(exc))
         except (OSError, _ProtocolError) as exc:
@@ -298,7 +343,7 @@ def fast_send_c_store(assoc: Association, fallback: _SendCStore, counters: Count
             assoc.abort()
             return Dataset()
         assoc.dul._idle_timer.restart()  # what the DUL does for every PDU it reads
-        counters.hit("move")
+        counters.hit(path)
         return status
 
     send_c_store.noctis_sender = True  # type: ignore[attr-defined]
@@ -310,6 +355,35 @@ def attach(assoc: Association, counters: Counters) -> None:
     assoc.send_c_store = fast_send_c_store(  # type: ignore[method-assign]
         assoc, assoc.send_c_store, counters
     )
+
+
+def attach_get(assoc: Association, counters: Counters) -> bool:
+    """Send the ``StoredInstance`` sub-operations of C-GETs on ``assoc`` (an accepted
+    association with wake-ups) from their files; ``False`` when it cannot (no wake-ups,
+    TLS). Once per association."""
+    if attached(assoc):
+        return True
+    wakeups = wakeup.of(assoc)
+    transport = assoc.dul.socket
+    if wakeups is None or transport is None or isinstance(transport.socket, ssl.SSLSocket):
+        return False
+    lock, send = wakeups.socket_lock, transport.send
+
+    def send_locked(bytestream: bytes) -> None:
+        with lock:  # never inside a C-STORE-RQ the sender is writing
+            send(bytestream)
+
+    transport.send = send_locked  # type: ignore[method-assign]
+
+    def on_cancel(message_id: int) -> None:
+        cancel = C_CANCEL()
+        cancel.MessageIDBeingRespondedTo = message_id
+        assoc.dimse.cancel_req[message_id] = cancel
+
+    assoc.send_c_store = fast_send_c_store(  # type: ignore[method-assign]
+        assoc, assoc.send_c_store, counters, path="get", on_cancel=on_cancel
+    )
+    return True
 
 
 def attached(assoc: Association) -> bool:

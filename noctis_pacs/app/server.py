@@ -316,8 +316,6 @@ def serve(
         if settings.jobs.enabled
         else None
     )
-    if job_runner is not None:
-        job_runner.start()
     # Routing rules' inbox and durable queue (noctis_pacs/app/router.py).
     router = (
         Router(
@@ -329,8 +327,6 @@ def serve(
         if settings.routing.enabled
         else None
     )
-    if router is not None:
-        router.start()
     retention = RetentionWorker(settings, archive) if settings.retention.enabled else None
     if retention is not None:
         retention.start()
@@ -344,6 +340,11 @@ def serve(
                 settings.dimse.host,
                 settings.dimse.port,
             )
+        # Started once DIMSE is up: their C-STOREs use its fast path from the first one
+        # (a queue drained right after a restart went out on stock pynetdicom).
+        for worker in (job_runner, router):
+            if worker is not None:
+                worker.start()
         runtime.settle()
         if run_web:
             log.info(

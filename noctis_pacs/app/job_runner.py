@@ -144,7 +144,6 @@ class JobRunner:
         outcomes: list[tuple[str, str, str]] = [
             (uid, "failed", "no longer in the archive") for uid in pending if uid not in found
         ]
-        state: dict[str, Any] = {"last_check": time.monotonic(), "cancelled": False}
 
         def flush() -> None:
             if outcomes:
@@ -156,15 +155,7 @@ class JobRunner:
             if len(outcomes) >= RECORD_EVERY:
                 flush()
 
-        def cancelled() -> bool:
-            if self._stop.is_set():
-                return True
-            if time.monotonic() - state["last_check"] > 1.0:
-                state["last_check"] = time.monotonic()
-                # Renewing the lease fails once the job was cancelled (no longer running).
-                if not self.archive.jobs.renew(job.id, self.owner, self.jobs.lease_seconds):
-                    state["cancelled"] = True
-            return bool(state["cancelled"])
+        cancelled = self._cancel_check(job)
 
         try:
             if remote.kind == DIMSE:
@@ -194,6 +185,22 @@ class JobRunner:
             error = "some instances were not sent"
         return error
 
+    def _cancel_check(self, job: Job) -> Callable[[], bool]:
+        """Whether to stop now: the runner stops, or the job was cancelled (renewing its
+        lease, at most once a second, fails once it is no longer running)."""
+        state: dict[str, Any] = {"last_check": time.monotonic(), "cancelled": False}
+
+        def cancelled() -> bool:
+            if self._stop.is_set():
+                return True
+            if time.monotonic() - state["last_check"] > 1.0:
+                state["last_check"] = time.monotonic()
+                if not self.archive.jobs.renew(job.id, self.owner, self.jobs.lease_seconds):
+                    state["cancelled"] = True
+            return bool(state["cancelled"])
+
+        return cancelled
+
     def _deidentify(self, job: Job) -> str | None:
         """A de-identification job (``POST /api/jobs/deidentify``): the whole study in one
         attempt (one UID map for the whole export), the result zip or the new study's
@@ -208,7 +215,7 @@ class JobRunner:
                 options=parse_options(dict(request.get("options", {}))),
                 output=output,
                 target=target,
-                cancelled=self._stop.is_set,
+                cancelled=self._cancel_check(job),
             )
         except DeidError as exc:
             if target is not None:

@@ -265,3 +265,25 @@ def test_c_cancel_during_a_c_get_sent_from_files(
     assert 2 <= len(received) < 8
     assert assoc.send_c_echo().Status == 0x0000  # still serving
     assoc.release()
+
+
+@pytest.mark.dcmtk
+def test_c_echo_is_answered_on_the_network_thread(
+    served: tuple[RunningServer, int, Path],
+) -> None:
+    """PS3.4 A / PS3.7 9.3.5: C-ECHO answered Success with the response written directly
+    (with the fast path), for dcmtk's echoscu and for pynetdicom, several on one
+    association with their Message IDs."""
+    server, _, _ = served
+    before = _counts(server)
+    done = dcmtk("echoscu", "-aec", "NOCTIS", "--repeat", "3", "127.0.0.1", str(server.dimse_port))
+    assert done.returncode == 0, done.stderr
+    assoc = associate(server.dimse_port, [build_context(Verification)])
+    for message_id in (5, 6):
+        assert assoc.send_c_echo(msg_id=message_id).Status == 0x0000
+    assoc.release()
+    hits, fallbacks = _delta(before, _counts(server), "echo")
+    # The first request of an association can reach the server before it has marked the
+    # association established; that one is the reactor's (inline.py), the others inline.
+    assert fallbacks == 0.0
+    assert (3.0 <= hits <= 5.0) if FAST else hits == 0.0

@@ -1,4 +1,4 @@
-"""C-STORE requests served on the association's network thread (the DUL thread).
+"""C-STORE and C-ECHO requests served on the association's network thread (the DUL thread).
 
 pynetdicom decodes every DIMSE message on the association's DUL thread, queues it for
 the association's reactor thread, which runs the service class and our handler and
@@ -27,6 +27,11 @@ set (``responses``) instead of being built as a validated response primitive and
 encoded again. Anything else (an
 unusual status data set, a SOP class pynetdicom maps to another service) keeps
 pynetdicom's path.
+
+A C-ECHO (PS3.4 Annex A) is served the same way (:func:`echo_directly`): the bound
+EVT_C_ECHO handler runs on the network thread and a Success, or any plain status it
+returns, is written as the C-ECHO-RSP command set; the round trip then costs no
+thread hand-off at all (docs/performance.md, issue 15).
 """
 
 from __future__ import annotations
@@ -41,7 +46,7 @@ from typing import TYPE_CHECKING, Any
 from pydicom.dataset import Dataset
 from pynetdicom import evt
 from pynetdicom.association import Association
-from pynetdicom.dimse_primitives import C_STORE, DIMSEPrimitive
+from pynetdicom.dimse_primitives import C_ECHO, C_STORE, DIMSEPrimitive
 from pynetdicom.service_class import StorageServiceClass
 from pynetdicom.sop_class import uid_to_service_class
 
@@ -61,7 +66,7 @@ def serve_stores_inline(assoc: Association, counters: Counters) -> None:
     def serve(item: tuple[int, DIMSEPrimitive]) -> bool:
         context_id, message = item
         if (
-            type(message) is not C_STORE
+            type(message) not in (C_STORE, C_ECHO)
             or not message.is_valid_request
             or threading.current_thread() is not assoc.dul
             or not assoc.is_established
@@ -71,6 +76,15 @@ def serve_stores_inline(assoc: Association, counters: Counters) -> None:
             # is_established after sending the A-ASSOCIATE-AC, which a fast peer answers
             # at once), the request waits for the reactor as pynetdicom intends.
             return False
+        if type(message) is C_ECHO:
+            assert isinstance(message, C_ECHO)
+            if echo_directly(assoc, message, context_id):
+                counters.hit("echo")
+            else:
+                counters.fallback("echo", "served by pynetdicom's Verification service class")
+                assoc._serve_request(message, context_id)
+            return True
+        assert isinstance(message, C_STORE)
         if store_directly(assoc, message, context_id):
             counters.hit("store")
         else:
@@ -136,6 +150,38 @@ def store_directly(assoc: Association, request: C_STORE, context_id: int) -> boo
         responding_to=int(request.MessageID or 0),
         status=code,
         comment=comment,
+    )
+    return True
+
+
+def echo_directly(assoc: Association, request: C_ECHO, context_id: int) -> bool:
+    """Serve one C-ECHO request as pynetdicom's Verification service class would (an
+    exception in the handler answers Success, as there), the response written
+    directly; False (nothing done) where pynetdicom must serve it."""
+    if assoc._accepted_cx.get(context_id) is None or not assoc.get_handlers(evt.EVT_C_ECHO):
+        return False
+    context = assoc._accepted_cx[context_id]
+    try:
+        status: Any = evt.trigger(
+            assoc, evt.EVT_C_ECHO, {"request": request, "context": context.as_tuple}
+        )
+    except Exception:
+        log.exception("exception in the EVT_C_ECHO handler; answering Success")
+        status = 0x0000
+    code, comment = _plain_status(status)
+    if code is None or comment:  # more than a status: a primitive pynetdicom encodes
+        response = C_ECHO()
+        response.MessageIDBeingRespondedTo = request.MessageID
+        response.AffectedSOPClassUID = request.AffectedSOPClassUID
+        response.Status = code if code is not None else int(getattr(status, "Status", 0))
+        assoc.dimse.send_msg(response, context_id)
+        return True
+    responses.send_echo_response(
+        assoc.dimse,
+        context_id,
+        sop_class=str(request.AffectedSOPClassUID),
+        responding_to=int(request.MessageID or 0),
+        status=code,
     )
     return True
 

@@ -96,6 +96,27 @@ def store_response_command(
     return command_set(elements)
 
 
+#: PS3.7 E.2: C-ECHO-RSP command field.
+_C_ECHO_RSP = 0x8030
+
+
+def send_echo_response(
+    dimse: DIMSEServiceProvider, context_id: int, *, sop_class: str, responding_to: int, status: int
+) -> None:
+    """Queue a C-ECHO-RSP (PS3.7 9.3.5.2: Affected SOP Class UID, Command Field 8030H,
+    Message ID Being Responded To, no data set, Status) for the DUL thread to send."""
+    command = command_set(
+        [
+            (0x0002, uid(sop_class)),
+            (0x0100, us(_C_ECHO_RSP)),
+            (0x0120, us(responding_to)),
+            (0x0800, us(0x0101)),
+            (0x0900, us(status)),
+        ]
+    )
+    _queue(dimse.dul, context_id, command, command=True, max_pdu=int(dimse.maximum_pdu_size or 0))
+
+
 def send_store_response(
     dimse: DIMSEServiceProvider,
     context_id: int,

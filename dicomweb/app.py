@@ -137,7 +137,9 @@ def create_app(
     ]
     sessions = with_sessions(authenticator or build_authenticator(settings, archive))
     if settings.ui.enabled:
-        routes.extend(ui_routes(settings=settings, authenticator=sessions))
+        routes.extend(
+            ui_routes(settings=settings, authenticator=sessions, record=archive.audit_later)
+        )
     return Starlette(
         routes=routes,
         middleware=[

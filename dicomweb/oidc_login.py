@@ -39,7 +39,8 @@ from starlette.routing import Route
 
 from dicomweb.auth import AuthenticationFailed, Authenticator
 from dicomweb.errors import error_response
-from dicomweb.session import SessionAuthenticator, start_session
+from dicomweb.session import AuditSink, SessionAuthenticator, audit_session, start_session
+from noctis_pacs.core.audit import AuditAction
 from noctis_pacs.core.settings import OidcSettings
 
 log = logging.getLogger("noctis.auth.oidc")
@@ -113,7 +114,12 @@ def _exchange(oidc: OidcSettings, code: str, verifier: str, redirect_uri: str) -
 
 
 def oidc_routes(
-    *, oidc: OidcSettings, authenticator: Authenticator, root: str, active: bool
+    *,
+    oidc: OidcSettings,
+    authenticator: Authenticator,
+    root: str,
+    active: bool,
+    record: AuditSink | None = None,
 ) -> list[Route]:
     """``{root}/oidc/login`` and ``{root}/oidc/callback`` (404 unless ``active``)."""
     sessions = (
@@ -209,6 +215,7 @@ def oidc_routes(
                 start_session(response, token, secure=request.url.scheme == "https")
                 response.headers["Cache-Control"] = "no-store"
                 log.info("OIDC sign-in: %s", principal.name)
+                audit_session(record, AuditAction.LOGIN, principal, request, "OIDC provider")
                 return response
         return back_to_signin(
             "the provider's token was not accepted (issuer, audience, signature or expiry)",

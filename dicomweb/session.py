@@ -22,6 +22,7 @@ import hmac
 import inspect
 import json
 import secrets
+from collections.abc import Callable
 from typing import Any
 
 from starlette.requests import HTTPConnection, Request
@@ -31,6 +32,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from dicomweb.auth import AnonymousAccess, AuthenticationFailed, Authenticator
 from dicomweb.errors import error_response
+from noctis_pacs.core.audit import AuditAction, AuditEvent
 from noctis_pacs.core.auth import ANONYMOUS, Principal
 
 SESSION_COOKIE = "noctis_session"
@@ -139,7 +141,26 @@ def _describe(principal: Principal) -> dict[str, Any]:
     }
 
 
-def session_routes(*, authenticator: Authenticator, mode: str, root: str) -> list[Route]:
+#: Where sign-ins and sign-outs go (``Archive.audit_later``: queued, never blocks).
+AuditSink = Callable[[AuditEvent], None]
+
+
+def audit_session(
+    record: AuditSink | None,
+    action: AuditAction,
+    principal: Principal | None,
+    conn: HTTPConnection,
+    how: str,
+) -> None:
+    """A web sign-in or sign-out on the audit trail (PS3.15 A.5.3.8 User Authentication)."""
+    if record is not None:
+        client = conn.client.host if conn.client else ""
+        record(AuditEvent.of(action, principal, client=client, detail=f"web application, {how}"))
+
+
+def session_routes(
+    *, authenticator: Authenticator, mode: str, root: str, record: AuditSink | None = None
+) -> list[Route]:
     """``GET`` (who is signed in), ``POST`` (sign in), ``DELETE`` (sign out) ``{root}/session``."""
     open_access = not isinstance(authenticator, SessionAuthenticator)
     sessions = (
@@ -183,12 +204,20 @@ def session_routes(*, authenticator: Authenticator, mode: str, root: str) -> lis
             principal = None
         if principal is None:
             return error_response(401, "invalid or expired token")
+        audit_session(record, AuditAction.LOGIN, principal, request, "API token")
         response = JSONResponse({"auth": mode, "signed_in": True, **_describe(principal)})
         start_session(response, token.strip(), secure=request.url.scheme == "https")
         response.headers["Cache-Control"] = "no-store"
         return response
 
     async def sign_out(request: Request) -> Response:
+        secret = None if open_access else _session_secret(request)
+        if secret is not None:
+            try:
+                principal = await sessions.check_secret(request.scope, secret)
+            except AuthenticationFailed:
+                principal = None  # an ended session: signed out all the same
+            audit_session(record, AuditAction.LOGOUT, principal, request, "sign-out")
         response = JSONResponse({"auth": mode, "signed_in": False})
         for name in (SESSION_COOKIE, CSRF_COOKIE):
             response.delete_cookie(name, path="/", samesite="strict")

@@ -27,7 +27,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from dicomweb.auth import UI_ROOT, Authenticator
 from dicomweb.media import DICOMWEB_ROOT
 from dicomweb.oidc_login import enabled, oidc_routes
-from dicomweb.session import session_routes
+from dicomweb.session import AuditSink, session_routes
 from noctis_pacs.core.settings import Settings
 
 STATIC_DIR = Path(str(resources.files("dicomweb") / "ui" / "static"))
@@ -76,7 +76,9 @@ class SecurityHeaders:
         await self.app(scope, receive, send_wrapper)
 
 
-def ui_routes(*, settings: Settings, authenticator: Authenticator) -> list[BaseRoute]:
+def ui_routes(
+    *, settings: Settings, authenticator: Authenticator, record: AuditSink | None = None
+) -> list[BaseRoute]:
     """``/`` and ``/ui`` redirect to ``/ui/``; the page, its configuration and its assets."""
     index_path = STATIC_DIR / "index.html"
     page_config: dict[str, Any] = {
@@ -103,12 +105,15 @@ def ui_routes(*, settings: Settings, authenticator: Authenticator) -> list[BaseR
         Route(UI_ROOT, redirect, methods=["GET", "HEAD"]),
         Route(f"{UI_ROOT}/", index, methods=["GET", "HEAD"]),
         Route(f"{UI_ROOT}/config.json", config, methods=["GET"]),
-        *session_routes(authenticator=authenticator, mode=settings.auth.mode, root=UI_ROOT),
+        *session_routes(
+            authenticator=authenticator, mode=settings.auth.mode, root=UI_ROOT, record=record
+        ),
         *oidc_routes(
             oidc=settings.auth.oidc,
             authenticator=authenticator,
             root=UI_ROOT,
             active=enabled(settings.auth.oidc, settings.auth.mode),
+            record=record,
         ),
         Mount(f"{UI_ROOT}/static", app=static, name="ui-static"),
     ]

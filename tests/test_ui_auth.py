@@ -83,6 +83,24 @@ def test_session_api_cookies_and_csrf(secured: dict[str, Any]) -> None:
     )
     assert bearer.status_code == 201
 
+    # The sign-in and the sign-out are on the audit trail (PS3.15 A.5.3.8), with who and where.
+    def trail(action: str) -> list[dict[str, Any]]:
+        answer = httpx.get(
+            f"{srv.http_url}/audit",
+            params={"action": action, "principal": "ui-admin"},
+            headers={"Authorization": f"Bearer {secured['admin']}"},
+        )
+        return answer.json()  # type: ignore[no-any-return]
+
+    wait_for = time.monotonic() + 10
+    while not (trail("login") and trail("logout")) and time.monotonic() < wait_for:
+        time.sleep(0.2)
+    login, logout = trail("login")[-1], trail("logout")[-1]
+    assert login["outcome"] == "success" and login["client"] == "127.0.0.1"
+    assert login["detail"] == "web application, API token"
+    assert logout["principal"] == "ui-admin" and logout["outcome"] == "success"
+    assert secured["admin"] not in login["detail"] + logout["detail"]
+
 
 def test_sign_in_sign_out_and_expired_session_in_the_browser(
     secured: dict[str, Any], browser: Any

@@ -21,7 +21,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.auth_support import NO_LIMITS
+from tests.auth_support import NO_LIMITS, create_token
 from tests.conftest import RunningServer, db_url_for, start_server
 from tests.oidc_support import AUDIENCE, ISSUER, SigningKey, claims
 from tests.ui_support import browser, open_page
@@ -180,6 +180,15 @@ def test_code_flow_with_pkce_starts_a_session(server: RunningServer, provider: P
         assert me["signed_in"] and me["name"] == "dr.house" and me["role"] == "technologist"
         assert client.get("/workflow/worklist").status_code == 200
         assert client.get("/api/statistics").status_code == 403  # the role, not more
+    # On the audit trail as a sign-in (PS3.15 A.5.3.8), read with an admin's API token.
+    admin = create_token(server, "oidc-auditor", "admin")
+    records = httpx.get(
+        f"{server.http_url}/audit",
+        params={"action": "login", "principal": "dr.house"},
+        headers={"Authorization": f"Bearer {admin}"},
+    ).json()
+    assert records and records[-1]["detail"] == "web application, OIDC provider"
+    assert records[-1]["outcome"] == "success"
 
 
 def test_refusals_return_to_sign_in_with_their_reason(

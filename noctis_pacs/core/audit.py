@@ -48,6 +48,9 @@ class AuditAction(StrEnum):
     ACCESS_DENIED = "access.denied"
     TOKEN_CREATE = "token.create"
     TOKEN_REVOKE = "token.revoke"
+    #: The web application's sign-in (API token or OIDC provider) and sign-out.
+    LOGIN = "login"
+    LOGOUT = "logout"
     CONFIG_REFUSED = "config.refused"
     AUDIT_READ = "audit.read"
     AUDIT_PRUNE = "audit.prune"

@@ -57,6 +57,7 @@ SECURITY_ALERT = _dcm("110113", "Security Alert")
 USER_AUTHENTICATION = _dcm("110114", "User Authentication")
 APPLICATION_START = _dcm("110120", "Application Start")
 LOGIN = _dcm("110122", "Login")
+LOGOUT = _dcm("110123", "Logout")
 NODE_AUTHENTICATION = _dcm("110126", "Node Authentication")
 RESTRICTED_FUNCTION = _dcm("110132", "Use of Restricted Function")
 USER_SECURITY_CHANGED = _dcm("110137", "User security Attributes Changed")
@@ -117,6 +118,8 @@ EVENT_KINDS: dict[str, EventKind] = {
     AuditAction.WORKFLOW_WRITE: EventKind(ORDER_RECORD, "U"),
     AuditAction.MPPS: EventKind(PROCEDURE_RECORD, "U"),
     AuditAction.AUTH_FAILURE: EventKind(USER_AUTHENTICATION, "E", LOGIN),
+    AuditAction.LOGIN: EventKind(USER_AUTHENTICATION, "E", LOGIN),
+    AuditAction.LOGOUT: EventKind(USER_AUTHENTICATION, "E", LOGOUT),
     AuditAction.ACCESS_DENIED: EventKind(SECURITY_ALERT, "E", RESTRICTED_FUNCTION),
     AuditAction.ASSOCIATION_REJECTED: EventKind(SECURITY_ALERT, "E", NODE_AUTHENTICATION),
     AuditAction.TOKEN_CREATE: EventKind(SECURITY_ALERT, "E", USER_SECURITY_CHANGED),

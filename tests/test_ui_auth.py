@@ -213,3 +213,36 @@ def test_pages_follow_the_role(secured: dict[str, Any], browser: Any) -> None:
     finally:
         context.close()
     assert watch.errors == [], watch.errors
+
+
+def test_an_upload_waits_for_sign_in_when_the_session_ends(
+    secured: dict[str, Any], browser: Any, tmp_path: Path
+) -> None:
+    """The session ends before an upload's batch is sent: the batch waits for the sign-in
+    dialog and is sent again; nothing is counted as rejected."""
+    srv: RunningServer = secured["server"]
+    files = []
+    for n in range(3):
+        path = tmp_path / f"late{n}.dcm"
+        path.write_bytes(make_instance(patient_name="Late^Upload", instance_number=n))
+        files.append(str(path))
+    context, watch = open_page(browser)
+    page = watch.page
+    try:
+        page.goto(f"{srv.http_url}/ui/#/upload")
+        page.fill("input[name=token]", secured["admin"])
+        page.click("form.signin button[type=submit]")
+        page.wait_for_selector(".dropzone")
+        context.clear_cookies()
+        page.set_input_files("input[type=file]:not([webkitdirectory])", files)
+        dialog = page.locator(".modal .signin-dialog")
+        dialog.wait_for()
+        watch.errors.clear()  # the refused batch's 401
+        dialog.locator("input[name=token]").fill(secured["admin"])
+        dialog.locator("button[type=submit]").click()
+        wait_until(page, "() => document.querySelector('main').dataset.upload === 'done'", 30)
+        assert page.locator(".summary .stored").get_attribute("data-count") == "3"
+        assert page.locator(".summary .rejected").get_attribute("data-count") == "0"
+    finally:
+        context.close()
+    assert watch.errors == [], watch.errors

@@ -28,6 +28,13 @@ export function onUnauthorized(fn) { listeners.unauthorized.push(fn); }
 // was refused before its handler ran, so sending it again is safe.
 let reauthenticate = null;
 export function onSessionEnded(fn) { reauthenticate = fn; }
+/** For requests made without ``request`` (the upload's XMLHttpRequest): resolves once
+ *  signed in again; false when there is no session to renew (auth.mode "none"). */
+export async function signInAgain() {
+  if (!reauthenticate || session.auth === 'none') return false;
+  await reauthenticate();
+  return true;
+}
 
 export async function request(path, options = {}, retried = false) {
   const { method = 'GET', headers = {}, body, accept = 'application/json', signal } = options;

@@ -3,7 +3,7 @@
 // and a summary of stored / already stored / rejected files with each reason. Zip archives
 // are opened in the browser (unzip.js): each member is a file of its own.
 import { button, clear, h } from './dom.js';
-import { csrfToken, ROOT } from './api.js';
+import { csrfToken, ROOT, signInAgain } from './api.js';
 import { listZip, looksLikeZip } from './unzip.js';
 
 const BATCH_FILES = 10;             // the server sends at most 20 Warning headers
@@ -116,7 +116,15 @@ export function mount(main) {
       const readable = blobs.filter((b) => !(b instanceof Error));
       let sent;
       try {
-        sent = readable.length ? await post(readable, (loaded) => { bar.value = size ? loaded / size : 1; showOverall(Math.min(loaded, size)); }) : [];
+        const progress = (loaded) => { bar.value = size ? loaded / size : 1; showOverall(Math.min(loaded, size)); };
+        try {
+          sent = readable.length ? await post(readable, progress) : [];
+        } catch (error) {
+          // The session ended mid-upload: sign in again over the page, then send the batch again.
+          if (error.status !== 401 || !(await signInAgain())) throw error;
+          state.textContent = 'sending again';
+          sent = await post(readable, progress);
+        }
       } catch (error) {
         sent = readable.map(() => ({ status: 'rejected', reason: error.message }));
       }
@@ -186,7 +194,7 @@ function post(files, onProgress) {
       let dataset = {};
       try { dataset = JSON.parse(xhr.responseText || '{}'); } catch { /* not JSON */ }
       if (![200, 202, 409].includes(xhr.status)) {
-        reject(new Error(dataset.detail || `HTTP ${xhr.status}`));
+        reject(Object.assign(new Error(dataset.detail || `HTTP ${xhr.status}`), { status: xhr.status }));
         return;
       }
       resolve(outcomes(files.length, dataset, xhr.getResponseHeader('Warning') || ''));

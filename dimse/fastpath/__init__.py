@@ -16,7 +16,8 @@ holds one of those changes and ``privates.py`` lists every private name they tou
 - ``responses``: C-STORE, C-FIND and pending C-MOVE/C-GET responses written as bytes;
 - ``sender``: C-MOVE sub-operations send a stored file as it lies on disk;
 - ``encoded``: C-FIND identifiers Noctis encoded itself are sent as they are;
-- ``contexts``: a cheap per-association copy of the supported presentation contexts.
+- ``contexts``: a cheap per-association copy of the supported presentation contexts;
+- ``uids``: the UIDs of association negotiation converted and validated once per value.
 
 All of it is behind a gate and a switch (:func:`enable`): the installed pynetdicom must
 be the version validated here (``privates.VALIDATED_VERSION``; any other logs one
@@ -113,11 +114,12 @@ def enable(*, enabled: bool, metrics: Metrics, pending_interval: float = 0.0) ->
         else:
             log.info("DIMSE fast paths off (dimse.fast_path = false): stock pynetdicom")
         return None
-    from dimse.fastpath import encoded, spool, wakeup
+    from dimse.fastpath import encoded, spool, uids, wakeup
 
     wakeup.install()
     spool.install()
     encoded.install()
+    uids.install()
     return FastPath(Counters(metrics.dimse_fast_path), pending_interval=pending_interval)
 
 

@@ -58,6 +58,11 @@ PRIVATES: tuple[Private, ...] = (
         "the spool's File Meta written by storage.part10 instead of pydicom",
     ),
     Private(
+        "pynetdicom.pdu_items.set_uid", "global", "uids",
+        "negotiation UIDs converted and validated once per value (also in "
+        "pdu_primitives and presentation)",
+    ),
+    Private(
         "pynetdicom.service_class.encode", "global", "encoded",
         "a C-FIND identifier Noctis encoded itself is sent as its bytes",
     ),

@@ -1,0 +1,74 @@
+"""UIDs of association negotiation converted and validated once per value.
+
+pynetdicom decodes an A-ASSOCIATE-RQ into primitives whose every UID goes through
+``pynetdicom.utils.set_uid``: bytes decoded, a pydicom ``UID`` made, checked by the
+``UI`` validator (a regular expression) and by ``UID.is_valid`` (another). A modality
+that proposes the storage SOP classes (about 120 presentation contexts, three transfer
+syntaxes each) has its ~500 UIDs checked that way on every association, the largest
+share of the ~15 ms of server CPU a new association cost (docs/performance.md, issue
+15), although they are the same few hundred values each time.
+
+Here the modules that decode and negotiate associations (``pdu_items``,
+``pdu_primitives``, ``presentation``) call ``set_uid`` through a bounded cache keyed by
+its arguments: a value seen before returns the same immutable ``UID``; a value that
+fails validation raises each time, as before (exceptions are not cached). DIMSE
+messages (``dimse_primitives``: SOP Instance UIDs, new for every instance) keep the
+original.
+"""
+
+from __future__ import annotations
+
+import functools
+import threading
+from typing import Any
+
+import pynetdicom.pdu_items
+import pynetdicom.pdu_primitives
+import pynetdicom.presentation
+
+#: The modules whose ``set_uid`` is replaced (association negotiation only).
+MODULES = (pynetdicom.pdu_items, pynetdicom.pdu_primitives, pynetdicom.presentation)
+#: Distinct UID values kept (SOP classes and transfer syntaxes: a few hundred).
+CACHE_SIZE = 4096
+
+_install_lock = threading.Lock()
+
+
+def _cached(original: Any) -> Any:
+    @functools.lru_cache(maxsize=CACHE_SIZE)
+    def set_uid_cached(*args: Any) -> Any:
+        return original(*args)
+
+    def set_uid(*args: Any, **kwargs: Any) -> Any:
+        if kwargs:
+            args = _positional(*args, **kwargs)
+        try:
+            return set_uid_cached(*args)
+        except TypeError:  # an unhashable value: as pynetdicom would
+            return original(*args)
+
+    set_uid.noctis_original = original  # type: ignore[attr-defined]
+    return set_uid
+
+
+def _positional(
+    value: Any,
+    name: str,
+    allow_empty: bool = True,
+    allow_none: bool = True,
+    validate: bool = True,
+) -> tuple[Any, ...]:
+    return (value, name, allow_empty, allow_none, validate)
+
+
+def install() -> None:
+    """Replace ``set_uid`` in the negotiation modules (once)."""
+    with _install_lock:
+        for module in MODULES:
+            current = module.set_uid
+            if not hasattr(current, "noctis_original"):
+                module.set_uid = _cached(current)  # type: ignore[attr-defined]
+
+
+def installed() -> bool:
+    return all(hasattr(m.set_uid, "noctis_original") for m in MODULES)

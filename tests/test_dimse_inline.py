@@ -1,5 +1,5 @@
-"""C-STORE requests are served on the association's DUL thread (dimse/inline.py); every
-other request still goes to the reactor. Stores over the wire are covered by
+"""C-STORE and C-ECHO requests are served on the association's DUL thread
+(dimse/fastpath/inline.py); every other request still goes to the reactor. Stores over the wire are covered by
 tests/test_dimse_store.py; here, where each request was served."""
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ def test_pynetdicom_queues_decoded_requests_and_serves_them_by_request() -> None
     )
 
 
-def test_store_is_served_on_the_dul_thread_and_echo_by_the_reactor(tmp_path: Path) -> None:
+def test_store_and_echo_are_served_on_the_dul_thread(tmp_path: Path) -> None:
     with in_process_dimse(tmp_path) as (server, archive):
         ae = AE(ae_title="INLINE")
         ae.add_requested_context(Verification)
@@ -54,7 +54,7 @@ def test_store_is_served_on_the_dul_thread_and_echo_by_the_reactor(tmp_path: Pat
             assert assoc.send_c_echo().Status == 0x0000
         finally:
             assoc.release()
-        assert served == [("C_STORE", True, True), ("C_ECHO", False, True)]
+        assert served == [("C_STORE", True, True), ("C_ECHO", True, True)]
         assert archive.locate_uids(sop_uid=str(ds.SOPInstanceUID))
 
 

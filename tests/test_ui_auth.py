@@ -134,16 +134,18 @@ def test_sign_in_sign_out_and_expired_session_in_the_browser(
         assert page.evaluate("() => document.cookie").count("noctis_session") == 0
         assert "noctis_csrf" in page.evaluate("() => document.cookie")
 
-        # A half-filled form when the token expires.
+        # A half-filled form when the token expires (an ID of its own: a rerun of this
+        # test on the same server must not find the first attempt's row).
+        patient_id = f"EXP{time.time_ns() % 10**9}"
         page.fill("input[name=patient_name]", "Expired^Session")
-        page.fill("input[name=patient_id]", "EXP1")
+        page.fill("input[name=patient_id]", patient_id)
         page.fill("input[name=description]", "kept across sign-in")
         time.sleep(max(0.0, lifetime + 0.5 - (time.monotonic() - born)))
         page.click("form.worklist-form button[type=submit]")
         dialog = page.locator(".modal .signin-dialog")
         dialog.wait_for()
         assert "Session ended" in dialog.inner_text()
-        assert page.input_value("input[name=patient_id]") == "EXP1"  # the page is still there
+        assert page.input_value("input[name=patient_id]") == patient_id  # the page is still there
         watch.screenshot("session-ended", width=1280, height=800)
         expected = [e for e in watch.errors if "401" in e]
         assert expected and len(expected) == len(watch.errors), watch.errors
@@ -152,7 +154,7 @@ def test_sign_in_sign_out_and_expired_session_in_the_browser(
         dialog.locator("button[type=submit]").click()
         dialog.wait_for(state="detached")
         # The refused request was sent again: the procedure exists, created by the new session.
-        page.locator("table.worklist tr:has-text('EXP1')").wait_for()
+        page.locator(f"table.worklist tr:has-text('{patient_id}')").wait_for()
         assert page.locator("#who .name").inner_text() == "ui-admin"
         assert page.url.endswith("#/worklist")
 

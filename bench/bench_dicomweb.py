@@ -2,11 +2,14 @@
 same corpus, same client.
 
     .venv/bin/python bench/bench_dicomweb.py [--small 10000] [--ct 256] [--repeat 30]
-                                             [--stow-rounds 5]
+                                             [--stow-rounds 5] [--defaults]
 
 Both servers run locally on free ports with fresh storage (Noctis: SQLite, fsync never;
 Orthanc: SQLite, SyncStorageArea false, no gzip), side by side for the whole run, and
-every phase is measured on both before the next starts.  Measured over one keep-alive
+every phase is measured on both before the next starts.  ``--defaults`` (issue 15)
+runs both as shipped instead: Noctis with nothing tuned (``fsync = "always"``, the
+default ``http.workers``), Orthanc with its own storage settings (``SyncStorageArea``
+on, its default compression setting), both still on SQLite.  Measured over one keep-alive
 httpx connection per server:
 
 - QIDO-RS p50/p95 at 1,000 and at --small instances (PatientName wildcard, StudyDate
@@ -141,14 +144,17 @@ def wait_ready(url: str, process: subprocess.Popen[bytes], log: Path) -> None:
     raise RuntimeError(f"server not ready: {url}")
 
 
-def start_noctis(work: Path, http_workers: int = 1) -> Server:
+def start_noctis(work: Path, http_workers: int = 1, *, defaults: bool = False) -> Server:
+    """With ``defaults`` the shipped configuration: nothing but where to listen."""
     port, dimse = free_port(), free_port()
     data = work / "noctis"
     data.mkdir()
     config = work / "noctis.toml"
+    tuned_storage = "" if defaults else 'fsync = "never"\n'
+    tuned_http = "" if defaults else f"workers = {http_workers}\n"
     config.write_text(
-        f'[storage]\ndata_dir = "{data}"\nfsync = "never"\n'
-        f'[http]\nhost = "127.0.0.1"\nport = {port}\nworkers = {http_workers}\n'
+        f'[storage]\ndata_dir = "{data}"\n{tuned_storage}'
+        f'[http]\nhost = "127.0.0.1"\nport = {port}\n{tuned_http}'
         f'[dimse]\nhost = "127.0.0.1"\nport = {dimse}\n'
         '[query]\nmax_results = 10000\n[logging]\nlevel = "WARNING"\n'
     )
@@ -162,7 +168,8 @@ def start_noctis(work: Path, http_workers: int = 1) -> Server:
     return Server("noctis", process, f"http://127.0.0.1:{port}/dicom-web")
 
 
-def start_orthanc(work: Path) -> Server:
+def start_orthanc(work: Path, *, defaults: bool = False) -> Server:
+    """With ``defaults`` Orthanc's own storage settings (``SyncStorageArea`` on)."""
     port, dimse = free_port(), free_port()
     storage = work / "orthanc"
     storage.mkdir()
@@ -180,6 +187,8 @@ def start_orthanc(work: Path) -> Server:
         "Plugins": [ORTHANC_PLUGIN],
         "DicomWeb": {"Enable": True, "Root": "/dicom-web/", "EnableWado": True},
     }
+    if defaults:
+        del config["SyncStorageArea"], config["StorageCompression"]
     path = work / "orthanc.json"
     path.write_text(json.dumps(config))
     log = work / "orthanc.log"
@@ -429,6 +438,12 @@ def main() -> None:
     parser.add_argument(
         "--noctis-http-workers", type=int, default=1, help="http.workers of the Noctis target"
     )
+    parser.add_argument(
+        "--defaults",
+        action="store_true",
+        help="both servers as shipped (issue 15): Noctis fsync always and default "
+        "http.workers; Orthanc SyncStorageArea on",
+    )
     args = parser.parse_args()
     print(f"generating {args.small} small instances and a {args.ct}-slice CT ...", flush=True)
     small = small_corpus(args.small)
@@ -444,13 +459,17 @@ def main() -> None:
         },
         "corpus": {"small": args.small, "ct_slices": args.ct, "ct_bytes": sum(map(len, ct))},
     }
-    noctis = functools.partial(start_noctis, http_workers=args.noctis_http_workers)
-    results["noctis_http_workers"] = args.noctis_http_workers
+    noctis = functools.partial(
+        start_noctis, http_workers=args.noctis_http_workers, defaults=args.defaults
+    )
+    orthanc = functools.partial(start_orthanc, defaults=args.defaults)
+    results["defaults"] = args.defaults
+    results["noctis_http_workers"] = "default" if args.defaults else args.noctis_http_workers
     results["stow_rounds"] = args.stow_rounds
     servers: list[Server] = []
     works: list[Path] = []
     try:
-        for name, starter in (("noctis", noctis), ("orthanc", start_orthanc)):
+        for name, starter in (("noctis", noctis), ("orthanc", orthanc)):
             if args.only and name != args.only:
                 continue
             works.append(Path(tempfile.mkdtemp(prefix=f"bench-{name}-")))

@@ -11,6 +11,10 @@ and C-MOVE are answered), both on SQLite: the four C-STORE cases, C-GET of the C
 series with dcmtk's getscu (``--ignore``), C-ECHO p50 on one association and C-ECHO
 with a new association each time (one presentation context, and 120 as a
 modality's storescu proposes), timed with ``bench/echo_client.py`` on a plain socket.
+``--db postgresql`` puts both indexes in PostgreSQL (Noctis ``storage.db``; Orthanc's
+PostgreSQL index plugin, files still on disk), a fresh database for every start.
+Case ``small x4 indexed`` sends ``--big`` small instances (10 per study) over four
+associations into an archive already holding ``--preload`` instances (not timed).
 
 Each store measurement starts the target afresh on an empty store (Noctis: SQLite,
 fsync never; Orthanc: SQLite, SyncStorageArea false, no compression).  Measured:
@@ -55,6 +59,7 @@ from pynetdicom.sop_class import (  # noqa: E402
 from tests.factory import ct_series, make_dataset, to_bytes, uid  # noqa: E402
 
 ORTHANC = "/usr/sbin/Orthanc"
+ORTHANC_PG_PLUGIN = "/usr/share/orthanc/plugins/libOrthancPostgreSQLIndex.so"
 ENV = {**os.environ, "TCP_NODELAY": "1"}
 MODALITIES = ["CT", "MR", "US", "CR", "DX", "MG", "NM", "PT", "XA", "OT"]
 FAMILIES = ["SMITH", "JONES", "BROWN", "TAYLOR", "WILSON", "DAVIES", "EVANS", "THOMAS"]
@@ -106,6 +111,7 @@ def start_noctis(
     extra: str = "",
     source: str = "",
     name: str = "noctis",
+    pg: str = "",
 ) -> Target:
     """With ``defaults`` the shipped configuration: nothing but where and who; with
     ``source`` the code of another checkout (an A/B run against a baseline commit)."""
@@ -114,8 +120,9 @@ def start_noctis(
     config = work / "noctis.toml"
     tuned = "" if defaults else 'fsync = "never"\n'
     dimse_tuned = "" if defaults else f"workers = {workers}\n"
+    db = f'db = "{fresh_database(pg, "bench_noctis")}"\n' if pg else ""
     config.write_text(
-        f'[storage]\ndata_dir = "{data}"\n{tuned}'
+        f'[storage]\ndata_dir = "{data}"\n{db}{tuned}'
         f'[dimse]\nhost = "127.0.0.1"\nport = {port}\nae_title = "NOCTIS"\n'
         f"{dimse_tuned}{extra}"
         f'[dimse.remotes.dest]\nae_title = "DEST"\nhost = "127.0.0.1"\nport = {dest_port}\n'
@@ -124,8 +131,11 @@ def start_noctis(
     log = work / "noctis.log"
     command = [str(Path(sys.executable).parent / "noctis-pacs")]
     if source:
-        command = [sys.executable, "-c", "import sys; sys.path.insert(0, sys.argv.pop(1)); "
-                   "from noctis_pacs.app.cli import main; sys.exit(main())", source]  # fmt: skip
+        # A baseline from before the core/app split has its CLI at noctis_pacs.cli.
+        command = [sys.executable, "-c", "import sys; sys.path.insert(0, sys.argv.pop(1))\n"
+                   "try:\n from noctis_pacs.app.cli import main\n"
+                   "except ImportError:\n from noctis_pacs.cli import main\n"
+                   "sys.exit(main())", source]  # fmt: skip
     process = subprocess.Popen(
         [*command, "serve", "--dimse-only", "--config", str(config)],
         stdout=open(log, "wb"), stderr=subprocess.STDOUT,  # noqa: SIM115
@@ -147,8 +157,19 @@ def wait_layout(data: Path) -> None:
         time.sleep(0.1)
 
 
-def start_orthanc(work: Path, dest_port: int, *, defaults: bool = False) -> Target:
-    """With ``defaults`` Orthanc's own storage settings (``SyncStorageArea`` on)."""
+def fresh_database(server: str, name: str) -> str:
+    """An empty PostgreSQL database ``name`` on ``server`` (a URL without a database)."""
+    import psycopg
+
+    with psycopg.connect(f"{server}/postgres", autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        conn.execute(f"CREATE DATABASE {name}")
+    return f"{server}/{name}"
+
+
+def start_orthanc(work: Path, dest_port: int, *, defaults: bool = False, pg: str = "") -> Target:
+    """With ``defaults`` Orthanc's own storage settings (``SyncStorageArea`` on); with
+    ``pg`` (a server URL) its index in PostgreSQL through Debian's index plugin."""
     port = free_port()
     storage = work / "orthanc"
     storage.mkdir()
@@ -170,6 +191,17 @@ def start_orthanc(work: Path, dest_port: int, *, defaults: bool = False) -> Targ
     }
     if defaults:
         del config["SyncStorageArea"], config["StorageCompression"]
+    if pg:
+        from urllib.parse import urlsplit
+
+        url = urlsplit(fresh_database(pg, "bench_orthanc"))
+        config["Plugins"] = [ORTHANC_PG_PLUGIN]
+        config["PostgreSQL"] = {
+            "EnableIndex": True, "EnableStorage": False, "Host": url.hostname,
+            "Port": url.port or 5432, "Database": url.path.lstrip("/"),
+            "Username": url.username or "postgres", "Password": url.password or "",
+            "Lock": False,
+        }  # fmt: skip
     path = work / "orthanc.json"
     path.write_text(json.dumps(config))
     log = work / "orthanc.log"
@@ -224,6 +256,16 @@ def small_corpus(folder: Path, count: int) -> list[Path]:
         folder,
         (make_dataset(study_uid=study, instance_number=n, pixel_seed=n) for n in range(count)),
     )
+
+
+def indexed_corpus(folder: Path, count: int) -> list[Path]:
+    """``count`` small instances, ten per study."""
+    studies = [uid() for _ in range(count // 10 + 1)]
+    return write_corpus(
+        folder,
+        (make_dataset(study_uid=studies[n // 10], instance_number=n % 10 + 1, pixel_seed=n)
+         for n in range(count)),
+    )  # fmt: skip
 
 
 def ct_corpus(folder: Path, slices: int) -> tuple[list[Path], str, str]:
@@ -442,6 +484,12 @@ def main() -> None:
         "--noctis-extra", default="", help="TOML lines appended to Noctis's [dimse] table"
     )
     parser.add_argument("--echo-repeat", type=int, default=400)
+    parser.add_argument("--db", choices=["sqlite", "postgresql"], default="sqlite")
+    parser.add_argument(
+        "--pg-server", default="postgresql://postgres@127.0.0.1:5432", help="for --db postgresql"
+    )
+    parser.add_argument("--big", type=int, default=9000, help="case 'small x4 indexed'")
+    parser.add_argument("--preload", type=int, default=1300, help="case 'small x4 indexed'")
     parser.add_argument(
         "--baseline-src",
         default="",
@@ -451,6 +499,7 @@ def main() -> None:
     if args.defaults and args.targets == parser.get_default("targets"):
         args.targets = "noctis,orthanc"
     targets = [t for t in args.targets.split(",") if t]
+    pg = args.pg_server if args.db == "postgresql" else ""
     starters = {
         **STARTERS,
         "noctis": functools.partial(
@@ -458,8 +507,9 @@ def main() -> None:
             workers=args.noctis_workers,
             defaults=args.defaults,
             extra=args.noctis_extra.replace("\\n", "\n") + "\n" if args.noctis_extra else "",
+            pg=pg,
         ),
-        "orthanc": functools.partial(start_orthanc, defaults=args.defaults),
+        "orthanc": functools.partial(start_orthanc, defaults=args.defaults, pg=pg),
     }
     if args.baseline_src:
         starters["noctis-base"] = functools.partial(
@@ -473,7 +523,8 @@ def main() -> None:
                     "python": platform.python_version()},  # fmt: skip
         "corpus": {"small": args.small, "ct_slices": args.ct, "find_instances": args.find},
         "noctis_workers": "default" if args.defaults else args.noctis_workers,
-        "defaults": args.defaults, "noctis_extra": args.noctis_extra,
+        "defaults": args.defaults, "noctis_extra": args.noctis_extra, "db": args.db,
+        "big": args.big, "preload": args.preload,
         "store": {}, "move": {}, "get": {}, "echo": {}, "find": {}, "load": [],
     }  # fmt: skip
     try:
@@ -486,6 +537,10 @@ def main() -> None:
             "ct x1": (ct, 1, args.ct),
             "ct x4": (ct, 4, args.ct),
         }
+        preload: list[Path] = []
+        if "small x4 indexed" in args.cases.split(","):
+            cases["small x4 indexed"] = (indexed_corpus(work / "big", args.big), 4, args.big)
+            preload = find_corpus(work / "preload", args.preload)
         cases = {k: v for k, v in cases.items() if k in args.cases.split(",")}
         store: dict[str, dict[str, float]] = {}
         warm_memory(work, args.warm_gb)
@@ -502,6 +557,10 @@ def main() -> None:
                     run_dir.mkdir()
                     target = starters[name](run_dir, dest_port)
                     try:
+                        if case == "small x4 indexed":
+                            storescu(target, preload)
+                        # No run pays for the write-back of the one before it.
+                        os.sync()
                         if assocs == 1:
                             # One association sends everything: a folder of all the parts.
                             elapsed = storescu(target, [folders[0].parent])
@@ -571,7 +630,7 @@ def print_table(results: dict[str, object]) -> None:
         "\nC-STORE instances/s (median)   noctis   orthanc      noop noop-wake"
         "  /orthanc  /noop  /noop-wake"
     )
-    for case in ("small x1", "small x4", "ct x1", "ct x4"):
+    for case in ("small x1", "small x4", "ct x1", "ct x4", "small x4 indexed"):
         n, o, p, w = (
             store.get(t, {}).get(case, float("nan"))
             for t in ("noctis", "orthanc", "noop-pynetdicom", "noop-wakeup")
@@ -582,7 +641,7 @@ def print_table(results: dict[str, object]) -> None:
         print(
             "\nA/B against --baseline-src (instances/s, ratio new/base, new/orthanc, base/orthanc)"
         )
-        for case in ("small x1", "small x4", "ct x1", "ct x4"):
+        for case in ("small x1", "small x4", "ct x1", "ct x4", "small x4 indexed"):
             n, b, o = (
                 store.get(t, {}).get(case, float("nan"))
                 for t in ("noctis", "noctis-base", "orthanc")

@@ -131,11 +131,11 @@ def start_noctis(
     log = work / "noctis.log"
     command = [str(Path(sys.executable).parent / "noctis-pacs")]
     if source:
-        # A baseline from before the core/app split has its CLI at noctis_pacs.cli.
-        command = [sys.executable, "-c", "import sys; sys.path.insert(0, sys.argv.pop(1))\n"
-                   "try:\n from noctis_pacs.app.cli import main\n"
-                   "except ImportError:\n from noctis_pacs.cli import main\n"
-                   "sys.exit(main())", source]  # fmt: skip
+        # A baseline from before the core/app split has its CLI at noctis_pacs.cli (and
+        # an ImportError cannot tell: the editable install maps noctis_pacs.app to ours).
+        cli = "app.cli" if (Path(source) / "noctis_pacs" / "app").is_dir() else "cli"
+        command = [sys.executable, "-c", "import sys; sys.path.insert(0, sys.argv.pop(1)); "
+                   f"from noctis_pacs.{cli} import main; sys.exit(main())", source]  # fmt: skip
     process = subprocess.Popen(
         [*command, "serve", "--dimse-only", "--config", str(config)],
         stdout=open(log, "wb"), stderr=subprocess.STDOUT,  # noqa: SIM115

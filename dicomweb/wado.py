@@ -16,11 +16,12 @@ the store, so a conversion that fails is a 406 naming the instance, never a
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import anyio.to_thread
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
@@ -146,6 +147,35 @@ def _sent_then_discarded(body: Iterator[bytes], parts: list[Part]) -> Iterator[b
         discard(parts)
 
 
+async def gathered(body: Iterator[bytes], budget: int = CHUNK) -> AsyncIterator[bytes]:
+    """``body``'s chunks, read in a worker thread ``budget`` bytes at a time.
+
+    Starlette runs a plain iterator's every step in a worker thread: for a series of
+    512x512 CT slices that is two thread hand-offs per instance (its part head, its
+    file), which cost the server about as much CPU as the bytes themselves. Here one
+    hand-off reads as many chunks as fit in ``budget`` (the chunks are not copied), and
+    they are sent one after the other from the event loop."""
+
+    def take() -> list[bytes]:
+        batch: list[bytes] = []
+        size = 0
+        for chunk in body:
+            batch.append(chunk)
+            size += len(chunk)
+            if size >= budget:
+                break
+        return batch
+
+    try:
+        while batch := await anyio.to_thread.run_sync(take):
+            for chunk in batch:
+                yield chunk
+    finally:
+        close = getattr(body, "close", None)
+        if close is not None:
+            close()  # a client gone mid-body: the body's own clean-up (scratch files)
+
+
 def make_retrieve_endpoint(ctx: Context) -> Any:
     archive = ctx.archive
 
@@ -165,7 +195,7 @@ def make_retrieve_endpoint(ctx: Context) -> Any:
         if not choice.multipart:
             (part,) = produce(archive, plans[:1], what, spool=False)
             return StreamingResponse(
-                part.chunks(archive),
+                gathered(part.chunks(archive)),
                 media_type=part.plan.content_type,
                 headers={"Content-Length": str(part.size)},
             )
@@ -176,7 +206,7 @@ def make_retrieve_endpoint(ctx: Context) -> Any:
             boundary, ((p.plan.content_type, p.size, p.chunks(archive)) for p in parts)
         )
         return StreamingResponse(
-            _sent_then_discarded(body, parts),
+            gathered(_sent_then_discarded(body, parts)),
             headers={"Content-Length": str(size)},
             media_type=related_content_type(boundary, media.DICOM),
         )

@@ -9,6 +9,8 @@ before any byte is sent, never a ``200`` cut short.
 from __future__ import annotations
 
 import io
+import time
+from pathlib import Path
 
 import httpx
 import numpy as np
@@ -101,6 +103,33 @@ def test_study_of_mixed_syntaxes_converts_every_part(
         ds = dcmread(io.BytesIO(payload))
         assert ds.file_meta.TransferSyntaxUID == wanted
         assert np.array_equal(ds.pixel_array, pixels[str(ds.SOPInstanceUID)])
+
+
+def _scratch_files(server: RunningServer) -> list[Path]:
+    return sorted((server.data_dir / "blobs" / "tmp").glob("*/*.part"))
+
+
+def test_converted_parts_leave_no_scratch_file(server: RunningServer) -> None:
+    """Converted parts are spooled to scratch files before the first byte (the body's
+    length is known) and sent from a worker thread in batches (``wado.gathered``): the
+    files are gone once the body is sent, and when the client leaves after its first
+    bytes."""
+    study = uid()
+    _stow(server, mixed_syntax_study(study))
+    accept = DICOM_PARTS + f"; transfer-syntax={ExplicitVRBigEndian}"
+    whole = _retrieve(server, study, accept)
+    assert whole.status_code == 200
+    assert int(whole.headers["content-length"]) == len(whole.content)
+    assert _scratch_files(server) == []
+    with httpx.stream(
+        "GET", f"{server.dicomweb_url}/studies/{study}", headers={"Accept": accept}, timeout=60
+    ) as response:
+        assert response.status_code == 200
+        next(response.iter_raw(1024))
+    deadline = time.monotonic() + 10
+    while _scratch_files(server) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _scratch_files(server) == []
 
 
 def test_a_part_that_cannot_be_converted_is_406_before_any_byte(server: RunningServer) -> None:

@@ -9,7 +9,9 @@ Orthanc: SQLite, SyncStorageArea false, no gzip), side by side for the whole run
 every phase is measured on both before the next starts.  ``--defaults`` (issue 15)
 runs both as shipped instead: Noctis with nothing tuned (``fsync = "always"``, the
 default ``http.workers``), Orthanc with its own storage settings (``SyncStorageArea``
-on, its default compression setting), both still on SQLite.  Measured over one keep-alive
+on, its default compression setting), both still on SQLite.  ``--db postgresql`` puts
+both indexes in PostgreSQL (Orthanc through its PostgreSQL index plugin), a fresh
+database each.  Measured over one keep-alive
 httpx connection per server:
 
 - QIDO-RS p50/p95 at 1,000 and at --small instances (PatientName wildcard, StudyDate
@@ -55,6 +57,8 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 warnings.simplefilter("ignore")
+
+from bench_dimse import fresh_database, orthanc_postgresql  # noqa: E402
 
 from tests.factory import ct_series, make_dataset, uid  # noqa: E402
 
@@ -144,16 +148,20 @@ def wait_ready(url: str, process: subprocess.Popen[bytes], log: Path) -> None:
     raise RuntimeError(f"server not ready: {url}")
 
 
-def start_noctis(work: Path, http_workers: int = 1, *, defaults: bool = False) -> Server:
-    """With ``defaults`` the shipped configuration: nothing but where to listen."""
+def start_noctis(
+    work: Path, http_workers: int = 1, *, defaults: bool = False, pg: str = ""
+) -> Server:
+    """With ``defaults`` the shipped configuration: nothing but where to listen; with
+    ``pg`` (a server URL) the index in a fresh PostgreSQL database there."""
     port, dimse = free_port(), free_port()
     data = work / "noctis"
     data.mkdir()
     config = work / "noctis.toml"
     tuned_storage = "" if defaults else 'fsync = "never"\n'
     tuned_http = "" if defaults else f"workers = {http_workers}\n"
+    db = f'db = "{fresh_database(pg, "bench_web_noctis")}"\n' if pg else ""
     config.write_text(
-        f'[storage]\ndata_dir = "{data}"\n{tuned_storage}'
+        f'[storage]\ndata_dir = "{data}"\n{db}{tuned_storage}'
         f'[http]\nhost = "127.0.0.1"\nport = {port}\n{tuned_http}'
         f'[dimse]\nhost = "127.0.0.1"\nport = {dimse}\n'
         '[query]\nmax_results = 10000\n[logging]\nlevel = "WARNING"\n'
@@ -168,8 +176,9 @@ def start_noctis(work: Path, http_workers: int = 1, *, defaults: bool = False) -
     return Server("noctis", process, f"http://127.0.0.1:{port}/dicom-web")
 
 
-def start_orthanc(work: Path, *, defaults: bool = False) -> Server:
-    """With ``defaults`` Orthanc's own storage settings (``SyncStorageArea`` on)."""
+def start_orthanc(work: Path, *, defaults: bool = False, pg: str = "") -> Server:
+    """With ``defaults`` Orthanc's own storage settings (``SyncStorageArea`` on); with
+    ``pg`` its index in a fresh PostgreSQL database through its index plugin."""
     port, dimse = free_port(), free_port()
     storage = work / "orthanc"
     storage.mkdir()
@@ -189,6 +198,10 @@ def start_orthanc(work: Path, *, defaults: bool = False) -> Server:
     }
     if defaults:
         del config["SyncStorageArea"], config["StorageCompression"]
+    if pg:
+        config.update(
+            orthanc_postgresql(fresh_database(pg, "bench_web_orthanc"), (ORTHANC_PLUGIN,))
+        )
     path = work / "orthanc.json"
     path.write_text(json.dumps(config))
     log = work / "orthanc.log"
@@ -444,6 +457,10 @@ def main() -> None:
         help="both servers as shipped (issue 15): Noctis fsync always and default "
         "http.workers; Orthanc SyncStorageArea on",
     )
+    parser.add_argument("--db", choices=["sqlite", "postgresql"], default="sqlite")
+    parser.add_argument(
+        "--pg-server", default="postgresql://postgres@127.0.0.1:5432", help="for --db postgresql"
+    )
     args = parser.parse_args()
     print(f"generating {args.small} small instances and a {args.ct}-slice CT ...", flush=True)
     small = small_corpus(args.small)
@@ -459,11 +476,12 @@ def main() -> None:
         },
         "corpus": {"small": args.small, "ct_slices": args.ct, "ct_bytes": sum(map(len, ct))},
     }
+    pg = args.pg_server if args.db == "postgresql" else ""
     noctis = functools.partial(
-        start_noctis, http_workers=args.noctis_http_workers, defaults=args.defaults
+        start_noctis, http_workers=args.noctis_http_workers, defaults=args.defaults, pg=pg
     )
-    orthanc = functools.partial(start_orthanc, defaults=args.defaults)
-    results["defaults"] = args.defaults
+    orthanc = functools.partial(start_orthanc, defaults=args.defaults, pg=pg)
+    results["defaults"], results["db"] = args.defaults, args.db
     results["noctis_http_workers"] = "default" if args.defaults else args.noctis_http_workers
     results["stow_rounds"] = args.stow_rounds
     servers: list[Server] = []

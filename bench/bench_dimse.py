@@ -167,6 +167,23 @@ def fresh_database(server: str, name: str) -> str:
     return f"{server}/{name}"
 
 
+def orthanc_postgresql(url: str, plugins: tuple[str, ...] = ()) -> dict[str, object]:
+    """Orthanc configuration keys for its index in the PostgreSQL database ``url`` (Debian's
+    index plugin; files stay in the storage directory), after ``plugins``."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    return {
+        "Plugins": [*plugins, ORTHANC_PG_PLUGIN],
+        "PostgreSQL": {
+            "EnableIndex": True, "EnableStorage": False, "Host": parts.hostname,
+            "Port": parts.port or 5432, "Database": parts.path.lstrip("/"),
+            "Username": parts.username or "postgres", "Password": parts.password or "",
+            "Lock": False,
+        },
+    }  # fmt: skip
+
+
 def start_orthanc(work: Path, dest_port: int, *, defaults: bool = False, pg: str = "") -> Target:
     """With ``defaults`` Orthanc's own storage settings (``SyncStorageArea`` on); with
     ``pg`` (a server URL) its index in PostgreSQL through Debian's index plugin."""
@@ -192,16 +209,7 @@ def start_orthanc(work: Path, dest_port: int, *, defaults: bool = False, pg: str
     if defaults:
         del config["SyncStorageArea"], config["StorageCompression"]
     if pg:
-        from urllib.parse import urlsplit
-
-        url = urlsplit(fresh_database(pg, "bench_orthanc"))
-        config["Plugins"] = [ORTHANC_PG_PLUGIN]
-        config["PostgreSQL"] = {
-            "EnableIndex": True, "EnableStorage": False, "Host": url.hostname,
-            "Port": url.port or 5432, "Database": url.path.lstrip("/"),
-            "Username": url.username or "postgres", "Password": url.password or "",
-            "Lock": False,
-        }  # fmt: skip
+        config.update(orthanc_postgresql(fresh_database(pg, "bench_orthanc")))
     path = work / "orthanc.json"
     path.write_text(json.dumps(config))
     log = work / "orthanc.log"

@@ -632,13 +632,17 @@ def main() -> None:
     print(f"\nwritten to {out_path}")
 
 
+#: The C-STORE cases, in the order the tables list them.
+STORE_CASES = ("small x1", "small x4", "ct x1", "ct x4", "small x4 indexed")
+
+
 def print_table(results: dict[str, object]) -> None:
     store: dict[str, dict[str, float]] = results["store"]  # type: ignore[assignment]
     print(
         "\nC-STORE instances/s (median)   noctis   orthanc      noop noop-wake"
         "  /orthanc  /noop  /noop-wake"
     )
-    for case in ("small x1", "small x4", "ct x1", "ct x4", "small x4 indexed"):
+    for case in STORE_CASES:
         n, o, p, w = (
             store.get(t, {}).get(case, float("nan"))
             for t in ("noctis", "orthanc", "noop-pynetdicom", "noop-wakeup")
@@ -649,7 +653,7 @@ def print_table(results: dict[str, object]) -> None:
         print(
             "\nA/B against --baseline-src (instances/s, ratio new/base, new/orthanc, base/orthanc)"
         )
-        for case in ("small x1", "small x4", "ct x1", "ct x4", "small x4 indexed"):
+        for case in STORE_CASES:
             n, b, o = (
                 store.get(t, {}).get(case, float("nan"))
                 for t in ("noctis", "noctis-base", "orthanc")

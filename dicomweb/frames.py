@@ -23,7 +23,7 @@ from dicomweb.auth import principal_of
 from dicomweb.errors import BadRequest, NotAcceptable, NotFound
 from dicomweb.multipart import new_boundary, related_content_type, write_parts
 from dicomweb.negotiation import MediaRange, parse_accept
-from dicomweb.resources import Context, locate_or_404, path_uids
+from dicomweb.resources import Context, gathered, locate_or_404, path_uids
 from noctis_pacs.core.transcode import can_decode, decode_frame
 from storage.archive import Archive, InstanceLocation
 
@@ -148,7 +148,7 @@ def frames_response(
         )
     if len(numbers) == 1:
         return Response(b"".join(write_parts(boundary, parts)), media_type=content_type)
-    return StreamingResponse(write_parts(boundary, parts), media_type=content_type)
+    return StreamingResponse(gathered(write_parts(boundary, parts)), media_type=content_type)
 
 
 def make_frames_endpoint(ctx: Context) -> Any:

@@ -16,12 +16,11 @@ the store, so a conversion that fails is a 406 naming the instance, never a
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
@@ -30,7 +29,14 @@ from dicomweb.auth import principal_of
 from dicomweb.errors import NotAcceptable
 from dicomweb.multipart import framing_size, new_boundary, related_content_type, write_parts
 from dicomweb.negotiation import choose
-from dicomweb.resources import Context, describe, locate_or_404, path_uids, require_blobs
+from dicomweb.resources import (
+    Context,
+    describe,
+    gathered,
+    locate_or_404,
+    path_uids,
+    require_blobs,
+)
 from noctis_pacs.core.transcode import ConversionError, can_convert, convert_bytes
 from storage.archive import Archive, InstanceLocation
 
@@ -145,35 +151,6 @@ def _sent_then_discarded(body: Iterator[bytes], parts: list[Part]) -> Iterator[b
         yield from body
     finally:
         discard(parts)
-
-
-async def gathered(body: Iterator[bytes], budget: int = CHUNK) -> AsyncIterator[bytes]:
-    """``body``'s chunks, read in a worker thread ``budget`` bytes at a time.
-
-    Starlette runs a plain iterator's every step in a worker thread: for a series of
-    512x512 CT slices that is two thread hand-offs per instance (its part head, its
-    file). Here one hand-off reads as many chunks as fit in ``budget`` (the chunks are
-    not copied), and they are sent one after the other from the event loop: a series
-    of 256 slices went from 494 to 621 MB/s (docs/performance.md, issue 15)."""
-
-    def take() -> list[bytes]:
-        batch: list[bytes] = []
-        size = 0
-        for chunk in body:
-            batch.append(chunk)
-            size += len(chunk)
-            if size >= budget:
-                break
-        return batch
-
-    try:
-        while batch := await run_in_threadpool(take):
-            for chunk in batch:
-                yield chunk
-    finally:
-        close = getattr(body, "close", None)
-        if close is not None:
-            close()  # a client gone mid-body: the body's own clean-up (scratch files)
 
 
 def make_retrieve_endpoint(ctx: Context) -> Any:

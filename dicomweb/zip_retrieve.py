@@ -29,7 +29,14 @@ from starlette.responses import StreamingResponse
 from dicomweb.auth import principal_of
 from dicomweb.errors import NotAcceptable
 from dicomweb.multipart import parse_media_type, split_params
-from dicomweb.resources import Context, describe, locate_or_404, path_uids, require_blobs
+from dicomweb.resources import (
+    Context,
+    describe,
+    gathered,
+    locate_or_404,
+    path_uids,
+    require_blobs,
+)
 from storage.archive import Archive, InstanceLocation
 
 ZIP = "application/zip"
@@ -117,7 +124,7 @@ def with_zip(ctx: Context, retrieve: Callable[[Request], Any]) -> Callable[[Requ
         require_blobs(archive, locations, what)
         filename = f"{series or study}.zip"
         return StreamingResponse(
-            zip_stream(archive, locations),
+            gathered(zip_stream(archive, locations)),
             media_type=ZIP,
             headers={
                 "Content-Disposition": f'attachment; filename="{filename}"',

@@ -32,7 +32,7 @@ from tests.dicomweb_support import (
     split_multipart,
     stow_headers,
 )
-from tests.factory import mixed_syntax_study, uid
+from tests.factory import ct_series, mixed_syntax_study, to_bytes, uid
 
 DICOM_PARTS = 'multipart/related; type="application/dicom"'
 
@@ -111,9 +111,9 @@ def _scratch_files(server: RunningServer) -> list[Path]:
 
 def test_converted_parts_leave_no_scratch_file(server: RunningServer) -> None:
     """Converted parts are spooled to scratch files before the first byte (the body's
-    length is known) and sent from a worker thread in batches (``wado.gathered``): the
-    files are gone once the body is sent, and when the client leaves after its first
-    bytes."""
+    length is known) and sent from a worker thread in batches (``resources.gathered``):
+    the files are gone once the body is sent, and when the client leaves after its first
+    bytes of a body far larger than the socket buffers (32 CT slices, 16 MiB converted)."""
     study = uid()
     _stow(server, mixed_syntax_study(study))
     accept = DICOM_PARTS + f"; transfer-syntax={ExplicitVRBigEndian}"
@@ -121,10 +121,13 @@ def test_converted_parts_leave_no_scratch_file(server: RunningServer) -> None:
     assert whole.status_code == 200
     assert int(whole.headers["content-length"]) == len(whole.content)
     assert _scratch_files(server) == []
+    big = uid()
+    _stow(server, [to_bytes(ds) for ds in ct_series(32, 512, study_uid=big)])
     with httpx.stream(
-        "GET", f"{server.dicomweb_url}/studies/{study}", headers={"Accept": accept}, timeout=60
+        "GET", f"{server.dicomweb_url}/studies/{big}", headers={"Accept": accept}, timeout=60
     ) as response:
         assert response.status_code == 200
+        assert int(response.headers["content-length"]) > 16 << 20
         next(response.iter_raw(1024))
     deadline = time.monotonic() + 10
     while _scratch_files(server) and time.monotonic() < deadline:

@@ -1,7 +1,7 @@
-"""C-STORE requests decoded by dimse/receive.py instead of pynetdicom's decoder, with the
-same results: PS3.8 E.2 message fragments (command and data set, in any number of PDVs
-and PDUs), PS3.7 9.3.1.1 C-STORE-RQ fields, PS3.4 B.2.3 statuses; anything else goes to
-pynetdicom unchanged."""
+"""C-STORE and C-ECHO requests decoded by dimse/receive.py instead of pynetdicom's
+decoder, with the same results: PS3.8 E.2 message fragments (command and data set, in
+any number of PDVs and PDUs), PS3.7 9.3.1.1 C-STORE-RQ and 9.3.5.1 C-ECHO-RQ fields,
+PS3.4 B.2.3 statuses; anything else goes to pynetdicom unchanged."""
 
 from __future__ import annotations
 
@@ -109,15 +109,86 @@ def test_accepted_associations_receive_through_the_store_receiver(tmp_path: Path
         assert isinstance(receive.receiving(accepted), receive.StoreReceiver)
 
 
-def test_a_store_is_decoded_here_and_an_echo_by_pynetdicom(tmp_path: Path) -> None:
+def test_a_store_and_an_echo_are_decoded_here(tmp_path: Path) -> None:
     with _association(tmp_path) as (assoc, accepted, archive, _, _):
         passed_on = _passed_on(accepted)
         ds = make_dataset()
         assert assoc.send_c_store(ds).Status == 0x0000
-        assert assoc.send_c_echo().Status == 0x0000
+        echoed = assoc.send_c_echo()
         stored = archive.locate_uids(sop_uid=str(ds.SOPInstanceUID))
-    assert passed_on == ["03"]  # the echo's one command fragment, nothing of the store
+    assert echoed.Status == 0x0000
+    assert passed_on == []  # nothing of either went through pynetdicom's decoder
     assert stored
+
+
+def _echo_request(message_id: int, data_set_type: int = 0x0101) -> bytes:
+    """PS3.7 9.3.5.1 C-ECHO-RQ: Affected SOP Class UID, Command Field 0030H, Message ID,
+    Command Data Set Type (0101H: none)."""
+    return command_set(
+        [
+            (0x0002, uid(str(Verification))),
+            (0x0100, us(0x0030)),
+            (0x0110, us(message_id)),
+            (0x0800, us(data_set_type)),
+        ]
+    )
+
+
+def _verification_context(assoc: Any) -> int:
+    (context,) = [c for c in assoc.accepted_contexts if c.abstract_syntax == Verification]
+    return int(context.context_id)
+
+
+def test_an_echo_and_a_store_in_one_pdu_are_both_answered(tmp_path: Path) -> None:
+    """PS3.8 9.3.5.1: a P-DATA-TF carries one or more PDVs, here the whole C-ECHO-RQ and
+    then a C-STORE-RQ; each gets its response (PS3.7 9.3.5.2, 9.3.1.2), in order."""
+    with _association(tmp_path) as (assoc, accepted, archive, cx, _):
+        passed_on = _passed_on(accepted)
+        ds = make_dataset()
+        command, data = _store_request(ds, message_id=12)
+        echo_cx = _verification_context(assoc)
+        echoed, stored = _exchange(
+            assoc,
+            _pdu(
+                _pdv(echo_cx, 0x03, _echo_request(11)),
+                _pdv(cx, 0x03, command),
+                _pdv(cx, 0x02, data),
+            ),
+            responses=2,
+        )
+        located = archive.locate_uids(sop_uid=str(ds.SOPInstanceUID))
+    assert (echoed.MessageIDBeingRespondedTo, echoed.Status) == (11, 0x0000)
+    assert str(echoed.AffectedSOPClassUID) == str(Verification)
+    assert (stored.MessageIDBeingRespondedTo, stored.Status) == (12, 0x0000)
+    assert located
+    assert passed_on == []
+
+
+def test_an_echo_this_receiver_cannot_take_goes_to_pynetdicom(tmp_path: Path) -> None:
+    """A C-ECHO-RQ whose Message ID is not one US value is pynetdicom's to judge: its
+    command fragment is handed on whole."""
+    with _association(tmp_path) as (assoc, accepted, _, _, _):
+        passed_on = _passed_on(accepted)
+        odd = command_set(
+            [
+                (0x0002, uid(str(Verification))),
+                (0x0100, us(0x0030)),
+                (0x0110, b"\x05\x00\x00\x00"),  # four bytes: not one US value
+                (0x0800, us(0x0101)),
+            ]
+        )
+        echo_cx = _verification_context(assoc)
+        assoc._reactor_checkpoint.clear()
+        while not assoc._is_paused:
+            time.sleep(0.001)
+        try:
+            assoc.dul.socket.send(_pdu(_pdv(echo_cx, 0x03, odd)))
+            deadline = time.monotonic() + 5
+            while not passed_on and time.monotonic() < deadline:
+                time.sleep(0.01)
+        finally:
+            assoc._reactor_checkpoint.set()
+    assert passed_on == ["03"]
 
 
 def test_fragments_split_anywhere_give_the_same_instance(tmp_path: Path) -> None:
@@ -169,23 +240,18 @@ def _elements_of(command: bytes) -> list[tuple[int, bytes]]:
     return out
 
 
-def test_a_command_set_that_does_not_decode_goes_to_pynetdicom(tmp_path: Path) -> None:
-    """A C-ECHO-RQ (not a store) is passed on whole, even split over two PDUs."""
+def test_an_echo_split_over_two_pdus_is_decoded_here(tmp_path: Path) -> None:
+    """PS3.8 E.2: a C-ECHO-RQ command set in two fragments, in two PDUs, is one message."""
     with _association(tmp_path) as (assoc, accepted, _, _, _):
         passed_on = _passed_on(accepted)
-        echo_cx = next(
-            int(c.context_id) for c in assoc.accepted_contexts if c.abstract_syntax == Verification
-        )
-        echo = command_set(
-            [(0x0002, uid(Verification)), (0x0100, us(0x0030)), (0x0110, us(9)),
-             (0x0800, us(0x0101))]
-        )  # fmt: skip
+        echo_cx = _verification_context(assoc)
+        echo = _echo_request(9)
         response = _exchange(
             assoc, _pdu(_pdv(echo_cx, 0x01, echo[:12])), _pdu(_pdv(echo_cx, 0x03, echo[12:]))
         )
         assert response.Status == 0x0000
         assert response.MessageIDBeingRespondedTo == 9
-    assert passed_on == ["01", "03"]
+    assert passed_on == []
 
 
 def _echo_on_a_new_association(port: int) -> None:

@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import struct
 
-#: PS3.7 E.2: C-STORE-RQ and C-STORE-RSP command fields.
+#: PS3.7 E.2: C-STORE-RQ, C-STORE-RSP and C-ECHO-RQ command fields.
 C_STORE_RQ = 0x0001
 C_STORE_RSP = 0x8001
+C_ECHO_RQ = 0x0030
 #: PS3.7 E.1-1: Command Data Set Type when no data set follows.
 NO_DATA_SET = 0x0101
 

@@ -145,12 +145,28 @@ class DimseListener(ThreadedAssociationServer):
         if hand_off is not None and hand_off(request, client_address):
             request.close()  # our copy only: the other process holds the connection
             return
-        super().process_request(request, client_address)
+        self._start(request, client_address)
 
     def serve_connection(self, connection: socket.socket, address: Address) -> None:
-        """Serve a connection accepted elsewhere (a worker's hand-off), on its own thread."""
+        """Serve a connection accepted elsewhere (a worker's hand-off)."""
         set_nodelay_on(connection)
-        super().process_request(connection, address)
+        self._start(connection, address)
+
+    def _start(self, request: Any, client_address: Address) -> None:
+        """Start serving a connection. socketserver gives each one a thread, whose only
+        work is to create the association and start the association's own thread; with
+        the fast path and no TLS handshake to wait for, that is done here instead (one
+        thread start less per association: docs/performance.md, issue 15)."""
+        if self.fast_path is None or self.ssl_context is not None:
+            super().process_request(request, client_address)
+        else:
+            self.process_request_thread(request, client_address)
+
+    def service_actions(self) -> None:
+        """socketserver's hook after each request: pynetdicom's runs a full garbage
+        collection every 60 connections (for association threads it saw linger), which
+        stops every thread of the process for ~10-20 ms with the archive's objects
+        loaded; the interpreter's own collector is left to do it, as it does elsewhere."""
 
     def process_request_thread(self, request: Any, client_address: Address) -> None:
         if self.ssl_context is not None:

@@ -15,6 +15,11 @@ as before), and the data set fragments go into the association's spool
 (``spool``: a blob writer of the store, behind the store's Part 10 header). The
 finished primitive is queued exactly where pynetdicom queues it.
 
+A C-ECHO-RQ (PS3.7 9.3.5, no data set) is decoded the same way into its primitive
+(Message ID and Affected SOP Class UID) and queued; pynetdicom's decode of its command
+set through pydicom was a quarter of a C-ECHO round trip (docs/performance.md, issue
+15).
+
 Every other message, and a C-STORE whose command set does not decode, is handed to
 pynetdicom's own ``receive_primitive`` unchanged: the P-DATA primitives held while
 the command set was incomplete are passed on in order, so pynetdicom sees the
@@ -40,13 +45,21 @@ from io import BytesIO
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from pydicom import config
 from pydicom.uid import UID
 from pynetdicom import evt
 from pynetdicom.association import Association
-from pynetdicom.dimse_primitives import C_STORE
+from pynetdicom.dimse_primitives import C_ECHO, C_STORE
 from pynetdicom.pdu_primitives import P_DATA
 
-from dimse.fastpath.command import C_STORE_RQ, NO_DATA_SET, parse_command, read_text, read_us
+from dimse.fastpath.command import (
+    C_ECHO_RQ,
+    C_STORE_RQ,
+    NO_DATA_SET,
+    parse_command,
+    read_text,
+    read_us,
+)
 from dimse.fastpath.pdu import P_DATA_TF, PDU_HEADER, PduReader, pdv_items
 from dimse.fastpath.spool import FileMeta, ReceiveSpool, open_spool
 
@@ -101,7 +114,13 @@ class StoreReceiver:
                     return
                 self.held.clear()
                 self.command.clear()
-                self._data(values[index + 1 :])
+                rest = values[index + 1 :]
+                if self.spool is not None:
+                    self._data(rest)
+                elif rest:  # a C-ECHO, answered; the next message began in the same PDU
+                    following = P_DATA()
+                    following.presentation_data_value_list.extend(rest)
+                    self(following)
                 return
 
     def _to_pynetdicom(self) -> None:
@@ -115,7 +134,10 @@ class StoreReceiver:
         C-STORE-RQ with a data set left to pynetdicom counts as a fallback)."""
         try:
             elements = parse_command(bytes(self.command))
-            if read_us(elements, 0x0100) != C_STORE_RQ:
+            field = read_us(elements, 0x0100)
+            if field == C_ECHO_RQ:
+                return self._echo(elements, context_id)
+            if field != C_STORE_RQ:
                 return False
             if read_us(elements, 0x0800) == NO_DATA_SET:
                 return False
@@ -126,6 +148,25 @@ class StoreReceiver:
             self.counters.fallback("receive", request)
             return False
         self.counters.hit("receive")
+        return True
+
+    def _echo(self, elements: dict[int, bytes], context_id: int) -> bool:
+        """Queue a C-ECHO request decoded here; False where pynetdicom decodes it."""
+        if self.assoc.get_handlers(evt.EVT_DIMSE_RECV):
+            return False
+        if context_id not in self.assoc._accepted_cx:
+            return False
+        try:
+            if read_us(elements, 0x0800) != NO_DATA_SET:
+                return False
+            request = C_ECHO()
+            request.MessageID = read_us(elements, 0x0110)
+            _set_uid(request, "AffectedSOPClassUID", read_text(elements, 0x0002))
+        except (KeyError, ValueError, TypeError):
+            return False  # pynetdicom decodes it and says what is wrong
+        if not request.AffectedSOPClassUID:
+            return False
+        self.assoc.dimse.msg_queue.put((context_id, request))
         return True
 
     def _request(self, elements: dict[int, bytes], context_id: int) -> C_STORE | str:
@@ -204,12 +245,13 @@ _UID_FIELDS = {
 }
 
 
-def _set_uid(request: C_STORE, field: str, value: str) -> None:
+def _set_uid(request: C_STORE | C_ECHO, field: str, value: str) -> None:
     """Set a UID field of the request: a conformant UID directly (it passes every check
     pynetdicom's setter makes, which are costly), anything else through the setter
     (which warns, or raises ``ValueError`` for an invalid one)."""
     if len(value) <= 64 and _CONFORMANT_UID.fullmatch(value):
-        setattr(request, _UID_FIELDS[field], UID(value))
+        # Checked just above: pydicom's own check (a second regular expression) skipped.
+        setattr(request, _UID_FIELDS[field], UID(value, validation_mode=config.IGNORE))
     else:
         setattr(request, field, value)
 

@@ -471,8 +471,14 @@ class Archive:
         return self.blobs.local_path(location.blob_key)
 
     def iter_blob(self, location: InstanceLocation, chunk: int = 1 << 20) -> Iterator[bytes]:
+        """The stored file's bytes, in reads of at most ``chunk``: as many as the index
+        records (``location.size``, which a retrieve's Content-Length counts), so a file
+        smaller than ``chunk`` is one read of its own size, not a ``chunk``-sized buffer
+        and a second read to find its end."""
+        remaining = location.size if location.size > 0 else 1 << 62  # unknown: to its end
         with self.blobs.open(location.blob_key) as fh:
-            while data := fh.read(chunk):
+            while remaining > 0 and (data := fh.read(min(chunk, remaining))):
+                remaining -= len(data)
                 yield data
 
     def has_pixel_data(self, location: InstanceLocation) -> bool:

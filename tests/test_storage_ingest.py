@@ -415,3 +415,20 @@ def test_study_lists_merge_new_values_sorted_and_shrink_on_delete(archive: Archi
     (row,) = archive.query(_q("STUDY", StudyInstanceUID=study)).rows
     assert row["ModalitiesInStudy"] == ["CT", "MR"]
     assert row["SOPClassesInStudy"] == [ct_image, mr_image]
+
+
+def test_a_stored_file_is_read_back_in_reads_of_its_recorded_size(archive: Archive) -> None:
+    """``iter_blob`` reads exactly the recorded size: one read when the file is smaller
+    than the chunk (WADO-RS reads 4 MiB chunks of 512 KiB slices), reads of at most the
+    chunk otherwise, the whole file either way."""
+    data = to_bytes(make_dataset(rows=64, columns=64))
+    outcome = archive.store_bytes(data, ORIGIN)
+    assert outcome.status is Status.STORED
+    (location,) = archive.locate_uids(sop_uid=outcome.sop_instance_uid)
+    assert location.size == len(data)
+    whole = list(archive.iter_blob(location, 4 << 20))
+    assert [len(c) for c in whole] == [len(data)]
+    pieces = list(archive.iter_blob(location, 1000))
+    assert all(len(c) <= 1000 for c in pieces)
+    assert len(pieces) == -(-len(data) // 1000)
+    assert b"".join(pieces) == data == whole[0]

@@ -130,8 +130,9 @@ class StoreReceiver:
             self.pynetdicom_receive(primitive)
 
     def _begin(self, context_id: int) -> bool:
-        """Start receiving the data set of a C-STORE-RQ; False for anything else (a
-        C-STORE-RQ with a data set left to pynetdicom counts as a fallback)."""
+        """Start receiving the data set of a C-STORE-RQ, or queue a C-ECHO-RQ; False for
+        anything else (a C-STORE-RQ with a data set left to pynetdicom counts as a
+        fallback)."""
         try:
             elements = parse_command(bytes(self.command))
             field = read_us(elements, 0x0100)

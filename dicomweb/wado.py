@@ -38,7 +38,7 @@ from dicomweb.resources import (
     require_blobs,
 )
 from noctis_pacs.core.transcode import ConversionError, can_convert, convert_bytes
-from storage.archive import Archive, InstanceLocation
+from storage.archive import Archive, InstanceLocation, read_sized
 
 CHUNK = 4 << 20
 
@@ -101,8 +101,7 @@ class Part:
             yield self.data
         elif self.scratch is not None:
             with open(self.scratch, "rb") as fh:
-                while chunk := fh.read(CHUNK):
-                    yield chunk
+                yield from read_sized(fh, self.size, CHUNK)
         else:
             yield from archive.iter_blob(self.plan.location, CHUNK)
 

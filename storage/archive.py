@@ -178,6 +178,17 @@ def archive_missing(settings: Settings) -> str | None:
     return None
 
 
+def read_sized(fh: BinaryIO, size: int, chunk: int) -> Iterator[bytes]:
+    """``size`` bytes of ``fh`` (to its end when ``size`` is not positive), in reads of at
+    most ``chunk``: a file smaller than ``chunk`` is one read of its own size, not a
+    ``chunk``-sized buffer shrunk to it (a copy) and a second read to find its end
+    (a WADO-RS series of 512 KiB slices read with 4 MiB reads: docs/performance.md)."""
+    remaining = size if size > 0 else 1 << 62
+    while remaining > 0 and (data := fh.read(min(chunk, remaining))):
+        remaining -= len(data)
+        yield data
+
+
 class Archive:
     def __init__(self, settings: Settings, *, db: Database | None = None) -> None:
         self.settings = settings
@@ -471,15 +482,10 @@ class Archive:
         return self.blobs.local_path(location.blob_key)
 
     def iter_blob(self, location: InstanceLocation, chunk: int = 1 << 20) -> Iterator[bytes]:
-        """The stored file's bytes, in reads of at most ``chunk``: as many as the index
-        records (``location.size``, which a retrieve's Content-Length counts), so a file
-        smaller than ``chunk`` is one read of its own size, not a ``chunk``-sized buffer
-        and a second read to find its end."""
-        remaining = location.size if location.size > 0 else 1 << 62  # unknown: to its end
+        """The stored file's bytes as the index records its size (which a retrieve's
+        Content-Length counts), in reads of at most ``chunk`` (``read_sized``)."""
         with self.blobs.open(location.blob_key) as fh:
-            while remaining > 0 and (data := fh.read(min(chunk, remaining))):
-                remaining -= len(data)
-                yield data
+            yield from read_sized(fh, location.size, chunk)
 
     def has_pixel_data(self, location: InstanceLocation) -> bool:
         """Whether the instance holds Pixel Data, Float or Double Float Pixel Data (as

@@ -151,11 +151,17 @@ class StoreReceiver:
         self.counters.hit("receive")
         return True
 
+    def _not_here(self, context_id: int) -> str | None:
+        """Why a request on ``context_id`` is pynetdicom's to decode, if it is."""
+        if self.assoc.get_handlers(evt.EVT_DIMSE_RECV):
+            return "EVT_DIMSE_RECV is bound"  # someone watches decoded messages
+        if context_id not in self.assoc._accepted_cx:
+            return "no accepted presentation context"
+        return None
+
     def _echo(self, elements: dict[int, bytes], context_id: int) -> bool:
         """Queue a C-ECHO request decoded here; False where pynetdicom decodes it."""
-        if self.assoc.get_handlers(evt.EVT_DIMSE_RECV):
-            return False
-        if context_id not in self.assoc._accepted_cx:
+        if self._not_here(context_id) is not None:
             return False
         try:
             if read_us(elements, 0x0800) != NO_DATA_SET:
@@ -172,11 +178,10 @@ class StoreReceiver:
 
     def _request(self, elements: dict[int, bytes], context_id: int) -> C_STORE | str:
         """The C-STORE request, its spool open; or why pynetdicom receives it instead."""
-        if self.assoc.get_handlers(evt.EVT_DIMSE_RECV):
-            return "EVT_DIMSE_RECV is bound"  # someone watches decoded messages
-        context = self.assoc._accepted_cx.get(context_id)
-        if context is None:
-            return "no accepted presentation context"
+        reason = self._not_here(context_id)
+        if reason is not None:
+            return reason
+        context = self.assoc._accepted_cx[context_id]
         try:
             request = C_STORE()
             request.MessageID = read_us(elements, 0x0110)

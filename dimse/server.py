@@ -21,7 +21,7 @@ from dimse.fastpath.listener import (
 )
 from dimse.services import Services, build_services
 from dimse.tls import server_context
-from noctis_pacs.core.metrics import Metrics
+from noctis_pacs.core.metrics import Metric, Metrics
 from noctis_pacs.core.settings import Settings
 from storage.archive import Archive
 
@@ -51,6 +51,8 @@ class WorkerPool(Protocol):
     def hand_off(self, connection: socket.socket, address: Any) -> bool: ...
 
     def local_closed(self) -> None: ...
+
+    def collect_metrics(self) -> list[list[Metric]]: ...
 
     @property
     def pids(self) -> list[int]: ...
@@ -106,6 +108,8 @@ class DimseServer:
         extra = dimse.workers - 1
         if self.primary and extra > 0 and self._spawn_workers is not None:
             self._workers = self._spawn_workers(self.settings, extra)
+            # /metrics counts the associations the workers serve too.
+            self.metrics.add_source(self._workers.collect_metrics)
         hand_off = self._workers.hand_off if self._workers is not None else None
         on_closed = self._workers.local_closed if self._workers is not None else self._on_closed
         listener = listener_class(

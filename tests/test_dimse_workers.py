@@ -11,7 +11,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 from pydicom.dataset import Dataset
 from pynetdicom import build_context
 from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelFind as StudyRootFind
@@ -157,3 +159,50 @@ def test_connections_are_spread_evenly_and_a_dead_worker_is_bypassed(
         assert assoc.send_c_echo().Status == 0x0000
         assoc.release()
     assert server.process.poll() is None
+
+
+def _echo_counts(server: RunningServer) -> tuple[float, float]:
+    """C-ECHO successes and timed C-ECHO operations as /metrics reports them."""
+    text = httpx.get(f"{server.http_url}/metrics", timeout=30).text
+    found = {
+        sample.name: sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.labels.get("operation") == "C-ECHO"
+        and sample.labels.get("status", "0x0000") == "0x0000"
+        and sample.name.endswith(("_total", "_count"))
+    }
+    return (
+        found.get("noctis_dimse_operations_total", 0.0),
+        found.get("noctis_dimse_duration_seconds_count", 0.0),
+    )
+
+
+def test_metrics_count_the_associations_every_worker_served(
+    server_factory: Callable[..., RunningServer],
+) -> None:
+    """/metrics of the serving process adds the workers' counters and histograms to
+    its own: six associations spread over three processes, two C-ECHOs each, are
+    twelve. A worker that has died is counted as it last answered."""
+    server = server_factory(dimse_extra="workers = 3")
+    assert _echo_counts(server) == (0.0, 0.0)
+    held = _open_echo_associations(server.dimse_port, 6)
+    try:
+        assert _spread(server, 6)[-3:] == [2, 2, 2]
+        for assoc in held:
+            for _ in range(2):
+                assert assoc.send_c_echo().Status == 0x0000
+    finally:
+        for assoc in held:
+            assoc.release()
+    assert _echo_counts(server) == (12.0, 12.0)
+
+    victim = max(pid for pid in process_tree(server.process.pid) if pid != server.process.pid)
+    os.kill(victim, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and _alive(victim):
+        time.sleep(0.05)
+    assoc = associate(server.dimse_port)
+    assert assoc.send_c_echo().Status == 0x0000
+    assoc.release()
+    assert _echo_counts(server) == (13.0, 13.0)

@@ -26,8 +26,11 @@ ends first) and ``closed`` after each association; it stops on ``stop`` or when 
 pipe closes (the serving process died). A worker that has died is not handed
 connections: the serving process takes them itself.
 
-Metrics of a worker stay in that worker's registry: the HTTP ``/metrics``
-endpoint of the serving process shows only the associations it served itself.
+Metrics: a worker counts in its own registry; when ``/metrics`` is scraped the
+serving process asks each worker for its families over the pipe (``METRICS``)
+and adds their counters and histograms to its own (``Metrics.add_source``), so
+the endpoint counts every association whichever process served it. A worker
+that does not answer in time, or has died, is counted as it last answered.
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ import queue
 import signal
 import socket
 import threading
+import time
 from multiprocessing import reduction
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
@@ -47,6 +51,7 @@ from types import FrameType
 from typing import Any
 
 from noctis_pacs.app.runtime import settle
+from noctis_pacs.core.metrics import Metric
 from noctis_pacs.core.settings import Settings
 
 log = logging.getLogger("noctis.dimse.workers")
@@ -63,6 +68,11 @@ GONE = "gone"
 STOP = "stop"
 #: Serving process -> worker: ``(CONNECTION, peer address)``, then the socket's descriptor.
 CONNECTION = "connection"
+#: Serving process -> worker: ``(METRICS, number)``; the worker answers
+#: ``(METRICS, number, families)`` with its metric families.
+METRICS = "metrics"
+#: Seconds a scrape waits for a worker's metric families.
+METRICS_TIMEOUT = 2.0
 #: Seconds a worker has to import, open the archive and report ready.
 START_TIMEOUT = 60.0
 #: Seconds a worker has to finish its associations after being asked to stop.
@@ -92,15 +102,16 @@ def run_worker(settings: Settings, pipe: Connection) -> None:
     configure_logging(settings.logging.level, settings.logging.format)
     sending = threading.Lock()
 
-    def report(message: str) -> None:
+    def report(message: object) -> None:
         with sending, contextlib.suppress(OSError, ValueError):
             pipe.send(message)
 
     archive = Archive(settings)
+    metrics = build_metrics()
     server = DimseServer(
         settings=settings,
         archive=archive,
-        metrics=build_metrics(),
+        metrics=metrics,
         primary=False,
         on_closed=lambda: report(CLOSED),
     )
@@ -112,6 +123,9 @@ def run_worker(settings: Settings, pipe: Connection) -> None:
             message = pipe.recv()  # EOFError when the serving process dies
             if message == STOP:
                 break
+            if isinstance(message, tuple) and message[0] == METRICS:
+                report((METRICS, message[1], metrics.families()))
+                continue
             if isinstance(message, tuple) and message[0] == CONNECTION:
                 connection = socket.socket(fileno=reduction.recv_handle(pipe))
                 report(TAKEN)
@@ -135,6 +149,12 @@ class _Worker:
     answers: queue.Queue[str] = dataclasses.field(default_factory=queue.Queue)
     #: A hand-off is two writes; a ``stop`` from another thread must not split them.
     sending: threading.Lock = dataclasses.field(default_factory=threading.Lock)
+    #: ``(METRICS, number, families)`` answers, for the scrape awaiting ``number``.
+    metrics: queue.Queue[tuple[str, int, list[Metric]]] = dataclasses.field(
+        default_factory=queue.Queue
+    )
+    #: The families it last reported: counted while it does not answer, or after it died.
+    families: list[Metric] = dataclasses.field(default_factory=list)
 
 
 class WorkerPool:
@@ -145,6 +165,10 @@ class WorkerPool:
         self._lock = threading.Lock()
         #: Associations the serving process itself serves.
         self._local_open = 0
+        #: One scrape at a time; ``_scrapes`` numbers them so a late answer is not
+        #: taken for the next scrape's.
+        self._scraping = threading.Lock()
+        self._scrapes = 0
 
     @classmethod
     def spawn(cls, settings: Settings, *, count: int) -> WorkerPool:
@@ -200,6 +224,8 @@ class WorkerPool:
                     worker.open = max(0, worker.open - 1)
             elif message == TAKEN:
                 worker.answers.put(TAKEN)
+            elif isinstance(message, tuple) and message[0] == METRICS:
+                worker.metrics.put(message)
         worker.answers.put(GONE)
         with self._lock:
             alive, worker.alive = worker.alive, False
@@ -247,6 +273,34 @@ class WorkerPool:
         """One association served by the serving process has ended."""
         with self._lock:
             self._local_open = max(0, self._local_open - 1)
+
+    def collect_metrics(self) -> list[list[Metric]]:
+        """Every worker's metric families, asked for now (``METRICS``); a worker that
+        does not answer within ``METRICS_TIMEOUT`` counts as it last answered."""
+        with self._scraping:
+            self._scrapes += 1
+            number = self._scrapes
+            asked = []
+            for worker in list(self._workers):
+                if not worker.alive:
+                    continue
+                try:
+                    with worker.sending:
+                        worker.pipe.send((METRICS, number))
+                except (OSError, ValueError):
+                    continue
+                asked.append(worker)
+            deadline = time.monotonic() + METRICS_TIMEOUT
+            for worker in asked:
+                while (left := deadline - time.monotonic()) > 0:
+                    try:
+                        _, answered, families = worker.metrics.get(timeout=left)
+                    except queue.Empty:
+                        break
+                    if answered == number:
+                        worker.families = families
+                        break
+            return [worker.families for worker in self._workers]
 
     @property
     def open_associations(self) -> list[int]:

@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.core import Metric as Metric
 from prometheus_client.registry import Collector
 
 from noctis_pacs.core.audit_message import ExportStats
+
+#: Another process's metric families (a DIMSE worker's), to add to this process's own.
+MetricSource = Callable[[], list[list[Metric]]]
+
+#: Families whose samples add up across processes; a gauge is the serving process's own.
+_ADDITIVE = frozenset({"counter", "histogram", "summary"})
 
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 
@@ -27,9 +34,66 @@ class Metrics:
     route_queue: Gauge
     route_oldest_seconds: Gauge
     route_deliveries: Counter
+    #: Other processes whose counters this process's /metrics includes (DIMSE workers).
+    sources: list[MetricSource] = field(default_factory=list)
+
+    def add_source(self, source: MetricSource) -> None:
+        self.sources.append(source)
 
     def exposition(self) -> bytes:
-        return generate_latest(self.registry)
+        if not self.sources:
+            return generate_latest(self.registry)
+        others = [families for source in self.sources for families in source()]
+        return generate_latest(_Merged(self.registry, others))
+
+    def families(self) -> list[Metric]:
+        """This process's own metric families, as a worker reports them."""
+        return list(self.registry.collect())
+
+
+class _Merged(Collector):
+    """This process's registry with other processes' counters and histograms added."""
+
+    def __init__(self, registry: CollectorRegistry, others: list[list[Metric]]) -> None:
+        self.registry = registry
+        self.others = others
+
+    def collect(self) -> Iterator[Metric]:
+        return iter(merge_families(self.registry.collect(), self.others))
+
+
+def merge_families(own: Iterable[Metric], others: list[list[Metric]]) -> list[Metric]:
+    """``own`` with the samples of ``others`` added, per metric family and label set.
+
+    Counters, histograms and summaries add up (their ``_created`` timestamp is the
+    earliest); gauges and families this process does not have are left out: a
+    gauge's meaning (a queue length, an age) is the serving process's.
+    """
+    merged = list(own)
+    by_name = {family.name: family for family in merged if family.type in _ADDITIVE}
+    for families in others:
+        for family in families:
+            mine = by_name.get(family.name)
+            if mine is None or family.type != mine.type:
+                continue
+            where = {
+                (s.name, tuple(sorted(s.labels.items()))): i for i, s in enumerate(mine.samples)
+            }
+            for sample in family.samples:
+                key = (sample.name, tuple(sorted(sample.labels.items())))
+                at = where.get(key)
+                if at is None:
+                    where[key] = len(mine.samples)
+                    mine.samples.append(sample)
+                    continue
+                ours = mine.samples[at]
+                value = (
+                    min(ours.value, sample.value)
+                    if sample.name.endswith("_created")
+                    else ours.value + sample.value
+                )
+                mine.samples[at] = ours._replace(value=value)
+    return merged
 
 
 def build_metrics() -> Metrics:

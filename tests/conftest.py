@@ -7,7 +7,9 @@ server fails the run instead of skipping.
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -33,6 +35,10 @@ FAST = os.environ.get("NOCTIS_TEST_FAST") == "1"
 BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
+#: ``dimse.workers`` of the servers tests start (``start_server``), as TOML.
+TEST_DIMSE_WORKERS = json.dumps(
+    int(value) if (value := os.environ.get("NOCTIS_TEST_DIMSE_WORKERS", "1")).isdigit() else value
+)
 
 warnings.filterwarnings("ignore", module="pydicom")
 
@@ -180,7 +186,13 @@ def start_server(
     """Start ``noctis-pacs serve`` with ``config`` (TOML) appended to the defaults.
 
     ``dimse_extra`` holds ``key = value`` lines placed under the ``[dimse]`` table.
+    Without a ``workers`` line there the server runs ``TEST_DIMSE_WORKERS`` DIMSE
+    processes: one unless ``NOCTIS_TEST_DIMSE_WORKERS`` says otherwise (``auto``, the
+    shipped default, starts a worker process per server: the whole suite passes that
+    way too, but takes minutes longer; ``tests/test_dimse_workers.py`` covers it).
     """
+    if not re.search(r"^\s*workers\s*=", dimse_extra, re.MULTILINE):
+        dimse_extra = f"{dimse_extra}\nworkers = {TEST_DIMSE_WORKERS}"
     http_port, dimse_port = free_port(), free_port()
     data_dir.mkdir(parents=True, exist_ok=True)
     config_path = data_dir.parent / f"noctis-{uuid.uuid4().hex[:6]}.toml"

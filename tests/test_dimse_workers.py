@@ -18,6 +18,7 @@ from pydicom.dataset import Dataset
 from pynetdicom import build_context
 from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelFind as StudyRootFind
 
+from noctis_pacs.core.settings import auto_workers
 from tests.conftest import RunningServer
 from tests.factory import make_dataset, uid
 from tests.test_dimse_support import (
@@ -206,3 +207,47 @@ def test_metrics_count_the_associations_every_worker_served(
     assert assoc.send_c_echo().Status == 0x0000
     assoc.release()
     assert _echo_counts(server) == (13.0, 13.0)
+
+
+def test_the_default_runs_one_dimse_process_per_usable_cpu(
+    server_factory: Callable[..., RunningServer],
+) -> None:
+    """``dimse.workers = "auto"`` (the shipped default; the suite's other servers run one
+    process unless they say otherwise): the serving process and auto_workers() - 1
+    workers, every one serving."""
+    server = server_factory(dimse_extra='workers = "auto"')
+    expected = auto_workers()
+    assert len(process_tree(server.process.pid)) >= expected
+    held = _open_echo_associations(server.dimse_port, 2 * expected)
+    try:
+        assert _spread(server, 2 * expected)[-expected:] == [2] * expected
+        for assoc in held:
+            assert assoc.send_c_echo().Status == 0x0000
+    finally:
+        for assoc in held:
+            assoc.release()
+    assert _echo_counts(server) == (2.0 * expected, 2.0 * expected)
+
+
+def test_a_lone_client_is_served_by_the_serving_process_without_hand_off(
+    server_factory: Callable[..., RunningServer],
+) -> None:
+    """One association after another, each opened the moment the last was released:
+    each finds the serving process idle (an association counts as ended when it is
+    released, not once pynetdicom's teardown sleeps are over), so none pays a hand-off
+    to a worker."""
+    from bench import echo_client
+
+    # The start-up check's bare connection (closed before any A-ASSOCIATE-RQ) counts
+    # until pynetdicom's ACSE time-out ends it: a short one, and wait for it.
+    server = server_factory(dimse_extra="workers = 2\nacse_timeout = 1")
+    time.sleep(1.5)
+    serving = server.process.pid
+    held_by: list[int] = []
+    for number in range(30):
+        sock = echo_client.associate("127.0.0.1", server.dimse_port, called="NOCTIS")
+        counts = connections_by_process(process_tree(serving), server.dimse_port)
+        held_by.extend(pid for pid, held in counts.items() if held)
+        echo_client.echo(sock, number + 1)
+        echo_client.release(sock)
+    assert held_by == [serving] * 30

@@ -16,7 +16,10 @@ read from the index afterwards):
    stored).
 
 One association and three concurrent ones (group commit: several blobs per sync
-round, one index commit per batch). The response carries the Affected SOP Instance
+round, one index commit per batch), with one DIMSE process and with two (the default
+``dimse.workers = "auto"`` on two CPUs: each process is traced on its own, since
+descriptors are per process, and each instance is checked in the trace of the process
+that acknowledged it). The response carries the Affected SOP Instance
 UID (PS3.7 9.3.1.2), the WAL pages the UID as text, so both are found by the UID.
 """
 
@@ -38,6 +41,7 @@ from pynetdicom.sop_class import CTImageStorage, SecondaryCaptureImageStorage
 
 from tests.conftest import BIN, free_port
 from tests.factory import make_dataset, uid
+from tests.test_dimse_support import process_tree
 
 pytestmark = [
     pytest.mark.slow,
@@ -114,13 +118,15 @@ def store(port: int, datasets: list[object]) -> None:
         assoc.release()
 
 
-def test_blob_then_index_then_response(tmp_path: Path) -> None:
+@pytest.mark.parametrize("workers", [1, 2])
+def test_blob_then_index_then_response(tmp_path: Path, workers: int) -> None:
     data = tmp_path / "data"
     port = free_port()
     config = tmp_path / "noctis.toml"
     config.write_text(  # storage.fsync left at its default
         f'[storage]\ndata_dir = "{data}"\n'
         f'[dimse]\nhost = "127.0.0.1"\nport = {port}\nae_title = "NOCTIS"\n'
+        f"workers = {workers}\n"
         '[logging]\nlevel = "WARNING"\n'
     )
     server = subprocess.Popen(
@@ -128,15 +134,19 @@ def test_blob_then_index_then_response(tmp_path: Path) -> None:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    tracer = None
-    trace_path = tmp_path / "trace.txt"
+    tracers: list[subprocess.Popen[bytes]] = []
+    trace_paths: list[Path] = []
     try:
         _wait(port, server)
-        tracer = subprocess.Popen(
-            ["strace", "-f", "-qq", "-s", "6000", "-o", str(trace_path), "-p", str(server.pid),
-             "-e", "trace=openat,rename,fsync,fdatasync,pwrite64,sendto"],
-            stderr=subprocess.DEVNULL,
-        )  # fmt: skip
+        processes = process_tree(server.pid)
+        assert len(processes) >= workers, "a DIMSE worker process is missing"
+        for pid in sorted(processes):
+            trace_paths.append(tmp_path / f"trace-{pid}.txt")
+            tracers.append(subprocess.Popen(
+                ["strace", "-f", "-qq", "-s", "6000", "-o", str(trace_paths[-1]), "-p", str(pid),
+                 "-e", "trace=openat,rename,fsync,fdatasync,pwrite64,sendto"],
+                stderr=subprocess.DEVNULL,
+            ))  # fmt: skip
         time.sleep(1.5)  # attached to every thread
         study = uid()
         one = [make_dataset(study_uid=study, instance_number=n) for n in range(6)]
@@ -152,7 +162,7 @@ def test_blob_then_index_then_response(tmp_path: Path) -> None:
             thread.join()
         time.sleep(0.5)
     finally:
-        if tracer is not None:
+        for tracer in tracers:
             tracer.send_signal(signal.SIGINT)
             tracer.wait(timeout=30)
         server.terminate()
@@ -161,10 +171,21 @@ def test_blob_then_index_then_response(tmp_path: Path) -> None:
     with sqlite3.connect(data / "index.sqlite3") as db:
         keys = dict(db.execute("SELECT sop_uid, blob_key FROM instances"))  # noqa: S608
     assert set(sop_uids) <= set(keys)
-    trace = parse(trace_path.read_text(errors="replace"))
+    traces = [parse(path.read_text(errors="replace")) for path in trace_paths]
     wal = str(data / "index.sqlite3-wal")
+    acknowledging: set[int] = set()
     for sop_uid in sop_uids:
-        _check_instance(trace, sop_uid, keys[sop_uid], data, wal)
+        # The process that sent the response stored the instance.
+        found = [
+            number
+            for number, trace in enumerate(traces)
+            if any(c.name == "sendto" and sop_uid in c.args for c in trace.calls)
+        ]
+        assert len(found) == 1, f"{sop_uid}: acknowledged by {len(found)} processes"
+        acknowledging.add(found[0])
+        _check_instance(traces[found[0]], sop_uid, keys[sop_uid], data, wal)
+    # Four associations, three at once: with two processes both stored some.
+    assert len(acknowledging) == workers
 
 
 def _wait(port: int, server: subprocess.Popen[bytes]) -> None:

@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 import tomllib
 from pathlib import Path
 
 import pytest
 
-from noctis_pacs.core.settings import SECTIONS, Settings, SettingsError, load_settings
+from noctis_pacs.core.settings import (
+    AUTO_WORKERS_MAX,
+    SECTIONS,
+    Settings,
+    SettingsError,
+    auto_workers,
+    load_settings,
+)
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "config" / "noctis.example.toml"
 
@@ -18,6 +26,19 @@ def test_defaults_are_the_embedded_single_node() -> None:
     assert settings.http.port == 8042 and settings.dimse.port == 4242
     assert settings.dimse.ae_title == "NOCTIS"
     assert settings.db_url == "sqlite:///data/index.sqlite3"
+
+
+def test_dimse_workers_default_to_one_process_per_usable_cpu(tmp_path: Path) -> None:
+    """``dimse.workers = "auto"`` is the default: one process per CPU this process may
+    run on (its affinity), at most AUTO_WORKERS_MAX; a number is taken as it is."""
+    usable = len(os.sched_getaffinity(0))
+    assert auto_workers() == max(1, min(usable, AUTO_WORKERS_MAX))
+    assert load_settings(environ={}).dimse.workers == auto_workers()
+    config = tmp_path / "c.toml"
+    config.write_text('[dimse]\nworkers = "auto"\n')
+    assert load_settings(config, environ={}).dimse.workers == auto_workers()
+    assert load_settings(config, environ={"NOCTIS_DIMSE_WORKERS": "3"}).dimse.workers == 3
+    assert load_settings(environ={"NOCTIS_DIMSE_WORKERS": "AUTO"}).dimse.workers == auto_workers()
 
 
 def test_precedence_file_env_flags(tmp_path: Path) -> None:
@@ -44,6 +65,8 @@ def test_precedence_file_env_flags(tmp_path: Path) -> None:
         ('[dimse.remotes.X]\nae_title = "X"\n', "missing host, port"),
         ('[http]\nport = "eighty"\n', "expected a number"),
         ("[dimse]\npending_interval = -1\n", "dimse.pending_interval"),
+        ('[dimse]\nworkers = "many"\n', 'dimse.workers: expected a number of processes or "auto"'),
+        ("[dimse]\nworkers = 0\n", "dimse.workers: 0 is not between 1 and 64"),
     ],
 )
 def test_invalid_settings_name_the_setting(tmp_path: Path, text: str, message: str) -> None:

@@ -35,6 +35,7 @@ import logging
 import socket
 import socketserver
 import ssl
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -66,17 +67,38 @@ class FastRequestHandler(RequestHandler):
 
     def handle(self) -> None:
         # pynetdicom's handle() starts the association's own thread and returns: the
-        # connection ends when that thread does.
+        # connection ends when that thread does. The end is reported once, as soon as
+        # the association is over: before the A-RELEASE-RP goes out, when it is killed
+        # (aborted), or when its thread ends. pynetdicom's teardown then waits in 10 ms
+        # sleeps for the DUL to stop, and a client's next association arriving
+        # meanwhile would find this one still counted (the hand-off to workers goes by
+        # that count: docs/performance.md, issue 15).
         assoc = self._create_association()
+        once = threading.Lock()
         report_closed = self._report_closed
-        run = assoc.run
+        run, kill, send_release = assoc.run, assoc.kill, assoc.acse.send_release
+
+        def report_once() -> None:
+            if once.acquire(blocking=False):
+                report_closed()
+
+        def report_then_release(is_response: bool = False) -> None:
+            if is_response:
+                report_once()
+            send_release(is_response)
+
+        def report_then_kill() -> None:
+            report_once()
+            kill()
 
         def run_then_report() -> None:
             try:
                 run()
             finally:
-                report_closed()
+                report_once()
 
+        assoc.acse.send_release = report_then_release  # type: ignore[method-assign]
+        assoc.kill = report_then_kill  # type: ignore[method-assign]
         assoc.run = run_then_report  # type: ignore[method-assign]
         evt.trigger(assoc, evt.EVT_CONN_OPEN, {"address": self.client_address})
         assoc.start()

@@ -76,6 +76,14 @@ PRIVATES: tuple[Private, ...] = (
         "the listener learns when an association it handed out has ended",
     ),
     Private(
+        "Association.kill", "swap", "listener",
+        "an aborted association counts as ended before pynetdicom's 10 ms teardown sleeps",
+    ),
+    Private(
+        "ACSE.send_release", "swap", "listener",
+        "a released association counts as ended before its A-RELEASE-RP is sent",
+    ),
+    Private(
         "Association._reactor_checkpoint", "swap", "wakeup",
         "clearing the pause checkpoint rings the reactor",
     ),

@@ -4,9 +4,10 @@ The serving process owns the only listener; ``WorkerPool.spawn`` starts
 ``workers - 1`` more processes with the ``spawn`` start method (no fork of a
 process that runs threads). Each worker builds its own ``Archive`` and
 ``DimseServer`` from the pickled ``Settings`` but binds nothing: the serving
-process accepts every connection and hands it to the process that serves the
-fewest open associations (itself included; a tie goes to a worker, since the
-serving process also answers HTTP). The socket travels over the worker's pipe
+process accepts every connection and serves it itself while it serves no more
+associations than any worker, else hands it to the worker serving the fewest: a
+lone association (a single modality, each C-ECHO of a monitor) pays no hand-off
+(measured: docs/performance.md, issue 15), and concurrent ones spread evenly. The socket travels over the worker's pipe
 as a passed file descriptor (``SCM_RIGHTS``), before any TLS handshake, so the
 worker runs the handshake and the whole association.
 
@@ -242,7 +243,7 @@ class WorkerPool:
         caller serves it (and reports its end with ``local_closed``)."""
         with self._lock:
             target = min((w for w in self._workers if w.alive), key=lambda w: w.open, default=None)
-            if target is None or target.open > self._local_open:
+            if target is None or target.open >= self._local_open:
                 self._local_open += 1
                 return False
             target.open += 1

@@ -82,9 +82,10 @@ class DimseSettings:
     tls_ca: str = ""
     tls_require_client_certificate: bool = False
     #: Number of DIMSE processes serving the port (the serve process hands each
-    #: association to the least busy one); 1 = in-process.
-    #: The extra processes keep their own metrics: /metrics shows only the serving process.
-    workers: int = 1
+    #: association to the least busy one); 1 = in-process. ``"auto"`` (the default)
+    #: is one per usable CPU, at most ``AUTO_WORKERS_MAX`` (``auto_workers``).
+    #: /metrics counts the associations of every process.
+    workers: int = field(default_factory=lambda: auto_workers())
     #: pynetdicom's transport tuned by ``dimse/fastpath/`` (only with the pynetdicom
     #: version it was validated against); false: stock pynetdicom throughout.
     fast_path: bool = True
@@ -360,6 +361,22 @@ _CHOICES: Mapping[tuple[str, str], tuple[str, ...]] = {
 }
 
 
+#: ``dimse.workers = "auto"`` never starts more processes than this.
+AUTO_WORKERS_MAX = 8
+
+
+def auto_workers() -> int:
+    """``dimse.workers = "auto"``: one DIMSE process per CPU this process may run on
+    (its affinity, as a container's cpuset sets it), at most ``AUTO_WORKERS_MAX``.
+    One process is bound by one interpreter lock: several modalities sending at once
+    use the other cores only through more processes (docs/performance.md)."""
+    try:
+        usable = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        usable = os.cpu_count() or 1
+    return max(1, min(usable, AUTO_WORKERS_MAX))
+
+
 def _convert(value: Any, hint: Any, where: str) -> Any:
     origin = typing.get_origin(hint)
     if hint is bool:
@@ -452,6 +469,14 @@ def _section(cls: type[Any], name: str, values: Mapping[str, Any]) -> Any:
             if not isinstance(value, Mapping):
                 raise SettingsError(f"{where}: expected a table [{where}]")
             kwargs[key] = _section(hints[key], where, value)
+            continue
+        if (name, key) == ("dimse", "workers") and isinstance(value, str):
+            text = value.strip().lower()
+            if text != "auto" and not text.isdigit():
+                raise SettingsError(
+                    f'{where}: expected a number of processes or "auto", got {value!r}'
+                )
+            kwargs[key] = auto_workers() if text == "auto" else int(text)
             continue
         converted = _convert(value, hints[key], where)
         choices = _CHOICES.get((name, key))

@@ -9,9 +9,7 @@ to a transaction and retried on serialisation failures and lock time-outs
 
 from __future__ import annotations
 
-import fcntl
 import logging
-import os
 import queue
 import re
 import sqlite3
@@ -140,61 +138,6 @@ class Database:
         raise NotImplementedError
 
 
-class _WriterTurn:
-    """Whose turn it is to write one SQLite file: threads of this process take turns on
-    ``lock``, processes (``dimse.workers``, ``http.workers``) on an ``flock`` of the
-    ``-writer`` file beside the database, taken before ``BEGIN IMMEDIATE``.
-
-    SQLite's own lock cannot wait: a writer that finds it taken sleeps in SQLite's busy
-    handler (1, 2, 5, 10 ms ...) and retries, so two processes storing at once lost
-    milliseconds per collision. A blocked ``flock`` wakes when the holder lets go. The
-    kernel drops the lock of a process that dies. One per file and process, shared by
-    every ``SqliteDatabase`` on it (two separate locks in one process would wait on
-    each other); nested transactions of one thread take it once.
-    """
-
-    _open: dict[str, _WriterTurn] = {}
-    _opening = threading.Lock()
-
-    def __init__(self, path: str) -> None:
-        self.path = path
-        self.fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
-        self.lock = threading.RLock()
-        self.depth = 0
-        self.users = 0
-
-    @classmethod
-    def of(cls, database: Path) -> _WriterTurn:
-        path = f"{database.resolve()}-writer"
-        with cls._opening:
-            turn = cls._open.get(path)
-            if turn is None:
-                turn = cls._open[path] = cls(path)
-            turn.users += 1
-            return turn
-
-    def release(self) -> None:
-        with self._opening:
-            self.users -= 1
-            if self.users == 0:
-                self._open.pop(self.path, None)
-                os.close(self.fd)
-
-    @contextmanager
-    def held(self) -> Iterator[None]:
-        with self.lock:
-            outer = self.depth == 0
-            if outer:
-                fcntl.flock(self.fd, fcntl.LOCK_EX)
-            self.depth += 1
-            try:
-                yield
-            finally:
-                self.depth -= 1
-                if outer:
-                    fcntl.flock(self.fd, fcntl.LOCK_UN)
-
-
 #: WAL size (pages) above which the background checkpointer copies it into the database.
 CHECKPOINT_PAGES = 1000
 #: SQLite's own checkpoint on commit, kept as the bound when writers never pause.
@@ -202,8 +145,7 @@ AUTOCHECKPOINT_PAGES = 16000
 
 
 class SqliteDatabase(Database):
-    """SQLite in WAL mode; one connection per live thread, one writer at a time across
-    threads and processes (``_WriterTurn``).
+    """SQLite in WAL mode; one connection per live thread, writes serialised per process.
 
     Association and threadpool threads come and go: a connection whose thread has
     ended is closed when the next thread opens one, so connections stay bounded by
@@ -224,7 +166,7 @@ class SqliteDatabase(Database):
         self.synchronous = synchronous
         path.parent.mkdir(parents=True, exist_ok=True)
         self._local = threading.local()
-        self._turn: _WriterTurn | None = _WriterTurn.of(path)
+        self._write_lock = threading.RLock()
         self._by_thread: dict[threading.Thread, sqlite3.Connection] = {}
         self._all_lock = threading.Lock()
         conn = self._connect()
@@ -273,9 +215,7 @@ class SqliteDatabase(Database):
 
     @contextmanager
     def _write_connection(self) -> Iterator[Connection]:
-        if self._turn is None:  # written to after close: take a turn again
-            self._turn = _WriterTurn.of(self.path)
-        with self._turn.held():
+        with self._write_lock:
             if self._checkpointer is None and not self._stop.is_set():
                 self._checkpointer = threading.Thread(
                     target=_checkpoint_loop,
@@ -302,9 +242,6 @@ class SqliteDatabase(Database):
         self._stop.set()
         if self._checkpointer is not None:
             self._checkpointer.join(timeout=30)
-        turn, self._turn = self._turn, None
-        if turn is not None:
-            turn.release()
         with self._all_lock:
             for conn in self._by_thread.values():
                 with suppress(sqlite3.Error):

@@ -5,7 +5,7 @@ same run, same corpus, same clients (dcmtk with TCP_NODELAY=1).
     .venv/bin/python bench/bench_dimse.py --defaults [--repeat 3]
 
 ``--defaults`` (issue 15) measures what a site runs: Noctis as shipped (``fsync =
-"always"``, one DIMSE process, nothing tuned) against Orthanc at its own defaults
+"always"``, ``dimse.workers = "auto"``, nothing tuned) against Orthanc at its own defaults
 (``SyncStorageArea`` on, 4 DICOM threads; only its access rules opened so that C-GET
 and C-MOVE are answered), both on SQLite: the four C-STORE cases, C-GET of the CT
 series with dcmtk's getscu (``--ignore``), C-ECHO p50 on one association and C-ECHO
@@ -485,7 +485,7 @@ def main() -> None:
     parser.add_argument(
         "--defaults",
         action="store_true",
-        help="both servers as shipped (issue 15): Noctis fsync always, one DIMSE process; "
+        help="both servers as shipped (issue 15): Noctis fsync always, dimse.workers auto; "
         "Orthanc SyncStorageArea on; adds C-GET and C-ECHO, targets noctis,orthanc",
     )
     parser.add_argument(

@@ -7,9 +7,11 @@ process that runs threads). Each worker builds its own ``Archive`` and
 process accepts every connection and serves it itself while it serves no more
 associations than any worker, else hands it to the worker serving the fewest: a
 lone association (a single modality, each C-ECHO of a monitor) pays no hand-off
-(measured: docs/performance.md, issue 15), and concurrent ones spread evenly. The socket travels over the worker's pipe
-as a passed file descriptor (``SCM_RIGHTS``), before any TLS handshake, so the
-worker runs the handshake and the whole association.
+(measured: docs/performance.md, issue 15), and concurrent ones spread evenly. The
+socket travels over the worker's pipe as a passed file descriptor (``SCM_RIGHTS``),
+before any TLS handshake, so the worker runs the handshake and the whole association.
+A connection closed before its A-ASSOCIATE-RQ (a bare TCP probe) counts as open
+until pynetdicom's ACSE time-out (``dimse.acse_timeout``) ends it.
 
 Why not ``SO_REUSEPORT``: the kernel spreads connections by a hash of their
 addresses, which often puts three of four associations on one of two processes

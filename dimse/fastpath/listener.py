@@ -69,14 +69,19 @@ class FastRequestHandler(RequestHandler):
         # pynetdicom's handle() starts the association's own thread and returns: the
         # connection ends when that thread does. The end is reported once, as soon as
         # the association is over: before the A-RELEASE-RP goes out, when it is killed
-        # (aborted), or when its thread ends. pynetdicom's teardown then waits in 10 ms
-        # sleeps for the DUL to stop, and a client's next association arriving
-        # meanwhile would find this one still counted (the hand-off to workers goes by
-        # that count: docs/performance.md, issue 15).
+        # (aborted), when its transport closes (a peer gone before its A-ASSOCIATE-RQ
+        # would otherwise count until the ACSE time-out), or when its thread ends.
+        # pynetdicom's teardown waits in 10 ms sleeps for the DUL to stop, and a
+        # client's next association arriving meanwhile would find this one still
+        # counted (the hand-off to workers goes by that count: docs/performance.md,
+        # issue 15).
         assoc = self._create_association()
         once = threading.Lock()
         report_closed = self._report_closed
         run, kill, send_release = assoc.run, assoc.kill, assoc.acse.send_release
+        transport = assoc.dul.socket
+        assert transport is not None
+        close = transport.close
 
         def report_once() -> None:
             if once.acquire(blocking=False):
@@ -91,6 +96,10 @@ class FastRequestHandler(RequestHandler):
             report_once()
             kill()
 
+        def close_then_report() -> None:
+            close()
+            report_once()
+
         def run_then_report() -> None:
             try:
                 run()
@@ -99,6 +108,7 @@ class FastRequestHandler(RequestHandler):
 
         assoc.acse.send_release = report_then_release  # type: ignore[method-assign]
         assoc.kill = report_then_kill  # type: ignore[method-assign]
+        transport.close = close_then_report  # type: ignore[method-assign]
         assoc.run = run_then_report  # type: ignore[method-assign]
         evt.trigger(assoc, evt.EVT_CONN_OPEN, {"address": self.client_address})
         assoc.start()

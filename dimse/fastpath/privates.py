@@ -80,6 +80,10 @@ PRIVATES: tuple[Private, ...] = (
         "an aborted association counts as ended before pynetdicom's 10 ms teardown sleeps",
     ),
     Private(
+        "AssociationSocket.close", "swap", "listener",
+        "a connection closed before its A-ASSOCIATE-RQ counts as ended at once",
+    ),
+    Private(
         "ACSE.send_release", "swap", "listener",
         "a released association counts as ended before its A-RELEASE-RP is sent",
     ),

@@ -10,8 +10,9 @@ lone association (a single modality, each C-ECHO of a monitor) pays no hand-off
 (measured: docs/performance.md, issue 15), and concurrent ones spread evenly. The
 socket travels over the worker's pipe as a passed file descriptor (``SCM_RIGHTS``),
 before any TLS handshake, so the worker runs the handshake and the whole association.
-A connection closed before its A-ASSOCIATE-RQ (a bare TCP probe) counts as open
-until pynetdicom's ACSE time-out (``dimse.acse_timeout``) ends it.
+An association counts as ended as soon as it is released, aborted or its transport
+closes (``dimse/fastpath/listener.py``; on stock pynetdicom at ``EVT_CONN_CLOSE``,
+after its teardown, and a bare TCP probe until ``dimse.acse_timeout``).
 
 Why not ``SO_REUSEPORT``: the kernel spreads connections by a hash of their
 addresses, which often puts three of four associations on one of two processes

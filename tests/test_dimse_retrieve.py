@@ -30,7 +30,7 @@ from pynetdicom.sop_class import (
 
 from tests.conftest import BACKENDS, RunningServer, db_url_for, free_port, start_server
 from tests.factory import bundled_files, ct_series, to_bytes, uid
-from tests.test_dimse_support import associate, dcmtk, server_archive, storescp
+from tests.test_dimse_support import associate, dcmtk, scraped_metric, server_archive, storescp
 
 COMPRESSED = ("SC_rgb_dcmtk_+eb+cr.dcm", "MR_small_jp2klossless.dcm")  # JPEG baseline, J2K
 
@@ -435,33 +435,19 @@ def test_movescu_and_getscu_without_a_study_uid_move_nothing(
     assert list(out.iterdir()) == []
 
 
-def _metric(server: RunningServer, name: str, **labels: str) -> float:
-    import httpx
-
-    text = httpx.get(f"{server.http_url}/metrics", timeout=30).text
-    wanted = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
-    for line in text.splitlines():
-        if line.startswith(name + "{"):
-            metric, _, value = line.rpartition(" ")
-            found = metric[len(name) + 1 : -1].split(",")
-            if ",".join(sorted(found)) == wanted:
-                return float(value)
-    return 0.0
-
-
 def test_failed_sub_operations_are_counted_and_logged(corpus: Corpus) -> None:
     """Issue 14 defect 7: a C-MOVE whose sub-operations fail is counted with the status
     of its final response (B000 some failed, A702 all failed, PS3.4 C.4.2.1.5), never as
     Success; each failed sub-operation is counted in noctis_dimse_suboperations and
     logged with its reason (the destination's status)."""
     server = corpus.server
-    before_b000 = _metric(
+    before_b000 = scraped_metric(
         server, "noctis_dimse_operations_total", operation="C-MOVE", status="0xB000"
     )
-    before_a702 = _metric(
+    before_a702 = scraped_metric(
         server, "noctis_dimse_operations_total", operation="C-MOVE", status="0xA702"
     )
-    before_failed = _metric(
+    before_failed = scraped_metric(
         server, "noctis_dimse_suboperations_total", operation="C-MOVE", outcome="failed"
     )
     corpus.py.fail_uids = {corpus.sops[0]}
@@ -471,11 +457,15 @@ def test_failed_sub_operations_are_counted_and_logged(corpus: Corpus) -> None:
         assert _move(corpus, _series_identifier(corpus), "PYDEST")[-1][0].Status == 0xA702
     finally:
         corpus.py.fail_uids = set()
-    after = _metric(server, "noctis_dimse_operations_total", operation="C-MOVE", status="0xB000")
+    after = scraped_metric(
+        server, "noctis_dimse_operations_total", operation="C-MOVE", status="0xB000"
+    )
     assert after == before_b000 + 1
-    after = _metric(server, "noctis_dimse_operations_total", operation="C-MOVE", status="0xA702")
+    after = scraped_metric(
+        server, "noctis_dimse_operations_total", operation="C-MOVE", status="0xA702"
+    )
     assert after == before_a702 + 1
-    failed = _metric(
+    failed = scraped_metric(
         server, "noctis_dimse_suboperations_total", operation="C-MOVE", outcome="failed"
     )
     assert failed == before_failed + 1 + len(corpus.sops)
@@ -488,8 +478,10 @@ def test_failed_get_sub_operations_are_counted(corpus: Corpus) -> None:
     """The same for C-GET (PS3.4 C.4.3.1.4): a requestor refusing its C-STORE
     sub-operations makes the C-GET end A702, counted and logged with the reason."""
     server = corpus.server
-    before = _metric(server, "noctis_dimse_operations_total", operation="C-GET", status="0xA702")
-    before_failed = _metric(
+    before = scraped_metric(
+        server, "noctis_dimse_operations_total", operation="C-GET", status="0xA702"
+    )
+    before_failed = scraped_metric(
         server, "noctis_dimse_suboperations_total", operation="C-GET", outcome="failed"
     )
     ae = AE(ae_title="GETTER")
@@ -506,9 +498,11 @@ def test_failed_get_sub_operations_are_counted(corpus: Corpus) -> None:
     finally:
         assoc.release()
     assert responses[-1][0].Status == 0xA702
-    after = _metric(server, "noctis_dimse_operations_total", operation="C-GET", status="0xA702")
+    after = scraped_metric(
+        server, "noctis_dimse_operations_total", operation="C-GET", status="0xA702"
+    )
     assert after == before + 1
-    failed = _metric(
+    failed = scraped_metric(
         server, "noctis_dimse_suboperations_total", operation="C-GET", outcome="failed"
     )
     assert failed == before_failed + len(corpus.sops)

@@ -184,3 +184,19 @@ def in_process_dimse(tmp_path: Path) -> Iterator[tuple[Any, Any]]:
     finally:
         server.stop()
         archive.close()
+
+
+def scraped_metric(server: RunningServer, name: str, **labels: str) -> float:
+    """The value of sample ``name`` with exactly ``labels`` on the server's /metrics
+    (0 when it has no such sample yet)."""
+    import httpx
+
+    text = httpx.get(f"{server.http_url}/metrics", timeout=30).text
+    wanted = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
+    for line in text.splitlines():
+        if line.startswith(name + "{"):
+            metric, _, value = line.rpartition(" ")
+            found = metric[len(name) + 1 : -1].split(",")
+            if ",".join(sorted(found)) == wanted:
+                return float(value)
+    return 0.0

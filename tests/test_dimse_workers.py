@@ -12,9 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 from pydicom.dataset import Dataset
 from pynetdicom import build_context
 from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelFind as StudyRootFind
@@ -28,6 +26,7 @@ from tests.test_dimse_support import (
     connections_by_process,
     dcmtk,
     process_tree,
+    scraped_metric,
     server_archive,
     write_files,
 )
@@ -166,18 +165,11 @@ def test_connections_are_spread_evenly_and_a_dead_worker_is_bypassed(
 
 def _echo_counts(server: RunningServer) -> tuple[float, float]:
     """C-ECHO successes and timed C-ECHO operations as /metrics reports them."""
-    text = httpx.get(f"{server.http_url}/metrics", timeout=30).text
-    found = {
-        sample.name: sample.value
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
-        if sample.labels.get("operation") == "C-ECHO"
-        and sample.labels.get("status", "0x0000") == "0x0000"
-        and sample.name.endswith(("_total", "_count"))
-    }
     return (
-        found.get("noctis_dimse_operations_total", 0.0),
-        found.get("noctis_dimse_duration_seconds_count", 0.0),
+        scraped_metric(
+            server, "noctis_dimse_operations_total", operation="C-ECHO", status="0x0000"
+        ),
+        scraped_metric(server, "noctis_dimse_duration_seconds_count", operation="C-ECHO"),
     )
 
 
@@ -239,11 +231,10 @@ def test_the_default_runs_one_dimse_process_per_usable_cpu(
 def test_a_lone_client_is_served_by_the_serving_process_without_hand_off(
     server_factory: Callable[..., RunningServer],
 ) -> None:
-    """One association after another, each opened the moment the last was released,
-    after bare TCP probes:
-    each finds the serving process idle (an association counts as ended when it is
-    released, not once pynetdicom's teardown sleeps are over), so none pays a hand-off
-    to a worker."""
+    """Bare TCP probes, then one association after another, each opened the moment the
+    last was released: each finds the serving process idle (an association counts as
+    ended when it is released or its connection closes, not once pynetdicom's teardown
+    sleeps or the ACSE time-out are over), so none pays a hand-off to a worker."""
     from bench import echo_client
 
     server = server_factory(dimse_extra="workers = 2")

@@ -35,11 +35,8 @@ class Operation:
         self.started = time.perf_counter()
 
     def done(self, status: int) -> None:
-        self.metrics.dimse_operations.labels(
-            operation=self.name, status=operation_status_label(status)
-        ).inc()
-        self.metrics.dimse_duration.labels(operation=self.name).observe(
-            time.perf_counter() - self.started
+        self.metrics.dimse_operation_done(
+            self.name, operation_status_label(status), time.perf_counter() - self.started
         )
 
 

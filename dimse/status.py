@@ -6,6 +6,7 @@ PS3.7 Annex C gives the general statuses; PS3.4 gives each service's own
 
 from __future__ import annotations
 
+import functools
 from typing import Final
 
 #: PS3.7 C.1.1 Success.
@@ -56,6 +57,7 @@ QR_WARNING_SUBOPS_FAILED: Final = 0xB000
 ERROR_COMMENT_MAX = 64
 
 
+@functools.lru_cache(maxsize=1024)  # statuses are 16-bit; a few dozen occur
 def operation_status_label(status: int) -> str:
     """The metrics label of a status: four upper-case hex digits."""
     return f"0x{status:04X}"

@@ -38,6 +38,7 @@ someone watches (``EVT_DATA_RECV``, ``EVT_PDU_RECV``) keep pynetdicom's reading.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import re
 from collections.abc import Callable
@@ -255,11 +256,22 @@ def _set_uid(request: C_STORE | C_ECHO, field: str, value: str) -> None:
     """Set a UID field of the request: a conformant UID directly (it passes every check
     pynetdicom's setter makes, which are costly), anything else through the setter
     (which warns, or raises ``ValueError`` for an invalid one)."""
-    if len(value) <= 64 and _CONFORMANT_UID.fullmatch(value):
-        # Checked just above: pydicom's own check (a second regular expression) skipped.
-        setattr(request, _UID_FIELDS[field], UID(value, validation_mode=config.IGNORE))
+    checked = _class_uid(value) if field == "AffectedSOPClassUID" else _conformant(value)
+    if checked is not None:
+        setattr(request, _UID_FIELDS[field], checked)
     else:
         setattr(request, field, value)
+
+
+def _conformant(value: str) -> UID | None:
+    if len(value) <= 64 and _CONFORMANT_UID.fullmatch(value):
+        # Checked just above: pydicom's own check (a second regular expression) skipped.
+        return UID(value, validation_mode=config.IGNORE)
+    return None
+
+
+#: SOP Class UIDs recur on every request of an association (bounded: the peer sends them).
+_class_uid = functools.lru_cache(maxsize=256)(_conformant)
 
 
 def attach(assoc: Association, counters: Counters) -> None:

@@ -28,7 +28,9 @@ keeps pynetdicom's encoding.
 
 from __future__ import annotations
 
+import functools
 import math
+import struct
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -105,16 +107,26 @@ def send_echo_response(
 ) -> None:
     """Queue a C-ECHO-RSP (PS3.7 9.3.5.2: Affected SOP Class UID, Command Field 8030H,
     Message ID Being Responded To, no data set, Status) for the DUL thread to send."""
+    head, tail = _echo_response_around(sop_class, status)
+    command = head + us(responding_to) + tail
+    _queue(dimse.dul, context_id, command, command=True, max_pdu=int(dimse.maximum_pdu_size or 0))
+
+
+@functools.lru_cache(maxsize=64)  # bounded: the SOP class is an accepted context's
+def _echo_response_around(sop_class: str, status: int) -> tuple[bytes, bytes]:
+    """A C-ECHO-RSP command set before and after its Message ID Being Responded To
+    (a fixed two bytes: only those differ from one response to the next)."""
     command = command_set(
         [
             (0x0002, uid(sop_class)),
             (0x0100, us(_C_ECHO_RSP)),
-            (0x0120, us(responding_to)),
+            (0x0120, us(0)),
             (0x0800, us(0x0101)),
             (0x0900, us(status)),
         ]
     )
-    _queue(dimse.dul, context_id, command, command=True, max_pdu=int(dimse.maximum_pdu_size or 0))
+    at = command.index(struct.pack("<HHI", 0x0000, 0x0120, 2)) + 8
+    return command[:at], command[at + 2 :]
 
 
 def send_store_response(

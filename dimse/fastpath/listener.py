@@ -43,7 +43,7 @@ from pynetdicom import evt
 from pynetdicom.association import Association
 from pynetdicom.transport import RequestHandler, ThreadedAssociationServer
 
-from dimse.fastpath import FastPath, inline, mark, receive, responses, spool, wakeup
+from dimse.fastpath import FastPath, associate, inline, mark, receive, responses, spool, wakeup
 from dimse.fastpath.pdu import attach_reader
 
 log = logging.getLogger("noctis.dimse.listener")
@@ -129,6 +129,7 @@ class FastRequestHandler(RequestHandler):
         fast: FastPath = getattr(self.server, "fast_path")  # noqa: B009 - set by the wiring
         mark(assoc, fast)
         attach_reader(assoc)
+        associate.attach(assoc, fast.counters)
         wakeup.attach(assoc)
         inline.serve_stores_inline(assoc, fast.counters)
         responses.attach(assoc, fast.counters, fast.pending_interval)

@@ -46,6 +46,10 @@ PRIVATES: tuple[Private, ...] = (
         "the DUL's 1 ms sleep becomes a select() on its socket and a doorbell",
     ),
     Private(
+        "pynetdicom.fsm.ACTIONS['AE-7']", "global", "associate",
+        "an accepted association's A-ASSOCIATE-AC written as bytes (other DULs: pynetdicom's)",
+    ),
+    Private(
         "pynetdicom.dimse_messages.NamedTemporaryFile", "global", "spool",
         "a received data set goes to a memory-then-file spool inside the store",
     ),
@@ -130,8 +134,17 @@ PRIVATES: tuple[Private, ...] = (
         "the DUL leaves the socket alone while the C-MOVE sender reads it",
     ),
     Private(
-        "DULServiceProvider._read_pdu_data", "swap", "receive",
-        "P-DATA-TF PDUs read into one buffer, PDV items as views of it",
+        "DULServiceProvider._read_pdu_data", "swap", "receive, associate",
+        "P-DATA-TF PDUs read into one buffer, PDV items as views of it; the A-ASSOCIATE-RQ "
+        "decoded from its bytes",
+    ),
+    Private(
+        "DULServiceProvider._recv_pdu / event_queue 'Evt6'", "read", "associate",
+        "the decoded A-ASSOCIATE-RQ queued where pynetdicom's read queues it, for AE-6",
+    ),
+    Private(
+        "DULServiceProvider._send", "read", "associate",
+        "an A-ASSOCIATE-AC the direct encoding declines goes out as AE-7 sends it",
     ),
     Private(
         "AssociationSocket.recv", "swap", "listener",
@@ -199,8 +212,9 @@ PRIVATES: tuple[Private, ...] = (
         "restarted for each response the C-MOVE sender reads itself, as the DUL does",
     ),
     Private(
-        "PresentationContext._transfer_syntax", "swap", "contexts",
-        "the supported contexts all associations share hold tuples: no copy per association",
+        "PresentationContext._transfer_syntax", "swap", "contexts, associate",
+        "the supported contexts all associations share hold tuples: no copy per association; "
+        "a requested context is a copy of one decoded before",
     ),
     Private(
         "pynetdicom._config.STORE_RECV_CHUNKED_DATASET / LOG_*", "read", "configure",

@@ -16,6 +16,7 @@ from pynetdicom.presentation import (
     negotiate_as_acceptor,
 )
 
+from dimse.fastpath import contexts
 from dimse.fastpath.contexts import supported_contexts
 
 
@@ -62,3 +63,57 @@ def test_negotiation_against_the_shared_contexts_equals_pynetdicom_s() -> None:
     ]
     assert ours[-1].result == 0x03
     assert ours[0].transfer_syntax == [ImplicitVRLittleEndian]  # AllTransferSyntaxes' first
+
+
+def _fields(results: list[PresentationContext]) -> list[tuple[object, ...]]:
+    return [
+        (c.context_id, c.abstract_syntax, c.transfer_syntax, c.result, c.as_scu, c.as_scp)
+        for c in results
+    ]
+
+
+def test_the_negotiated_results_kept_per_proposal_equal_pynetdicom_s() -> None:
+    """PS3.8 9.3.3.2: through the shared list's kept results (dimse/fastpath/contexts.py),
+    every proposed context gets pynetdicom's result (accepted, abstract syntax not
+    supported 3, transfer syntaxes not supported 4), sorted by context ID, on the first
+    association and again on the next, each association with its own result objects."""
+    ae = _ae()
+    ae.add_supported_context("1.2.840.10008.1.1", [ImplicitVRLittleEndian])
+    shared = supported_contexts(ae)
+    proposals = []
+    for n, cx in enumerate([*AllStoragePresentationContexts[:119], None]):
+        context = PresentationContext()
+        context.context_id = 239 - 2 * n  # proposed in descending order: sorted on return
+        context.abstract_syntax = cx.abstract_syntax if cx else "1.2.3.4.5.6"
+        context.transfer_syntax = (
+            ["1.2.3.4.99"] if n == 7 else [ExplicitVRLittleEndian, ImplicitVRLittleEndian]
+        )
+        proposals.append(context)
+    first, roles = contexts.negotiate(proposals, copy.deepcopy(shared), {})
+    second, _ = contexts.negotiate(proposals, copy.deepcopy(shared), {})
+    theirs, _ = negotiate_as_acceptor(proposals, copy.deepcopy(ae.supported_contexts))
+    assert roles == []
+    assert _fields(first) == _fields(second) == _fields(theirs)
+    assert {c.result for c in first} == {0x00, 0x03, 0x04}
+    assert all(a is not b for a, b in zip(first, second, strict=True))
+    assert shared.results.negotiate(proposals) is not None  # kept: no second decision
+
+
+def test_role_selection_and_narrowed_lists_are_negotiated_by_pynetdicom() -> None:
+    """PS3.7 D.3.3.4: with SCP/SCU role selection proposed the roles come back (from
+    pynetdicom's own negotiation); a plain list (the access policy's narrowing) is
+    negotiated by pynetdicom too."""
+    ae = _ae()
+    shared = supported_contexts(ae)
+    context = PresentationContext()
+    context.context_id = 1
+    context.abstract_syntax = AllStoragePresentationContexts[0].abstract_syntax
+    context.transfer_syntax = [ExplicitVRLittleEndian]
+    roles = {context.abstract_syntax: (False, True)}
+    results, replies = contexts.negotiate([context], copy.deepcopy(shared), roles)
+    assert results[0].result == 0x00 and results[0].as_scp is False and results[0].as_scu is True
+    assert len(replies) == 1
+    narrowed = [cx for cx in copy.deepcopy(shared)][:1]
+    assert not hasattr(narrowed, "results")
+    plain, _ = contexts.negotiate([context], narrowed, {})
+    assert _fields(plain) == _fields(negotiate_as_acceptor([context], narrowed)[0])

@@ -200,3 +200,76 @@ def scraped_metric(server: RunningServer, name: str, **labels: str) -> float:
             if ",".join(sorted(found)) == wanted:
                 return float(value)
     return 0.0
+
+
+class RawEchoAssociation:
+    """An association with one Verification context on a plain socket (PS3.8 9.3): the
+    PDUs encoded by pynetdicom's PDU classes, no pynetdicom association threads. For tests
+    that hold several associations open at once: a pynetdicom requestor whose process
+    runs many association threads can lose a response to its own reactor (its pause
+    check races with the response; "Received unexpected C-ECHO service message",
+    pydicom/pynetdicom#875)."""
+
+    def __init__(self, port: int, *, called: str = "NOCTIS", calling: str = "RAWSCU") -> None:
+        from pynetdicom.pdu import A_ASSOCIATE_RQ
+        from pynetdicom.pdu_primitives import (
+            A_ASSOCIATE,
+            ImplementationClassUIDNotification,
+            MaximumLengthNotification,
+        )
+        from pynetdicom.presentation import PresentationContext
+
+        primitive = A_ASSOCIATE()
+        primitive.application_context_name = "1.2.840.10008.3.1.1.1"
+        primitive.calling_ae_title = calling
+        primitive.called_ae_title = called
+        context = PresentationContext()
+        context.context_id = 1
+        context.abstract_syntax = Verification
+        context.add_transfer_syntax("1.2.840.10008.1.2")
+        primitive.presentation_context_definition_list = [context]
+        length = MaximumLengthNotification()
+        length.maximum_length_received = 16384
+        implementation = ImplementationClassUIDNotification()
+        implementation.implementation_class_uid = "1.2.826.0.1.3680043.8.498.1"
+        primitive.user_information = [length, implementation]
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=20)
+        self.sock.sendall(A_ASSOCIATE_RQ(primitive).encode())
+        self.is_established = self._read_pdu()[0] == 0x02  # A-ASSOCIATE-AC
+        self._message_id = 0
+
+    def _read_pdu(self) -> bytes:
+        from dimse.fastpath.pdu import read_exactly
+
+        header = bytes(read_exactly(self.sock, 6))
+        if len(header) < 6:
+            raise ConnectionError("the server closed the connection")
+        return header + bytes(read_exactly(self.sock, int.from_bytes(header[2:], "big")))
+
+    def send_c_echo(self) -> int:
+        """One C-ECHO-RQ (PS3.7 9.3.5.1); the Status of its response."""
+        from dimse.fastpath.command import command_set, parse_command, read_us, uid, us
+
+        self._message_id += 1
+        command = command_set(
+            [
+                (0x0002, uid(Verification)),
+                (0x0100, us(0x0030)),
+                (0x0110, us(self._message_id)),
+                (0x0800, us(0x0101)),
+            ]
+        )
+        item = (len(command) + 2).to_bytes(4, "big") + b"\x01\x03" + command
+        self.sock.sendall(b"\x04\x00" + len(item).to_bytes(4, "big") + item)
+        pdu = self._read_pdu()
+        if pdu[0] != 0x04:  # P-DATA-TF with the whole response command in one PDV
+            raise ConnectionError(f"PDU type 0x{pdu[0]:02X} instead of the C-ECHO response")
+        elements = parse_command(pdu[12:])
+        assert read_us(elements, 0x0120) == self._message_id
+        return read_us(elements, 0x0900)
+
+    def release(self) -> None:
+        """A-RELEASE-RQ, A-RELEASE-RP (PS3.8 9.3.6, 9.3.7)."""
+        with self.sock:
+            self.sock.sendall(b"\x05\x00\x00\x00\x00\x04\x00\x00\x00\x00")
+            assert self._read_pdu()[0] == 0x06

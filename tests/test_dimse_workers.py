@@ -10,7 +10,6 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 from pydicom.dataset import Dataset
@@ -22,6 +21,7 @@ from tests.conftest import RunningServer
 from tests.factory import make_dataset, uid
 from tests.test_dimse_support import (
     FAST_PATH,
+    RawEchoAssociation,
     associate,
     connections_by_process,
     dcmtk,
@@ -106,8 +106,8 @@ def test_workers_share_the_port_and_stop_with_the_server(
     assert not [pid for pid in workers if _alive(pid)], "worker processes outlived the server"
 
 
-def _open_echo_associations(port: int, count: int) -> list[Any]:
-    opened = [associate(port) for _ in range(count)]
+def _open_echo_associations(port: int, count: int) -> list[RawEchoAssociation]:
+    opened = [RawEchoAssociation(port) for _ in range(count)]
     assert all(assoc.is_established for assoc in opened)
     return opened
 
@@ -136,7 +136,7 @@ def test_connections_are_spread_evenly_and_a_dead_worker_is_bypassed(
     try:
         assert _spread(server, 6)[-3:] == [2, 2, 2]
         for assoc in held:
-            assert assoc.send_c_echo().Status == 0x0000
+            assert assoc.send_c_echo() == 0x0000
     finally:
         for assoc in held:
             assoc.release()
@@ -186,7 +186,7 @@ def test_metrics_count_the_associations_every_worker_served(
         assert _spread(server, 6)[-3:] == [2, 2, 2]
         for assoc in held:
             for _ in range(2):
-                assert assoc.send_c_echo().Status == 0x0000
+                assert assoc.send_c_echo() == 0x0000
     finally:
         for assoc in held:
             assoc.release()
@@ -216,7 +216,7 @@ def test_the_default_runs_one_dimse_process_per_usable_cpu(
     try:
         assert _spread(server, 2 * expected)[-expected:] == [2] * expected
         for assoc in held:
-            assert assoc.send_c_echo().Status == 0x0000
+            assert assoc.send_c_echo() == 0x0000
     finally:
         for assoc in held:
             assoc.release()

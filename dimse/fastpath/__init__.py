@@ -114,8 +114,9 @@ def enable(*, enabled: bool, metrics: Metrics, pending_interval: float = 0.0) ->
         else:
             log.info("DIMSE fast paths off (dimse.fast_path = false): stock pynetdicom")
         return None
-    from dimse.fastpath import encoded, spool, uids, wakeup
+    from dimse.fastpath import contexts, encoded, spool, uids, wakeup
 
+    contexts.install()
     wakeup.install()
     spool.install()
     encoded.install()

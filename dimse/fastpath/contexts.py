@@ -11,31 +11,111 @@ builds new contexts for its result), so each association gets a new list of the 
 context objects, frozen: their transfer syntaxes are tuples, so that anything that
 tried to change one in place would fail at once instead of changing it for every
 association. The access policy narrows an association's list by replacing it
-(``dimse.access``), never by changing a context."""
+(``dimse.access``), never by changing a context.
+
+Negotiation (pynetdicom's ``negotiate_as_acceptor``, PS3.8 9.3.3.2) decides each
+proposed context alone, from its abstract syntax, its transfer syntaxes and the
+supported context of that abstract syntax; a modality proposes the same ~120 contexts
+on every association, and pynetdicom built and validated a new result context for each
+(~0.45 ms of a new association). Through the shared list, each distinct proposal is
+negotiated once by pynetdicom's own function and its result copied for the next
+association, with that association's context ID (:class:`Results`). A list the access
+policy narrowed, and any proposal with SCP/SCU role selection or repeated context IDs,
+is negotiated by pynetdicom as before."""
 
 from __future__ import annotations
 
 from typing import Any, cast
 
+import pynetdicom.acse
 from pydicom.uid import UID
 from pynetdicom import AE
-from pynetdicom.presentation import PresentationContext
+from pynetdicom.presentation import PresentationContext, negotiate_as_acceptor
+
+
+class Results:
+    """The negotiated result of each distinct proposed context against one list of
+    supported contexts, as pynetdicom's ``negotiate_as_acceptor`` decides it."""
+
+    #: Distinct proposals kept (their values come from peers: the bound keeps memory flat).
+    LIMIT = 4096
+
+    def __init__(self, supported: list[PresentationContext]) -> None:
+        self.supported = supported
+        self._models: dict[tuple[UID, tuple[UID, ...]], PresentationContext] = {}
+
+    def negotiate(self, proposed: list[PresentationContext]) -> list[PresentationContext] | None:
+        """The result contexts, sorted by context ID; None where pynetdicom must decide
+        (a context without its syntaxes, or a context ID proposed twice)."""
+        ids = {cx.context_id for cx in proposed}
+        if len(ids) != len(proposed):
+            return None
+        results = []
+        for asked in proposed:
+            abstract, syntaxes = asked.abstract_syntax, tuple(asked._transfer_syntax)
+            if abstract is None or not syntaxes:
+                return None
+            model = self._models.get((abstract, syntaxes))
+            if model is None:
+                model = self._decide(abstract, syntaxes)
+            result = PresentationContext()
+            result.__dict__.update(model.__dict__)
+            result._transfer_syntax = list(model._transfer_syntax)
+            result.context_id = asked.context_id
+            results.append(result)
+        results.sort(key=lambda cx: cast(int, cx.context_id))
+        return results
+
+    def _decide(self, abstract: UID, syntaxes: tuple[UID, ...]) -> PresentationContext:
+        probe = PresentationContext()
+        probe.context_id = 1
+        probe.abstract_syntax = abstract
+        probe._transfer_syntax = list(syntaxes)
+        (model,), _ = negotiate_as_acceptor([probe], self.supported)
+        if len(self._models) < self.LIMIT:
+            self._models[(abstract, syntaxes)] = model
+        return model
 
 
 class SharedContexts(list[PresentationContext]):
     """Supported contexts whose per-association deep copy is a new list of the same
-    frozen contexts."""
+    frozen contexts, sharing their negotiated :class:`Results`."""
 
-    def __deepcopy__(self, memo: dict[int, Any]) -> list[PresentationContext]:
-        return list(self)
+    def __init__(self, contexts: list[PresentationContext], results: Results | None = None) -> None:
+        super().__init__(contexts)
+        self.results = results if results is not None else Results(list(contexts))
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> SharedContexts:
+        return SharedContexts(self, self.results)
+
+
+def negotiate(
+    proposed: list[PresentationContext],
+    supported: list[PresentationContext],
+    roles: dict[UID, tuple[bool | None, bool | None]] | None = None,
+) -> tuple[list[PresentationContext], list[Any]]:
+    """pynetdicom's ``negotiate_as_acceptor`` (as ``pynetdicom.acse`` calls it), through
+    the shared list's :class:`Results` where it can."""
+    results = getattr(supported, "results", None)
+    if isinstance(results, Results) and not roles and proposed:
+        decided = results.negotiate(proposed)
+        if decided is not None:
+            return decided, []
+    return negotiate_as_acceptor(proposed, supported, roles)
+
+
+def install() -> None:
+    """Negotiate through :func:`negotiate` (once per process; a list that is not a
+    ``SharedContexts`` is negotiated as before)."""
+    setattr(pynetdicom.acse, "negotiate_as_acceptor", negotiate)  # noqa: B010 - a module global
 
 
 def supported_contexts(ae: AE) -> SharedContexts:
     """The AE's supported contexts, frozen, in a list each association shares."""
-    contexts = SharedContexts()
+    frozen_contexts = []
     for cx in ae.supported_contexts:
         frozen = PresentationContext()
         frozen.__dict__.update(vars(cx))
         frozen._transfer_syntax = cast(list[UID], tuple(cx._transfer_syntax))
-        contexts.append(frozen)
-    return contexts
+        frozen_contexts.append(frozen)
+    return SharedContexts(frozen_contexts)

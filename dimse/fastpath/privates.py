@@ -46,6 +46,11 @@ PRIVATES: tuple[Private, ...] = (
         "the DUL's 1 ms sleep becomes a select() on its socket and a doorbell",
     ),
     Private(
+        "pynetdicom.acse.negotiate_as_acceptor", "global", "contexts",
+        "each distinct proposed context negotiated once against the shared supported list "
+        "(by pynetdicom's own function); other lists and role selection as before",
+    ),
+    Private(
         "pynetdicom.fsm.ACTIONS['AE-7']", "global", "associate",
         "an accepted association's A-ASSOCIATE-AC written as bytes (other DULs: pynetdicom's)",
     ),

@@ -77,7 +77,9 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[RunningSe
     server = start_server(base / "data", db_url_for("sqlite", base / "data"), config=config)
     # Explicit VR little endian preferred: the syntax the C-MOVE test stores in, so its
     # sub-operations go out as stored (``+xa`` would choose deflated, a conversion).
-    with storescp(dest_port, base / "dest", "+xe"):
+    # ``--fork``: each association in its own child, so that one left hanging (a failed
+    # attempt waiting out its time-out) does not refuse the next (a rerun: A801).
+    with storescp(dest_port, base / "dest", "+xe", "--fork"):
         yield server, dest_port, base / "dest"
     server.stop()
 

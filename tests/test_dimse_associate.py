@@ -22,9 +22,7 @@ from pynetdicom.pdu import A_ASSOCIATE_AC, A_ASSOCIATE_RQ
 from pynetdicom.pdu_primitives import (
     A_ASSOCIATE,
     AsynchronousOperationsWindowNegotiation,
-    ImplementationClassUIDNotification,
     ImplementationVersionNameNotification,
-    MaximumLengthNotification,
     UserIdentityNegotiation,
 )
 from pynetdicom.presentation import PresentationContext, negotiate_as_acceptor
@@ -32,34 +30,26 @@ from pynetdicom.sop_class import CTImageStorage, Verification
 
 from dimse.fastpath import associate, uids
 from dimse.fastpath.pdu import read_exactly
-from tests.test_dimse_support import in_process_dimse
+from tests.test_dimse_support import associate_request, in_process_dimse
 
 _SYNTAXES = [ExplicitVRLittleEndian, ImplicitVRLittleEndian, DeflatedExplicitVRLittleEndian]
 
 
-def _request(contexts: int, *, extra: list[object] | None = None, called: str = "NOCTIS") -> bytes:
+def _request(contexts: int, *, extra: list[object] | None = None) -> bytes:
     """An A-ASSOCIATE-RQ PDU as pynetdicom encodes it: Verification, then storage SOP
     classes with three transfer syntaxes each, and user information."""
-    primitive = A_ASSOCIATE()
-    primitive.application_context_name = "1.2.840.10008.3.1.1.1"
-    primitive.calling_ae_title = "MODALITY"
-    primitive.called_ae_title = called
     abstracts = [Verification] + [cx.abstract_syntax for cx in AllStoragePresentationContexts]
-    for n in range(contexts):
-        context = PresentationContext()
-        context.context_id = 2 * n + 1
-        context.abstract_syntax = abstracts[n % len(abstracts)]
-        for syntax in [ImplicitVRLittleEndian] if n == 0 else _SYNTAXES:
-            context.add_transfer_syntax(syntax)
-        primitive.presentation_context_definition_list.append(context)
-    length = MaximumLengthNotification()
-    length.maximum_length_received = 16384
-    implementation = ImplementationClassUIDNotification()
-    implementation.implementation_class_uid = "1.2.826.0.1.3680043.8.498.1"
+    proposed = [
+        (
+            2 * n + 1,
+            abstracts[n % len(abstracts)],
+            [ImplicitVRLittleEndian] if n == 0 else _SYNTAXES,
+        )
+        for n in range(contexts)
+    ]
     version = ImplementationVersionNameNotification()
     version.implementation_version_name = "MODALITY_1"
-    primitive.user_information = [length, implementation, version, *(extra or [])]
-    return A_ASSOCIATE_RQ(primitive).encode()
+    return associate_request(proposed, "MODALITY", "NOCTIS", [version, *(extra or [])])
 
 
 def _fields(primitive: A_ASSOCIATE) -> tuple[object, ...]:
@@ -200,30 +190,20 @@ def test_over_the_wire_each_context_gets_its_result(tmp_path: Path) -> None:
     Explicit VR Little Endian, CT in a syntax nobody serves and an unknown SOP class is
     answered acceptance (0), acceptance, transfer syntaxes not supported (4) and abstract
     syntax not supported (3), and the association goes on to release (PS3.8 9.3.6)."""
-    primitive = A_ASSOCIATE()
-    primitive.application_context_name = "1.2.840.10008.3.1.1.1"
-    primitive.calling_ae_title = "RAW"
-    primitive.called_ae_title = "NOCTIS"
-    for context_id, abstract, syntax in [
-        (1, Verification, ImplicitVRLittleEndian),
-        (3, CTImageStorage, ExplicitVRLittleEndian),
-        (5, CTImageStorage, "1.2.3.4.5.6"),
-        (7, "1.2.3.4.5.6.7", ExplicitVRLittleEndian),
-    ]:
-        context = PresentationContext()
-        context.context_id = context_id
-        context.abstract_syntax = abstract
-        context.add_transfer_syntax(syntax)
-        primitive.presentation_context_definition_list.append(context)
-    length = MaximumLengthNotification()
-    length.maximum_length_received = 16384
-    implementation = ImplementationClassUIDNotification()
-    implementation.implementation_class_uid = "1.2.826.0.1.3680043.8.498.1"
-    primitive.user_information = [length, implementation]
+    request = associate_request(
+        [
+            (1, Verification, [ImplicitVRLittleEndian]),
+            (3, CTImageStorage, [ExplicitVRLittleEndian]),
+            (5, CTImageStorage, ["1.2.3.4.5.6"]),
+            (7, "1.2.3.4.5.6.7", [ExplicitVRLittleEndian]),
+        ],
+        "RAW",
+        "NOCTIS",
+    )
     with in_process_dimse(tmp_path) as (server, _):
         before = _associate_hits(server)
         with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
-            sock.sendall(A_ASSOCIATE_RQ(primitive).encode())
+            sock.sendall(request)
             answer = _read_pdu(sock)
             assert answer[0] == 0x02  # A-ASSOCIATE-AC
             accept = A_ASSOCIATE_AC()

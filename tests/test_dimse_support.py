@@ -202,6 +202,42 @@ def scraped_metric(server: RunningServer, name: str, **labels: str) -> float:
     return 0.0
 
 
+def associate_request(
+    contexts: list[tuple[int, str, list[str]]],
+    calling: str,
+    called: str,
+    user: Iterable[Any] = (),
+) -> bytes:
+    """An A-ASSOCIATE-RQ PDU (PS3.8 9.3.2) as pynetdicom encodes it: the presentation
+    contexts as (ID, abstract syntax, transfer syntaxes), a maximum length of 16 KiB, an
+    implementation class UID and any other user information items."""
+    from pynetdicom.pdu import A_ASSOCIATE_RQ
+    from pynetdicom.pdu_primitives import (
+        A_ASSOCIATE,
+        ImplementationClassUIDNotification,
+        MaximumLengthNotification,
+    )
+    from pynetdicom.presentation import PresentationContext
+
+    primitive = A_ASSOCIATE()
+    primitive.application_context_name = "1.2.840.10008.3.1.1.1"
+    primitive.calling_ae_title = calling
+    primitive.called_ae_title = called
+    for context_id, abstract, syntaxes in contexts:
+        context = PresentationContext()
+        context.context_id = context_id
+        context.abstract_syntax = abstract
+        for syntax in syntaxes:
+            context.add_transfer_syntax(syntax)
+        primitive.presentation_context_definition_list.append(context)
+    length = MaximumLengthNotification()
+    length.maximum_length_received = 16384
+    implementation = ImplementationClassUIDNotification()
+    implementation.implementation_class_uid = "1.2.826.0.1.3680043.8.498.1"
+    primitive.user_information = [length, implementation, *user]
+    return A_ASSOCIATE_RQ(primitive).encode()
+
+
 class RawEchoAssociation:
     """An association with one Verification context on a plain socket (PS3.8 9.3): the
     PDUs encoded by pynetdicom's PDU classes, no pynetdicom association threads. For tests
@@ -211,30 +247,9 @@ class RawEchoAssociation:
     pydicom/pynetdicom#875)."""
 
     def __init__(self, port: int, *, called: str = "NOCTIS", calling: str = "RAWSCU") -> None:
-        from pynetdicom.pdu import A_ASSOCIATE_RQ
-        from pynetdicom.pdu_primitives import (
-            A_ASSOCIATE,
-            ImplementationClassUIDNotification,
-            MaximumLengthNotification,
-        )
-        from pynetdicom.presentation import PresentationContext
-
-        primitive = A_ASSOCIATE()
-        primitive.application_context_name = "1.2.840.10008.3.1.1.1"
-        primitive.calling_ae_title = calling
-        primitive.called_ae_title = called
-        context = PresentationContext()
-        context.context_id = 1
-        context.abstract_syntax = Verification
-        context.add_transfer_syntax("1.2.840.10008.1.2")
-        primitive.presentation_context_definition_list = [context]
-        length = MaximumLengthNotification()
-        length.maximum_length_received = 16384
-        implementation = ImplementationClassUIDNotification()
-        implementation.implementation_class_uid = "1.2.826.0.1.3680043.8.498.1"
-        primitive.user_information = [length, implementation]
+        request = associate_request([(1, Verification, ["1.2.840.10008.1.2"])], calling, called)
         self.sock = socket.create_connection(("127.0.0.1", port), timeout=20)
-        self.sock.sendall(A_ASSOCIATE_RQ(primitive).encode())
+        self.sock.sendall(request)
         self.is_established = self._read_pdu()[0] == 0x02  # A-ASSOCIATE-AC
         self._message_id = 0
 

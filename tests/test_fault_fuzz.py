@@ -231,3 +231,35 @@ def test_warning_header_never_carries_a_control_character() -> None:
     value = warning_value("".join(chr(c) for c in range(32)) + "\x7f reason")
     assert all(" " <= c != "\x7f" for c in value), repr(value)
     assert value.endswith('reason"')
+
+
+def _rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+def test_a_pdu_claiming_a_huge_length_costs_no_memory(server: RunningServer) -> None:
+    """PS3.8 9.3.1: a PDU's length is the peer's claim. Three connections, each a 6-byte
+    A-ASSOCIATE-RQ header claiming 1 GiB and 100 bytes: the server's memory grows by no
+    more than what arrived (not 3 GiB), and it goes on answering a C-ECHO."""
+    import socket
+    import struct
+
+    before = _rss_kib(server.process.pid)
+    peers = []
+    for _ in range(3):
+        peer = socket.create_connection(("127.0.0.1", server.dimse_port), timeout=10)
+        peer.sendall(struct.pack(">BBI", 0x01, 0, 1 << 30) + b"x" * 100)
+        peers.append(peer)
+    try:
+        time.sleep(1.0)
+        grown = _rss_kib(server.process.pid) - before
+        assoc = associate(server.dimse_port)
+        assert assoc.send_c_echo().Status == 0x0000
+        assoc.release()
+    finally:
+        for peer in peers:
+            peer.close()
+    assert grown < 200 * 1024, f"the server grew by {grown} KiB"

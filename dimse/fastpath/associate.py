@@ -160,7 +160,7 @@ def decode_request(pdu: bytes) -> DecodedRequest | None:
     None when it holds anything pynetdicom should read itself (see the module text)."""
     try:
         return _decode(pdu)
-    except (_Unusual, UnicodeDecodeError, ValueError, TypeError):
+    except Exception:  # noqa: BLE001 - whatever it is, pynetdicom's own decode judges it
         return None
 
 

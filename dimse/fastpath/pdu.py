@@ -53,26 +53,38 @@ def pdv_items(body: bytes | bytearray) -> list[tuple[int, memoryview]] | None:
     return items
 
 
+#: The most a read allocates beyond the bytes that have arrived: a PDU's length is the
+#: peer's claim, and a 6-byte header saying 4 GiB must not cost 4 GiB of memory (the
+#: buffer grows, doubling, as the data comes).
+READ_AHEAD = 1 << 20
+
+
 def read_exactly(sock: socket.socket, size: int, *, deadline: float | None = None) -> bytearray:
     """``size`` bytes from ``sock`` (fewer only when the peer closed the connection), read
     straight into one buffer: what pynetdicom's ``AssociationSocket.recv`` promises.
     With a ``deadline`` (``time.monotonic()``) a peer that is silent past it raises
-    ``TimeoutError``."""
-    buffer = bytearray(size)
+    ``TimeoutError``. At most ``READ_AHEAD`` bytes (or as many as arrived) are
+    allocated ahead of the data."""
+    buffer = bytearray(min(size, READ_AHEAD))
     view = memoryview(buffer)
     got = 0
-    while got < size:
-        if deadline is not None:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0 or not select.select([sock], [], [], remaining)[0]:
+    try:
+        while got < size:
+            if got == len(buffer):  # full of data: grow by as much again, up to size
                 view.release()
-                raise TimeoutError("the peer sent nothing in time")
-        n = sock.recv_into(view[got:])
-        if n == 0:
-            break
-        got += n
-    view.release()
-    if got < size:
+                buffer.extend(bytes(min(len(buffer), size - got)))
+                view = memoryview(buffer)
+            if deadline is not None:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or not select.select([sock], [], [], remaining)[0]:
+                    raise TimeoutError("the peer sent nothing in time")
+            n = sock.recv_into(view[got:])
+            if n == 0:
+                break
+            got += n
+    finally:
+        view.release()
+    if got < len(buffer):
         del buffer[got:]
     return buffer
 

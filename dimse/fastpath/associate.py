@@ -42,6 +42,7 @@ from pynetdicom.pdu_items import ApplicationContextItem, UserInformationItem
 from pynetdicom.pdu_primitives import A_ASSOCIATE
 from pynetdicom.presentation import PresentationContext
 
+from dimse.fastpath.contexts import copy_context
 from dimse.fastpath.pdu import PDU_HEADER, PduReader
 
 if TYPE_CHECKING:
@@ -101,18 +102,14 @@ def _uid_bytes(data: bytes, start: int, end: int) -> bytes:
 
 def _context(data: bytes, start: int, end: int) -> PresentationContext:
     """A Presentation Context Item (RQ) as pynetdicom's ``to_primitive`` makes it (its
-    context ID set through the setter; its syntaxes as :func:`_syntaxes` made them)."""
+    syntaxes as :func:`_syntaxes` made them, its context ID checked as the setter does)."""
     if end - start < 4:
         raise _Unusual("a presentation context item too short")
     sub_items = data[start + 4 : end]
     model = (
         _syntaxes(sub_items) if len(sub_items) <= _CACHED_ITEM else _syntaxes.__wrapped__(sub_items)
     )
-    context = PresentationContext()
-    context.__dict__.update(model.__dict__)
-    context._transfer_syntax = list(model._transfer_syntax)
-    context.context_id = data[start]
-    return context
+    return copy_context(model, data[start])
 
 
 #: Sub-items up to this size are decoded once per distinct value (a storescu proposes the

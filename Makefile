@@ -44,7 +44,7 @@ test: $(STAMP)
 	$(MAKE) --no-print-directory check
 	$(MAKE) --no-print-directory deps
 	$(MAKE) --no-print-directory bytecode
-	flock $(TEST_LOCK) $(BIN)/pytest -n 2 -q --reruns 1 --reruns-delay 1
+	flock $(TEST_LOCK) $(BIN)/pytest -n 2 -q --reruns 1 --reruns-delay 1 -rR
 	flock $(TEST_LOCK) $(MAKE) --no-print-directory test-stock-dimse
 
 ## The DIMSE wire tests again on stock pynetdicom (dimse.fast_path off: every patch of
@@ -54,14 +54,14 @@ STOCK_DIMSE_TESTS := tests/test_dimse_store.py tests/test_dimse_find.py \
 	tests/test_dimse_retrieve.py tests/test_dimse_access.py tests/test_dimse_workers.py \
 	tests/test_dimse_fastpath.py tests/test_workflow_mwl.py tests/test_workflow_mpps.py
 test-stock-dimse: $(STAMP)
-	NOCTIS_DIMSE_FAST_PATH=0 $(BIN)/pytest -n 2 -q --reruns 1 --reruns-delay 1 \
+	NOCTIS_DIMSE_FAST_PATH=0 $(BIN)/pytest -n 2 -q --reruns 1 --reruns-delay 1 -rR \
 		-m "not postgres" $(STOCK_DIMSE_TESTS)
 
 ## The edit-test loop: no PostgreSQL, no dcmtk (tests marked `postgres` or `dcmtk` are
 ## deselected; one that reaches either without its marker fails). No lint, no mypy.
 test-fast: $(STAMP)
 	$(MAKE) --no-print-directory bytecode
-	NOCTIS_TEST_FAST=1 $(BIN)/pytest -n 2 -q --reruns 1 --reruns-delay 1 -m "not postgres and not dcmtk"
+	NOCTIS_TEST_FAST=1 $(BIN)/pytest -n 2 -q --reruns 1 --reruns-delay 1 -rR -m "not postgres and not dcmtk"
 
 check: lint typecheck
 

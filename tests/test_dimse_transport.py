@@ -7,17 +7,26 @@ import socket
 import threading
 import time
 
+import pytest
+
 from dimse.fastpath.pdu import READ_AHEAD, read_exactly
 
 
-def test_reads_everything_asked_for_across_several_sends() -> None:
+@pytest.mark.parametrize(
+    ("size", "piece"),
+    [(1 << 20, 300_000), (3 * (1 << 20) + 4267, 500_000)],
+    ids=["1 MiB", "over READ_AHEAD"],
+)
+def test_reads_everything_asked_for_across_several_sends(size: int, piece: int) -> None:
+    """All the bytes asked for, in order, as they arrive in pieces (more than one socket
+    buffer; past ``READ_AHEAD`` the buffer grows as they come)."""
     ours, peer = socket.socketpair()
-    payload = bytes(range(256)) * 4096  # 1 MiB, more than one socket buffer
+    payload = (bytes(range(251)) * (size // 251 + 1))[:size]
 
     def send_slowly() -> None:
-        for start in range(0, len(payload), 300_000):
-            peer.sendall(payload[start : start + 300_000])
-            time.sleep(0.01)
+        for start in range(0, len(payload), piece):
+            peer.sendall(payload[start : start + piece])
+            time.sleep(0.005)
 
     sender = threading.Thread(target=send_slowly)
     sender.start()
@@ -37,27 +46,6 @@ def test_a_closed_peer_gives_what_arrived() -> None:
         assert read_exactly(ours, 6) == bytearray(b"\x04\x00\x00")
     finally:
         ours.close()
-
-
-def test_a_large_read_grows_with_the_data() -> None:
-    """A PDU's length is the peer's claim: reading 3 MiB that arrive in pieces gives them
-    all, in order, through a buffer that grows as they come."""
-    ours, peer = socket.socketpair()
-    payload = bytes(range(251)) * (3 * 4096 + 17)
-
-    def send_slowly() -> None:
-        for start in range(0, len(payload), 500_000):
-            peer.sendall(payload[start : start + 500_000])
-            time.sleep(0.005)
-
-    sender = threading.Thread(target=send_slowly)
-    sender.start()
-    try:
-        assert read_exactly(ours, len(payload)) == payload
-    finally:
-        sender.join()
-        ours.close()
-        peer.close()
 
 
 def test_a_claimed_length_costs_no_more_than_what_arrived() -> None:

@@ -90,13 +90,14 @@ def test_the_negotiated_results_kept_per_proposal_equal_pynetdicom_s() -> None:
         )
         proposals.append(context)
     first, roles = contexts.negotiate(proposals, copy.deepcopy(shared), {})
+    assert len(shared.results) == len(proposals)  # each distinct proposal decided once
     second, _ = contexts.negotiate(proposals, copy.deepcopy(shared), {})
+    assert len(shared.results) == len(proposals)  # and reused: nothing decided again
     theirs, _ = negotiate_as_acceptor(proposals, copy.deepcopy(ae.supported_contexts))
     assert roles == []
     assert _fields(first) == _fields(second) == _fields(theirs)
     assert {c.result for c in first} == {0x00, 0x03, 0x04}
     assert all(a is not b for a, b in zip(first, second, strict=True))
-    assert shared.results.negotiate(proposals) is not None  # kept: no second decision
 
 
 def test_role_selection_and_narrowed_lists_are_negotiated_by_pynetdicom() -> None:

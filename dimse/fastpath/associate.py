@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import re
 import struct
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, cast
@@ -44,6 +43,7 @@ from pynetdicom.presentation import PresentationContext
 
 from dimse.fastpath.contexts import copy_context
 from dimse.fastpath.pdu import PDU_HEADER, PduReader
+from dimse.fastpath.uids import conformant
 
 if TYPE_CHECKING:
     from dimse.fastpath import Counters
@@ -69,9 +69,6 @@ _ITEM_HEADER = struct.Struct(">BBH")
 _AWAITING_REQUEST = frozenset({"Sta1", "Sta2"})
 #: The attribute that marks a DUL whose A-ASSOCIATE-AC is written here.
 _MARK = "_noctis_associate"
-#: A UID as PS3.5 9.1 allows it (a mistaken one goes to pynetdicom, which says what is wrong).
-_CONFORMANT = re.compile(rb"(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))*")
-_MAX_UID = 64
 
 
 class _Unusual(Exception):
@@ -127,13 +124,13 @@ def _syntaxes(sub_items: bytes) -> PresentationContext:
         raise _Unusual("a presentation context without its syntaxes")
     context = PresentationContext()
     for kind, value, stop in found:
-        name = _uid_bytes(sub_items, value, stop)
-        if len(name) > _MAX_UID or not _CONFORMANT.fullmatch(name):
+        name = _uid_bytes(sub_items, value, stop).decode("ascii")
+        if not conformant(name):  # a mistaken UID: pynetdicom says what is wrong
             raise _Unusual("a UID pynetdicom judges itself")
         if kind == _ABSTRACT_SYNTAX:
-            context.abstract_syntax = name.decode("ascii")
+            context.abstract_syntax = name
         elif kind == _TRANSFER_SYNTAX:
-            context.add_transfer_syntax(name.decode("ascii"))
+            context.add_transfer_syntax(name)
         else:
             raise _Unusual("a sub-item pynetdicom reads itself")
     context._transfer_syntax = tuple(context._transfer_syntax)  # type: ignore[assignment]

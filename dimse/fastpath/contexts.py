@@ -44,6 +44,10 @@ class Results:
         self.supported = supported
         self._models: dict[tuple[UID, tuple[UID, ...]], PresentationContext] = {}
 
+    def __len__(self) -> int:
+        """How many distinct proposals have been decided and kept."""
+        return len(self._models)
+
     def negotiate(self, proposed: list[PresentationContext]) -> list[PresentationContext] | None:
         """The result contexts, sorted by context ID; None where pynetdicom must decide
         (a context without its syntaxes, or a context ID proposed twice)."""

@@ -40,7 +40,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
-import re
 from collections.abc import Callable
 from io import BytesIO
 from pathlib import Path
@@ -63,6 +62,7 @@ from dimse.fastpath.command import (
 )
 from dimse.fastpath.pdu import P_DATA_TF, PDU_HEADER, PduReader, pdv_items
 from dimse.fastpath.spool import FileMeta, ReceiveSpool, open_spool
+from dimse.fastpath.uids import conformant
 
 if TYPE_CHECKING:
     from dimse.fastpath import Counters
@@ -243,8 +243,6 @@ class StoreReceiver:
             spool.discard()
 
 
-#: PS3.5 9.1: a UID is dot-separated numbers without leading zeros, at most 64 characters.
-_CONFORMANT_UID = re.compile(r"(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))*")
 #: pynetdicom's attribute behind each UID field of a C-STORE primitive.
 _UID_FIELDS = {
     "AffectedSOPClassUID": "_affected_sop_class_uid",
@@ -264,7 +262,7 @@ def _set_uid(request: C_STORE | C_ECHO, field: str, value: str) -> None:
 
 
 def _conformant(value: str) -> UID | None:
-    if len(value) <= 64 and _CONFORMANT_UID.fullmatch(value):
+    if conformant(value):
         # Checked just above: pydicom's own check (a second regular expression) skipped.
         return UID(value, validation_mode=config.IGNORE)
     return None

@@ -28,6 +28,7 @@ appended as the same ``UID``.
 from __future__ import annotations
 
 import functools
+import re
 import threading
 from typing import Any
 
@@ -39,6 +40,18 @@ from pynetdicom.presentation import PresentationContext
 
 #: The modules whose ``set_uid`` is replaced (association negotiation only).
 MODULES = (pynetdicom.pdu_items, pynetdicom.pdu_primitives, pynetdicom.presentation)
+
+#: PS3.5 9.1: a UID is dot-separated numbers without leading zeros, at most 64 characters.
+_CONFORMANT_UID = re.compile(r"(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))*")
+_MAX_UID = 64
+
+
+def conformant(value: str) -> bool:
+    """Whether ``value`` is a UID as PS3.5 9.1 allows it (it then passes every check
+    pydicom's and pynetdicom's validators make)."""
+    return len(value) <= _MAX_UID and _CONFORMANT_UID.fullmatch(value) is not None
+
+
 #: Distinct UID values kept (SOP classes and transfer syntaxes: a few hundred).
 CACHE_SIZE = 4096
 

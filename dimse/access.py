@@ -115,6 +115,17 @@ class AccessPolicy:
             return False
         return not caller.check_host or _same_host(caller.host, address)
 
+    def admits_by_settings(self, calling_ae: str, address: str) -> bool:
+        """Whether the settings alone admit ``calling_ae`` connecting from ``address``
+        (``[dimse] allow`` / ``deny`` and ``[dimse.remotes.*]``; no look-up in the index, no
+        name resolution). False means: ask the full check (``EVT_REQUESTED``)."""
+        if not self.addresses.admits(address):
+            return False
+        if not self.allow_list:
+            return True
+        caller = self.callers.get(calling_ae.strip())
+        return caller is not None and (not caller.check_host or caller.host == address)
+
     def allows(self, calling_ae: str, permission: Permission) -> bool:
         """May ``calling_ae`` use the service that needs ``permission``?"""
         if not self.allow_list:

@@ -19,7 +19,9 @@ from dimse.fastpath.listener import (
     report_closed_by_event,
     request_handler,
 )
+from dimse.fastpath.verification import VerificationServer
 from dimse.services import Services, build_services
+from dimse.status import operation_status_label
 from dimse.tls import server_context
 from noctis_pacs.core.metrics import Metric, Metrics
 from noctis_pacs.core.settings import Settings
@@ -137,6 +139,19 @@ class DimseServer:
         assert isinstance(server, DimseListener)
         if fast is None:
             report_closed_by_event(server)
+        else:
+            metrics = self.metrics
+
+            def echoed(status: int, seconds: float) -> None:
+                metrics.dimse_operation_done("C-ECHO", operation_status_label(status), seconds)
+
+            server.verification = VerificationServer(
+                ae,
+                server.contexts,
+                admits=policy.admits_by_settings,
+                echoed=echoed,
+                counters=fast.counters,
+            )
         self._server = server
         if self.primary:
             self._thread = threading.Thread(

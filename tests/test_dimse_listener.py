@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from pynetdicom import AE
-from pynetdicom.sop_class import Verification
+from pynetdicom.sop_class import SecondaryCaptureImageStorage, Verification
 
 from tests.test_dimse_support import in_process_dimse
 
@@ -19,6 +19,7 @@ from tests.test_dimse_support import in_process_dimse
 def _echo_once(port: int) -> None:
     ae = AE(ae_title="LISTENED")
     ae.add_requested_context(Verification)
+    ae.add_requested_context(SecondaryCaptureImageStorage)  # not Verification-only: pynetdicom's
     assoc = ae.associate("127.0.0.1", port, ae_title="NOCTIS")
     assert assoc.is_established
     try:

@@ -163,9 +163,10 @@ def connections_by_process(pids: Iterable[int], port: int) -> dict[int, int]:
 
 
 @contextmanager
-def in_process_dimse(tmp_path: Path) -> Iterator[tuple[Any, Any]]:
-    """A DimseServer on a free port in this process (SQLite under ``tmp_path``), so a
-    test can look at the associations it accepts: ``(server, archive)``."""
+def in_process_dimse(tmp_path: Path, **dimse: object) -> Iterator[tuple[Any, Any]]:
+    """A DimseServer on a free port in this process (SQLite under ``tmp_path``; ``dimse``:
+    more ``[dimse]`` settings), so a test can look at the associations it accepts:
+    ``(server, archive)``."""
     from dimse.server import DimseServer
     from noctis_pacs.core.metrics import build_metrics
     from storage.archive import Archive
@@ -174,7 +175,7 @@ def in_process_dimse(tmp_path: Path) -> Iterator[tuple[Any, Any]]:
     settings = make_settings(
         tmp_path / "data",
         db_url_for("sqlite", tmp_path / "data"),
-        dimse={"port": 0, "host": "127.0.0.1"},
+        dimse={"port": 0, "host": "127.0.0.1", **dimse},
     )
     archive = Archive(settings)
     server = DimseServer(settings=settings, archive=archive, metrics=build_metrics())

@@ -21,7 +21,7 @@ import pynetdicom.association
 import pynetdicom.dul
 import pytest
 from pynetdicom import AE
-from pynetdicom.sop_class import Verification
+from pynetdicom.sop_class import SecondaryCaptureImageStorage, Verification
 
 from dimse.fastpath import wakeup
 from tests.test_dimse_support import dcmtk, in_process_dimse
@@ -141,6 +141,9 @@ def test_accepted_association_carries_its_wakeups_and_answers(tmp_path: Path) ->
     with in_process_dimse(tmp_path) as (server, _):
         ae = AE(ae_title="WAKEUP")
         ae.add_requested_context(Verification)
+        ae.add_requested_context(
+            SecondaryCaptureImageStorage
+        )  # not Verification-only: pynetdicom's
         assoc = ae.associate("127.0.0.1", server.port, ae_title="NOCTIS")
         assert assoc.is_established
         try:
@@ -191,6 +194,9 @@ def test_an_idle_acceptor_reactor_sleeps_long_yet_release_and_abort_end_it_at_on
     with in_process_dimse(tmp_path) as (server, _):
         ae = AE(ae_title="IDLE")
         ae.add_requested_context(Verification)
+        ae.add_requested_context(
+            SecondaryCaptureImageStorage
+        )  # not Verification-only: pynetdicom's
         for ending in ("release", "abort"):
             assoc = ae.associate("127.0.0.1", server.port, ae_title="NOCTIS")
             assert assoc.is_established

@@ -44,7 +44,7 @@ from noctis_pacs.core.metrics import Metrics
 log = logging.getLogger("noctis.dimse.fastpath")
 
 #: The fast paths that count what they serve (label ``path``).
-PATHS = ("receive", "store", "response", "move", "get", "echo", "associate")
+PATHS = ("receive", "store", "response", "move", "get", "echo", "associate", "verification")
 
 #: The attribute on an accepted association that holds its fast path.
 _ATTRIBUTE = "noctis_fast_path"

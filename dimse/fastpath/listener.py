@@ -45,6 +45,7 @@ from pynetdicom.transport import RequestHandler, ThreadedAssociationServer
 
 from dimse.fastpath import FastPath, associate, inline, mark, receive, responses, spool, wakeup
 from dimse.fastpath.pdu import attach_reader
+from dimse.fastpath.verification import WATCHING, VerificationServer
 
 log = logging.getLogger("noctis.dimse.listener")
 
@@ -158,6 +159,8 @@ class DimseListener(ThreadedAssociationServer):
     hand_off: Callable[[socket.socket, Address], bool] | None = None
     #: Called when an association this process served has ended.
     on_closed: Callable[[], None] | None = None
+    #: Serves Verification-only associations itself (``verification``; set by the wiring).
+    verification: VerificationServer | None = None
 
     def server_bind(self) -> None:
         if not self.passive:
@@ -192,8 +195,16 @@ class DimseListener(ThreadedAssociationServer):
         thread start less per association: docs/performance.md, issue 15)."""
         if self.fast_path is None or self.ssl_context is not None:
             super().process_request(request, client_address)
-        else:
-            self.process_request_thread(request, client_address)
+            return
+        verification = self.verification
+        if verification is not None and verification.try_serve(
+            request,
+            client_address,
+            self.report_closed,
+            watched=any(self.get_handlers(event) for event in WATCHING),
+        ):
+            return
+        self.process_request_thread(request, client_address)
 
     def service_actions(self) -> None:
         """socketserver's hook after each request: pynetdicom's runs a full garbage

@@ -107,9 +107,14 @@ def send_echo_response(
 ) -> None:
     """Queue a C-ECHO-RSP (PS3.7 9.3.5.2: Affected SOP Class UID, Command Field 8030H,
     Message ID Being Responded To, no data set, Status) for the DUL thread to send."""
-    head, tail = _echo_response_around(sop_class, status)
-    command = head + us(responding_to) + tail
+    command = echo_response_command(sop_class, responding_to, status)
     _queue(dimse.dul, context_id, command, command=True, max_pdu=int(dimse.maximum_pdu_size or 0))
+
+
+def echo_response_command(sop_class: str, responding_to: int, status: int) -> bytes:
+    """A C-ECHO-RSP command set (PS3.7 9.3.5.2)."""
+    head, tail = _echo_response_around(sop_class, status)
+    return head + us(responding_to) + tail
 
 
 @functools.lru_cache(maxsize=64)  # bounded: the SOP class is an accepted context's

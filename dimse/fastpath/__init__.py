@@ -17,7 +17,9 @@ holds one of those changes and ``privates.py`` lists every private name they tou
 - ``sender``: C-MOVE sub-operations send a stored file as it lies on disk;
 - ``encoded``: C-FIND identifiers Noctis encoded itself are sent as they are;
 - ``contexts``: a cheap per-association copy of the supported presentation contexts;
-- ``uids``: the UIDs of association negotiation converted and validated once per value.
+- ``uids``: the UIDs of association negotiation converted and validated once per value;
+- ``verification``: a Verification-only association served without pynetdicom's
+  association layer, on one thread of its own.
 
 All of it is behind a gate and a switch (:func:`enable`): the installed pynetdicom must
 be the version validated here (``privates.VALIDATED_VERSION``; any other logs one

@@ -14,7 +14,6 @@ from typing import Any
 
 import pytest
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian, JPEGBaseline8Bit
-from pynetdicom import AE
 from pynetdicom.pdu_primitives import UserIdentityNegotiation
 from pynetdicom.sop_class import CTImageStorage, Verification
 
@@ -22,7 +21,13 @@ from dimse.fastpath.command import command_set, parse_command, read_text, read_u
 from dimse.fastpath.pdu import read_exactly
 from dimse.fastpath.verification import verification_request
 from tests.conftest import RunningServer
-from tests.test_dimse_support import associate_request, dcmtk, in_process_dimse, scraped_metric
+from tests.test_dimse_support import (
+    RawEchoAssociation,
+    associate_request,
+    dcmtk,
+    in_process_dimse,
+    scraped_metric,
+)
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -54,6 +59,14 @@ def _verification_rq(contexts: list[tuple[int, list[str]]], **kwargs: Any) -> by
     return associate_request(
         [(cid, Verification, syntaxes) for cid, syntaxes in contexts], "PROBE", "NOCTIS", **kwargs
     )
+
+
+def _associated(port: int) -> socket.socket:
+    """A connection whose Verification-only association was accepted (A-ASSOCIATE-AC)."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=20)
+    sock.sendall(_verification_rq([(1, [ImplicitVRLittleEndian])]))
+    assert _read_pdu(sock)[:1] == b"\x02"
+    return sock
 
 
 @pytest.fixture
@@ -136,10 +149,8 @@ def test_a_command_split_over_pdvs_is_answered(tmp_path: Path) -> None:
     """PS3.8 E.2: a command set may come in several fragments; the last one is marked."""
     with (
         in_process_dimse(tmp_path) as (server, _),
-        socket.create_connection(("127.0.0.1", server.port), timeout=20) as sock,
+        _associated(server.port) as sock,
     ):
-        sock.sendall(_verification_rq([(1, [ImplicitVRLittleEndian])]))
-        assert _read_pdu(sock)[:1] == b"\x02"
         command = _echo_rq(7)[12:]
         first, second = command[:20], command[20:]
         for fragment, control in ((first, 0x01), (second, 0x03)):
@@ -155,10 +166,8 @@ def test_another_sop_class_in_the_request_is_refused(tmp_path: Path) -> None:
     """PS3.7 C.5.2 (0122H): a C-ECHO-RQ naming another SOP class than its context's."""
     with (
         in_process_dimse(tmp_path) as (server, _),
-        socket.create_connection(("127.0.0.1", server.port), timeout=20) as sock,
+        _associated(server.port) as sock,
     ):
-        sock.sendall(_verification_rq([(1, [ImplicitVRLittleEndian])]))
-        assert _read_pdu(sock)[:1] == b"\x02"
         sock.sendall(_echo_rq(3, sop_class=CTImageStorage))
         elements = parse_command(_read_pdu(sock)[12:])
         assert read_us(elements, 0x0900) == 0x0122
@@ -183,10 +192,8 @@ def test_protocol_errors_are_aborted_and_the_server_goes_on(
     reason of the error; the connection closes and the next association is served."""
     with (
         in_process_dimse(tmp_path) as (server, _),
-        socket.create_connection(("127.0.0.1", server.port), timeout=20) as sock,
+        _associated(server.port) as sock,
     ):
-        sock.sendall(_verification_rq([(1, [ImplicitVRLittleEndian])]))
-        assert _read_pdu(sock)[:1] == b"\x02"
         sock.sendall(pdu)
         assert _read_pdu(sock) == bytes([0x07, 0, 0, 0, 0, 4, 0, 0, 2, reason])
         assert _read_pdu(sock) == b""
@@ -194,14 +201,10 @@ def test_protocol_errors_are_aborted_and_the_server_goes_on(
 
 
 def _echo_once(port: int) -> None:
-    ae = AE(ae_title="CHECK")
-    ae.add_requested_context(Verification)
-    assoc = ae.associate("127.0.0.1", port, ae_title="NOCTIS")
-    assert assoc.is_established
-    try:
-        assert assoc.send_c_echo().Status == 0x0000
-    finally:
-        assoc.release()
+    probe = RawEchoAssociation(port)
+    assert probe.is_established
+    assert probe.send_c_echo() == 0x0000
+    probe.release()
 
 
 def test_a_silent_peer_is_aborted_after_the_network_timeout(tmp_path: Path) -> None:
@@ -209,10 +212,8 @@ def test_a_silent_peer_is_aborted_after_the_network_timeout(tmp_path: Path) -> N
     (source 2, reason 0, as pynetdicom's time-out) and the connection closes."""
     with (
         in_process_dimse(tmp_path, network_timeout=0.3) as (server, _),
-        socket.create_connection(("127.0.0.1", server.port), timeout=20) as sock,
+        _associated(server.port) as sock,
     ):
-        sock.sendall(_verification_rq([(1, [ImplicitVRLittleEndian])]))
-        assert _read_pdu(sock)[:1] == b"\x02"
         started = time.monotonic()
         assert _read_pdu(sock) == bytes([0x07, 0, 0, 0, 0, 4, 0, 0, 2, 0])
         assert 0.2 < time.monotonic() - started < 10

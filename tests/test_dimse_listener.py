@@ -6,14 +6,13 @@ between connections (pynetdicom's does every 60, stopping every thread)."""
 from __future__ import annotations
 
 import gc
-import threading
 from pathlib import Path
 from typing import Any
 
 from pynetdicom import AE
 from pynetdicom.sop_class import SecondaryCaptureImageStorage, Verification
 
-from tests.test_dimse_support import in_process_dimse
+from tests.test_dimse_support import in_process_dimse, threads_started
 
 
 def _echo_once(port: int) -> None:
@@ -29,20 +28,10 @@ def _echo_once(port: int) -> None:
 
 
 def test_an_association_starts_no_thread_per_connection(tmp_path: Path) -> None:
-    started: list[str] = []
-    original = threading.Thread.start
-
-    def watching(thread: threading.Thread) -> None:
-        started.append(thread.name)
-        original(thread)
-
     with in_process_dimse(tmp_path) as (server, _):
         _echo_once(server.port)  # warm: the first association's one-time work
-        threading.Thread.start = watching  # type: ignore[method-assign]
-        try:
+        with threads_started() as started:
             _echo_once(server.port)
-        finally:
-            threading.Thread.start = original  # type: ignore[method-assign]
     # The client's association and DUL threads, the server's association and DUL
     # threads: socketserver's per-connection thread is not among them.
     assert not [

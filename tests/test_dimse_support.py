@@ -6,6 +6,7 @@ import contextlib
 import os
 import socket
 import subprocess
+import threading
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -160,6 +161,23 @@ def connections_by_process(pids: Iterable[int], port: int) -> dict[int, int]:
                     held += 1
         counts[pid] = held
     return counts
+
+
+@contextmanager
+def threads_started() -> Iterator[list[str]]:
+    """The names of the threads started inside the block (``Thread.start`` watched)."""
+    started: list[str] = []
+    original = threading.Thread.start
+
+    def watching(thread: threading.Thread) -> None:
+        started.append(thread.name)
+        original(thread)
+
+    threading.Thread.start = watching  # type: ignore[method-assign]
+    try:
+        yield started
+    finally:
+        threading.Thread.start = original  # type: ignore[method-assign]
 
 
 @contextmanager

@@ -27,6 +27,7 @@ from tests.test_dimse_support import (
     dcmtk,
     in_process_dimse,
     scraped_metric,
+    threads_started,
 )
 
 pytestmark = pytest.mark.timeout(120)
@@ -288,27 +289,15 @@ def test_an_allow_list_caller_not_configured_is_rejected_by_pynetdicom(
 def test_one_thread_and_no_pynetdicom_association(tmp_path: Path) -> None:
     """A Verification-only association costs one thread of its own (pynetdicom starts an
     association thread and a DUL thread), and the server's AE never sees it."""
-    import threading
-
-    started: list[str] = []
-    original = threading.Thread.start
-
-    def watching(thread: threading.Thread) -> None:
-        started.append(thread.name)
-        original(thread)
-
-    with in_process_dimse(tmp_path) as (server, _):
-        threading.Thread.start = watching  # type: ignore[method-assign]
-        try:
-            with socket.create_connection(("127.0.0.1", server.port), timeout=20) as sock:
-                sock.sendall(_verification_rq([(1, [ImplicitVRLittleEndian])]))
-                assert _read_pdu(sock)[:1] == b"\x02"
-                sock.sendall(_echo_rq(1))
-                assert _read_pdu(sock)[:1] == b"\x04"
-                sock.sendall(RELEASE_RQ)
-                assert _read_pdu(sock) == RELEASE_RP
-        finally:
-            threading.Thread.start = original  # type: ignore[method-assign]
+    with (
+        in_process_dimse(tmp_path) as (server, _),
+        threads_started() as started,
+        _associated(server.port) as sock,
+    ):
+        sock.sendall(_echo_rq(1))
+        assert _read_pdu(sock)[:1] == b"\x04"
+        sock.sendall(RELEASE_RQ)
+        assert _read_pdu(sock) == RELEASE_RP
     assert [name for name in started if not name.startswith("sqlite")] == [
         name for name in started if name.startswith("verification-")
     ]

@@ -287,17 +287,20 @@ def test_an_allow_list_caller_not_configured_is_rejected_by_pynetdicom(
 
 
 def test_one_thread_and_no_pynetdicom_association(tmp_path: Path) -> None:
-    """A Verification-only association costs one thread of its own (pynetdicom starts an
-    association thread and a DUL thread), and the server's AE never sees it."""
-    with (
-        in_process_dimse(tmp_path) as (server, _),
-        threads_started() as started,
-        _associated(server.port) as sock,
-    ):
-        sock.sendall(_echo_rq(1))
-        assert _read_pdu(sock)[:1] == b"\x04"
-        sock.sendall(RELEASE_RQ)
-        assert _read_pdu(sock) == RELEASE_RP
+    """Verification-only associations cost no pynetdicom association (an association
+    thread and a DUL thread each): one thread of the Verification path serves them, and
+    serves the next one after it is released (no thread start per association)."""
+    with in_process_dimse(tmp_path) as (server, _), threads_started() as started:
+        for message_id in (1, 2, 3):
+            with _associated(server.port) as sock:
+                sock.sendall(_echo_rq(message_id))
+                assert _read_pdu(sock)[:1] == b"\x04"
+                sock.sendall(RELEASE_RQ)
+                assert _read_pdu(sock) == RELEASE_RP
+            # The thread goes back to waiting once the peer has closed.
+            deadline = time.monotonic() + 10
+            while server._server.verification.waiting != 1 and time.monotonic() < deadline:
+                time.sleep(0.01)
     assert [name for name in started if not name.startswith("sqlite")] == [
         name for name in started if name.startswith("verification-")
     ]

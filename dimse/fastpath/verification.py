@@ -280,7 +280,14 @@ class VerificationServer:
             name=f"verification-{next(self._numbers)}",
             daemon=True,
         )
-        thread.start()
+        try:
+            thread.start()
+        except RuntimeError:  # no thread to be had: the connection is closed, not lost
+            log.error("no thread for a verification association from %s", address[0])
+            with self._lock:
+                self._active -= 1
+            sock.close()
+            on_closed()
         return True
 
     def _plan(self, data: bytes) -> _Plan | None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+import uuid
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -398,16 +399,20 @@ def test_upload_in_batches_with_progress_and_summary(
 def test_worklist_create_live_edit_cancel(seeded: dict[str, Any], watched: PageWatch) -> None:
     srv = server_of(seeded)
     page = watched.page
+    # Accession numbers of this attempt only: a rerun of this test (same server) must
+    # not find the items of the attempt before it.
+    suffix = uuid.uuid4().hex[:6].upper()
+    first, second = f"ACCWL1{suffix}", f"ACCWL2{suffix}"
     page.goto(f"{srv.http_url}/ui/#/worklist")
     page.wait_for_selector("table.worklist tbody tr")
     page.fill("input[name=patient_name]", "Sched^Alice")
     page.fill("input[name=patient_id]", "WL001")
-    page.fill("input[name=accession_number]", "ACCWL1")
+    page.fill("input[name=accession_number]", first)
     page.select_option("select[name=modality]", "MR")
     page.fill("input[name=start_time]", "09:30")
     page.fill("input[name=description]", "MR knee")
     page.click("form.worklist-form button[type=submit]")
-    row = page.locator("table.worklist tr:has-text('ACCWL1')")
+    row = page.locator(f"table.worklist tr:has-text('{first}')")
     row.wait_for()
     assert "SCHEDULED" in row.inner_text() and "MR knee" in row.inner_text()
 
@@ -416,28 +421,28 @@ def test_worklist_create_live_edit_cancel(seeded: dict[str, Any], watched: PageW
         json={
             "patient_name": "Remote^Bob",
             "patient_id": "WL002",
-            "accession_number": "ACCWL2",
+            "accession_number": second,
             "steps": [{"modality": "CT", "start_date": TODAY}],
         },
     )
     assert response.status_code == 201
-    live = page.locator("table.worklist tr.fresh:has-text('ACCWL2')")
+    live = page.locator(f"table.worklist tr.fresh:has-text('{second}')")
     live.wait_for(timeout=20_000)
 
     row.locator("button.edit").click()
     assert page.input_value("input[name=patient_id]") == "WL001"
     page.fill("input[name=description]", "MR knee left")
     page.click("form.worklist-form button[type=submit]")
-    page.locator("table.worklist tr:has-text('MR knee left')").wait_for()
-    item_id = page.locator("table.worklist tr:has-text('ACCWL1')").get_attribute("data-id")
+    row.filter(has_text="MR knee left").wait_for()
+    item_id = row.get_attribute("data-id")
     assert httpx.get(f"{srv.http_url}/workflow/worklist/{item_id}").json()["steps"][0][
         "description"
     ] == ("MR knee left")
 
-    cancel = page.locator("table.worklist tr:has-text('ACCWL1') button.cancel")
+    cancel = row.locator("button.cancel")
     cancel.click()
     cancel.click()  # confirm
-    page.locator("table.worklist tr:has-text('ACCWL1') .status-pill.DISCONTINUED").wait_for()
+    row.locator(".status-pill.DISCONTINUED").wait_for()
     watched.screenshot("worklist", width=1280, height=800)
 
 

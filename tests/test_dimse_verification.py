@@ -305,3 +305,22 @@ def test_one_thread_and_no_pynetdicom_association(tmp_path: Path) -> None:
         name for name in started if name.startswith("verification-")
     ]
     assert len([name for name in started if name.startswith("verification-")]) == 1
+
+
+def test_at_the_association_limit_the_request_is_rejected(tmp_path: Path) -> None:
+    """PS3.8 9.3.4, Table 9-21: with ``dimse.max_associations`` associations open, the
+    next Verification-only request gets A-ASSOCIATE-RJ rejected-transient (2),
+    service-provider presentation related (3), local-limit-exceeded (2), as pynetdicom
+    rejects; once one is released, the next is accepted."""
+    with (
+        in_process_dimse(tmp_path, max_associations=1) as (server, _),
+        _associated(server.port) as held,
+    ):
+        with socket.create_connection(("127.0.0.1", server.port), timeout=20) as sock:
+            sock.sendall(_verification_rq([(1, [ImplicitVRLittleEndian])]))
+            assert _read_pdu(sock) == bytes([0x03, 0, 0, 0, 0, 4, 0, 2, 3, 2])
+        held.sendall(RELEASE_RQ)
+        assert _read_pdu(held) == RELEASE_RP
+        assert _exchange(server.port, _verification_rq([(1, [ImplicitVRLittleEndian])]))[:1] == (
+            b"\x02"
+        )

@@ -42,7 +42,7 @@ from pynetdicom.pdu_primitives import A_ASSOCIATE
 from pynetdicom.presentation import PresentationContext
 
 from dimse.fastpath.contexts import copy_context
-from dimse.fastpath.pdu import PDU_HEADER, PduReader
+from dimse.fastpath.pdu import ASSOCIATE_AC, ASSOCIATE_RQ, PDU_HEADER, PduReader
 from dimse.fastpath.uids import conformant
 
 if TYPE_CHECKING:
@@ -50,9 +50,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("noctis.dimse.fastpath.associate")
 
-#: PS3.8 Table 9-11 / 9-17: PDU types.
-_ASSOCIATE_RQ = 0x01
-_ASSOCIATE_AC = 0x02
 #: PS3.8 9.3.2: item types of the A-ASSOCIATE-RQ variable field and its sub-items.
 _APPLICATION_CONTEXT = 0x10
 _PRESENTATION_CONTEXT_RQ = 0x20
@@ -159,7 +156,7 @@ def decode_request(pdu: bytes) -> DecodedRequest | None:
 
 
 def _decode(pdu: bytes) -> DecodedRequest:
-    if len(pdu) < 6 + _FIXED or pdu[0] != _ASSOCIATE_RQ:
+    if len(pdu) < 6 + _FIXED or pdu[0] != ASSOCIATE_RQ:
         raise _Unusual("not an A-ASSOCIATE-RQ")
     application: ApplicationContextItem | None = None
     user: UserInformationItem | None = None
@@ -211,7 +208,7 @@ def encode_accept(primitive: A_ASSOCIATE) -> bytes:
     ]
     parts.append(user.encode())
     body = b"".join(parts)
-    return PDU_HEADER.pack(_ASSOCIATE_AC, 0, len(body)) + body
+    return PDU_HEADER.pack(ASSOCIATE_AC, 0, len(body)) + body
 
 
 @functools.lru_cache(maxsize=4096)  # bounded: 255 IDs, 5 results, the syntaxes served
@@ -281,7 +278,7 @@ def attach(assoc: Association, counters: Counters) -> None:
             return
         try:
             header = reader(6)
-            if len(header) < 6 or header[0] != _ASSOCIATE_RQ:
+            if len(header) < 6 or header[0] != ASSOCIATE_RQ:
                 reader.unread(header)
                 pynetdicom_read()
                 return

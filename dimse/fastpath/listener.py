@@ -201,7 +201,7 @@ class DimseListener(ThreadedAssociationServer):
             request,
             client_address,
             self.report_closed,
-            watched=any(self.get_handlers(event) for event in WATCHING),
+            watched=lambda: any(self.get_handlers(event) for event in WATCHING),
         ):
             return
         self.process_request_thread(request, client_address)

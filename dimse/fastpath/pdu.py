@@ -13,8 +13,10 @@ import time
 from pynetdicom.association import Association
 from pynetdicom.transport import AssociationSocket
 
-#: PS3.8 9.3.1: the P-DATA-TF PDU type.
+#: PS3.8 9.3.1 (Table 9-11 and the tables after it): PDU types.
+ASSOCIATE_RQ, ASSOCIATE_AC, ASSOCIATE_RJ = 0x01, 0x02, 0x03
 P_DATA_TF = 0x04
+RELEASE_RQ, RELEASE_RP, ABORT = 0x05, 0x06, 0x07
 #: PDU type, reserved byte, PDU length (PS3.8 Table 9-22).
 PDU_HEADER = struct.Struct(">BBI")
 #: The PDU header and one PDV item header (item length, context ID, control header).

@@ -13,12 +13,12 @@ The listener peeks (``MSG_PEEK``) at a new connection for at most ``PEEK_BUDGET`
 seconds (a peer that connects and stays silent costs the accept loop that long; the
 request of a client that sends it at once arrives within ~0.1 ms): only an
 A-ASSOCIATE-RQ that has arrived whole and that :func:`verification_request` accepts is
-taken here. Everything else stays in the
-socket for pynetdicom, which reads and judges it as before: a request that proposes
+taken here. Everything else stays in the socket for pynetdicom, which reads and judges
+it as before: a request that proposes
 another SOP class or carries anything beyond the plain items (user identity, role
 selection, asynchronous operations, extended negotiation), a caller the access policy
 does not admit by its settings alone (its rejection and audit record are pynetdicom's
-path, ``dimse.access``), a server at its association limit, TLS, a server whose
+path, ``dimse.access``), TLS, a server whose
 bindings watch PDUs, or a request still arriving.
 
 The decisions are pynetdicom's: the request is decoded by ``associate.decode_request``
@@ -35,7 +35,9 @@ its A-RELEASE-RP and the connection closes; an A-ABORT closes it. Anything else 
 protocol error answered with an A-ABORT from the service provider (PS3.8 9.3.8, Table
 9-26): an unrecognised PDU type (reason 1), an association PDU in this state (2), a
 malformed P-DATA-TF, a context not accepted, a data set, another command (6); so is a
-peer silent past ``dimse.network_timeout`` (0, as pynetdicom's time-out does).
+peer silent past ``dimse.network_timeout`` (0, as pynetdicom's time-out does). At
+``dimse.max_associations`` (pynetdicom's and these together) the request is rejected
+here as pynetdicom rejects it (PS3.8 Table 9-21: transient, local limit exceeded).
 """
 
 from __future__ import annotations
@@ -65,7 +67,19 @@ from pynetdicom.presentation import PresentationContext
 from dimse.fastpath.associate import decode_request, encode_accept
 from dimse.fastpath.command import C_ECHO_RQ, NO_DATA_SET, parse_command, read_text, read_us
 from dimse.fastpath.contexts import negotiate
-from dimse.fastpath.pdu import P_DATA_TF, PDU_HEADER, pdu, pdv_items, read_exactly
+from dimse.fastpath.pdu import (
+    ABORT,
+    ASSOCIATE_AC,
+    ASSOCIATE_RJ,
+    ASSOCIATE_RQ,
+    P_DATA_TF,
+    PDU_HEADER,
+    RELEASE_RP,
+    RELEASE_RQ,
+    pdu,
+    pdv_items,
+    read_exactly,
+)
 from dimse.fastpath.responses import echo_response_command
 
 if TYPE_CHECKING:
@@ -95,9 +109,6 @@ PLANS = 256
 #: Threads that stay, after their association, waiting for the next one.
 IDLE_THREADS = 4
 
-#: PS3.8 9.3.1: PDU types.
-_ASSOCIATE_RQ, _ASSOCIATE_AC, _ASSOCIATE_RJ = 0x01, 0x02, 0x03
-_RELEASE_RQ, _RELEASE_RP, _ABORT = 0x05, 0x06, 0x07
 #: PS3.8 Table 9-26: A-ABORT source 2 (service provider) reasons.
 _NOT_SPECIFIED, _UNRECOGNISED_PDU, _UNEXPECTED_PDU, _INVALID_PARAMETER = 0, 1, 2, 6
 #: PS3.8 E.2: message control header bits; both: the last fragment of a command.
@@ -105,12 +116,15 @@ _COMMAND, _LAST = 0x01, 0x02
 #: PS3.7 C.5.2 / 9.1.5.1.4: Success, and Refused: SOP Class not supported.
 SUCCESS, SOP_CLASS_NOT_SUPPORTED = 0x0000, 0x0122
 
-_RELEASE_RP_PDU = bytes([_RELEASE_RP, 0, 0, 0, 0, 4, 0, 0, 0, 0])
+_RELEASE_RP_PDU = bytes([RELEASE_RP, 0, 0, 0, 0, 4, 0, 0, 0, 0])
+#: PS3.8 9.3.4, Table 9-21: A-ASSOCIATE-RJ rejected-transient (2), DICOM UL service-provider
+#: (presentation related function, 3), local-limit-exceeded (2).
+_REJECT_LIMIT_PDU = bytes([ASSOCIATE_RJ, 0, 0, 0, 0, 4, 0, 2, 3, 2])
 
 
 def _abort_pdu(reason: int) -> bytes:
     """An A-ABORT PDU from the service provider (PS3.8 9.3.8: source 2)."""
-    return bytes([_ABORT, 0, 0, 0, 0, 4, 0, 0, 2, reason])
+    return bytes([ABORT, 0, 0, 0, 0, 4, 0, 0, 2, reason])
 
 
 #: Events whose handlers watch an association's PDUs or messages: any bound, and the
@@ -137,8 +151,6 @@ class Request:
 
     primitive: A_ASSOCIATE
     calling_ae_title: str
-    #: The peer's Maximum Length Received (0: no limit).
-    peer_max_pdu: int
 
 
 @dataclass(frozen=True)
@@ -165,7 +177,7 @@ def _accepted(results: list[PresentationContext]) -> dict[int, str]:
 def verification_request(data: bytes) -> Request | None:
     """``data`` (a whole A-ASSOCIATE-RQ PDU) as a :class:`Request` when it proposes only
     the Verification SOP Class and holds nothing beyond the plain items; else None."""
-    if len(data) < 6 or data[0] != _ASSOCIATE_RQ:
+    if len(data) < 6 or data[0] != ASSOCIATE_RQ:
         return None
     decoded = decode_request(data)
     if decoded is None or not decoded.protocol_version & 0x0001:
@@ -189,7 +201,7 @@ def verification_request(data: bytes) -> Request | None:
     calling = str(primitive.calling_ae_title or "").strip()
     if not calling:
         return None
-    return Request(primitive, calling, peer_max)
+    return Request(primitive, calling)
 
 
 def peek_request(sock: socket.socket, budget: float = PEEK_BUDGET) -> bytes | None:
@@ -201,7 +213,7 @@ def peek_request(sock: socket.socket, budget: float = PEEK_BUDGET) -> bytes | No
         data = sock.recv(MAX_REQUEST, socket.MSG_PEEK)
     except OSError:
         return None
-    if len(data) < 6 or data[0] != _ASSOCIATE_RQ:
+    if len(data) < 6 or data[0] != ASSOCIATE_RQ:
         return None
     size = 6 + PDU_HEADER.unpack_from(data)[2]
     return data[:size] if len(data) >= size else None
@@ -234,11 +246,6 @@ class VerificationServer:
         self._work: queue.SimpleQueue[_Job] = queue.SimpleQueue()
 
     @property
-    def active(self) -> int:
-        """Associations served here now."""
-        return self._active
-
-    @property
     def waiting(self) -> int:
         """Threads waiting for their next association."""
         return self._idle
@@ -249,7 +256,7 @@ class VerificationServer:
         address: tuple[str, int],
         on_closed: Callable[[], None],
         *,
-        watched: bool = False,
+        watched: Callable[[], bool] = lambda: False,
     ) -> bool:
         """Take the connection when it opens with a Verification-only A-ASSOCIATE-RQ this
         server may accept; a thread of this server serves it and calls ``on_closed`` at
@@ -267,6 +274,15 @@ class VerificationServer:
         except OSError:
             return False
         self.counters.hit("verification")
+        if len(self.ae.active_associations) + self._active >= self.ae.maximum_associations:
+            # As pynetdicom rejects at dimse.max_associations (its count does not see
+            # the associations served here, so the limit is kept here for these).
+            log.warning("verification association from %s rejected: at the limit", address[0])
+            with contextlib.suppress(OSError):
+                sock.sendall(_REJECT_LIMIT_PDU)
+            sock.close()
+            on_closed()
+            return True
         with self._lock:
             self._active += 1
             job = (sock, address, plan, on_closed)
@@ -322,15 +338,15 @@ class VerificationServer:
                 self._idle += 1
             job = self._work.get()
 
-    def _declined(self, request: Request, address: tuple[str, int], watched: bool) -> str | None:
+    def _declined(
+        self, request: Request, address: tuple[str, int], watched: Callable[[], bool]
+    ) -> str | None:
         """Why pynetdicom serves this Verification-only request instead, if it does."""
         ae = self.ae
-        if watched:
+        if watched():
             return "the server's bindings watch PDUs or messages"
         if ae.require_calling_aet or ae.require_called_aet:
             return "AE titles are checked by pynetdicom"
-        if len(ae.active_associations) + self._active >= ae.maximum_associations:
-            return "at the association limit"
         if not self.admits(request.calling_ae_title, str(address[0])):
             return "the access policy decides this caller"
         return None
@@ -436,13 +452,13 @@ class VerificationServer:
                 problem = self._data(sock, body, accepted, command)
                 if problem is not None:
                     return abort(_INVALID_PARAMETER, problem)
-            elif kind == _RELEASE_RQ:
+            elif kind == RELEASE_RQ:
                 ending()
                 sock.sendall(_RELEASE_RP_PDU)
                 return None
-            elif kind == _ABORT:
+            elif kind == ABORT:
                 return None
-            elif kind in (_ASSOCIATE_RQ, _ASSOCIATE_AC, _ASSOCIATE_RJ, _RELEASE_RP):
+            elif kind in (ASSOCIATE_RQ, ASSOCIATE_AC, ASSOCIATE_RJ, RELEASE_RP):
                 return abort(_UNEXPECTED_PDU, f"PDU type {kind:#04x} in Sta6")
             else:
                 return abort(_UNRECOGNISED_PDU, f"unrecognised PDU type {kind:#04x}")

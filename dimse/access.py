@@ -126,6 +126,16 @@ class AccessPolicy:
         caller = self.callers.get(calling_ae.strip())
         return caller is not None and (not caller.check_host or caller.host == address)
 
+    def stores_by_settings(self, calling_ae: str, address: str) -> bool:
+        """Whether the settings alone admit ``calling_ae`` from ``address`` and let it use
+        every storage context (``open``, or a ``[dimse.remotes.*]`` caller with ``store``):
+        its association then needs no narrowing of the supported contexts."""
+        if not self.admits_by_settings(calling_ae, address):
+            return False
+        if not self.allow_list:
+            return True
+        return STORE in self.callers[calling_ae.strip()].permissions
+
     def allows(self, calling_ae: str, permission: Permission) -> bool:
         """May ``calling_ae`` use the service that needs ``permission``?"""
         if not self.allow_list:

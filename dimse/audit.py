@@ -96,6 +96,35 @@ def record(
     if not archive.audit_enabled:
         return
     title, address = caller_of(assoc)
+    record_by(
+        archive,
+        (title, address),
+        action,
+        status,
+        study_uids=study_uids,
+        series_uids=series_uids,
+        sop_uids=sop_uids,
+        query=query,
+        detail=detail,
+    )
+
+
+def record_by(
+    archive: Archive,
+    caller: tuple[str, str],
+    action: str,
+    status: int,
+    *,
+    study_uids: Iterable[str] = (),
+    series_uids: Iterable[str] = (),
+    sop_uids: Iterable[str] = (),
+    query: dict[str, str] | None = None,
+    detail: str = "",
+) -> None:
+    """Queue the record of one DIMSE operation by ``caller`` (calling AE title, address)."""
+    if not archive.audit_enabled:
+        return
+    title, address = caller
     text = f"status 0x{status:04X}" + (f", {detail}" if detail else "")
     archive.audit_later(
         AuditEvent(
@@ -120,9 +149,19 @@ class StoreTally:
     studies: dict[str, list[int]] = field(default_factory=dict)
     failed_unknown: int = 0
 
+    def add(self, study_uid: str, ok: bool) -> None:
+        """Count one C-STORE (its study, when the data set named one)."""
+        if not study_uid:
+            self.failed_unknown += 0 if ok else 1
+            return
+        counts = self.studies.get(study_uid)
+        if counts is None:
+            counts = self.studies[study_uid] = [0, 0]
+        counts[0 if ok else 1] += 1
 
-def tally_store(assoc: Association, study_uid: str, ok: bool) -> None:
-    """Count one C-STORE of ``assoc`` (its study, when the data set named one)."""
+
+def tally_of(assoc: Association) -> StoreTally:
+    """The C-STORE tally of ``assoc`` (created on its first C-STORE)."""
     tally: StoreTally | None = getattr(assoc, _TALLY_ATTR, None)
     if tally is None:
         with _TALLY_LOCK:
@@ -130,13 +169,7 @@ def tally_store(assoc: Association, study_uid: str, ok: bool) -> None:
             if tally is None:
                 tally = StoreTally()
                 setattr(assoc, _TALLY_ATTR, tally)
-    if not study_uid:
-        tally.failed_unknown += 0 if ok else 1
-        return
-    counts = tally.studies.get(study_uid)
-    if counts is None:
-        counts = tally.studies[study_uid] = [0, 0]
-    counts[0 if ok else 1] += 1
+    return tally
 
 
 def flush_store_tally(event: Event, archive: Archive) -> None:
@@ -148,6 +181,11 @@ def flush_store_tally(event: Event, archive: Archive) -> None:
         if tally is None:
             return
         setattr(assoc, _TALLY_ATTR, StoreTally())
+    flush_tally(archive, tally, caller_of(assoc))
+
+
+def flush_tally(archive: Archive, tally: StoreTally, caller: tuple[str, str]) -> None:
+    """One C-STORE record per study of ``tally``, by ``caller`` (calling AE title, address)."""
     if not archive.audit_enabled:
         return
     for study_uid, (stored, failed) in tally.studies.items():
@@ -156,18 +194,18 @@ def flush_store_tally(event: Event, archive: Archive) -> None:
             if not failed
             else (st.QR_WARNING_SUBOPS_FAILED if stored else st.QR_UNABLE_TO_PROCESS)
         )
-        record(
+        record_by(
             archive,
-            assoc,
+            caller,
             AuditAction.C_STORE,
             status,
             study_uids=[study_uid],
             detail=f"{stored} stored, {failed} failed",
         )
     if tally.failed_unknown:
-        record(
+        record_by(
             archive,
-            assoc,
+            caller,
             AuditAction.C_STORE,
             st.QR_UNABLE_TO_PROCESS,
             detail=f"{tally.failed_unknown} refused before their study was known",

@@ -13,15 +13,16 @@ from pynetdicom import AE
 from dimse import fastpath
 from dimse.access import AccessPolicy
 from dimse.fastpath.contexts import supported_contexts
+from dimse.fastpath.direct import DirectServer
 from dimse.fastpath.listener import (
     DimseListener,
     listener_class,
     report_closed_by_event,
     request_handler,
 )
-from dimse.fastpath.verification import VerificationServer
 from dimse.services import Services, build_services
 from dimse.status import operation_status_label
+from dimse.store import DirectStore
 from dimse.tls import server_context
 from noctis_pacs.core.metrics import Metric, Metrics
 from noctis_pacs.core.settings import Settings
@@ -145,12 +146,13 @@ class DimseServer:
             def echoed(status: int, seconds: float) -> None:
                 metrics.dimse_operation_done("C-ECHO", operation_status_label(status), seconds)
 
-            server.verification = VerificationServer(
+            server.direct = DirectServer(
                 ae,
                 server.contexts,
                 admits=policy.admits_by_settings,
                 echoed=echoed,
                 counters=fast.counters,
+                stores=DirectStore(self.archive, policy, self.metrics),
             )
         self._server = server
         if self.primary:

@@ -21,6 +21,7 @@ half-stored; the partial blob or temporary file is removed by
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
 
 from pydicom.dataset import Dataset
@@ -32,7 +33,7 @@ from dimse import audit
 from dimse import status as st
 from dimse.access import STORE, AccessPolicy, calling_ae_of
 from dimse.fastpath import receive, spool
-from dimse.fastpath.spool import ReceiveSpool
+from dimse.fastpath.spool import FileMeta, ReceiveSpool
 from dimse.observe import Operation, bind_context, log_failure
 from noctis_pacs.core.metrics import Metrics
 from storage.archive import (
@@ -142,28 +143,46 @@ def handle_store(
     """EVT_C_STORE: the status to answer, a plain ``int`` for Success (pynetdicom and
     ``dimse.fastpath.inline`` take either, and Success needs no status data set)."""
     bind_context(event)
-    operation = Operation(metrics, "C-STORE")
-    calling = calling_ae_of(event.assoc)
     request = event.request
     assert isinstance(request, C_STORE)
+    return serve_store(
+        archive,
+        policy,
+        metrics,
+        caller=(calling_ae_of(event.assoc), str(event.assoc.requestor.address or "")),
+        sop_instance=str(request.AffectedSOPInstanceUID),
+        store=lambda origin: _store_event(event, archive, origin),
+        tally=audit.tally_of(event.assoc),
+    )
+
+
+def serve_store(
+    archive: Archive,
+    policy: AccessPolicy,
+    metrics: Metrics,
+    *,
+    caller: tuple[str, str],
+    sop_instance: str,
+    store: Callable[[Origin], StoreOutcome],
+    tally: audit.StoreTally,
+) -> Dataset | int:
+    """One C-STORE by ``caller`` (calling AE title, address), whichever layer received it:
+    the permission checked, ``store`` run with the request's origin, the outcome counted
+    (metrics, the association's audit ``tally``); the status to answer."""
+    operation = Operation(metrics, "C-STORE")
+    calling, address = caller
     result: Dataset | int
-    stored: StoreOutcome | Dataset | None = None
+    stored: StoreOutcome | None = None
     if not policy.allows(calling, STORE):
         result = status_dataset(st.REFUSED_NOT_AUTHORIZED, "store not permitted for this AE")
     else:
-        sop_instance = str(request.AffectedSOPInstanceUID)
-        origin = Origin(
-            "dimse",
-            calling,
-            str(event.assoc.requestor.address or ""),
-            policy.principal(calling).facilities,
-        )
+        origin = Origin("dimse", calling, address, policy.principal(calling).facilities)
         try:
-            stored = _store_event(event, archive, origin)
+            stored = store(origin)
         except OSError as exc:
             log.error("C-STORE could not spool the received data set: %s", exc)
             stored = StoreOutcome(Status.FAILED, reason="spool failed")
-        audit.tally_store(event.assoc, stored.study_uid, stored.ok)
+        tally.add(stored.study_uid, stored.ok)
         metrics.stored_instances.labels(protocol="dimse", outcome=stored.status.value).inc()
         result = st.SUCCESS if stored.ok else outcome_status(stored)
         log.debug("C-STORE %s -> %s", sop_instance, stored.status.value)
@@ -171,9 +190,69 @@ def handle_store(
     operation.done(code)
     if code != st.SUCCESS:
         comment = "" if isinstance(result, int) else str(result.get("ErrorComment", ""))
-        outcome_reason = stored.reason if isinstance(stored, StoreOutcome) else ""
-        log_failure("C-STORE", code, comment or outcome_reason)
+        log_failure("C-STORE", code, comment or (stored.reason if stored is not None else ""))
     return result
+
+
+class DirectStore:
+    """The C-STOREs of associations ``dimse.fastpath.direct`` serves without pynetdicom's
+    association layer: the same checks, store, metrics and audit as :func:`handle_store`."""
+
+    def __init__(self, archive: Archive, policy: AccessPolicy, metrics: Metrics) -> None:
+        self.archive = archive
+        self.policy = policy
+        self.metrics = metrics
+
+    def admits(self, calling: str, address: str) -> bool:
+        """Whether the settings alone let ``calling`` at ``address`` associate and store
+        (anything else is decided on pynetdicom's path, with its rejections and records)."""
+        return self.policy.stores_by_settings(calling, address)
+
+    def session(self, caller: tuple[str, str]) -> DirectStoreSession:
+        """The C-STOREs of one association of ``caller`` (calling AE title, address)."""
+        return DirectStoreSession(self, caller)
+
+
+class DirectStoreSession:
+    """The C-STOREs of one association served by ``dimse.fastpath.direct``."""
+
+    def __init__(self, owner: DirectStore, caller: tuple[str, str]) -> None:
+        self.owner = owner
+        self.caller = caller
+        self.tally = audit.StoreTally()
+
+    def spool(self, sop_class: str, sop_instance: str, transfer_syntax: str) -> ReceiveSpool:
+        """Where the data set of a C-STORE-RQ is written as it arrives, header first."""
+        received = ReceiveSpool(self.owner.archive)
+        received.begin(FileMeta(sop_class, sop_instance, transfer_syntax))
+        return received
+
+    def store(self, sop_class: str, sop_instance: str, received: ReceiveSpool) -> tuple[int, str]:
+        """Store a received data set; the status to answer and its Error Comment."""
+        owner = self.owner
+        expected = Expected(sop_class, sop_instance)
+        try:
+            result = serve_store(
+                owner.archive,
+                owner.policy,
+                owner.metrics,
+                caller=self.caller,
+                sop_instance=sop_instance,
+                store=lambda origin: store_spooled(
+                    owner.archive, received, expected, origin=origin
+                ),
+                tally=self.tally,
+            )
+        finally:
+            received.discard()  # memory, or a file the store did not adopt
+        if isinstance(result, int):
+            return result, ""
+        return int(result.Status), str(result.get("ErrorComment", "") or "")
+
+    def ended(self) -> None:
+        """The association ended: one audit record per study it stored."""
+        tally, self.tally = self.tally, audit.StoreTally()
+        audit.flush_tally(self.owner.archive, tally, self.caller)
 
 
 def discard_partial_receive(event: Event) -> None:

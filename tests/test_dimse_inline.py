@@ -17,7 +17,7 @@ from pynetdicom import AE, evt
 from pynetdicom.sop_class import SecondaryCaptureImageStorage, Verification
 
 from tests.factory import make_dataset
-from tests.test_dimse_support import in_process_dimse
+from tests.test_dimse_support import ON_PYNETDICOM, in_process_dimse
 
 
 def test_pynetdicom_queues_decoded_requests_and_serves_them_by_request() -> None:
@@ -34,6 +34,7 @@ def test_store_and_echo_are_served_on_the_dul_thread(tmp_path: Path) -> None:
         ae = AE(ae_title="INLINE")
         ae.add_requested_context(Verification)
         ae.add_requested_context(SecondaryCaptureImageStorage, ExplicitVRLittleEndian)
+        ae.add_requested_context(ON_PYNETDICOM)
         assoc = ae.associate("127.0.0.1", server.port, ae_title="NOCTIS")
         assert assoc.is_established
         try:
@@ -67,6 +68,7 @@ def test_a_store_that_arrives_before_the_association_is_marked_established(
         server._server.bind(evt.EVT_ACCEPTED, lambda event: time.sleep(0.5))
         ae = AE(ae_title="EARLY")
         ae.add_requested_context(SecondaryCaptureImageStorage, ExplicitVRLittleEndian)
+        ae.add_requested_context(ON_PYNETDICOM)
         ae.dimse_timeout = 10
         assoc = ae.associate("127.0.0.1", server.port, ae_title="NOCTIS")
         assert assoc.is_established
@@ -85,6 +87,7 @@ def test_a_refused_store_answers_with_its_status_and_error_comment(tmp_path: Pat
     with in_process_dimse(tmp_path) as (server, archive):
         ae = AE(ae_title="REFUSED")
         ae.add_requested_context(SecondaryCaptureImageStorage, ExplicitVRLittleEndian)
+        ae.add_requested_context(ON_PYNETDICOM)
         assoc = ae.associate("127.0.0.1", server.port, ae_title="NOCTIS")
         try:
             ds = make_dataset()
@@ -110,6 +113,7 @@ def test_an_exception_in_the_store_handler_answers_c211(tmp_path: Path) -> None:
         server._server.bind(evt.EVT_C_STORE, broken)
         ae = AE(ae_title="BROKEN")
         ae.add_requested_context(SecondaryCaptureImageStorage, ExplicitVRLittleEndian)
+        ae.add_requested_context(ON_PYNETDICOM)
         ae.add_requested_context(Verification)
         assoc = ae.associate("127.0.0.1", server.port, ae_title="NOCTIS")
         try:
@@ -138,6 +142,7 @@ def test_a_store_is_answered_without_pynetdicoms_service_class(
     with in_process_dimse(tmp_path) as (server, _):
         ae = AE(ae_title="DIRECT")
         ae.add_requested_context(SecondaryCaptureImageStorage, ExplicitVRLittleEndian)
+        ae.add_requested_context(ON_PYNETDICOM)
         assoc = ae.associate("127.0.0.1", server.port, ae_title="NOCTIS")
         try:
             assert assoc.send_c_store(make_dataset()).Status == 0x0000

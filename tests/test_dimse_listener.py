@@ -12,13 +12,14 @@ from typing import Any
 from pynetdicom import AE
 from pynetdicom.sop_class import SecondaryCaptureImageStorage, Verification
 
-from tests.test_dimse_support import in_process_dimse, threads_started
+from tests.test_dimse_support import ON_PYNETDICOM, in_process_dimse, threads_started
 
 
 def _echo_once(port: int) -> None:
     ae = AE(ae_title="LISTENED")
     ae.add_requested_context(Verification)
-    ae.add_requested_context(SecondaryCaptureImageStorage)  # not Verification-only: pynetdicom's
+    ae.add_requested_context(SecondaryCaptureImageStorage)
+    ae.add_requested_context(ON_PYNETDICOM)  # pynetdicom's association layer
     assoc = ae.associate("127.0.0.1", port, ae_title="NOCTIS")
     assert assoc.is_established
     try:

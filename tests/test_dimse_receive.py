@@ -23,7 +23,7 @@ from dimse.fastpath.pdu import pdv_items
 from dimse.fastpath.sender import command_set_c_store
 from storage.archive import data_set_offset
 from tests.factory import make_dataset, to_bytes
-from tests.test_dimse_support import in_process_dimse
+from tests.test_dimse_support import ON_PYNETDICOM, in_process_dimse
 
 
 def _pdv(context_id: int, control: int, fragment: bytes) -> bytes:
@@ -42,6 +42,7 @@ def _association(tmp_path: Path) -> Iterator[tuple[Any, Any, Any, int, int]]:
         ae = AE(ae_title="RAWPEER")
         ae.add_requested_context(Verification)
         ae.add_requested_context(SecondaryCaptureImageStorage, ExplicitVRLittleEndian)
+        ae.add_requested_context(ON_PYNETDICOM)
         ae.dimse_timeout = 10
         assoc = ae.associate("127.0.0.1", server.port, ae_title="NOCTIS")
         assert assoc.is_established

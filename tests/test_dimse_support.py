@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from pydicom.dataset import Dataset
 from pynetdicom import AE, build_context
-from pynetdicom.sop_class import Verification
+from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelFind, Verification
 
 from noctis_pacs.core.settings import Settings
 from tests.conftest import FAST, RunningServer, make_settings
@@ -30,6 +30,10 @@ FAST_PATH = os.environ.get("NOCTIS_DIMSE_FAST_PATH", "1").strip().lower() not in
 
 #: dcmtk honours TCP_NODELAY from the environment (no 40 ms Nagle stalls on loopback).
 DCMTK_ENV = {**os.environ, "TCP_NODELAY": "1"}
+#: A context proposed beside others keeps an association on pynetdicom's association
+#: layer (``dimse.fastpath.direct`` serves only Verification and storage associations):
+#: for tests of what that layer does.
+ON_PYNETDICOM = StudyRootQueryRetrieveInformationModelFind
 
 
 def _require_dcmtk_marker() -> None:

@@ -24,7 +24,7 @@ from pynetdicom import AE
 from pynetdicom.sop_class import SecondaryCaptureImageStorage, Verification
 
 from dimse.fastpath import wakeup
-from tests.test_dimse_support import dcmtk, in_process_dimse
+from tests.test_dimse_support import ON_PYNETDICOM, dcmtk, in_process_dimse
 
 
 def test_pynetdicom_loops_still_sleep_through_their_module_time() -> None:
@@ -141,9 +141,8 @@ def test_accepted_association_carries_its_wakeups_and_answers(tmp_path: Path) ->
     with in_process_dimse(tmp_path) as (server, _):
         ae = AE(ae_title="WAKEUP")
         ae.add_requested_context(Verification)
-        ae.add_requested_context(
-            SecondaryCaptureImageStorage
-        )  # not Verification-only: pynetdicom's
+        ae.add_requested_context(SecondaryCaptureImageStorage)
+        ae.add_requested_context(ON_PYNETDICOM)  # pynetdicom's association layer
         assoc = ae.associate("127.0.0.1", server.port, ae_title="NOCTIS")
         assert assoc.is_established
         try:
@@ -194,9 +193,8 @@ def test_an_idle_acceptor_reactor_sleeps_long_yet_release_and_abort_end_it_at_on
     with in_process_dimse(tmp_path) as (server, _):
         ae = AE(ae_title="IDLE")
         ae.add_requested_context(Verification)
-        ae.add_requested_context(
-            SecondaryCaptureImageStorage
-        )  # not Verification-only: pynetdicom's
+        ae.add_requested_context(SecondaryCaptureImageStorage)
+        ae.add_requested_context(ON_PYNETDICOM)  # pynetdicom's association layer
         for ending in ("release", "abort"):
             assoc = ae.associate("127.0.0.1", server.port, ae_title="NOCTIS")
             assert assoc.is_established

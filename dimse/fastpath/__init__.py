@@ -18,8 +18,9 @@ holds one of those changes and ``privates.py`` lists every private name they tou
 - ``encoded``: C-FIND identifiers Noctis encoded itself are sent as they are;
 - ``contexts``: a cheap per-association copy of the supported presentation contexts;
 - ``uids``: the UIDs of association negotiation converted and validated once per value;
-- ``verification``: a Verification-only association served without pynetdicom's
-  association layer, on one thread of its own.
+- ``direct``: a Verification or storage association (only those SOP classes, plain
+  user information) served without pynetdicom's association layer, on one thread of
+  its own.
 
 All of it is behind a gate and a switch (:func:`enable`): the installed pynetdicom must
 be the version validated here (``privates.VALIDATED_VERSION``; any other logs one
@@ -46,7 +47,17 @@ from noctis_pacs.core.metrics import Metrics
 log = logging.getLogger("noctis.dimse.fastpath")
 
 #: The fast paths that count what they serve (label ``path``).
-PATHS = ("receive", "store", "response", "move", "get", "echo", "associate", "verification")
+PATHS = (
+    "receive",
+    "store",
+    "response",
+    "move",
+    "get",
+    "echo",
+    "associate",
+    "verification",
+    "storage",
+)
 
 #: The attribute on an accepted association that holds its fast path.
 _ATTRIBUTE = "noctis_fast_path"

@@ -98,7 +98,8 @@ def serve_stores_inline(assoc: Association, counters: Counters) -> None:
 
 
 @functools.lru_cache(maxsize=256)  # bounded: the SOP class comes from the sender
-def _storage_class(sop_class: str) -> bool:
+def storage_class(sop_class: str) -> bool:
+    """Whether pynetdicom serves ``sop_class`` with its Storage service class."""
     return uid_to_service_class(sop_class) is StorageServiceClass
 
 
@@ -109,7 +110,7 @@ def store_directly(assoc: Association, request: C_STORE, context_id: int) -> boo
     context = assoc._accepted_cx.get(context_id)
     if (
         context is None
-        or not _storage_class(sop_class)
+        or not storage_class(sop_class)
         or assoc.acceptor._common_ext  # SOP Class Common Extended Negotiation: pynetdicom's
         or not assoc.get_handlers(evt.EVT_C_STORE)
     ):

@@ -44,8 +44,8 @@ from pynetdicom.association import Association
 from pynetdicom.transport import RequestHandler, ThreadedAssociationServer
 
 from dimse.fastpath import FastPath, associate, inline, mark, receive, responses, spool, wakeup
+from dimse.fastpath.direct import WATCHING, DirectServer
 from dimse.fastpath.pdu import attach_reader
-from dimse.fastpath.verification import WATCHING, VerificationServer
 
 log = logging.getLogger("noctis.dimse.listener")
 
@@ -159,8 +159,8 @@ class DimseListener(ThreadedAssociationServer):
     hand_off: Callable[[socket.socket, Address], bool] | None = None
     #: Called when an association this process served has ended.
     on_closed: Callable[[], None] | None = None
-    #: Serves Verification-only associations itself (``verification``; set by the wiring).
-    verification: VerificationServer | None = None
+    #: Serves Verification and storage associations itself (``direct``; set by the wiring).
+    direct: DirectServer | None = None
 
     def server_bind(self) -> None:
         if not self.passive:
@@ -196,8 +196,8 @@ class DimseListener(ThreadedAssociationServer):
         if self.fast_path is None or self.ssl_context is not None:
             super().process_request(request, client_address)
             return
-        verification = self.verification
-        if verification is not None and verification.try_serve(
+        direct = self.direct
+        if direct is not None and direct.try_serve(
             request,
             client_address,
             self.report_closed,

@@ -587,3 +587,37 @@ def test_allow_list_callers_store_as_their_permissions_say(server_factory: Any) 
     with socket.create_connection(("127.0.0.1", port), timeout=20) as sock:
         sock.sendall(_storage_rq("STRANGER"))
         assert _read_pdu(sock)[:10] == bytes([0x03, 0, 0, 0, 0, 4, 0, 1, 1, 3])
+
+
+def test_a_store_that_raises_is_answered_c211(tmp_path: Path) -> None:
+    """A fault in the store (injected: a session whose store raises) is answered with
+    C211H, as pynetdicom answers a C-STORE handler that raised, and the association goes
+    on (PS3.4 B.2.3: a failure status, never a dropped connection)."""
+
+    class Broken:
+        def __init__(self, real: Any) -> None:
+            self.real = real
+
+        def spool(self, *args: Any) -> Any:
+            return self.real.spool(*args)
+
+        def store(self, *args: Any) -> tuple[int, str]:
+            raise RuntimeError("boom")
+
+        def ended(self) -> None:
+            self.real.ended()
+
+    with in_process_dimse(tmp_path) as (server, archive):
+        stores = server._server.direct.stores
+        session = stores.session
+        stores.session = lambda caller: Broken(session(caller))
+        with _store_association(server.port) as sock:
+            ds = make_dataset()
+            command, data = _store_parts(ds, 11)
+            sock.sendall(_p_data(_pdv(3, 0x03, command), _pdv(3, 0x02, data)))
+            elements = _response(sock)
+            assert read_us(elements, 0x0900) == 0xC211
+            assert read_us(elements, 0x0120) == 11
+            sock.sendall(_echo_rq(12))
+            assert read_us(_response(sock), 0x0900) == 0x0000
+        assert not archive.locate_uids(sop_uid=str(ds.SOPInstanceUID))

@@ -141,6 +141,8 @@ _NOT_SPECIFIED, _UNRECOGNISED_PDU, _UNEXPECTED_PDU, _INVALID_PARAMETER = 0, 1, 2
 _COMMAND, _LAST = 0x01, 0x02
 #: PS3.7 C.5.2 / 9.1.5.1.4: Success, and Refused: SOP Class not supported.
 SUCCESS, SOP_CLASS_NOT_SUPPORTED = 0x0000, 0x0122
+#: pynetdicom's status for a C-STORE whose handler raised (PS3.4 B.2.3: "cannot understand").
+STORE_FAILED = 0xC211
 #: A PDV item's length, presentation context ID and message control header (PS3.8 9.3.5.1).
 _ITEM_HEADER = struct.Struct(">IBB")
 
@@ -745,7 +747,14 @@ class _Association:
         if spool is None or self.session is None:
             status, comment = SOP_CLASS_NOT_SUPPORTED, ""
         else:
-            status, comment = self.session.store(receiving.sop_class, receiving.sop_instance, spool)
+            try:
+                status, comment = self.session.store(
+                    receiving.sop_class, receiving.sop_instance, spool
+                )
+            except Exception:  # answered, as pynetdicom answers a handler that raised
+                log.exception("the store failed; answering C211H")
+                spool.discard()
+                status, comment = STORE_FAILED, ""
         self._send(
             receiving.context_id,
             store_response_command(

@@ -202,10 +202,19 @@ def insert_instance(conn: Connection, record: InstanceRecord) -> None:
     """Insert one new instance (its SOP Instance UID must not be indexed yet); raises
     ``HierarchyConflict`` when its series belongs to another study (PS3.3 C.7.3.1: a
     Series Instance UID names one series of one study), before anything is counted."""
-    patient_fk = conn.one(Q("patient_insert"), record.patient)[0]
-    study_row = conn.one(Q("study_insert"), {**record.study, "patient_fk": patient_fk})
+    # Each upsert writes only when a value changed (its row and the indexes on the
+    # columns it sets); an unchanged row returns nothing and is read instead: an
+    # instance of a series already indexed then rewrites no patient, study or series
+    # index entry (a third fewer pages per commit on SQLite: docs/performance.md).
+    patient_row = conn.one(Q("patient_insert"), record.patient) or conn.one(
+        Q("patient_existing"), record.patient
+    )
+    patient_fk = patient_row[0]
+    study = {**record.study, "patient_fk": patient_fk}
+    study_row = conn.one(Q("study_insert"), study) or conn.one(Q("study_existing"), study)
     study_fk, study_patient_fk, _modalities, sop_classes, study_count = study_row
-    series_row = conn.one(Q("series_insert"), {**record.series, "study_fk": study_fk})
+    series = {**record.series, "study_fk": study_fk}
+    series_row = conn.one(Q("series_insert"), series) or conn.one(Q("series_existing"), series)
     series_fk, series_study_fk, series_count = series_row
     if series_study_fk != study_fk:
         owner = conn.one(Q("study_uid_by_id"), {"id": series_study_fk})

@@ -432,3 +432,33 @@ def test_a_stored_file_is_read_back_in_reads_of_its_recorded_size(archive: Archi
     assert all(len(c) <= 1000 for c in pieces)
     assert len(pieces) == -(-len(data) // 1000)
     assert b"".join(pieces) == data == whole[0]
+
+
+def test_a_later_instance_updates_changed_attributes_and_leaves_the_rest(
+    archive: Archive,
+) -> None:
+    """The patient, study and series rows take the values of the latest instance
+    (the upserts write only when a value changed: an unchanged instance reads its rows
+    instead, with the same counts); PS3.4 C.6.1.1.4 attributes as QIDO/C-FIND return them."""
+    study, series = uid(), uid()
+
+    def store(**values: object) -> None:
+        ds = make_dataset(study_uid=study, series_uid=series, **values)  # type: ignore[arg-type]
+        assert archive.store_bytes(to_bytes(ds), ORIGIN).status is Status.STORED
+
+    store(patient_name="Doe^John", accession="ACC1")
+    store(patient_name="Doe^John", accession="ACC1")  # nothing changed: rows read
+    (row,) = archive.query(_q("STUDY", StudyInstanceUID=study)).rows
+    assert row["AccessionNumber"] == "ACC1"
+    assert row["NumberOfStudyRelatedInstances"] == 2
+    store(patient_name="Roe^Jane", accession="ACC2")  # changed: rows written
+    store(patient_name="Roe^Jane", accession="ACC2")
+    (row,) = archive.query(_q("STUDY", StudyInstanceUID=study)).rows
+    assert row["AccessionNumber"] == "ACC2"
+    assert row["PatientName"] == "Roe^Jane"
+    assert row["NumberOfStudyRelatedInstances"] == 4
+    (series_row,) = archive.query(_q("SERIES", SeriesInstanceUID=series)).rows
+    assert series_row["NumberOfSeriesRelatedInstances"] == 4
+    (patient,) = archive.query(_q("PATIENT", PatientID="PID001")).rows
+    assert patient["NumberOfPatientRelatedInstances"] == 4
+    assert archive.stats()["patients"] == 1

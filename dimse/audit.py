@@ -82,7 +82,7 @@ def query_keys(identifier: Dataset | None) -> dict[str, str]:
 
 def record(
     archive: Archive,
-    assoc: Association,
+    by: Association | tuple[str, str],
     action: str,
     status: int,
     *,
@@ -92,39 +92,11 @@ def record(
     query: dict[str, str] | None = None,
     detail: str = "",
 ) -> None:
-    """Queue the record of one DIMSE operation by ``assoc``'s caller."""
+    """Queue the record of one DIMSE operation by an association's caller (``by``: the
+    association, or its calling AE title and peer address)."""
     if not archive.audit_enabled:
         return
-    title, address = caller_of(assoc)
-    record_by(
-        archive,
-        (title, address),
-        action,
-        status,
-        study_uids=study_uids,
-        series_uids=series_uids,
-        sop_uids=sop_uids,
-        query=query,
-        detail=detail,
-    )
-
-
-def record_by(
-    archive: Archive,
-    caller: tuple[str, str],
-    action: str,
-    status: int,
-    *,
-    study_uids: Iterable[str] = (),
-    series_uids: Iterable[str] = (),
-    sop_uids: Iterable[str] = (),
-    query: dict[str, str] | None = None,
-    detail: str = "",
-) -> None:
-    """Queue the record of one DIMSE operation by ``caller`` (calling AE title, address)."""
-    if not archive.audit_enabled:
-        return
-    title, address = caller
+    title, address = by if isinstance(by, tuple) else caller_of(by)
     text = f"status 0x{status:04X}" + (f", {detail}" if detail else "")
     archive.audit_later(
         AuditEvent(
@@ -194,7 +166,7 @@ def flush_tally(archive: Archive, tally: StoreTally, caller: tuple[str, str]) ->
             if not failed
             else (st.QR_WARNING_SUBOPS_FAILED if stored else st.QR_UNABLE_TO_PROCESS)
         )
-        record_by(
+        record(
             archive,
             caller,
             AuditAction.C_STORE,
@@ -203,7 +175,7 @@ def flush_tally(archive: Archive, tally: StoreTally, caller: tuple[str, str]) ->
             detail=f"{stored} stored, {failed} failed",
         )
     if tally.failed_unknown:
-        record_by(
+        record(
             archive,
             caller,
             AuditAction.C_STORE,

@@ -7,6 +7,7 @@ are maintained here at ingest and delete, never computed per query.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cache
 from typing import Any
@@ -202,19 +203,10 @@ def insert_instance(conn: Connection, record: InstanceRecord) -> None:
     """Insert one new instance (its SOP Instance UID must not be indexed yet); raises
     ``HierarchyConflict`` when its series belongs to another study (PS3.3 C.7.3.1: a
     Series Instance UID names one series of one study), before anything is counted."""
-    # Each upsert writes only when a value changed (its row and the indexes on the
-    # columns it sets); an unchanged row returns nothing and is read instead: an
-    # instance of a series already indexed then rewrites no patient, study or series
-    # index entry (a third fewer pages per commit on SQLite: docs/performance.md).
-    patient_row = conn.one(Q("patient_insert"), record.patient) or conn.one(
-        Q("patient_existing"), record.patient
-    )
-    patient_fk = patient_row[0]
-    study = {**record.study, "patient_fk": patient_fk}
-    study_row = conn.one(Q("study_insert"), study) or conn.one(Q("study_existing"), study)
+    patient_fk = _upsert(conn, "patient", record.patient)[0]
+    study_row = _upsert(conn, "study", {**record.study, "patient_fk": patient_fk})
     study_fk, study_patient_fk, _modalities, sop_classes, study_count = study_row
-    series = {**record.series, "study_fk": study_fk}
-    series_row = conn.one(Q("series_insert"), series) or conn.one(Q("series_existing"), series)
+    series_row = _upsert(conn, "series", {**record.series, "study_fk": study_fk})
     series_fk, series_study_fk, series_count = series_row
     if series_study_fk != study_fk:
         owner = conn.one(Q("study_uid_by_id"), {"id": series_study_fk})
@@ -246,6 +238,19 @@ def insert_instance(conn: Connection, record: InstanceRecord) -> None:
         sop_class and sop_class not in classes
     ):
         _set_lists(conn, study_fk, modalities | {modality}, classes | {sop_class})
+
+
+def _upsert(conn: Connection, row: str, values: Mapping[str, Any]) -> Any:
+    """Insert or update a patient, study or series row; its ``RETURNING`` values.
+
+    On SQLite the update is made only when a value changed (``<row>_insert_if_changed``),
+    and an unchanged row is read instead: an instance of a series already indexed then
+    rewrites none of those rows' index entries (a third fewer pages per commit:
+    docs/performance.md). PostgreSQL keeps the one statement (a read after it would be
+    another round trip; its update of unchanged indexed values is a heap-only tuple)."""
+    if conn.dialect != "sqlite":
+        return conn.one(Q(f"{row}_insert"), values)
+    return conn.one(Q(f"{row}_insert_if_changed"), values) or conn.one(Q(f"{row}_existing"), values)
 
 
 def _split_list(joined: str | None) -> set[str]:

@@ -9,6 +9,17 @@ ON CONFLICT (patient_id, issuer_of_patient_id) DO UPDATE SET
     patient_name = excluded.patient_name, patient_name_norm = excluded.patient_name_norm,
     patient_name_words = excluded.patient_name_words,
     patient_birth_date = excluded.patient_birth_date, patient_sex = excluded.patient_sex
+RETURNING id
+
+-- name: patient_insert_if_changed
+INSERT INTO patients (patient_id, issuer_of_patient_id, patient_name, patient_name_norm,
+    patient_name_words, patient_birth_date, patient_sex)
+VALUES (:patient_id, :issuer_of_patient_id, :patient_name, :patient_name_norm,
+    :patient_name_words, :patient_birth_date, :patient_sex)
+ON CONFLICT (patient_id, issuer_of_patient_id) DO UPDATE SET
+    patient_name = excluded.patient_name, patient_name_norm = excluded.patient_name_norm,
+    patient_name_words = excluded.patient_name_words,
+    patient_birth_date = excluded.patient_birth_date, patient_sex = excluded.patient_sex
 WHERE patients.patient_name IS DISTINCT FROM excluded.patient_name
     OR patients.patient_name_norm IS DISTINCT FROM excluded.patient_name_norm
     OR patients.patient_name_words IS DISTINCT FROM excluded.patient_name_words
@@ -21,6 +32,22 @@ SELECT id FROM patients
 WHERE patient_id = :patient_id AND issuer_of_patient_id = :issuer_of_patient_id
 
 -- name: study_insert
+INSERT INTO studies (patient_fk, study_uid, study_date, study_time, accession_number, study_id,
+    referring_physician_name, referring_physician_name_norm, study_description, timezone_offset,
+    facility, created_at, updated_at)
+VALUES (:patient_fk, :study_uid, :study_date, :study_time, :accession_number, :study_id,
+    :referring_physician_name, :referring_physician_name_norm, :study_description,
+    :timezone_offset, :facility, :now, :now)
+ON CONFLICT (study_uid) DO UPDATE SET
+    study_date = excluded.study_date, study_time = excluded.study_time,
+    accession_number = excluded.accession_number, study_id = excluded.study_id,
+    referring_physician_name = excluded.referring_physician_name,
+    referring_physician_name_norm = excluded.referring_physician_name_norm,
+    study_description = excluded.study_description, timezone_offset = excluded.timezone_offset,
+    updated_at = excluded.updated_at
+RETURNING id, patient_fk, modalities, sop_classes, num_instances
+
+-- name: study_insert_if_changed
 INSERT INTO studies (patient_fk, study_uid, study_date, study_time, accession_number, study_id,
     referring_physician_name, referring_physician_name_norm, study_description, timezone_offset,
     facility, created_at, updated_at)
@@ -50,6 +77,23 @@ SELECT id, patient_fk, modalities, sop_classes, num_instances FROM studies
 WHERE study_uid = :study_uid
 
 -- name: series_insert
+INSERT INTO series (study_fk, series_uid, modality, series_number, series_description,
+    series_date, series_time, body_part_examined, station_name, institution_name,
+    pps_start_date, pps_start_time, requested_procedure_id, scheduled_procedure_step_id)
+VALUES (:study_fk, :series_uid, :modality, :series_number, :series_description, :series_date,
+    :series_time, :body_part_examined, :station_name, :institution_name, :pps_start_date,
+    :pps_start_time, :requested_procedure_id, :scheduled_procedure_step_id)
+ON CONFLICT (series_uid) DO UPDATE SET
+    modality = excluded.modality, series_number = excluded.series_number,
+    series_description = excluded.series_description, series_date = excluded.series_date,
+    series_time = excluded.series_time, body_part_examined = excluded.body_part_examined,
+    station_name = excluded.station_name, institution_name = excluded.institution_name,
+    pps_start_date = excluded.pps_start_date, pps_start_time = excluded.pps_start_time,
+    requested_procedure_id = excluded.requested_procedure_id,
+    scheduled_procedure_step_id = excluded.scheduled_procedure_step_id
+RETURNING id, study_fk, num_instances
+
+-- name: series_insert_if_changed
 INSERT INTO series (study_fk, series_uid, modality, series_number, series_description,
     series_date, series_time, body_part_examined, station_name, institution_name,
     pps_start_date, pps_start_time, requested_procedure_id, scheduled_procedure_step_id)

@@ -243,14 +243,22 @@ def insert_instance(conn: Connection, record: InstanceRecord) -> None:
 def _upsert(conn: Connection, row: str, values: Mapping[str, Any]) -> Any:
     """Insert or update a patient, study or series row; its ``RETURNING`` values.
 
-    On SQLite the update is made only when a value changed (``<row>_insert_if_changed``),
+    On SQLite the update is made only when a value changed (``<row>_changed``),
     and an unchanged row is read instead: an instance of a series already indexed then
     rewrites none of those rows' index entries (a third fewer pages per commit:
     docs/performance.md). PostgreSQL keeps the one statement (a read after it would be
     another round trip; its update of unchanged indexed values is a heap-only tuple)."""
     if conn.dialect != "sqlite":
         return conn.one(Q(f"{row}_insert"), values)
-    return conn.one(Q(f"{row}_insert_if_changed"), values) or conn.one(Q(f"{row}_existing"), values)
+    return conn.one(_insert_if_changed(row), values) or conn.one(Q(f"{row}_existing"), values)
+
+
+@cache
+def _insert_if_changed(row: str) -> str:
+    """``<row>_insert`` with its update made conditional (``<row>_changed``)."""
+    plain = Q(f"{row}_insert")
+    at = plain.index("\nRETURNING ")
+    return f"{plain[:at]}\n{Q(f'{row}_changed')}{plain[at:]}"
 
 
 def _split_list(joined: str | None) -> set[str]:

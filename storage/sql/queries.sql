@@ -11,21 +11,12 @@ ON CONFLICT (patient_id, issuer_of_patient_id) DO UPDATE SET
     patient_birth_date = excluded.patient_birth_date, patient_sex = excluded.patient_sex
 RETURNING id
 
--- name: patient_insert_if_changed
-INSERT INTO patients (patient_id, issuer_of_patient_id, patient_name, patient_name_norm,
-    patient_name_words, patient_birth_date, patient_sex)
-VALUES (:patient_id, :issuer_of_patient_id, :patient_name, :patient_name_norm,
-    :patient_name_words, :patient_birth_date, :patient_sex)
-ON CONFLICT (patient_id, issuer_of_patient_id) DO UPDATE SET
-    patient_name = excluded.patient_name, patient_name_norm = excluded.patient_name_norm,
-    patient_name_words = excluded.patient_name_words,
-    patient_birth_date = excluded.patient_birth_date, patient_sex = excluded.patient_sex
+-- name: patient_changed
 WHERE patients.patient_name IS DISTINCT FROM excluded.patient_name
     OR patients.patient_name_norm IS DISTINCT FROM excluded.patient_name_norm
     OR patients.patient_name_words IS DISTINCT FROM excluded.patient_name_words
     OR patients.patient_birth_date IS DISTINCT FROM excluded.patient_birth_date
     OR patients.patient_sex IS DISTINCT FROM excluded.patient_sex
-RETURNING id
 
 -- name: patient_existing
 SELECT id FROM patients
@@ -47,20 +38,7 @@ ON CONFLICT (study_uid) DO UPDATE SET
     updated_at = excluded.updated_at
 RETURNING id, patient_fk, modalities, sop_classes, num_instances
 
--- name: study_insert_if_changed
-INSERT INTO studies (patient_fk, study_uid, study_date, study_time, accession_number, study_id,
-    referring_physician_name, referring_physician_name_norm, study_description, timezone_offset,
-    facility, created_at, updated_at)
-VALUES (:patient_fk, :study_uid, :study_date, :study_time, :accession_number, :study_id,
-    :referring_physician_name, :referring_physician_name_norm, :study_description,
-    :timezone_offset, :facility, :now, :now)
-ON CONFLICT (study_uid) DO UPDATE SET
-    study_date = excluded.study_date, study_time = excluded.study_time,
-    accession_number = excluded.accession_number, study_id = excluded.study_id,
-    referring_physician_name = excluded.referring_physician_name,
-    referring_physician_name_norm = excluded.referring_physician_name_norm,
-    study_description = excluded.study_description, timezone_offset = excluded.timezone_offset,
-    updated_at = excluded.updated_at
+-- name: study_changed
 WHERE studies.study_date IS DISTINCT FROM excluded.study_date
     OR studies.study_time IS DISTINCT FROM excluded.study_time
     OR studies.accession_number IS DISTINCT FROM excluded.accession_number
@@ -70,7 +48,6 @@ WHERE studies.study_date IS DISTINCT FROM excluded.study_date
         IS DISTINCT FROM excluded.referring_physician_name_norm
     OR studies.study_description IS DISTINCT FROM excluded.study_description
     OR studies.timezone_offset IS DISTINCT FROM excluded.timezone_offset
-RETURNING id, patient_fk, modalities, sop_classes, num_instances
 
 -- name: study_existing
 SELECT id, patient_fk, modalities, sop_classes, num_instances FROM studies
@@ -93,21 +70,7 @@ ON CONFLICT (series_uid) DO UPDATE SET
     scheduled_procedure_step_id = excluded.scheduled_procedure_step_id
 RETURNING id, study_fk, num_instances
 
--- name: series_insert_if_changed
-INSERT INTO series (study_fk, series_uid, modality, series_number, series_description,
-    series_date, series_time, body_part_examined, station_name, institution_name,
-    pps_start_date, pps_start_time, requested_procedure_id, scheduled_procedure_step_id)
-VALUES (:study_fk, :series_uid, :modality, :series_number, :series_description, :series_date,
-    :series_time, :body_part_examined, :station_name, :institution_name, :pps_start_date,
-    :pps_start_time, :requested_procedure_id, :scheduled_procedure_step_id)
-ON CONFLICT (series_uid) DO UPDATE SET
-    modality = excluded.modality, series_number = excluded.series_number,
-    series_description = excluded.series_description, series_date = excluded.series_date,
-    series_time = excluded.series_time, body_part_examined = excluded.body_part_examined,
-    station_name = excluded.station_name, institution_name = excluded.institution_name,
-    pps_start_date = excluded.pps_start_date, pps_start_time = excluded.pps_start_time,
-    requested_procedure_id = excluded.requested_procedure_id,
-    scheduled_procedure_step_id = excluded.scheduled_procedure_step_id
+-- name: series_changed
 WHERE series.modality IS DISTINCT FROM excluded.modality
     OR series.series_number IS DISTINCT FROM excluded.series_number
     OR series.series_description IS DISTINCT FROM excluded.series_description
@@ -120,7 +83,6 @@ WHERE series.modality IS DISTINCT FROM excluded.modality
     OR series.pps_start_time IS DISTINCT FROM excluded.pps_start_time
     OR series.requested_procedure_id IS DISTINCT FROM excluded.requested_procedure_id
     OR series.scheduled_procedure_step_id IS DISTINCT FROM excluded.scheduled_procedure_step_id
-RETURNING id, study_fk, num_instances
 
 -- name: series_existing
 SELECT id, study_fk, num_instances FROM series WHERE series_uid = :series_uid

@@ -36,6 +36,12 @@ STORE_TRUNCATED: Final = 0xC001
 STORE_INSTANCE_UID_MISMATCH: Final = 0xC002
 #: Warning: Coercion of Data Elements (B000).
 STORE_WARNING_COERCION: Final = 0xB000
+#: Error: Cannot understand (Cxxx) — pynetdicom's status for a C-STORE whose handler
+#: raised; Noctis's own C-STORE paths answer a store that raised with it too.
+STORE_HANDLER_FAILED: Final = 0xC211
+#: PS3.7 C.5.x (0122H): Refused: SOP Class not supported (a C-ECHO-RQ or C-STORE-RQ
+#: naming a class its association does not serve).
+SOP_CLASS_NOT_SUPPORTED: Final = 0x0122
 
 # --- Query/Retrieve, PS3.4 C.4.1.1.4 / C.4.2.1.5 / C.4.3.1.4 --------------------------
 #: Refused: Out of Resources (A700) — the query could not run.

@@ -570,7 +570,7 @@ def test_allow_list_callers_store_as_their_permissions_say(server_factory: Any) 
         sock.sendall(RELEASE_RQ)
         assert _read_pdu(sock) == RELEASE_RP
     after = scraped_metric(srv, "noctis_dimse_fast_path_total", path="storage", outcome="hit")
-    assert before + 0 <= after <= before + 1
+    assert before <= after <= before + 1  # on a loaded machine: pynetdicom's path
     answer = _exchange(port, _storage_rq("VIEWER"))
     assert answer[:1] == b"\x02"
     # The AC's presentation context items (type 0x21): context 3 rejected (3).

@@ -102,6 +102,7 @@ from dimse.fastpath.pdu import (
 )
 from dimse.fastpath.responses import echo_response_command, store_response_command
 from dimse.fastpath.spool import ReceiveSpool
+from dimse.status import SOP_CLASS_NOT_SUPPORTED, STORE_HANDLER_FAILED, SUCCESS
 from noctis_pacs.core.logs import context_id
 
 if TYPE_CHECKING:
@@ -139,10 +140,6 @@ IDLE_THREADS = 4
 _NOT_SPECIFIED, _UNRECOGNISED_PDU, _UNEXPECTED_PDU, _INVALID_PARAMETER = 0, 1, 2, 6
 #: PS3.8 E.2: message control header bits; both: the last fragment of a command.
 _COMMAND, _LAST = 0x01, 0x02
-#: PS3.7 C.5.2 / 9.1.5.1.4: Success, and Refused: SOP Class not supported.
-SUCCESS, SOP_CLASS_NOT_SUPPORTED = 0x0000, 0x0122
-#: pynetdicom's status for a C-STORE whose handler raised (PS3.4 B.2.3: "cannot understand").
-STORE_FAILED = 0xC211
 #: A PDV item's length, presentation context ID and message control header (PS3.8 9.3.5.1).
 _ITEM_HEADER = struct.Struct(">IBB")
 
@@ -754,7 +751,7 @@ class _Association:
             except Exception:  # answered, as pynetdicom answers a handler that raised
                 log.exception("the store failed; answering C211H")
                 spool.discard()
-                status, comment = STORE_FAILED, ""
+                status, comment = STORE_HANDLER_FAILED, ""
         self._send(
             receiving.context_id,
             store_response_command(

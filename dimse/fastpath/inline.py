@@ -53,6 +53,7 @@ from pynetdicom.sop_class import uid_to_service_class
 from dimse.fastpath import responses
 from dimse.fastpath.spool import ReceiveSpool
 from dimse.fastpath.wakeup import RingingQueue
+from dimse.status import STORE_HANDLER_FAILED
 
 if TYPE_CHECKING:
     from dimse.fastpath import Counters
@@ -122,7 +123,7 @@ def store_directly(assoc: Association, request: C_STORE, context_id: int) -> boo
         )
     except Exception:
         log.exception("exception in the EVT_C_STORE handler; answering C211H")
-        status = _HANDLER_FAILED
+        status = STORE_HANDLER_FAILED
     finally:
         received = request._dataset_file
         if isinstance(received, ReceiveSpool):
@@ -187,9 +188,6 @@ def echo_directly(assoc: Association, request: C_ECHO, context_id: int) -> bool:
     return True
 
 
-#: pynetdicom's status for an exception in the C-STORE handler (PS3.4 B.2.3: C211H
-#: is in the "cannot understand" range).
-_HANDLER_FAILED = 0xC211
 _PLAIN_KEYWORDS = frozenset({"Status", "ErrorComment"})
 
 

@@ -23,7 +23,9 @@ selection, asynchronous operations, extended negotiation), a caller the access p
 does not admit by its settings alone, or, for storage, one it does not let store every
 storage class (its rejection, narrowed contexts and audit records are pynetdicom's
 path, ``dimse.access``), TLS, a server whose bindings watch PDUs, or a request still
-arriving.
+arriving. The listener's thread also writes the A-ASSOCIATE-AC of a request taken
+here, then hands the association to a waiting thread of this server, which wakes while
+the peer reads it (one wake-up less on the way to the first request).
 
 The decisions are pynetdicom's: the request is decoded by ``associate.decode_request``
 (the primitive pynetdicom builds), negotiated by pynetdicom's ``negotiate_as_acceptor``
@@ -278,9 +280,12 @@ def peek_request(sock: socket.socket, budget: float = PEEK_BUDGET) -> bytes | No
     """The A-ASSOCIATE-RQ waiting whole in ``sock`` (left there: ``MSG_PEEK``), if one
     arrives within ``budget`` seconds; None otherwise (not yet whole, something else)."""
     try:
-        if not select.select([sock], [], [], budget)[0]:
-            return None
-        data = sock.recv(MAX_REQUEST, socket.MSG_PEEK)
+        try:  # usually there already: a requestor sends it as soon as it is connected
+            data = sock.recv(MAX_REQUEST, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+        except BlockingIOError:
+            if not select.select([sock], [], [], budget)[0]:
+                return None
+            data = sock.recv(MAX_REQUEST, socket.MSG_PEEK)
     except OSError:
         return None
     if len(data) < 6 or data[0] != ASSOCIATE_RQ:
@@ -445,7 +450,17 @@ class DirectServer:
             return True
         with self._lock:
             self._active += 1
-            job = (sock, address, plan, on_closed)
+        try:
+            # Answered here, so that the serving thread wakes while the peer reads the
+            # A-ASSOCIATE-AC and sends its first request (the wake-up is off the
+            # association's path: docs/performance.md, issue 15).
+            sock.sendall(plan.accept)
+        except OSError as exc:
+            log.debug("association from %s ended: %s", address[0], exc)
+            self._unstarted(sock, on_closed)
+            return True
+        job = (sock, address, plan, on_closed)
+        with self._lock:
             if self._idle:
                 self._idle -= 1
                 self._work.put(job)  # under the lock: an idle thread is waiting for it
@@ -458,13 +473,19 @@ class DirectServer:
         )
         try:
             thread.start()
-        except RuntimeError:  # no thread to be had: the connection is closed, not lost
+        except RuntimeError:  # no thread to be had: aborted (PS3.8 9.3.8), not left hanging
             log.error("no thread for an association from %s", address[0])
-            with self._lock:
-                self._active -= 1
-            sock.close()
-            on_closed()
+            with contextlib.suppress(OSError):
+                sock.sendall(_abort_pdu(_NOT_SPECIFIED))
+            self._unstarted(sock, on_closed)
         return True
+
+    def _unstarted(self, sock: socket.socket, on_closed: Callable[[], None]) -> None:
+        """An association counted in ``try_serve`` that no thread will serve: closed."""
+        with self._lock:
+            self._active -= 1
+        sock.close()
+        on_closed()
 
     def _plan(self, data: bytes) -> _Plan | None:
         """The decision for a request: decoded, negotiated and answered once per distinct
@@ -572,9 +593,9 @@ class DirectServer:
         stores = self.stores if plan.request.stores else None
         association = _Association(self, plan, _Stream(sock), ending, stores, caller)
         try:
-            association.stream.send(plan.accept)
-            # With nothing accepted (an AC PS3.8 9.3.3.2 allows) the peer releases or
-            # aborts; anything else it sends is a protocol error, as below.
+            # The A-ASSOCIATE-AC went out from ``try_serve``. With nothing accepted (an AC
+            # PS3.8 9.3.3.2 allows) the peer releases or aborts; anything else it sends is
+            # a protocol error, as below.
             problem = association.serve()
             if problem is not None:
                 log.warning("association from %s aborted: %s", address[0], problem)

@@ -302,11 +302,11 @@ class _Stream:
     """A non-blocking connection's bytes, read into one buffer with as few ``recv_into``
     calls as the data allows; a read waits at most until its deadline (TimeoutError)."""
 
-    def __init__(self, sock: socket.socket) -> None:
+    def __init__(self, sock: socket.socket, buffer: bytearray) -> None:
         sock.setblocking(False)
         self.sock = sock
-        self.buffer = bytearray(BUFFER)
-        self.view = memoryview(self.buffer)
+        self.buffer = buffer
+        self.view = memoryview(buffer)
         self.start = 0
         self.end = 0
 
@@ -509,10 +509,13 @@ class DirectServer:
     def _serve_then_wait(self, job: _Job) -> None:
         """Serve associations one after another: this one, then whichever is handed to
         this thread while it waits (at most ``IDLE_THREADS`` wait; a thread start costs
-        ~0.1-0.4 ms on a 2-core VM, a hand-off to a waiting thread a wake-up)."""
+        ~0.1-0.4 ms on a 2-core VM, a hand-off to a waiting thread a wake-up). The
+        thread's read buffer serves each of them (a new one is ``BUFFER`` bytes to
+        zero-fill, a page fault per page)."""
+        buffer = bytearray(BUFFER)
         while True:
             sock, address, plan, on_closed = job
-            self._run(sock, address, plan, on_closed)
+            self._run(sock, address, plan, on_closed, buffer)
             with self._lock:
                 if self._idle >= IDLE_THREADS:
                     return
@@ -576,6 +579,7 @@ class DirectServer:
         address: tuple[str, int],
         plan: _Plan,
         on_closed: Callable[[], None],
+        buffer: bytearray,
     ) -> None:
         once = threading.Lock()
 
@@ -591,7 +595,7 @@ class DirectServer:
         context_id.set(f"dimse:direct-{next(self._associations)}")
         caller = (plan.request.calling_ae_title, str(address[0]))
         stores = self.stores if plan.request.stores else None
-        association = _Association(self, plan, _Stream(sock), ending, stores, caller)
+        association = _Association(self, plan, _Stream(sock, buffer), ending, stores, caller)
         try:
             # The A-ASSOCIATE-AC went out from ``try_serve``. With nothing accepted (an AC
             # PS3.8 9.3.3.2 allows) the peer releases or aborts; anything else it sends is

@@ -20,7 +20,7 @@ import os
 import shutil
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
@@ -85,13 +85,16 @@ class _FileWriter:
 
     def __init__(
         self,
-        path: Path,
+        path: Path | Callable[[], Path],
         *,
         digest: hashlib._Hash | None = None,
         size: int = 0,
         on_disk: bool = False,
     ) -> None:
-        self._path = path
+        # A new blob's temporary name is made when first needed (``path``): a small one
+        # gets it in ``finish``, on the thread that stores it, not on the receiving one.
+        self._path: Path | None = path if isinstance(path, Path) else None
+        self._name_path = None if isinstance(path, Path) else path
         self._handle: BinaryIO | None = None
         self._digest = digest or hashlib.sha256()
         self._memory: bytearray | None = None if on_disk else bytearray()
@@ -103,11 +106,12 @@ class _FileWriter:
     def _spill(self, data: bytes | bytearray | memoryview) -> None:
         try:
             if self._handle is None:
+                path = self.path
                 try:
-                    self._handle = open(self._path, "xb")  # noqa: SIM115 - closed by finish
+                    self._handle = open(path, "xb")  # noqa: SIM115 - closed by finish
                 except FileNotFoundError:  # its temporary folder was removed meanwhile
-                    self._path.parent.mkdir(parents=True, exist_ok=True)
-                    self._handle = open(self._path, "xb")  # noqa: SIM115
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    self._handle = open(path, "xb")  # noqa: SIM115
                 self._on_disk = True
             self._handle.write(data)
         except OSError as exc:
@@ -138,6 +142,9 @@ class _FileWriter:
 
     @property
     def path(self) -> Path:
+        if self._path is None:
+            assert self._name_path is not None
+            self._path = self._name_path()
         return self._path
 
     def finish(self, fsync: bool) -> None:
@@ -202,7 +209,7 @@ class FileSystemBlobStore:
 
     def create(self) -> _FileWriter:
         self._check_room()
-        return _FileWriter(self.new_temp_path())
+        return _FileWriter(self.new_temp_path)
 
     def adopt(self, path: Path) -> _FileWriter:
         """Take over a finished file already inside ``root/tmp`` (no copy), hashing it."""

@@ -62,7 +62,13 @@ def text_of(meta: JsonDict, keyword: str) -> str:
 
 
 def _text(meta: JsonDict, keyword: str) -> str:
-    return "\\".join(_as_text(v) for v in _values(meta, keyword)).strip()
+    element = meta.get(_tag(keyword))
+    values = element.get("Value") if element else None
+    if not isinstance(values, list):
+        return ""
+    if len(values) == 1 and type(values[0]) is str:  # most attributes: said once, no join
+        return values[0].strip()
+    return "\\".join(_as_text(v) for v in values).strip()
 
 
 def _int_or_none(meta: JsonDict, keyword: str) -> int | None:

@@ -70,8 +70,11 @@ class ParsedInstance:
 
 def normalise_pn(value: str) -> str:
     """Case- and accent-folded PN, trailing empty components removed (for matching)."""
-    decomposed = unicodedata.normalize("NFKD", value)
-    stripped = "".join(c for c in decomposed if not unicodedata.combining(c))
+    if value.isascii():  # nothing to decompose, no combining mark
+        stripped = value
+    else:
+        decomposed = unicodedata.normalize("NFKD", value)
+        stripped = "".join(c for c in decomposed if not unicodedata.combining(c))
     groups = [g.rstrip("^ ") for g in stripped.casefold().split("=")]
     return "=".join(groups).rstrip("=")
 

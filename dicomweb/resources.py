@@ -8,8 +8,10 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
+from functools import lru_cache
 
 from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import URL
 from starlette.requests import Request
 
 from dicomweb.errors import BadRequest, InternalError, NotFound
@@ -63,19 +65,44 @@ def public_base(request: Request, settings: Settings) -> str:
     if configured:
         return configured if configured.endswith(DICOMWEB_ROOT) else configured + DICOMWEB_ROOT
     headers = request.headers
-    host = headers.get("x-forwarded-host", "").split(",")[0].strip()
-    proto = headers.get("x-forwarded-proto", "").split(",")[0].strip()
+    scope = request.scope
+    server = scope.get("server")
+    return _base_of(
+        scope.get("scheme", "http"),
+        (str(server[0]), int(server[1])) if server else None,
+        scope.get("app_root_path", scope.get("root_path", "")),
+        headers.get("host", ""),
+        headers.get("x-forwarded-host", ""),
+        headers.get("x-forwarded-proto", ""),
+        headers.get("x-forwarded-prefix", ""),
+    )
+
+
+@lru_cache(maxsize=256)  # a client sends the same headers each time: worked out once
+def _base_of(
+    scheme: str,
+    server: tuple[str, int] | None,
+    root_path: str,
+    host_header: str,
+    forwarded_host: str,
+    forwarded_proto: str,
+    forwarded_prefix: str,
+) -> str:
+    host = forwarded_host.split(",")[0].strip()
+    proto = forwarded_proto.split(",")[0].strip()
     if host:
-        scheme = proto or request.url.scheme
-        prefix = headers.get("x-forwarded-prefix", "").split(",")[0].strip().rstrip("/")
-        return f"{scheme}://{host}{prefix}{DICOMWEB_ROOT}"
-    base = str(request.base_url).rstrip("/")
-    server = request.scope.get("server")
-    host_header = headers.get("host", "")
-    if server and host_header == str(server[0]) and int(server[1]) not in (80, 443):
+        prefix = forwarded_prefix.split(",")[0].strip().rstrip("/")
+        return f"{proto or scheme}://{host}{prefix}{DICOMWEB_ROOT}"
+    # The request's base URL as Starlette makes it (``Request.base_url``).
+    headers = [(b"host", host_header.encode("latin-1"))] if host_header else []
+    path = root_path if root_path.endswith("/") else root_path + "/"
+    url_scope = {"scheme": scheme, "server": server, "root_path": root_path, "path": path,
+                 "query_string": b"", "headers": headers}  # fmt: skip
+    base = str(URL(scope=url_scope)).rstrip("/")
+    if server and host_header == server[0] and server[1] not in (80, 443):
         # Some clients (dicomweb-client 0.61) send ``Host`` without the port; when
         # the host is this server's own address, its port is the one we listen on.
-        base = f"{request.url.scheme}://{server[0]}:{server[1]}{request.scope.get('root_path', '')}"
+        base = f"{scheme}://{server[0]}:{server[1]}{root_path}"
     if proto:
         base = proto + base[base.index(":") :]
     return base + DICOMWEB_ROOT

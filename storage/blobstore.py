@@ -17,6 +17,7 @@ import contextlib
 import errno
 import hashlib
 import os
+import re
 import shutil
 import time
 import uuid
@@ -172,6 +173,8 @@ class _FileWriter:
 
 
 _BLOB_FOLDERS = tuple(f"{n:03x}" for n in range(4096))
+#: A blob key: 32 lowercase hexadecimal digits (a UUID4 without dashes).
+_KEY = re.compile(r"[0-9a-f]{32}")
 _TEMP_FOLDERS = tuple(f"{n:x}" for n in range(16))
 
 
@@ -198,7 +201,11 @@ class FileSystemBlobStore:
         self.min_free_bytes = min_free_bytes
         self.blobs.mkdir(parents=True, exist_ok=True)
         self.tmp.mkdir(parents=True, exist_ok=True)
-        self._known_dirs: set[Path] = set()  # fan-out folders known to exist
+        # Paths as text on the store's hot path (a pathlib join or hash costs microseconds,
+        # several per store); the fan-out folders known to exist, by their text.
+        self._blobs_text = str(self.blobs)
+        self._tmp_text = str(self.tmp)
+        self._known_dirs: set[str] = set()
 
     def _check_room(self) -> None:
         if self.min_free_bytes and self.free_bytes() < self.min_free_bytes:
@@ -226,11 +233,11 @@ class FileSystemBlobStore:
         """A fresh path inside the store's temporary area, for protocols that spool;
         ``adopt`` takes the file over."""
         key = uuid.uuid4().hex
-        folder = self.tmp / key[0]
+        folder = f"{self._tmp_text}/{key[0]}"
         if folder not in self._known_dirs:
-            folder.mkdir(exist_ok=True)
+            os.makedirs(folder, exist_ok=True)
             self._known_dirs.add(folder)
-        return folder / f"{key}.part"
+        return Path(f"{folder}/{key}.part")
 
     def prepare_layout(self) -> int:
         """Create the fan-out folders that do not exist yet (all 4,096 blob folders and
@@ -248,7 +255,7 @@ class FileSystemBlobStore:
                 if name not in existing:
                     folder.mkdir(exist_ok=True)
                     made += 1
-                self._known_dirs.add(folder)
+                self._known_dirs.add(str(folder))
         return made
 
     def is_temporary(self, path: Path) -> bool:
@@ -257,9 +264,12 @@ class FileSystemBlobStore:
         return folder == tmp or folder.parent == tmp
 
     def _path(self, key: str) -> Path:
-        if len(key) != 32 or not all(c in "0123456789abcdef" for c in key):
+        return Path(self._file(key))
+
+    def _file(self, key: str) -> str:
+        if not _KEY.fullmatch(key):
             raise KeyError(f"malformed blob key {key!r}")
-        return self.blobs / key[:3] / f"{key}.dcm"
+        return f"{self._blobs_text}/{key[:3]}/{key}.dcm"
 
     def commit(self, writer: BlobWriter) -> str:
         """``place`` then ``sync`` the one blob: durable when this returns."""
@@ -274,13 +284,13 @@ class FileSystemBlobStore:
         # The temporary file is named by a fresh UUID already: it becomes the blob's key
         # (one UUID per blob; a generated name never comes from attribute text).
         key = writer.path.stem
-        if len(key) != 32 or not all(c in "0123456789abcdef" for c in key):
+        if not _KEY.fullmatch(key):
             key = uuid.uuid4().hex
-        final = self._path(key)
-        if final.parent not in self._known_dirs:
-            final.parent.mkdir(parents=True, exist_ok=True)
-            self._known_dirs.add(final.parent)
-        os.rename(writer.path, final)
+        folder = f"{self._blobs_text}/{key[:3]}"
+        if folder not in self._known_dirs:
+            os.makedirs(folder, exist_ok=True)
+            self._known_dirs.add(folder)
+        os.rename(writer.path, f"{folder}/{key}.dcm")
         return key
 
     def sync(self, keys: list[str]) -> None:
@@ -292,15 +302,15 @@ class FileSystemBlobStore:
         follow find nothing left to write (ext4: a cache flush each)."""
         if not self.fsync or not keys:
             return
-        folders: dict[Path, None] = {}
+        folders: dict[str, None] = {}
         for key in keys:
-            path = self._path(key)
+            path = self._file(key)
             fd = os.open(path, os.O_RDONLY)
             try:
                 os.fdatasync(fd)
             finally:
                 os.close(fd)
-            folders[path.parent] = None
+            folders[path.rpartition("/")[0]] = None
         for folder in folders:
             _fsync_dir(folder)
 
@@ -376,7 +386,7 @@ class FileSystemBlobStore:
         return count
 
 
-def _fsync_dir(path: Path) -> None:
+def _fsync_dir(path: str | Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)

@@ -7,6 +7,7 @@ are maintained here at ingest and delete, never computed per query.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cache
@@ -249,7 +250,7 @@ def insert_instance(conn: Connection, record: InstanceRecord) -> None:
 def _upsert(conn: Connection, row: str, values: Mapping[str, Any]) -> Any:
     """Insert or update a patient, study or series row; its ``RETURNING`` values.
 
-    On SQLite the update is made only when a value changed (``<row>_changed``),
+    On SQLite the update is made only when a value changed (``_insert_if_changed``),
     and an unchanged row is read instead: an instance of a series already indexed then
     rewrites none of those rows' index entries (a third fewer pages per commit:
     docs/performance.md). PostgreSQL keeps the one statement (a read after it would be
@@ -259,12 +260,24 @@ def _upsert(conn: Connection, row: str, values: Mapping[str, Any]) -> Any:
     return conn.one(_insert_if_changed(row), values) or conn.one(Q(f"{row}_existing"), values)
 
 
+#: Columns an upsert sets that are no change of their own (the row's time stamp).
+_STAMPS = frozenset({"updated_at"})
+#: ``column = excluded.column`` in an upsert's ``DO UPDATE SET``.
+_SET_FROM_EXCLUDED = re.compile(r"\b(\w+) = excluded\.\1\b")
+
+
 @cache
 def _insert_if_changed(row: str) -> str:
-    """``<row>_insert`` with its update made conditional (``<row>_changed``)."""
+    """``<row>_insert`` with its update made conditional: only when a column it sets
+    (its ``DO UPDATE SET`` list, read from the statement itself) differs."""
     plain = Q(f"{row}_insert")
+    table = plain.split()[2]  # INSERT INTO <table> (...
     at = plain.index("\nRETURNING ")
-    return f"{plain[:at]}\n{Q(f'{row}_changed')}{plain[at:]}"
+    sets = _SET_FROM_EXCLUDED.findall(plain[plain.index(" DO UPDATE SET") : at])
+    changed = "\n    OR ".join(
+        f"{table}.{c} IS DISTINCT FROM excluded.{c}" for c in sets if c not in _STAMPS
+    )
+    return f"{plain[:at]}\nWHERE {changed}{plain[at:]}"
 
 
 def _split_list(joined: str | None) -> set[str]:

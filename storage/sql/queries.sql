@@ -11,13 +11,6 @@ ON CONFLICT (patient_id, issuer_of_patient_id) DO UPDATE SET
     patient_birth_date = excluded.patient_birth_date, patient_sex = excluded.patient_sex
 RETURNING id
 
--- name: patient_changed
-WHERE patients.patient_name IS DISTINCT FROM excluded.patient_name
-    OR patients.patient_name_norm IS DISTINCT FROM excluded.patient_name_norm
-    OR patients.patient_name_words IS DISTINCT FROM excluded.patient_name_words
-    OR patients.patient_birth_date IS DISTINCT FROM excluded.patient_birth_date
-    OR patients.patient_sex IS DISTINCT FROM excluded.patient_sex
-
 -- name: patient_existing
 SELECT id FROM patients
 WHERE patient_id = :patient_id AND issuer_of_patient_id = :issuer_of_patient_id
@@ -37,17 +30,6 @@ ON CONFLICT (study_uid) DO UPDATE SET
     study_description = excluded.study_description, timezone_offset = excluded.timezone_offset,
     updated_at = excluded.updated_at
 RETURNING id, patient_fk, modalities, sop_classes, num_instances
-
--- name: study_changed
-WHERE studies.study_date IS DISTINCT FROM excluded.study_date
-    OR studies.study_time IS DISTINCT FROM excluded.study_time
-    OR studies.accession_number IS DISTINCT FROM excluded.accession_number
-    OR studies.study_id IS DISTINCT FROM excluded.study_id
-    OR studies.referring_physician_name IS DISTINCT FROM excluded.referring_physician_name
-    OR studies.referring_physician_name_norm
-        IS DISTINCT FROM excluded.referring_physician_name_norm
-    OR studies.study_description IS DISTINCT FROM excluded.study_description
-    OR studies.timezone_offset IS DISTINCT FROM excluded.timezone_offset
 
 -- name: study_existing
 SELECT id, patient_fk, modalities, sop_classes, num_instances FROM studies
@@ -69,20 +51,6 @@ ON CONFLICT (series_uid) DO UPDATE SET
     requested_procedure_id = excluded.requested_procedure_id,
     scheduled_procedure_step_id = excluded.scheduled_procedure_step_id
 RETURNING id, study_fk, num_instances
-
--- name: series_changed
-WHERE series.modality IS DISTINCT FROM excluded.modality
-    OR series.series_number IS DISTINCT FROM excluded.series_number
-    OR series.series_description IS DISTINCT FROM excluded.series_description
-    OR series.series_date IS DISTINCT FROM excluded.series_date
-    OR series.series_time IS DISTINCT FROM excluded.series_time
-    OR series.body_part_examined IS DISTINCT FROM excluded.body_part_examined
-    OR series.station_name IS DISTINCT FROM excluded.station_name
-    OR series.institution_name IS DISTINCT FROM excluded.institution_name
-    OR series.pps_start_date IS DISTINCT FROM excluded.pps_start_date
-    OR series.pps_start_time IS DISTINCT FROM excluded.pps_start_time
-    OR series.requested_procedure_id IS DISTINCT FROM excluded.requested_procedure_id
-    OR series.scheduled_procedure_step_id IS DISTINCT FROM excluded.scheduled_procedure_step_id
 
 -- name: series_existing
 SELECT id, study_fk, num_instances FROM series WHERE series_uid = :series_uid

@@ -3,9 +3,10 @@
 A peer that proposes only the Verification SOP Class (echoscu, a modality's "DICOM
 echo" button, a monitoring probe: PS3.4 Annex A), or only storage SOP classes and
 Verification (a modality or a workstation sending images: PS3.4 Annex B; dcmtk's
-storescu proposes ~120 such contexts), gets the whole association here, on one thread:
-its A-ASSOCIATE-RQ read and negotiated, its A-ASSOCIATE-AC written, each C-ECHO-RQ and
-C-STORE-RQ answered, its A-RELEASE-RQ answered and the connection closed. pynetdicom
+storescu proposes ~120 such contexts), gets the whole association here: its
+A-ASSOCIATE-RQ read and negotiated and its A-ASSOCIATE-AC written by the listener's
+thread, then, on one thread of this server, each C-ECHO-RQ and C-STORE-RQ answered,
+its A-RELEASE-RQ answered and the connection closed. pynetdicom
 builds an ``Association`` for it (ACSE, DIMSE and DUL providers, queues, timers) and
 runs two threads with a state machine between them: ~3.5 ms of a new association with
 one context, ~7 ms with 120, ~0.3 ms of each C-ECHO and ~2 ms of CPU of each small
@@ -23,9 +24,9 @@ selection, asynchronous operations, extended negotiation), a caller the access p
 does not admit by its settings alone, or, for storage, one it does not let store every
 storage class (its rejection, narrowed contexts and audit records are pynetdicom's
 path, ``dimse.access``), TLS, a server whose bindings watch PDUs, or a request still
-arriving. The listener's thread also writes the A-ASSOCIATE-AC of a request taken
-here, then hands the association to a waiting thread of this server, which wakes while
-the peer reads it (one wake-up less on the way to the first request).
+arriving. The serving thread (one waiting from an earlier association, as a rule)
+wakes while the peer reads the A-ASSOCIATE-AC: one wake-up less on the way to the
+first request.
 
 The decisions are pynetdicom's: the request is decoded by ``associate.decode_request``
 (the primitive pynetdicom builds), negotiated by pynetdicom's ``negotiate_as_acceptor``

@@ -443,8 +443,10 @@ class AuditQueue:
     def close(self) -> None:
         self._stop.set()
         self._wake.set()
-        if self._thread is not None:
-            self._thread.join(timeout=30)
+        with self._start_lock:  # a thread being started by ``put`` has started after this
+            thread = self._thread
+        if thread is not None:
+            thread.join(timeout=30)
         self.flush()
         if self.exporter is not None:
             self.exporter.close()

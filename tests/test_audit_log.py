@@ -5,7 +5,11 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
+import threading
+import time
 from pathlib import Path
+
+import pytest
 
 from noctis_pacs.core.audit import AuditAction, AuditEvent, AuditOutcome
 from noctis_pacs.core.auth import Principal, Role
@@ -170,3 +174,34 @@ def test_concurrent_writers_from_several_processes_keep_one_chain(
         assert details == list(range(150))
     result = archive.verify_audit()
     assert result.ok and result.checked == 600
+
+
+def test_close_while_the_writer_thread_is_starting(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A record queued by a store that ends as the archive closes (a DIMSE association's
+    audit tally at shutdown) starts the writer thread while ``close`` runs: ``close``
+    waits for it instead of failing ("cannot join thread before it is started"), and the
+    record is written."""
+    archive = Archive(settings)
+    original = threading.Thread.start
+    starting = threading.Event()
+
+    def slow_start(thread: threading.Thread) -> None:
+        starting.set()
+        time.sleep(0.3)
+        original(thread)
+
+    monkeypatch.setattr(threading.Thread, "start", slow_start)
+    (event,) = _events(1, study="9.9")
+    putting = threading.Thread(target=archive.audit_later, args=(event,))
+    original(putting)
+    assert starting.wait(10)
+    archive.close()  # raised RuntimeError before
+    putting.join(10)
+    monkeypatch.undo()
+    reopened = Archive(settings)
+    try:
+        assert [r.study_uids for r in reopened.audit_records(study_uid="9.9.0")] == [("9.9.0",)]
+    finally:
+        reopened.close()

@@ -209,11 +209,18 @@ class HierarchyConflict(Exception):
 def insert_instance(conn: Connection, record: InstanceRecord) -> None:
     """Insert one new instance (its SOP Instance UID must not be indexed yet); raises
     ``HierarchyConflict`` when its series belongs to another study (PS3.3 C.7.3.1: a
-    Series Instance UID names one series of one study), before anything is counted."""
+    Series Instance UID names one series of one study), before the instance row is
+    written (what was counted by then is rolled back with the transaction)."""
     patient_fk = _upsert(conn, "patient", record.patient)[0]
-    study_row = _upsert(conn, "study", {**record.study, "patient_fk": patient_fk})
+    study_row = _upsert_or_count(conn, "study", {**record.study, "patient_fk": patient_fk})
+    study_counted = study_row is None
+    if study_row is None:
+        study_row = conn.one(Q("study_count_instance"), record.study)
     study_fk, study_patient_fk, _modalities, sop_classes, study_count = study_row
-    series_row = _upsert(conn, "series", {**record.series, "study_fk": study_fk})
+    series_row = _upsert_or_count(conn, "series", {**record.series, "study_fk": study_fk})
+    series_counted = series_row is None
+    if series_row is None:
+        series_row = conn.one(Q("series_count_instance"), record.series)
     series_fk, series_study_fk, series_count = series_row
     if series_study_fk != study_fk:
         owner = conn.one(Q("study_uid_by_id"), {"id": series_study_fk})
@@ -225,8 +232,11 @@ def insert_instance(conn: Connection, record: InstanceRecord) -> None:
     new_series = 1 if series_count == 0 else 0
     new_study = 1 if study_count == 0 else 0
     now = record.study["now"]
-    conn.execute(Q("series_add_instances"), {"n": 1, "id": series_fk})
-    conn.execute(Q("study_add"), {"n": 1, "s": new_series, "now": now, "id": study_fk})
+    if not series_counted:
+        conn.execute(Q("series_add_instances"), {"n": 1, "id": series_fk})
+    if not study_counted or new_series:
+        n = 0 if study_counted else 1
+        conn.execute(Q("study_add"), {"n": n, "s": new_series, "now": now, "id": study_fk})
     conn.execute(
         Q("patient_add"), {"n": 1, "s": new_series, "st": new_study, "id": study_patient_fk}
     )
@@ -248,16 +258,25 @@ def insert_instance(conn: Connection, record: InstanceRecord) -> None:
 
 
 def _upsert(conn: Connection, row: str, values: Mapping[str, Any]) -> Any:
-    """Insert or update a patient, study or series row; its ``RETURNING`` values.
+    """Insert or update a patient row; its ``RETURNING`` values (``_upsert_or_count``;
+    an unchanged patient row is read)."""
+    return _upsert_or_count(conn, row, values) or conn.one(Q(f"{row}_existing"), values)
 
-    On SQLite the update is made only when a value changed (``_insert_if_changed``),
-    and an unchanged row is read instead: an instance of a series already indexed then
-    rewrites none of those rows' index entries (a third fewer pages per commit:
-    docs/performance.md). PostgreSQL keeps the one statement (a read after it would be
-    another round trip; its update of unchanged indexed values is a heap-only tuple)."""
+
+def _upsert_or_count(conn: Connection, row: str, values: Mapping[str, Any]) -> Any:
+    """Insert or update a patient, study or series row; its ``RETURNING`` values, or None
+    when the row exists unchanged.
+
+    On SQLite the update is made only when a value changed (``_insert_if_changed``): an
+    instance of a series already indexed then rewrites none of those rows' index entries
+    (a third fewer pages per commit: docs/performance.md), and the caller reads an
+    unchanged study or series row with the statement that counts the instance in it
+    (``<row>_count_instance``: one statement where a read and an update were).
+    PostgreSQL keeps the one statement (a read after it would be another round trip; its
+    update of unchanged indexed values is a heap-only tuple)."""
     if conn.dialect != "sqlite":
         return conn.one(Q(f"{row}_insert"), values)
-    return conn.one(_insert_if_changed(row), values) or conn.one(Q(f"{row}_existing"), values)
+    return conn.one(_insert_if_changed(row), values)
 
 
 #: Columns an upsert sets that are no change of their own (the row's time stamp).

@@ -175,6 +175,76 @@ def test_counts_after_ingest_and_delete(archive: Archive) -> None:
     assert list(archive.blobs.iter_keys()) == []
 
 
+def test_counters_match_the_rows_after_mixed_stores_and_deletes(archive: Archive) -> None:
+    """Every counter (series, study and patient instance, series and study counts, the
+    study's modalities) equals what the rows say, whichever way an instance was counted:
+    into a new row, an existing row the instance changes (a new Study Description), or
+    an existing unchanged row (counted by the statement that reads it on SQLite);
+    instances arriving out of order, new series in existing studies, a replaced
+    instance, an instance refused for a series of another study, deletions."""
+    studies = [uid() for _ in range(3)]
+    series = {study: [uid(), uid()] for study in studies}
+    stored = []
+    for n in range(30):
+        study = studies[(n * 7) % 3]
+        ds = make_dataset(
+            study_uid=study,
+            series_uid=series[study][(n // 3) % 2],
+            patient_id=f"P{studies.index(study) % 2}",
+            modality=("CT", "MR")[(n // 3) % 2],
+            instance_number=n,
+        )
+        if n % 5 == 0:
+            ds.StudyDescription = f"changed {n}"
+        stored.append(ds)
+        assert archive.store_bytes(to_bytes(ds), ORIGIN).status is Status.STORED
+    stored[4].InstanceNumber = 99  # the same SOP Instance UID, other content: replaced
+    assert archive.store_bytes(to_bytes(stored[4]), ORIGIN).status is Status.STORED
+    # A series of another study: refused, its counting rolled back with the rest.
+    intruder = make_dataset(study_uid=uid(), series_uid=stored[1].SeriesInstanceUID)
+    refused = archive.store_bytes(to_bytes(intruder), ORIGIN)
+    assert refused.reject_kind is RejectKind.CONFLICT
+    _assert_counters_match_rows(archive)
+    assert archive.delete(sop_uid=stored[0].SOPInstanceUID) == 1
+    assert archive.delete(series_uid=series[studies[1]][0]) > 0
+    _assert_counters_match_rows(archive)
+    assert archive.store_bytes(to_bytes(stored[0]), ORIGIN).status is Status.STORED
+    _assert_counters_match_rows(archive)
+
+
+def _assert_counters_match_rows(archive: Archive) -> None:
+    with archive.db.reader() as conn:
+        for table, counted in (
+            ("series", "i.series_fk = t.id"),
+            ("studies", "s.study_fk = t.id"),
+            ("patients", "st.patient_fk = t.id"),
+        ):
+            wrong = conn.all(
+                f"SELECT t.id, t.num_instances, (SELECT COUNT(*) FROM instances i"
+                f" JOIN series s ON s.id = i.series_fk JOIN studies st ON st.id = s.study_fk"
+                f" WHERE {counted}) AS n FROM {table} t"
+            )
+            assert [(r[0], r[1]) for r in wrong if r[1] != r[2]] == [], table
+        wrong = conn.all(
+            "SELECT st.id FROM studies st WHERE st.num_series !="
+            " (SELECT COUNT(*) FROM series s WHERE s.study_fk = st.id)"
+            " OR st.num_series < 1 OR st.num_instances < 1"
+        )
+        assert wrong == []
+        wrong = conn.all(
+            "SELECT p.id FROM patients p WHERE p.num_studies !="
+            " (SELECT COUNT(*) FROM studies st WHERE st.patient_fk = p.id)"
+            " OR p.num_series != (SELECT COUNT(*) FROM series s JOIN studies st"
+            " ON st.id = s.study_fk WHERE st.patient_fk = p.id)"
+        )
+        assert wrong == []
+        for study_id, modalities in conn.all("SELECT id, modalities FROM studies"):
+            rows = conn.all(
+                "SELECT DISTINCT modality FROM series WHERE study_fk = :id", {"id": study_id}
+            )
+            assert modalities == "\\" + "".join(f"{r[0]}\\" for r in sorted(rows))
+
+
 def test_verify_and_reindex_round_trip(archive: Archive) -> None:
     for _ in range(5):
         archive.store_bytes(make_instance(), ORIGIN)

@@ -31,9 +31,12 @@ ON CONFLICT (study_uid) DO UPDATE SET
     updated_at = excluded.updated_at
 RETURNING id, patient_fk, modalities, sop_classes, num_instances
 
--- name: study_existing
-SELECT id, patient_fk, modalities, sop_classes, num_instances FROM studies
+-- name: study_count_instance
+-- An existing study's row read and its instance counted at once (SQLite's upsert leaves an
+-- unchanged row alone: storage/index.py); RETURNING the count before this instance.
+UPDATE studies SET num_instances = num_instances + 1, updated_at = :now
 WHERE study_uid = :study_uid
+RETURNING id, patient_fk, modalities, sop_classes, num_instances - 1
 
 -- name: series_insert
 INSERT INTO series (study_fk, series_uid, modality, series_number, series_description,
@@ -52,8 +55,9 @@ ON CONFLICT (series_uid) DO UPDATE SET
     scheduled_procedure_step_id = excluded.scheduled_procedure_step_id
 RETURNING id, study_fk, num_instances
 
--- name: series_existing
-SELECT id, study_fk, num_instances FROM series WHERE series_uid = :series_uid
+-- name: series_count_instance
+UPDATE series SET num_instances = num_instances + 1 WHERE series_uid = :series_uid
+RETURNING id, study_fk, num_instances - 1
 
 -- name: instance_insert
 INSERT INTO instances (series_fk, sop_uid, sop_class_uid, instance_number, rows, columns,

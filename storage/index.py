@@ -211,16 +211,15 @@ def insert_instance(conn: Connection, record: InstanceRecord) -> None:
     ``HierarchyConflict`` when its series belongs to another study (PS3.3 C.7.3.1: a
     Series Instance UID names one series of one study), before the instance row is
     written (what was counted by then is rolled back with the transaction)."""
-    patient_fk = _upsert(conn, "patient", record.patient)[0]
-    study_row = _upsert_or_count(conn, "study", {**record.study, "patient_fk": patient_fk})
-    study_counted = study_row is None
-    if study_row is None:
-        study_row = conn.one(Q("study_count_instance"), record.study)
+    patient_row, patient_counted = _file_under(conn, "patient", record.patient)
+    patient_fk = patient_row[0]
+    study_row, study_counted = _file_under(
+        conn, "study", {**record.study, "patient_fk": patient_fk}
+    )
     study_fk, study_patient_fk, _modalities, sop_classes, study_count = study_row
-    series_row = _upsert_or_count(conn, "series", {**record.series, "study_fk": study_fk})
-    series_counted = series_row is None
-    if series_row is None:
-        series_row = conn.one(Q("series_count_instance"), record.series)
+    series_row, series_counted = _file_under(
+        conn, "series", {**record.series, "study_fk": study_fk}
+    )
     series_fk, series_study_fk, series_count = series_row
     if series_study_fk != study_fk:
         owner = conn.one(Q("study_uid_by_id"), {"id": series_study_fk})
@@ -237,13 +236,19 @@ def insert_instance(conn: Connection, record: InstanceRecord) -> None:
     if not study_counted or new_series:
         n = 0 if study_counted else 1
         conn.execute(Q("study_add"), {"n": n, "s": new_series, "now": now, "id": study_fk})
-    conn.execute(
-        Q("patient_add"), {"n": 1, "s": new_series, "st": new_study, "id": study_patient_fk}
-    )
     if patient_fk != study_patient_fk:
-        # The study belongs to the patient it arrived with first; a patient row upserted
-        # for another Patient ID in this instance stays only if something else uses it.
+        # The study belongs to the patient it arrived with first: the instance counts
+        # there, and a patient row upserted for another Patient ID in this instance
+        # stays only if something else uses it.
+        if patient_counted:
+            conn.execute(Q("patient_add"), {"n": -1, "s": 0, "st": 0, "id": patient_fk})
+            patient_counted = False
         conn.execute(Q("patient_delete_if_empty"), {"id": patient_fk})
+    if not patient_counted or new_series or new_study:
+        n = 0 if patient_counted else 1
+        conn.execute(
+            Q("patient_add"), {"n": n, "s": new_series, "st": new_study, "id": study_patient_fk}
+        )
     # A new instance can only add to the study's lists: merge its values in rather
     # than list every series and instance of the study again, which would make each
     # insert into a large study scan all of it.
@@ -257,26 +262,23 @@ def insert_instance(conn: Connection, record: InstanceRecord) -> None:
         _set_lists(conn, study_fk, modalities | {modality}, classes | {sop_class})
 
 
-def _upsert(conn: Connection, row: str, values: Mapping[str, Any]) -> Any:
-    """Insert or update a patient row; its ``RETURNING`` values (``_upsert_or_count``;
-    an unchanged patient row is read)."""
-    return _upsert_or_count(conn, row, values) or conn.one(Q(f"{row}_existing"), values)
-
-
-def _upsert_or_count(conn: Connection, row: str, values: Mapping[str, Any]) -> Any:
-    """Insert or update a patient, study or series row; its ``RETURNING`` values, or None
-    when the row exists unchanged.
+def _file_under(conn: Connection, row: str, values: Mapping[str, Any]) -> tuple[Any, bool]:
+    """Insert or update the patient, study or series row an instance is filed under: its
+    ``RETURNING`` values, and whether the instance is counted in it already.
 
     On SQLite the update is made only when a value changed (``_insert_if_changed``): an
     instance of a series already indexed then rewrites none of those rows' index entries
-    (a third fewer pages per commit: docs/performance.md), and the caller reads an
-    unchanged study or series row with the statement that counts the instance in it
-    (``<row>_count_instance``: one statement where a read and an update were).
-    PostgreSQL keeps the one statement (a read after it would be another round trip; its
-    update of unchanged indexed values is a heap-only tuple)."""
+    (a third fewer pages per commit: docs/performance.md), and an unchanged row is read
+    by the statement that counts the instance in it (``<row>_count_instance``: one
+    statement where a read and a later update were). PostgreSQL keeps the one upsert (a
+    read after it would be another round trip; its update of unchanged indexed values is
+    a heap-only tuple) and counts later."""
     if conn.dialect != "sqlite":
-        return conn.one(Q(f"{row}_insert"), values)
-    return conn.one(_insert_if_changed(row), values)
+        return conn.one(Q(f"{row}_insert"), values), False
+    changed = conn.one(_insert_if_changed(row), values)
+    if changed is not None:
+        return changed, False
+    return conn.one(Q(f"{row}_count_instance"), values), True
 
 
 #: Columns an upsert sets that are no change of their own (the row's time stamp).

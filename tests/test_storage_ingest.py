@@ -181,7 +181,8 @@ def test_counters_match_the_rows_after_mixed_stores_and_deletes(archive: Archive
     into a new row, an existing row the instance changes (a new Study Description), or
     an existing unchanged row (counted by the statement that reads it on SQLite);
     instances arriving out of order, new series in existing studies, a replaced
-    instance, an instance refused for a series of another study, deletions."""
+    instance, an instance refused for a series of another study, instances naming
+    another patient than their study's, deletions."""
     studies = [uid() for _ in range(3)]
     series = {study: [uid(), uid()] for study in studies}
     stored = []
@@ -204,6 +205,16 @@ def test_counters_match_the_rows_after_mixed_stores_and_deletes(archive: Archive
     intruder = make_dataset(study_uid=uid(), series_uid=stored[1].SeriesInstanceUID)
     refused = archive.store_bytes(to_bytes(intruder), ORIGIN)
     assert refused.reject_kind is RejectKind.CONFLICT
+    # Another Patient ID in a stored study, a new one and one that exists (unchanged):
+    # the instance counts under the study's patient (the one it arrived with first).
+    for patient_id in ("P9", "P1"):
+        moved = make_dataset(
+            study_uid=studies[0],
+            series_uid=series[studies[0]][0],
+            patient_id=patient_id,
+            modality="CT",
+        )
+        assert archive.store_bytes(to_bytes(moved), ORIGIN).status is Status.STORED
     _assert_counters_match_rows(archive)
     assert archive.delete(sop_uid=stored[0].SOPInstanceUID) == 1
     assert archive.delete(series_uid=series[studies[1]][0]) > 0

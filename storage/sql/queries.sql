@@ -11,9 +11,11 @@ ON CONFLICT (patient_id, issuer_of_patient_id) DO UPDATE SET
     patient_birth_date = excluded.patient_birth_date, patient_sex = excluded.patient_sex
 RETURNING id
 
--- name: patient_existing
-SELECT id FROM patients
+-- name: patient_count_instance
+-- An existing patient's row read and an instance counted in it (as study_count_instance).
+UPDATE patients SET num_instances = num_instances + 1
 WHERE patient_id = :patient_id AND issuer_of_patient_id = :issuer_of_patient_id
+RETURNING id
 
 -- name: study_insert
 INSERT INTO studies (patient_fk, study_uid, study_date, study_time, accession_number, study_id,

@@ -7,6 +7,7 @@ standard says; anything else left to pynetdicom."""
 from __future__ import annotations
 
 import socket
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -314,6 +315,32 @@ def test_one_thread_and_no_pynetdicom_association(tmp_path: Path) -> None:
         name for name in started if name.startswith("direct-")
     ]
     assert len([name for name in started if name.startswith("direct-")]) == 1
+
+
+def test_an_association_no_thread_can_serve_is_aborted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """PS3.8 9.3.8 (Table 9-26): an association accepted by the listener that no thread
+    can be started to serve gets an A-ABORT from the service provider (source 2, reason
+    not specified) instead of a connection closed unannounced; once threads can be had
+    again the next association is served (nothing left counted)."""
+    with in_process_dimse(tmp_path) as (server, _):
+        original = threading.Thread.start
+
+        def no_serving_thread(thread: threading.Thread) -> None:
+            if thread.name.startswith("direct-"):
+                raise RuntimeError("can't start new thread")
+            original(thread)
+
+        monkeypatch.setattr(threading.Thread, "start", no_serving_thread)
+        with _associated(server.port) as sock:
+            assert _read_pdu(sock) == bytes([0x07, 0, 0, 0, 0, 4, 0, 0, 2, 0])
+        monkeypatch.undo()
+        with _associated(server.port) as sock:
+            sock.sendall(_echo_rq(1))
+            assert _read_pdu(sock)[:1] == b"\x04"
+            sock.sendall(RELEASE_RQ)
+            assert _read_pdu(sock) == RELEASE_RP
 
 
 def test_at_the_association_limit_the_request_is_rejected(tmp_path: Path) -> None:

@@ -220,7 +220,7 @@ def insert_instance(conn: Connection, record: InstanceRecord) -> None:
     series_row, series_counted = _file_under(
         conn, "series", {**record.series, "study_fk": study_fk}
     )
-    series_fk, series_study_fk, series_count = series_row
+    series_fk, series_study_fk, series_count, *prior_modality = series_row
     if series_study_fk != study_fk:
         owner = conn.one(Q("study_uid_by_id"), {"id": series_study_fk})
         raise HierarchyConflict(
@@ -251,15 +251,25 @@ def insert_instance(conn: Connection, record: InstanceRecord) -> None:
         )
     # A new instance can only add to the study's lists: merge its values in rather
     # than list every series and instance of the study again, which would make each
-    # insert into a large study scan all of it.
-    modalities = _split_list(_modalities)
-    classes = _split_list(sop_classes)
-    modality = record.series.get("modality") or ""
+    # insert into a large study scan all of it. Except when it changes the Modality of
+    # a stored series (the row takes the latest instance's): the old value stays listed
+    # only if another series has it, so the study's series are listed again then.
+    listed_modalities = _split_list(_modalities)
+    listed_classes = _split_list(sop_classes)
+    modality = record.series["modality"]
+    # PostgreSQL returns the series' Modality before its upsert (``_upsert``); SQLite
+    # tells only that some series value changed (``_file_under``), perhaps the Modality.
+    modality_changed = prior_modality[0] != modality if prior_modality else not series_counted
+    if new_series:
+        modalities = listed_modalities | ({modality} if modality else set())
+    elif modality_changed:
+        modalities = {r[0] for r in conn.all(Q("study_modalities"), {"id": study_fk}) if r[0]}
+    else:
+        modalities = listed_modalities
     sop_class = record.instance["sop_class_uid"] or ""
-    if (new_series and modality and modality not in modalities) or (
-        sop_class and sop_class not in classes
-    ):
-        _set_lists(conn, study_fk, modalities | {modality}, classes | {sop_class})
+    classes = listed_classes | ({sop_class} if sop_class else set())
+    if modalities != listed_modalities or classes != listed_classes:
+        _set_lists(conn, study_fk, modalities, classes)
 
 
 def _file_under(conn: Connection, row: str, values: Mapping[str, Any]) -> tuple[Any, bool]:
@@ -274,11 +284,26 @@ def _file_under(conn: Connection, row: str, values: Mapping[str, Any]) -> tuple[
     read after it would be another round trip; its update of unchanged indexed values is
     a heap-only tuple) and counts later."""
     if conn.dialect != "sqlite":
-        return conn.one(Q(f"{row}_insert"), values), False
+        return conn.one(_upsert(row), values), False
     changed = conn.one(_insert_if_changed(row), values)
     if changed is not None:
         return changed, False
     return conn.one(Q(f"{row}_count_instance"), values), True
+
+
+@cache
+def _upsert(row: str) -> str:
+    """``<row>_insert`` as PostgreSQL runs it: a series' also returns the series'
+    Modality before the statement (NULL for a new series), which ``insert_instance``
+    needs to keep ModalitiesInStudy right when an instance changes it. A subquery reads
+    the statement's snapshot, which does not see the statement's own update: the old
+    value in the same statement, no other round trip. (SQLite's ``RETURNING`` subqueries
+    see the row after the change; there ``_insert_if_changed`` tells a changed row.)"""
+    plain = Q(f"{row}_insert")
+    if row != "series":
+        return plain
+    prior = "SELECT prior.modality FROM series prior WHERE prior.series_uid = :series_uid"
+    return f"{plain},\n    ({prior})"
 
 
 #: Columns an upsert sets that are no change of their own (the row's time stamp).

@@ -543,3 +543,66 @@ def test_a_later_instance_updates_changed_attributes_and_leaves_the_rest(
     (patient,) = archive.query(_q("PATIENT", PatientID="PID001")).rows
     assert patient["NumberOfPatientRelatedInstances"] == 4
     assert archive.stats()["patients"] == 1
+
+
+def test_modalities_in_study_follow_a_stored_series_whose_modality_changes(
+    archive: Archive,
+) -> None:
+    """ModalitiesInStudy (PS3.4 Table C.6-5) is the Modality of the study's series as
+    their rows say, also when an instance of a stored series arrives with another
+    Modality (the series row takes the latest instance's): the new value is listed and
+    the old one goes unless another series has it. Whether the instance is new, replaces
+    one with the same SOP Instance UID or is corrected in place by an admin modification
+    (``keep_uids``: the same ingest path with ``replace``); then after deletes."""
+    from noctis_pacs.core.modify import parse_modify
+
+    def listed(study: str) -> list[str]:
+        (row,) = archive.query(_q("STUDY", StudyInstanceUID=study)).rows
+        return list(row["ModalitiesInStudy"])
+
+    def series_say(study: str) -> list[str]:
+        rows = archive.query(_q("SERIES", StudyInstanceUID=study)).rows
+        return sorted({row["Modality"] for row in rows})
+
+    def matched(modality: str) -> set[str]:
+        rows = archive.query(_q("STUDY", ModalitiesInStudy=modality)).rows
+        return {row["StudyInstanceUID"] for row in rows}
+
+    def store(study: str, series: str, modality: str, **values: object) -> str:
+        ds = make_dataset(study_uid=study, series_uid=series, modality=modality, **values)  # type: ignore[arg-type]
+        assert archive.store_bytes(to_bytes(ds), ORIGIN).status is Status.STORED
+        return str(ds.SOPInstanceUID)
+
+    # CT -> MR, MR listed nowhere yet: MR appears, CT goes.
+    alone, alone_series = uid(), uid()
+    store(alone, alone_series, "CT")
+    store(alone, alone_series, "CT")
+    store(alone, alone_series, "MR")
+    assert series_say(alone) == ["MR"]
+    assert listed(alone) == ["MR"]
+    assert alone in matched("MR") and alone not in matched("CT")
+
+    # CT -> MR with MR listed already from another series: CT must go.
+    study, ct_series, mr_series = uid(), uid(), uid()
+    first = store(study, ct_series, "CT")
+    second = store(study, ct_series, "CT")
+    store(study, mr_series, "MR")
+    assert listed(study) == ["CT", "MR"]
+    store(study, ct_series, "MR")
+    assert series_say(study) == listed(study) == ["MR"]
+    assert study not in matched("CT")
+    # A replaced instance (same SOP Instance UID, other content) turns the series back.
+    store(study, ct_series, "CT", sop_uid=first, instance_number=99)
+    assert series_say(study) == listed(study) == ["CT", "MR"]
+    # An admin modification in place (replace through the ingest path).
+    corrected = parse_modify({"replace": {"Modality": "US"}, "keep_uids": True})
+    assert archive.modify(corrected, study_uid=study, series_uid=ct_series, sop_uid=second)
+    assert series_say(study) == listed(study) == ["MR", "US"]
+    assert study in matched("US") and study not in matched("CT")
+    _assert_counters_match_rows(archive)
+
+    assert archive.delete(series_uid=mr_series) == 1
+    assert series_say(study) == listed(study) == ["US"]
+    assert archive.delete(sop_uid=first) == 1
+    assert series_say(study) == listed(study) == ["US"]
+    _assert_counters_match_rows(archive)

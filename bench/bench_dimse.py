@@ -636,6 +636,23 @@ def main() -> None:
 STORE_CASES = ("small x1", "small x4", "ct x1", "ct x4", "small x4 indexed")
 
 
+def paired(results: dict[str, object]) -> None:
+    """Noctis over Orthanc within each repeat (the targets store one after the other in
+    a repeat, so a slow spell of the machine that spans a repeat falls on both): a second
+    reading of the table above, steadier than its ratio of medians on a noisy machine."""
+    rates: dict[str, list[float]] = results.get("rates", {})  # type: ignore[assignment]
+    lines = []
+    for case in STORE_CASES:
+        ours, theirs = rates.get(f"noctis {case}"), rates.get(f"orthanc {case}")
+        if ours and theirs:
+            ratios = [a / b for a, b in zip(ours, theirs, strict=False)]
+            each = " ".join(f"{r:.2f}" for r in ratios)
+            lines.append(f"  {case:27s} {statistics.median(ratios):5.2f}   ({each})")
+    if lines:
+        print("\nC-STORE noctis/orthanc within each repeat: median (each repeat)")
+        print("\n".join(lines))
+
+
 def print_table(results: dict[str, object]) -> None:
     store: dict[str, dict[str, float]] = results["store"]  # type: ignore[assignment]
     print(
@@ -649,6 +666,7 @@ def print_table(results: dict[str, object]) -> None:
         )
         print(f"  {case:27s} {n:8.1f} {o:9.1f} {p:9.1f} {w:9.1f} "
               f"{n / o:9.2f} {n / p:6.2f} {n / w:10.2f}")  # fmt: skip
+    paired(results)
     if "noctis-base" in store:
         print(
             "\nA/B against --baseline-src (instances/s, ratio new/base, new/orthanc, base/orthanc)"

@@ -267,8 +267,10 @@ def insert_instance(conn: Connection, record: InstanceRecord) -> None:
     else:
         modalities = listed_modalities
     sop_class = record.instance["sop_class_uid"] or ""
-    classes = listed_classes | ({sop_class} if sop_class else set())
-    if modalities != listed_modalities or classes != listed_classes:
+    classes = listed_classes
+    if sop_class and sop_class not in classes:  # no new set for the usual instance
+        classes = classes | {sop_class}
+    if modalities != listed_modalities or classes is not listed_classes:
         _set_lists(conn, study_fk, modalities, classes)
 
 

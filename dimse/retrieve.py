@@ -10,6 +10,7 @@ accepted (``noctis_pacs.core.transcode``, the converter WADO-RS uses too).
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
@@ -124,11 +125,13 @@ def _prepare(
     """The dataset to send; on failure a stub whose send fails (counted as failed).
 
     With ``direct`` (a C-MOVE sub-association, whose ``send_c_store`` is
-    ``dimse.fastpath.sender``'s) an instance sent as stored is only named, with its file."""
+    ``dimse.fastpath.sender``'s) an instance sent as stored is only named, with its blob."""
     target = choose_syntax(location.transfer_syntax_uid, accepted)
-    path = archive.blob_path(location) if direct else None
-    if target is not None and target == location.transfer_syntax_uid and path is not None:
-        return StoredInstance(path, location.sop_class_uid, location.sop_uid, target)
+    if direct and target is not None and target == location.transfer_syntax_uid:
+        opener = functools.partial(archive.open_blob, location)
+        return StoredInstance(
+            opener, location.size, location.sop_class_uid, location.sop_uid, target
+        )
     if target is not None:
         try:
             with archive.open_blob(location) as fh:

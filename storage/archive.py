@@ -6,6 +6,7 @@ how blobs are laid out or what the index looks like.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -201,6 +202,7 @@ class Archive:
             Path(storage.data_dir),
             fsync=storage.fsync == "always",
             min_free_bytes=storage.min_free_mb * 2**20,
+            packs=storage.packs,
         )
         self.writer = IndexWriter(self.db, max_batch=storage.max_batch)
         self.ingestor = Ingestor(
@@ -478,9 +480,6 @@ class Archive:
         of a body cut short); one ``stat`` per instance."""
         return [loc.sop_uid for loc in locations if self.blobs.size(loc.blob_key) != loc.size]
 
-    def blob_path(self, location: InstanceLocation) -> Path | None:
-        return self.blobs.local_path(location.blob_key)
-
     def iter_blob(self, location: InstanceLocation, chunk: int = 1 << 20) -> Iterator[bytes]:
         """The stored file's bytes as the index records its size (which a retrieve's
         Content-Length counts), in reads of at most ``chunk`` (``read_sized``)."""
@@ -599,6 +598,7 @@ class Archive:
         keys: list[str] = self.writer.run(work)
         for key in keys:
             self.blobs.delete(key)
+        self.blobs.sweep_packs(keys)
         return len(keys)
 
     def stats(self) -> dict[str, int]:
@@ -690,14 +690,15 @@ class Archive:
         or the stored files; the number of instances (0: nothing matched). Raises
         ``MediaError`` when an instance cannot get a DICOMDIR record."""
         locations = self.locate_uids(study_uid, series_uid)
-        files = []
-        for location in locations:
-            path = self.blob_path(location)
-            if path is None or not path.exists():
-                raise MediaError(f"instance {location.sop_uid} has no stored file")
-            files.append((location.sop_uid, path))
-        if not files:
+        missing = self.missing_blobs(locations)
+        if missing:
+            raise MediaError(f"instance {missing[0]} has no stored file")
+        if not locations:
             return 0
+        files = [
+            (location.sop_uid, functools.partial(self.open_blob, location))
+            for location in locations
+        ]
         return write_zip(files, target, dicomdir=dicomdir)
 
     def retention_run(self, *, dry_run: bool, principal: str = "retention") -> dict[str, Any]:
@@ -774,13 +775,20 @@ class Archive:
         from storage.index import build_record
         from storage.parse import header_metadata, read_header
 
-        path = self.blobs.local_path(key)
+        size = self.blobs.size(key)
+        if size is None:
+            return None, "cannot be read: it is gone"
         try:
-            size = path.stat().st_size
             digest = hashlib.sha256()
-            with open(path, "rb") as fh:
+            with self.blobs.open(key) as fh:
                 while chunk := fh.read(1 << 20):
                     digest.update(chunk)
+                recorded = self.blobs.sha256_recorded(key)
+                if recorded is not None and recorded != digest.hexdigest():
+                    return None, (
+                        "an interrupted write (its bytes differ from the SHA-256 its pack"
+                        " recorded); it was never acknowledged"
+                    )
                 fh.seek(0)
                 parsed = read_header(fh, size)
         except ParseError as exc:

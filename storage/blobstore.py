@@ -21,9 +21,22 @@ import re
 import shutil
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import BinaryIO, Protocol
+
+from storage.packs import (
+    PackWriter,
+    Place,
+    make_key,
+    open_slice,
+    pack_names,
+    parse_key,
+    record_sha256,
+    scan,
+    sweep,
+)
+from storage.packs import delete as delete_record
 
 
 class StorageFullError(OSError):
@@ -45,6 +58,8 @@ class BlobWriter(Protocol):
     def abandon(self) -> None: ...
     @property
     def in_memory(self) -> bytes | None: ...
+    @property
+    def on_disk(self) -> bool: ...
     @property
     def sha256(self) -> str: ...
     @property
@@ -91,6 +106,7 @@ class _FileWriter:
         digest: hashlib._Hash | None = None,
         size: int = 0,
         on_disk: bool = False,
+        keep_small: bool = False,
     ) -> None:
         # A new blob's temporary name is made when first needed (``path``): a small one
         # gets it in ``finish``, on the thread that stores it, not on the receiving one.
@@ -101,6 +117,7 @@ class _FileWriter:
         self._memory: bytearray | None = None if on_disk else bytearray()
         self._frozen: bytes | None = None  # the small blob, once finished
         self._on_disk = on_disk
+        self._keep_small = keep_small  # a small blob is not written by ``finish`` (a pack's)
         self._finished = False
         self.size = size
 
@@ -142,6 +159,11 @@ class _FileWriter:
         return self._digest.hexdigest()
 
     @property
+    def on_disk(self) -> bool:
+        """Whether the blob has a temporary file of its own."""
+        return self._on_disk
+
+    @property
     def path(self) -> Path:
         if self._path is None:
             assert self._name_path is not None
@@ -155,7 +177,8 @@ class _FileWriter:
         if self._memory is not None and self._handle is None:
             self._frozen = bytes(self._memory)
             self._memory = None
-            self._spill(self._frozen)
+            if not self._keep_small:
+                self._spill(self._frozen)
         if self._handle is not None:
             self._handle.flush()
             if fsync:
@@ -193,12 +216,18 @@ class FileSystemBlobStore:
     in docs/performance-dicomweb.md).
     """
 
-    def __init__(self, root: Path, *, fsync: bool = True, min_free_bytes: int = 0) -> None:
+    def __init__(
+        self, root: Path, *, fsync: bool = True, min_free_bytes: int = 0, packs: bool = True
+    ) -> None:
         self.root = root
         self.blobs = root / "blobs"
         self.tmp = root / "tmp"
         self.fsync = fsync
         self.min_free_bytes = min_free_bytes
+        #: Small blobs go to pack files (``storage.packs``); either way every kind is read.
+        self.packs = packs
+        self._packs_text = str(root / "packs")
+        self._pack_writer = PackWriter(self._packs_text, fsync=fsync)
         self.blobs.mkdir(parents=True, exist_ok=True)
         self.tmp.mkdir(parents=True, exist_ok=True)
         # Paths as text on the store's hot path (a pathlib join or hash costs microseconds,
@@ -216,7 +245,7 @@ class FileSystemBlobStore:
 
     def create(self) -> _FileWriter:
         self._check_room()
-        return _FileWriter(self.new_temp_path)
+        return _FileWriter(self.new_temp_path, keep_small=self.packs)
 
     def adopt(self, path: Path) -> _FileWriter:
         """Take over a finished file already inside ``root/tmp`` (no copy), hashing it."""
@@ -278,9 +307,19 @@ class FileSystemBlobStore:
         return key
 
     def place(self, writer: BlobWriter) -> str:
-        """Close the blob and rename it into place; returns its key. Not yet durable:
-        ``sync`` makes it so (the ingest pipeline, before indexing it)."""
+        """Close the blob and rename it into place, or append it to this process's pack
+        when it is small and was never written to a file; returns its key. Not yet
+        durable: ``sync`` makes it so (the ingest pipeline, before indexing it)."""
         writer.finish(False)
+        small = writer.in_memory
+        if small is not None and not writer.on_disk:
+            writer.abandon()
+            try:
+                return self._pack_writer.append(small, writer.sha256)
+            except OSError as exc:
+                if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                    raise StorageFullError(exc.errno, "no space left in the blob store") from exc
+                raise
         # The temporary file is named by a fresh UUID already: it becomes the blob's key
         # (one UUID per blob; a generated name never comes from attribute text).
         key = writer.path.stem
@@ -304,6 +343,9 @@ class FileSystemBlobStore:
             return
         folders: dict[str, None] = {}
         for key in keys:
+            if key[0] == "p":
+                self._pack_writer.sync(key)
+                continue
             path = self._file(key)
             fd = os.open(path, os.O_RDONLY)
             try:
@@ -316,42 +358,75 @@ class FileSystemBlobStore:
 
     def discard(self, writer: BlobWriter) -> None:
         writer.abandon()
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(writer.path)
+        if writer.on_disk:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(writer.path)
+
+    def _packed(self, key: str) -> tuple[str, Place] | None:
+        """A packed blob's pack file and place; ``None`` for a blob in a file of its own."""
+        place = parse_key(key) if key[:1] == "p" else None
+        if place is None:
+            return None
+        return f"{self._packs_text}/{place.pack}.pack", place
 
     def open(self, key: str) -> BinaryIO:
+        packed = self._packed(key)
+        if packed is not None:
+            path, place = packed
+            return open_slice(path, place.offset, place.length)
         return open(self._path(key), "rb")
 
     def read_range(self, key: str, offset: int, length: int) -> bytes:
-        with open(self._path(key), "rb") as fh:
+        with self.open(key) as fh:
             fh.seek(offset)
             return fh.read(length)
 
-    def local_path(self, key: str) -> Path:
-        return self._path(key)
+    def local_path(self, key: str) -> Path | None:
+        """The blob's own file; ``None`` for a packed blob (read it with ``open``)."""
+        return None if self._packed(key) is not None else self._path(key)
 
     def exists(self, key: str) -> bool:
-        try:
-            return self._path(key).is_file()
-        except KeyError:
-            return False
+        return self.size(key) is not None
 
     def size(self, key: str) -> int | None:
         """The blob's size in bytes, ``None`` when it does not exist."""
         try:
-            return self._path(key).stat().st_size
+            packed = self._packed(key)
+            if packed is None:
+                return self._path(key).stat().st_size
+            path, place = packed
+            return place.length if record_sha256(path, place.offset, place.length) else None
         except (KeyError, FileNotFoundError, NotADirectoryError):
             return None
 
+    def sha256_recorded(self, key: str) -> str | None:
+        """The SHA-256 a packed blob's record holds (``None``: not packed, or unknown):
+        what a blob read back from a pack after a power cut is checked against."""
+        packed = self._packed(key)
+        if packed is None:
+            return None
+        path, place = packed
+        return record_sha256(path, place.offset, place.length)
+
     def delete(self, key: str) -> None:
+        packed = self._packed(key)
+        if packed is not None:
+            path, place = packed
+            delete_record(path, place.offset, place.length)
+            return
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self._path(key))
 
     def iter_keys(self) -> Iterator[str]:
-        """Keys of the blobs laid out as this store writes them (``abc/<key>.dcm``)."""
+        """Keys of the blobs laid out as this store writes them (``abc/<key>.dcm``), then
+        of the live records of every pack."""
         for path in sorted(self.blobs.glob("???/*.dcm")):
             if self._is_blob_path(path):
                 yield path.stem
+        for name in pack_names(self._packs_text):
+            for record in scan(f"{self._packs_text}/{name}.pack"):
+                if record.live:
+                    yield make_key(name, record.offset, record.length)
 
     def _is_blob_path(self, path: Path) -> bool:
         try:
@@ -368,6 +443,16 @@ class FileSystemBlobStore:
 
     def free_bytes(self) -> int:
         return shutil.disk_usage(self.root).free
+
+    def sweep_packs(self, keys: Iterable[str] | None = None) -> int:
+        """Remove the packs whose every record was deleted and no process writes to:
+        those holding ``keys`` (blobs just deleted), or all; how many."""
+        names = None
+        if keys is not None:
+            names = {place.pack for key in keys if (place := parse_key(key)) is not None}
+            if not names:
+                return 0
+        return sweep(self._packs_text, names)
 
     def clean_temporary(self, older_than: float = 3600.0) -> int:
         """Remove leftovers of interrupted writes older than ``older_than`` seconds.

@@ -11,8 +11,9 @@ from __future__ import annotations
 import shutil
 import tempfile
 import zipfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import BinaryIO
 
 from pydicom.fileset import FileSet
 
@@ -24,20 +25,34 @@ class MediaError(ValueError):
     """The instances cannot be written as PS3.10 media; the message says why."""
 
 
-def write_zip(files: Sequence[tuple[str, Path]], target: Path, *, dicomdir: bool) -> int:
-    """Write ``files`` ((SOP Instance UID, stored path)) into the zip ``target``: as PS3.10
+#: A Part 10 file to put in a zip: its path, or what opens it (a blob in a pack).
+Source = Path | Callable[[], BinaryIO]
+
+
+def write_zip(files: Sequence[tuple[str, Source]], target: Path, *, dicomdir: bool) -> int:
+    """Write ``files`` ((SOP Instance UID, source)) into the zip ``target``: as PS3.10
     media with a DICOMDIR, or as ``<SOP Instance UID>.dcm``. Returns the number of
     instances written; raises ``MediaError`` when a record cannot be built."""
     with zipfile.ZipFile(target, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as zf:
         if not dicomdir:
-            for sop_uid, path in files:
-                zf.write(path, f"{sop_uid}.dcm")
+            for sop_uid, source in files:
+                if isinstance(source, Path):
+                    zf.write(source, f"{sop_uid}.dcm")
+                    continue
+                with source() as src, zf.open(f"{sop_uid}.dcm", "w", force_zip64=True) as dst:
+                    shutil.copyfileobj(src, dst, 1 << 20)
             return len(files)
         with tempfile.TemporaryDirectory(prefix="noctis-media-", dir=target.parent) as tmp:
             root = Path(tmp) / "media"
+            staged = Path(tmp) / "stored"
+            staged.mkdir()
             fileset = FileSet()
             fileset.ID = FILESET_ID
-            for sop_uid, path in files:
+            for n, (sop_uid, source) in enumerate(files):
+                path = source if isinstance(source, Path) else staged / f"{n}.dcm"
+                if not isinstance(source, Path):  # FileSet copies a path's file as stored
+                    with source() as src, open(path, "wb") as dst:
+                        shutil.copyfileobj(src, dst, 1 << 20)
                 try:
                     fileset.add(path)
                 except (ValueError, KeyError, AttributeError) as exc:

@@ -549,7 +549,8 @@ def test_missing_blob_fails_before_the_body_starts(server_factory: object) -> No
         ).status_code
         == 200
     )
-    (blob,) = list((srv.data_dir / "blobs").rglob("*.dcm"))
+    # The instance's file, or the pack holding it (storage.packs).
+    (blob,) = [*(srv.data_dir / "blobs").rglob("*.dcm"), *(srv.data_dir / "packs").glob("*")]
     blob.unlink()
     response = httpx.get(f"{srv.dicomweb_url}/studies/{ds.StudyInstanceUID}", timeout=30)
     assert response.status_code == 500

@@ -17,6 +17,7 @@ from pynetdicom.dimse_primitives import C_STORE
 from pynetdicom.dsutils import split_dataset
 from pynetdicom.sop_class import CTImageStorage, SecondaryCaptureImageStorage, Verification
 
+from storage.part10 import data_set_offset
 from tests.conftest import RunningServer
 from tests.factory import bundled_dicom_files, ct_series, make_dataset, uid
 from tests.test_dimse_support import FAST_PATH, associate, dcmtk, server_archive, write_files
@@ -125,9 +126,11 @@ def test_stored_byte_for_byte_as_received(
         with server_archive(server) as archive:
             located = archive.locate_uids(sop_uid=sop_uid)
             assert located and located[0].transfer_syntax_uid == ts
-            stored = archive.blob_path(located[0])
-        _, stored_offset = split_dataset(stored)
-        assert stored.read_bytes()[stored_offset:] == path.read_bytes()[sent_offset:], ts
+            with archive.open_blob(located[0]) as fh:
+                stored = fh.read()
+        stored_offset = data_set_offset(stored)
+        assert stored_offset is not None, ts
+        assert stored[stored_offset:] == path.read_bytes()[sent_offset:], ts
 
 
 def test_serve_lays_out_the_blob_store_in_the_background(server: RunningServer) -> None:

@@ -7,7 +7,9 @@ read from the index afterwards):
 
 1. the blob's data synced (``fdatasync``/``fsync`` of the temporary file, or of the
    blob after its rename into place) and its folder synced after the rename, both
-   finished
+   finished; or, for a blob appended to a pack (``storage.packs``, the default), the
+   pack's file and folder synced after the pack was created and an ``fdatasync`` of
+   the pack that started after the record's write finished
 2. before the first write of its index row into the SQLite WAL starts (so the row can
    never reach the disk before the blob it points at, not even by the kernel's own
    write-back), and
@@ -98,7 +100,7 @@ def parse(text: str) -> Trace:
             trace.calls.append(call)
         if call.name == "openat" and call.result >= 0:
             fds[call.result] = call.args.split('"')[1]
-        elif call.name in ("fdatasync", "fsync", "pwrite64"):
+        elif call.name in ("fdatasync", "fsync", "pwrite64", "pwritev", "pwritev2"):
             fd = re.match(r"\s*(\d+)", call.args)
             call.path = fds.get(int(fd.group(1)), "") if fd else ""
     return trace
@@ -118,13 +120,13 @@ def store(port: int, datasets: list[object]) -> None:
         assoc.release()
 
 
-@pytest.mark.parametrize("workers", [1, 2])
-def test_blob_then_index_then_response(tmp_path: Path, workers: int) -> None:
+@pytest.mark.parametrize(("workers", "packs"), [(1, True), (2, True), (1, False)])
+def test_blob_then_index_then_response(tmp_path: Path, workers: int, packs: bool) -> None:
     data = tmp_path / "data"
     port = free_port()
     config = tmp_path / "noctis.toml"
     config.write_text(  # storage.fsync left at its default
-        f'[storage]\ndata_dir = "{data}"\n'
+        f'[storage]\ndata_dir = "{data}"\npacks = {str(packs).lower()}\n'
         f'[dimse]\nhost = "127.0.0.1"\nport = {port}\nae_title = "NOCTIS"\n'
         f"workers = {workers}\n"
         '[logging]\nlevel = "WARNING"\n'
@@ -144,7 +146,7 @@ def test_blob_then_index_then_response(tmp_path: Path, workers: int) -> None:
             trace_paths.append(tmp_path / f"trace-{pid}.txt")
             tracers.append(subprocess.Popen(
                 ["strace", "-f", "-qq", "-s", "6000", "-o", str(trace_paths[-1]), "-p", str(pid),
-                 "-e", "trace=openat,rename,fsync,fdatasync,pwrite64,sendto"],
+                 "-e", "trace=openat,rename,fsync,fdatasync,pwrite64,pwritev,pwritev2,sendto"],
                 stderr=subprocess.DEVNULL,
             ))  # fmt: skip
         time.sleep(1.5)  # attached to every thread
@@ -171,6 +173,7 @@ def test_blob_then_index_then_response(tmp_path: Path, workers: int) -> None:
     with sqlite3.connect(data / "index.sqlite3") as db:
         keys = dict(db.execute("SELECT sop_uid, blob_key FROM instances"))  # noqa: S608
     assert set(sop_uids) <= set(keys)
+    assert all(keys[sop].startswith("p") == packs for sop in sop_uids), "storage.packs ignored"
     traces = [parse(path.read_text(errors="replace")) for path in trace_paths]
     wal = str(data / "index.sqlite3-wal")
     acknowledging: set[int] = set()
@@ -203,12 +206,59 @@ def _wait(port: int, server: subprocess.Popen[bytes]) -> None:
 
 
 def _check_instance(trace: Trace, sop_uid: str, key: str, data: Path, wal: str) -> None:
+    calls = trace.calls
+    row = next(c for c in calls if c.name == "pwrite64" and c.path == wal and sop_uid in c.args)
+    if key.startswith("p"):
+        _check_packed(calls, sop_uid, key, data, row)
+    else:
+        _check_file(calls, sop_uid, key, data, row)
+    response = next(c for c in calls if c.name == "sendto" and sop_uid in c.args)
+    wal_synced = [
+        c
+        for c in calls
+        if c.name in ("fdatasync", "fsync") and c.path == wal and c.start > row.start
+    ]
+    assert wal_synced, f"{sop_uid}: WAL never synced after the row was written"
+    assert wal_synced[0].end < response.start, f"{sop_uid}: acknowledged before the commit sync"
+
+
+def _check_packed(calls: list[Call], sop_uid: str, key: str, data: Path, row: Call) -> None:
+    """A packed blob: its pack durable under its name (file and folder synced after the
+    pack was created), then the record written at the offset its key names, then an
+    ``fdatasync`` of the pack begun after that write ended, all before the row."""
+    folder = str(data / "packs")
+    pack = f"{folder}/{key[1:33]}.pack"
+    created = next(c for c in calls if c.name == "openat" and f'"{pack}"' in c.args)
+    assert "O_CREAT" in created.args, f"{key}: the pack was not created by this process"
+    for path, what in ((pack, "pack file"), (folder, "packs folder")):
+        synced = [
+            c for c in calls if c.name == "fsync" and c.path == path and c.start > created.end
+        ]
+        assert synced, f"{key}: {what} never synced after the pack was created"
+        assert synced[0].end < row.start, f"{sop_uid}: index row written before the {what} sync"
+    offset = int(key[33:45], 16) - 64  # the record's header
+    record = next(
+        c
+        for c in calls
+        if c.name.startswith("pwritev")
+        and c.path == pack
+        and sop_uid in c.args
+        and re.search(rf"\],\s*\d+,\s*{offset}\b", c.args)
+    )
+    data_synced = [
+        c
+        for c in calls
+        if c.name == "fdatasync" and c.path == pack and c.result == 0 and c.start > record.end
+    ]
+    assert data_synced, f"{key}: the record was never synced after its write"
+    assert data_synced[0].end < row.start, f"{sop_uid}: index row written before its record synced"
+
+
+def _check_file(calls: list[Call], sop_uid: str, key: str, data: Path, row: Call) -> None:
     blob = str(data / "blobs" / key[:3] / f"{key}.dcm")
     folder = str(data / "blobs" / key[:3])
-    calls = trace.calls
     renamed = next(c for c in calls if c.name == "rename" and f'"{blob}"' in c.args)
     temporary = renamed.args.split('"')[1]
-    row = next(c for c in calls if c.name == "pwrite64" and c.path == wal and sop_uid in c.args)
     # The data: synced as the temporary file, or as the blob after its rename.
     data_synced = [
         c
@@ -225,11 +275,3 @@ def _check_instance(trace: Trace, sop_uid: str, key: str, data: Path, wal: str) 
     ]
     assert folder_synced, f"{key}: folder never synced after the rename"
     assert folder_synced[0].end < row.start, f"{sop_uid}: index row written before its name"
-    response = next(c for c in calls if c.name == "sendto" and sop_uid in c.args)
-    wal_synced = [
-        c
-        for c in calls
-        if c.name in ("fdatasync", "fsync") and c.path == wal and c.start > row.start
-    ]
-    assert wal_synced, f"{sop_uid}: WAL never synced after the row was written"
-    assert wal_synced[0].end < response.start, f"{sop_uid}: acknowledged before the commit sync"

@@ -15,6 +15,7 @@ from pydicom.encaps import generate_frames
 
 from storage.archive import Archive, Origin, Status
 from storage.ingest import RejectKind
+from tests.blob_support import overwrite_blob, remove_blob
 from tests.factory import bundled_dicom_files, make_dataset, make_instance, to_bytes, uid
 
 ORIGIN = Origin("test", ae="TESTSCU", host="127.0.0.1")
@@ -282,8 +283,8 @@ def test_verify_and_reindex_round_trip(archive: Archive) -> None:
     # A blob corrupted on disk, and one removed, are both reported.
     keys = list(archive.blobs.iter_keys())
     assert len(keys) == 5
-    archive.blobs.local_path(keys[0]).write_bytes(b"corrupted")
-    archive.blobs.local_path(keys[1]).unlink()
+    overwrite_blob(archive.blobs, keys[0], b"corrupted")
+    remove_blob(archive.blobs, keys[1])
     report = archive.verify()
     assert len(report["corrupt"]) == 1 and len(report["missing"]) == 1 and not report["ok"]
 
@@ -405,10 +406,10 @@ def test_store_encoded_dataset_as_a_dimse_peer_sends_it(archive: Archive) -> Non
 
 
 def test_temporary_files_fan_out_and_leftovers_are_cleaned(archive: Archive) -> None:
-    """A blob is written under tmp/a/ (16 folders) and renamed into blobs/abc/; leftovers
-    of interrupted writes, flat or in a folder, are removed once old."""
+    """A blob too big for a pack is written under tmp/a/ (16 folders) and renamed into
+    blobs/abc/; leftovers of interrupted writes, flat or in a folder, are removed once old."""
     writer = archive.begin_blob()
-    writer.write(to_bytes(make_dataset()))
+    writer.write(to_bytes(make_dataset(rows=1024, columns=1024)))  # 2 MiB of pixels
     writer.finish(False)
     assert writer.path.parent.parent == archive.blobs.tmp
     assert writer.path.parent.name == writer.path.stem[0]

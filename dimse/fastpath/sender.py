@@ -35,7 +35,6 @@ as the DIMSE provider would (``cancel_req``) before it reads on.
 from __future__ import annotations
 
 import logging
-import os
 import socket
 import ssl
 import time
@@ -78,23 +77,32 @@ DEFAULT_RESPONSE_TIMEOUT = 60.0
 
 
 class StoredInstance(Dataset):
-    """A sub-operation's instance sent from its file as stored (the SOP UIDs are set so
-    that pynetdicom lists it in the Failed SOP Instance UID List if it fails).
+    """A sub-operation's instance sent as stored, read with ``opener`` (a file of its own
+    or a record in a pack; ``size`` bytes); the SOP UIDs are set so that pynetdicom lists
+    it in the Failed SOP Instance UID List if it fails.
 
     The two UIDs are put in as raw elements, read by pydicom only if pynetdicom asks
     (pydicom's attribute setters validate and convert each value); the sender takes them from ``noctis_source``."""
 
-    def __init__(self, path: Path, sop_class: str, sop_instance: str, syntax: str) -> None:
+    def __init__(
+        self,
+        opener: Callable[[], BinaryIO],
+        size: int,
+        sop_class: str,
+        sop_instance: str,
+        syntax: str,
+    ) -> None:
         super().__init__()
         for tag, value in ((_SOP_CLASS, sop_class), (_SOP_INSTANCE, sop_instance)):
             encoded = uid(value)
             self._dict[tag] = RawDataElement(tag, "UI", len(encoded), encoded, 0, True, True)
-        source = _Source(path, syntax, sop_class, sop_instance)
+        source = _Source(opener, size, syntax, sop_class, sop_instance)
         object.__setattr__(self, "noctis_source", source)
 
 
 class _Source(NamedTuple):
-    path: Path
+    opener: Callable[[], BinaryIO]
+    size: int
     syntax: str
     sop_class: str
     sop_instance: str
@@ -139,7 +147,7 @@ def _context_id(assoc: Association, sop_class: str, syntax: str) -> int:
 
 
 def _stream(
-    sock: socket.socket, context_id: int, command: bytes, fh: BinaryIO, fragment: int
+    sock: socket.socket, context_id: int, command: bytes, fh: BinaryIO, size: int, fragment: int
 ) -> None:
     """Send the command and the stored data set as P-DATA-TF PDUs of ``fragment`` bytes.
 
@@ -149,7 +157,7 @@ def _stream(
     offset = data_set_offset(fh.read(512))
     if offset is None:
         raise _Unsendable("not a standard Part 10 file")
-    remaining = os.fstat(fh.fileno()).st_size - offset
+    remaining = size - offset
     fh.seek(offset)
     per_batch = max(1, SEND_BATCH // fragment) * fragment
     buffer = memoryview(bytearray(min(per_batch, max(remaining, 0))))
@@ -295,7 +303,9 @@ def fast_send_c_store(
         def through_pynetdicom(reason: str = "") -> Dataset:
             if reason:
                 counters.fallback(path, reason)
-            return fallback(dcmread(source.path), msg_id, priority, originator_aet, originator_id)
+            with source.opener() as fh:
+                dataset = dcmread(fh)
+            return fallback(dataset, msg_id, priority, originator_aet, originator_id)
 
         transport = assoc.dul.socket
         sock = transport.socket if transport is not None else None
@@ -323,7 +333,7 @@ def fast_send_c_store(
         if wakeups is None:
             return through_pynetdicom("the sub-association has no wake-ups")
         try:
-            fh = open(source.path, "rb")  # noqa: SIM115 - closed below
+            fh = source.opener()
         except OSError as exc:  # a failed sub-operation; the association goes on
             log.warning("cannot read a stored instance to send: %s", exc)
             return Dataset()
@@ -334,7 +344,7 @@ def fast_send_c_store(
                     return Dataset()
                 if getattr(getattr(transport, "recv", None), "pending", b""):
                     raise _Unsendable("bytes read ahead by the network thread")
-                _stream(sock, context_id, command, fh, fragment)
+                _stream(sock, context_id, command, fh, source.size, fragment)
                 status = read_store_response(sock, msg_id, timeout, on_cancel)
         except _Unsendable as exc:
             return through_pynetdicom(str(exc))

@@ -35,6 +35,9 @@ class StorageSettings:
     min_free_mb: int = 64
     #: Largest number of index writes grouped into one transaction.
     max_batch: int = 256
+    #: Blobs up to 1 MiB are appended to pack files (one durable write shared by
+    #: concurrent stores) rather than each written as a file of its own.
+    packs: bool = True
 
 
 @dataclass(frozen=True)

@@ -214,6 +214,12 @@ class PackSlice(io.RawIOBase):
         self._pos += got
         return got
 
+    def readall(self) -> bytes:
+        """The rest of the blob in one read (``io.RawIOBase`` would read 8 KiB at a time)."""
+        buffer = bytearray(max(0, self._length - self._pos))
+        got = self.readinto(buffer) if buffer else 0
+        return bytes(buffer[:got])
+
     def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
         base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self._length}[whence]
         if base + offset < 0:

@@ -71,6 +71,19 @@ def make_key(pack: str, offset: int, length: int) -> str:
     return f"p{pack}{offset:012x}{length:08x}"
 
 
+#: Counts the forks of this process's ancestry: a pack writer created before a fork
+#: starts a pack of its own in the child (an int compared per append, not ``getpid``).
+_forks = 0
+
+
+def _forked() -> None:
+    global _forks
+    _forks += 1
+
+
+os.register_at_fork(after_in_child=_forked)
+
+
 def _header(magic: bytes, length: int, sha256: bytes) -> bytes:
     body = struct.pack("<Q32s", length, sha256)
     return _HEADER.pack(magic, length, sha256, zlib.crc32(body))
@@ -122,15 +135,17 @@ class PackWriter:
         self.fsync = fsync
         self._lock = threading.Lock()
         self._pack: _Pack | None = None
-        self._pid = os.getpid()
+        self._forks = _forks
         self._pending: dict[str, tuple[_Pack, int]] = {}
 
     def _current(self, size: int) -> _Pack:
         pack = self._pack
-        if pack is None or self._pid != os.getpid() or pack.end + size > PACK_LIMIT:
-            if pack is not None and self._pid == os.getpid():
+        forked = self._forks != _forks
+        if pack is None or forked or pack.end + size > PACK_LIMIT:
+            if forked:  # the parent's pack is the parent's; its lock the child leaves alone
+                self._forks, self._pending = _forks, {}
+            elif pack is not None:
                 self._retire(pack)
-            self._pid = os.getpid()
             pack = self._pack = self._open()
         return pack
 

@@ -92,6 +92,29 @@ def test_concurrent_appends_are_whole_and_distinct(tmp_path: Path) -> None:
     assert sum(packs.HEADER_SIZE + r.length for r in records) == pack.stat().st_size
 
 
+def test_a_forked_child_appends_to_a_pack_of_its_own(tmp_path: Path) -> None:
+    """DIMSE workers are forked: none may append to its parent's pack (each pack has one
+    writing process, so its appends never overlap)."""
+    blobs = FileSystemBlobStore(tmp_path)
+    before = _store(blobs, b"P" * 100)
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: store one blob, report its key, leave at once
+        try:
+            os.write(write, _store(blobs, b"C" * 100).encode())
+        finally:
+            os._exit(0)
+    os.waitpid(pid, 0)
+    child = os.read(read, 200).decode()
+    os.close(read)
+    os.close(write)
+    after = _store(blobs, b"Q" * 100)
+    places = [packs.parse_key(key) for key in (before, child, after)]
+    assert all(places)
+    assert places[0].pack == places[2].pack != places[1].pack  # type: ignore[union-attr]
+    assert [blobs.read_range(k, 0, 1) for k in (before, child, after)] == [b"P", b"C", b"Q"]
+
+
 def test_a_full_pack_is_followed_by_a_new_one(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -477,7 +477,8 @@ class Archive:
     def missing_blobs(self, locations: Iterable[InstanceLocation]) -> list[str]:
         """SOP Instance UIDs whose blob is gone or shorter or longer than indexed
         (checked before a response starts, so a retrieve fails with a status instead
-        of a body cut short); one ``stat`` per instance."""
+        of a body cut short); one ``stat`` per instance, or one read of its pack record's
+        header."""
         return [loc.sop_uid for loc in locations if self.blobs.size(loc.blob_key) != loc.size]
 
     def iter_blob(self, location: InstanceLocation, chunk: int = 1 << 20) -> Iterator[bytes]:

@@ -534,10 +534,14 @@ def test_instance_with_an_overlong_uid_is_still_retrievable(server: RunningServe
     assert httpx.get(bad).status_code == 400
 
 
-def test_missing_blob_fails_before_the_body_starts(server_factory: object) -> None:
-    """A retrieve whose stored file vanished answers an error that says what to run, not a
-    truncated 200 (PS3.18 8.5); the server keeps serving."""
+@pytest.mark.parametrize("lost", ["file", "pack record"])
+def test_missing_blob_fails_before_the_body_starts(server_factory: object, lost: str) -> None:
+    """A retrieve whose stored file vanished (or the pack holding it, or its record in
+    the pack: ``storage.packs``) answers an error that says what to run, not a truncated
+    200 (PS3.18 8.5); the server keeps serving."""
+    from storage.packs import parse_key
     from tests.factory import make_dataset, to_bytes
+    from tests.test_dimse_support import server_archive
 
     srv = server_factory()  # type: ignore[operator]
     ds = make_dataset()
@@ -549,9 +553,14 @@ def test_missing_blob_fails_before_the_body_starts(server_factory: object) -> No
         ).status_code
         == 200
     )
-    # The instance's file, or the pack holding it (storage.packs).
-    (blob,) = [*(srv.data_dir / "blobs").rglob("*.dcm"), *(srv.data_dir / "packs").glob("*")]
-    blob.unlink()
+    if lost == "file":  # the instance's file, or the pack holding it
+        (blob,) = [*(srv.data_dir / "blobs").rglob("*.dcm"), *(srv.data_dir / "packs").glob("*")]
+        blob.unlink()
+    else:
+        with server_archive(srv) as archive:
+            (location,) = archive.locate_uids(str(ds.StudyInstanceUID))
+            assert parse_key(location.blob_key) is not None
+            archive.blobs.delete(location.blob_key)
     response = httpx.get(f"{srv.dicomweb_url}/studies/{ds.StudyInstanceUID}", timeout=30)
     assert response.status_code == 500
     assert "noctis-pacs verify" in response.json()["detail"]

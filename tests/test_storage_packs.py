@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -198,3 +199,21 @@ def test_a_deleted_study_leaves_no_pack_behind(archive: Archive) -> None:
     assert archive.delete(study_uid=study) == 3
     assert pack.exists()  # this process still appends to it
     assert not list(archive.blobs.iter_keys())
+
+
+def test_serve_removes_packs_with_nothing_live_at_start(
+    tmp_path: Path, server_factory: object
+) -> None:
+    """A pack whose last record was deleted while its process still appended to it is
+    removed at the next start; a pack holding a live record is kept."""
+    folder = tmp_path / "data0" / "packs"  # where server_factory's first server keeps data
+    folder.mkdir(parents=True)
+    data = b"x" * 100
+    dead, live = folder / f"{'d' * 32}.pack", folder / f"{'e' * 32}.pack"
+    dead.write_bytes(packs._header(packs.DEAD, len(data), bytes(32)) + data)
+    live.write_bytes(packs._header(packs.LIVE, len(data), bytes(32)) + data)
+    server_factory()  # type: ignore[operator]
+    deadline = time.monotonic() + 20
+    while dead.exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not dead.exists() and live.exists()

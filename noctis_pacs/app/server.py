@@ -211,15 +211,20 @@ def _index_for_logs(url: str) -> str:
 
 
 def _prepare_layout(archive: Archive) -> None:
-    """Create the blob store's missing fan-out folders (a fresh store's first start)."""
+    """Create the blob store's missing fan-out folders (a fresh store's first start), and
+    remove the packs whose every record was deleted while a process still appended to
+    them (a scan of each pack stops at its first live record)."""
     started = time.monotonic()
     try:
         made = archive.blobs.prepare_layout()
+        swept = archive.blobs.sweep_packs()
     except OSError as exc:
         log.warning("could not prepare the blob store's folders: %s", exc)
         return
     if made:
         log.info("prepared %d blob store folders in %.1f s", made, time.monotonic() - started)
+    if swept:
+        log.info("removed %d pack files with nothing left in them", swept)
 
 
 class PortInUseError(OSError):

@@ -146,18 +146,25 @@ class PackWriter:
                 self._forks, self._pending = _forks, {}
             elif pack is not None:
                 self._retire(pack)
+            self._pack = None  # until a new one is open (that can fail: disk full)
             pack = self._pack = self._open()
         return pack
 
     def _open(self) -> _Pack:
         os.makedirs(self.folder, exist_ok=True)
         pack = _Pack(self.folder)
-        if self.fsync:  # the pack's name is durable before any record in it is
-            os.fsync(pack.fd)
-            _fsync_dir(self.folder)
+        try:
+            if self.fsync:  # the pack's name is durable before any record in it is
+                os.fsync(pack.fd)
+                _fsync_dir(self.folder)
+        except OSError:
+            os.close(pack.fd)
+            raise
         return pack
 
     def _retire(self, pack: _Pack) -> None:
+        if pack.retired:
+            return
         pack.retired = True
         if pack.users == 0:
             os.close(pack.fd)

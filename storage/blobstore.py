@@ -33,6 +33,7 @@ from typing import BinaryIO, Protocol
 from storage.packs import (
     PackWriter,
     Place,
+    fsync_dir,
     make_key,
     open_slice,
     pack_names,
@@ -361,7 +362,7 @@ class FileSystemBlobStore:
                 os.close(fd)
             folders[path.rpartition("/")[0]] = None
         for folder in folders:
-            _fsync_dir(folder)
+            fsync_dir(folder)
 
     def discard(self, writer: BlobWriter) -> None:
         writer.abandon()
@@ -476,11 +477,3 @@ class FileSystemBlobStore:
             except FileNotFoundError:
                 pass
         return count
-
-
-def _fsync_dir(path: str | Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -89,6 +89,17 @@ def _header(magic: bytes, length: int, sha256: bytes) -> bytes:
     return _HEADER.pack(magic, length, sha256, zlib.crc32(body))
 
 
+def _read_header(raw: bytes) -> tuple[bool, int, bytes] | None:
+    """(live, length, SHA-256) of a record header that checks out (magic and CRC);
+    ``None`` for anything else (zeros, a torn write, bytes inside a blob)."""
+    if len(raw) < HEADER_SIZE:
+        return None
+    magic, length, digest, crc = _HEADER.unpack(raw[:HEADER_SIZE])
+    if magic not in (LIVE, DEAD) or zlib.crc32(raw[16:56]) != crc:
+        return None
+    return magic == LIVE, length, bytes(digest)
+
+
 class _Pack:
     """One pack being written: appends reserve their range under the writer's lock and
     write outside it; ``sync`` covers every append completed before it started."""
@@ -156,7 +167,7 @@ class PackWriter:
         try:
             if self.fsync:  # the pack's name is durable before any record in it is
                 os.fsync(pack.fd)
-                _fsync_dir(self.folder)
+                fsync_dir(self.folder)
         except OSError:
             os.close(pack.fd)
             raise
@@ -265,7 +276,6 @@ def open_slice(path: str, offset: int, length: int) -> io.BufferedReader:
 class Record(NamedTuple):
     offset: int  # of the blob's bytes
     length: int
-    sha256: str
     live: bool
 
 
@@ -277,16 +287,10 @@ def scan(path: str) -> Iterator[Record]:
         pos = 0
         while pos + HEADER_SIZE <= size:
             fh.seek(pos)
-            raw = fh.read(HEADER_SIZE)
-            magic, length, digest, crc = _HEADER.unpack(raw)
-            body = raw[16:56]
-            whole = (
-                magic in (LIVE, DEAD)
-                and zlib.crc32(body) == crc
-                and pos + HEADER_SIZE + length <= size
-            )
-            if whole:
-                yield Record(pos + HEADER_SIZE, length, digest.hex(), magic == LIVE)
+            header = _read_header(fh.read(HEADER_SIZE))
+            if header is not None and pos + HEADER_SIZE + header[1] <= size:
+                live, length, _ = header
+                yield Record(pos + HEADER_SIZE, length, live)
                 pos += HEADER_SIZE + length
                 continue
             pos = _next_magic(fh, pos + 1, size)
@@ -320,12 +324,10 @@ def record_sha256(path: str, offset: int, length: int) -> str | None:
         return None
     finally:
         os.close(fd)
-    if len(raw) < HEADER_SIZE or end < offset + length:
+    header = _read_header(raw)
+    if header is None or end < offset + length or header[:2] != (True, length):
         return None
-    magic, recorded, digest, crc = _HEADER.unpack(raw)
-    if magic != LIVE or recorded != length or zlib.crc32(raw[16:56]) != crc:
-        return None
-    return bytes(digest).hex()
+    return header[2].hex()
 
 
 _FALLOC_FL_KEEP_SIZE = 0x01
@@ -357,9 +359,7 @@ def sweep(folder: str, only: set[str] | None = None) -> int:
     """Remove the packs (all, or those named in ``only``) that no process writes to and
     that hold no live record; how many."""
     removed = 0
-    for name in pack_names(folder):
-        if only is not None and name not in only:
-            continue
+    for name in pack_names(folder) if only is None else sorted(only):
         path = f"{folder}/{name}.pack"
         try:
             fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
@@ -385,7 +385,8 @@ def pack_names(folder: str) -> list[str]:
         return []
 
 
-def _fsync_dir(path: str) -> None:
+def fsync_dir(path: str) -> None:
+    """Make a folder's names durable (after a file in it was created or renamed)."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)

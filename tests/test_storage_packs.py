@@ -190,7 +190,7 @@ def test_reindex_skips_a_record_whose_bytes_differ_from_its_hash(archive: Archiv
     assert archive.stats()["instances"] == 1
 
 
-def test_a_deleted_study_leaves_no_pack_behind(archive: Archive) -> None:
+def test_deleting_a_study_deletes_its_pack_records(archive: Archive) -> None:
     study = uid()
     for n in range(3):
         data = to_bytes(make_dataset(study_uid=study, instance_number=n))
